@@ -1,0 +1,923 @@
+/**
+ * The keymesh protocol engine: WireGuard (whitepaper §5–6) as a sans-I/O state machine.
+ *
+ * The runtime feeds it
+ *   handleDatagram / handleDatagramBatch   — bytes that arrived on a UDP path,
+ *   handleTunPacket / handleTunBatch       — IP packets read from the TUN device,
+ *   tick(now)                              — when `nextDeadline()` has passed,
+ * and the engine answers through the `Sink` it was given: datagrams to send on a path, packets to
+ * write to the TUN device, and events. It never reads a clock (every call carries `now`, in
+ * milliseconds of a monotonic clock), never draws randomness except from the injected `random`,
+ * and imports no I/O.
+ *
+ *                 ┌─────────────── Engine ────────────────┐
+ *   TUN packet ──▶│ allowed-IPs → peer → keypair → seal   │──▶ sink.send(path, datagram)
+ *   datagram   ──▶│ index → keypair → replay → open → ACL │──▶ sink.writeTun(packet)
+ *   tick(now)  ──▶│ per-peer timers (timers.ts)           │──▶ sink.event(...)
+ *                 └────────────────────────────────────────┘
+ *
+ * Buffers handed to the sink are only valid during the call (the engine reuses them), and the
+ * engine decrypts received datagrams in place in the caller's buffer.
+ */
+import { AllowedIps } from './allowedips.js';
+import {
+  DEFAULT_MTU,
+  HANDSHAKE_INITIATION_RATE,
+  KEEPALIVE_TIMEOUT,
+  MAX_STAGED_PACKETS,
+  MAX_TIMER_HANDSHAKES,
+  MESSAGE_COOKIE_REPLY,
+  MESSAGE_INITIATION,
+  MESSAGE_RESPONSE,
+  MESSAGE_TRANSPORT_DATA,
+  PADDING_MULTIPLE,
+  REJECT_AFTER_TIME,
+  REKEY_RECEIVE_THRESHOLD,
+  REKEY_TIMEOUT,
+  REKEY_TIMEOUT_JITTER_MAX,
+  TRANSPORT_HEADER_SIZE,
+  UNDER_LOAD_AFTER,
+  UNDER_LOAD_HANDSHAKES_PER_SECOND,
+} from './constants.js';
+import { CookieChecker } from './cookie.js';
+import { nobleCrypto, type Crypto } from './crypto.js';
+import type { EndpointChange, Path } from './endpoint.js';
+import { IndexTable } from './index-table.js';
+import { ipDeclaredLength, ipVersion, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET } from './ip.js';
+import { Keypair } from './keypair.js';
+import {
+  INITIATION_MAC1_OFFSET,
+  messageType,
+  parseCookieReply,
+  parseInitiation,
+  parseResponse,
+  readU32,
+  RESPONSE_MAC1_OFFSET,
+  serializeCookieReply,
+  writeTransportHeader,
+} from './messages.js';
+import {
+  acceptInitiation,
+  consumeInitiation,
+  consumeResponse,
+  createInitiation,
+  createResponse,
+  deriveTransportKeys,
+  LocalIdentity,
+} from './noise.js';
+import { Peer } from './peer.js';
+import { RateLimiter } from './ratelimiter.js';
+import { compareTai64n, tai64n } from './tai64n.js';
+import { TIMER_NAMES, type TimerName } from './timers.js';
+import { createNobleTransportAead, type TransportAead } from './transport-aead.js';
+
+export type EngineEvent =
+  | { type: 'handshake-initiated'; peer: Peer; retry: boolean }
+  | { type: 'handshake-complete'; peer: Peer; initiator: boolean }
+  | { type: 'handshake-failed'; peer: Peer }
+  | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path }
+  | { type: 'keys-zeroed'; peer: Peer };
+
+export interface Sink {
+  /** Send `data` (valid only during this call) as one UDP datagram on `path`. */
+  send(path: Path, data: Uint8Array): void;
+  /** Write one IP packet (valid only during this call) to the TUN device. */
+  writeTun(packet: Uint8Array): void;
+  event(e: EngineEvent): void;
+}
+
+/** Why a datagram or TUN packet was dropped; each has a counter in `stats().drops`. */
+export const DROP_REASONS = [
+  'malformed', // not a WireGuard message of a valid type and size
+  'badMac1', // handshake message whose mac1 is not ours
+  'cookieSent', // under load without a valid mac2: answered with a cookie reply instead
+  'rateLimited', // under load, source over its handshake rate
+  'handshakeInvalid', // handshake message that did not decrypt/authenticate (or unknown static key)
+  'staleTimestamp', // initiation replay: TAI64N not newer than the last accepted one
+  'initiationFlood', // initiations from one peer faster than HANDSHAKE_INITIATION_RATE
+  'unknownIndex', // receiver index not in the index table
+  'unexpectedMessage', // response or cookie reply that matches no handshake in flight
+  'expiredKeypair', // transport packet under a keypair past REJECT_AFTER_TIME or zeroed
+  'replay', // transport counter already seen or too old
+  'badAead', // transport packet that failed authentication
+  'invalidInnerPacket', // decrypted payload that is not a complete IPv4/IPv6 packet
+  'disallowedSource', // decrypted packet whose source is outside the sending peer's allowed IPs
+  'noRoute', // TUN packet to a destination no peer is allowed
+  'noEndpoint', // nothing to send to: the peer has no known endpoint
+  'tooBig', // TUN packet larger than the MTU
+  'stagedOverflow', // packet pushed out of a peer's full staging queue
+  'noPrivateKey', // the device has no private key
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export interface PeerOptions {
+  publicKey: Uint8Array;
+  presharedKey?: Uint8Array | null;
+  endpoint?: Path | null;
+  /** Seconds; 0 or undefined disables. */
+  persistentKeepalive?: number;
+  allowedIps?: Array<{ addr: Uint8Array; cidr: number }>;
+}
+
+export interface EngineOptions {
+  privateKey: Uint8Array | null;
+  random: (n: number) => Uint8Array;
+  crypto?: Crypto;
+  aead?: TransportAead;
+  mtu?: number;
+  /** Milliseconds to add to `now` to get Unix time (for TAI64N timestamps and reported handshake times). */
+  wallClockOffset?: number;
+  /** Handshake messages per second above which the engine is under load (cookies required). */
+  underLoadThreshold?: number;
+}
+
+export interface EngineStats {
+  drops: Record<DropReason, number>;
+  rxPackets: number;
+  txPackets: number;
+  handshakesSent: number;
+  handshakesReceived: number;
+  underLoad: boolean;
+}
+
+interface IndexEntry {
+  peer: Peer;
+  keypair: Keypair | null; // null while the index names an in-flight handshake
+}
+
+/** What handleDatagram did with a datagram; for tests and diagnostics. */
+export type DatagramResult = 'data' | 'keepalive' | 'initiation' | 'response' | 'cookie' | DropReason;
+
+export function keyId(key: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < key.length; i++) s += (key[i] < 16 ? '0' : '') + key[i].toString(16);
+  return s;
+}
+
+const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
+
+export class Engine {
+  readonly crypto: Crypto;
+  readonly aead: TransportAead;
+  readonly mtu: number;
+  wallClockOffset: number;
+  private local: LocalIdentity | null = null;
+  private checker: CookieChecker | null = null;
+  private readonly random: (n: number) => Uint8Array;
+  private readonly peers = new Map<string, Peer>();
+  private readonly indexes: IndexTable<IndexEntry>;
+  private readonly routes = new AllowedIps<Peer>();
+  private readonly ratelimiter = new RateLimiter();
+  private readonly underLoadThreshold: number;
+  private handshakeWindowStart = 0;
+  private handshakeWindowCount = 0;
+  private underLoadUntil = -Infinity;
+  private forcedUnderLoad = false;
+  private readonly counters: EngineStats;
+  private readonly jitterBuf = new Uint8Array(2);
+
+  // Transmit scratch: a batch of padded packets laid out in fixed slots.
+  private txCap = 0;
+  private txBuf = new Uint8Array(0);
+  private txOffs = new Uint32Array(0);
+  private txLens = new Uint32Array(0);
+  private txPeerOf: Array<Peer | null> = [];
+  private txSealOffs = new Uint32Array(0);
+  private txSealLens = new Uint32Array(0);
+  private txSealSlot = new Uint32Array(0);
+  private readonly txPeers: Peer[] = [];
+  // Receive scratch for batched opens.
+  private rxCap = 0;
+  private rxHis = new Uint32Array(0);
+  private rxLos = new Uint32Array(0);
+  private rxOffs = new Uint32Array(0);
+  private rxLens = new Uint32Array(0);
+  private rxOk = new Uint8Array(0);
+  private rxIdx = new Uint32Array(0);
+  private readonly oneOff = new Uint32Array(1);
+  private readonly oneLen = new Uint32Array(1);
+  private readonly onePath: Path[] = [];
+
+  constructor(
+    private readonly sink: Sink,
+    opts: EngineOptions,
+  ) {
+    this.crypto = opts.crypto ?? nobleCrypto;
+    this.aead = opts.aead ?? createNobleTransportAead();
+    this.mtu = opts.mtu ?? DEFAULT_MTU;
+    this.random = opts.random;
+    this.wallClockOffset = opts.wallClockOffset ?? 0;
+    this.underLoadThreshold = opts.underLoadThreshold ?? UNDER_LOAD_HANDSHAKES_PER_SECOND;
+    this.indexes = new IndexTable<IndexEntry>(this.random);
+    const drops = {} as Record<DropReason, number>;
+    for (const r of DROP_REASONS) drops[r] = 0;
+    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false };
+    this.setPrivateKey(opts.privateKey);
+    this.growTx(64);
+    this.growRx(64);
+  }
+
+  // ───────────────────────────── configuration ─────────────────────────────
+
+  get publicKey(): Uint8Array | null {
+    return this.local?.publicKey ?? null;
+  }
+
+  get privateKey(): Uint8Array | null {
+    return this.local?.privateKey ?? null;
+  }
+
+  /** Set or clear the static private key. Existing sessions are dropped (their keys no longer match). */
+  setPrivateKey(privateKey: Uint8Array | null): void {
+    if (privateKey && this.local && keyId(privateKey) === keyId(this.local.privateKey)) return;
+    this.local = privateKey ? new LocalIdentity(this.crypto, privateKey.slice()) : null;
+    if (this.local) {
+      if (this.checker) this.checker.setLocalPublicKey(this.local.publicKey);
+      else this.checker = new CookieChecker(this.crypto, this.random, this.local.publicKey);
+    }
+    for (const peer of this.peers.values()) {
+      this.dropSessions(peer);
+      if (this.local) peer.handshake.rekeyLocal(this.local);
+    }
+  }
+
+  /** Add a peer, or update an existing one with the given fields. Returns the peer. */
+  upsertPeer(o: PeerOptions, now: number): Peer {
+    const id = keyId(o.publicKey);
+    let peer = this.peers.get(id);
+    if (!peer) {
+      // Peers may be configured before the private key (the UAPI allows it): they get a
+      // placeholder identity until setPrivateKey() re-keys every handshake.
+      peer = new Peer(o.publicKey.slice(), id, this.local ?? new LocalIdentity(this.crypto, new Uint8Array(32)), this.crypto);
+      this.peers.set(id, peer);
+    }
+    if (o.presharedKey !== undefined) peer.handshake.presharedKey = o.presharedKey ? o.presharedKey.slice() : new Uint8Array(32);
+    if (o.endpoint) this.emitEndpointChange(peer, peer.endpoint.configure(o.endpoint));
+    if (o.allowedIps) for (const a of o.allowedIps) this.routes.insert(a.addr, a.cidr, peer);
+    if (o.persistentKeepalive !== undefined) this.setPersistentKeepalive(peer, o.persistentKeepalive, now);
+    return peer;
+  }
+
+  getPeer(publicKey: Uint8Array): Peer | undefined {
+    return this.peers.get(keyId(publicKey));
+  }
+
+  listPeers(): Peer[] {
+    return [...this.peers.values()];
+  }
+
+  removePeer(publicKey: Uint8Array): boolean {
+    const peer = this.peers.get(keyId(publicKey));
+    if (!peer) return false;
+    this.dropSessions(peer);
+    peer.timers.stopAll();
+    this.routes.removeValue(peer);
+    this.peers.delete(peer.keyId);
+    return true;
+  }
+
+  removeAllPeers(): void {
+    for (const p of [...this.peers.values()]) this.removePeer(p.publicKey);
+  }
+
+  setEndpoint(peer: Peer, path: Path): void {
+    this.emitEndpointChange(peer, peer.endpoint.configure(path));
+  }
+
+  /** Seconds; 0 disables. As in wireguard-go, enabling it sends a keepalive at once. */
+  setPersistentKeepalive(peer: Peer, seconds: number, now: number): void {
+    const before = peer.timers.persistentKeepaliveInterval;
+    peer.timers.persistentKeepaliveInterval = seconds * 1000;
+    if (seconds === 0) peer.timers.persistentKeepalive = Infinity;
+    else if (before === 0 && this.local && peer.endpoint.path) this.sendKeepalive(peer, now);
+    else peer.timers.persistentKeepalive = Math.min(peer.timers.persistentKeepalive, now + seconds * 1000);
+  }
+
+  allowIp(peer: Peer, addr: Uint8Array, cidr: number): void {
+    this.routes.insert(addr, cidr, peer);
+  }
+
+  clearAllowedIps(peer: Peer): void {
+    this.routes.removeValue(peer);
+  }
+
+  allowedIpsOf(peer: Peer): Array<{ addr: Uint8Array; cidr: number; family: 4 | 6 }> {
+    return this.routes.entriesFor(peer);
+  }
+
+  /** Longest-prefix match of an address (4 or 16 bytes) to a peer. */
+  lookupRoute(addr: Uint8Array): Peer | undefined {
+    return this.routes.lookup(addr, 0, addr.length === 4 ? 4 : 6);
+  }
+
+  /** The runtime may declare load it sees (e.g. a deep socket queue); cookies are then required. */
+  setUnderLoad(flag: boolean): void {
+    this.forcedUnderLoad = flag;
+  }
+
+  isUnderLoad(now: number): boolean {
+    return this.forcedUnderLoad || now < this.underLoadUntil;
+  }
+
+  stats(now = 0): EngineStats {
+    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now) };
+  }
+
+  /** Unix time in ms of the peer's last handshake, 0 if never (the UAPI's convention). */
+  lastHandshakeUnix(peer: Peer): number {
+    return peer.lastHandshake === null ? 0 : peer.lastHandshake + this.wallClockOffset;
+  }
+
+  // ───────────────────────────── inbound datagrams ─────────────────────────────
+
+  /**
+   * One datagram from `path`. Transport data is decrypted in place in `data`.
+   * Returns what was done with it; hostile input is counted, never thrown.
+   */
+  handleDatagram(data: Uint8Array, path: Path, now: number): DatagramResult {
+    const t = messageType(data);
+    switch (t) {
+      case MESSAGE_TRANSPORT_DATA: {
+        this.oneOff[0] = data.byteOffset;
+        this.oneLen[0] = data.length;
+        this.onePath[0] = path;
+        return this.handleTransportRun(new Uint8Array(data.buffer), this.oneOff, this.oneLen, this.onePath, 0, 1, now);
+      }
+      case MESSAGE_INITIATION:
+        return this.handleInitiation(data, path, now);
+      case MESSAGE_RESPONSE:
+        return this.handleResponse(data, path, now);
+      case MESSAGE_COOKIE_REPLY:
+        return this.handleCookieReply(data, now);
+      default:
+        return this.drop('malformed');
+    }
+  }
+
+  /**
+   * A batch of datagrams laid out in `buf` (datagram i at offs[i], lens[i] bytes, from paths[i]).
+   * Consecutive transport packets for the same receiver index are opened with one AEAD call.
+   */
+  handleDatagramBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
+    let i = 0;
+    while (i < count) {
+      const o = offs[i];
+      const d = buf.subarray(o, o + lens[i]);
+      if (messageType(d) !== MESSAGE_TRANSPORT_DATA) {
+        this.handleDatagram(d, paths[i], now);
+        i++;
+        continue;
+      }
+      const receiver = readU32(buf, o + 4);
+      let j = i + 1;
+      while (j < count && lens[j] >= 32 && buf[offs[j]] === MESSAGE_TRANSPORT_DATA && readU32(buf, offs[j] + 4) === receiver) {
+        if (messageType(buf.subarray(offs[j], offs[j] + lens[j])) !== MESSAGE_TRANSPORT_DATA) break;
+        j++;
+      }
+      this.handleTransportRun(buf, offs, lens, paths, i, j - i, now);
+      i = j;
+    }
+  }
+
+  /** Transport packets offs[first..first+n) all carrying the same receiver index. */
+  private handleTransportRun(
+    buf: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    paths: Path[],
+    first: number,
+    n: number,
+    now: number,
+  ): DatagramResult {
+    const receiver = readU32(buf, offs[first] + 4);
+    const entry = this.indexes.get(receiver);
+    if (!entry || !entry.keypair) {
+      this.counters.drops.unknownIndex += n;
+      return 'unknownIndex';
+    }
+    const { peer, keypair } = entry;
+    if (!keypair.canReceive(now)) {
+      this.counters.drops.expiredKeypair += n;
+      return 'expiredKeypair';
+    }
+    if (n > this.rxCap) this.growRx(n);
+    // Replay check before AEAD (cheap rejection), commit after (only authenticated counters count).
+    let m = 0;
+    let result: DatagramResult = 'replay';
+    for (let k = first; k < first + n; k++) {
+      const o = offs[k];
+      const lo = readU32(buf, o + 8);
+      const hi = readU32(buf, o + 12);
+      if (!keypair.replay.check(hi, lo)) {
+        this.counters.drops.replay++;
+        continue;
+      }
+      this.rxHis[m] = hi;
+      this.rxLos[m] = lo;
+      this.rxOffs[m] = o + TRANSPORT_HEADER_SIZE;
+      this.rxLens[m] = lens[k] - TRANSPORT_HEADER_SIZE;
+      this.rxIdx[m] = k;
+      m++;
+    }
+    if (m === 0) return result;
+    this.aead.openBatch(keypair.receiveKey, this.rxHis, this.rxLos, buf, this.rxOffs, this.rxLens, m, this.rxOk);
+    for (let q = 0; q < m; q++) {
+      if (!this.rxOk[q]) {
+        this.counters.drops.badAead++;
+        result = 'badAead';
+        continue;
+      }
+      if (!keypair.replay.commit(this.rxHis[q], this.rxLos[q])) {
+        this.counters.drops.replay++;
+        result = 'replay';
+        continue;
+      }
+      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now);
+    }
+    return result;
+  }
+
+  /** A transport packet authenticated: plaintext at buf[off .. off+len). */
+  private onAuthenticatedTransport(
+    peer: Peer,
+    keypair: Keypair,
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    wireLen: number,
+    path: Path,
+    now: number,
+  ): DatagramResult {
+    this.counters.rxPackets++;
+    peer.rxBytes += wireLen;
+    keypair.receivedAny = true;
+    this.emitEndpointChange(peer, peer.endpoint.authenticatedFrom(path, now));
+    peer.timers.anyAuthenticatedPacketReceived();
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    if (keypair === peer.keypairs.next) {
+      // Key confirmation (§5.4.6): the initiator used the responder's new keypair, so it becomes
+      // current, the handshake is complete from our side too, and queued packets can go.
+      const dropped = peer.keypairs.received(keypair);
+      if (dropped) this.retireKeypair(dropped);
+      this.completeHandshake(peer, false, now);
+      this.flushStaged(peer, now);
+    }
+    this.keepKeyFreshReceiving(peer, now);
+    if (len === 0) return 'keepalive';
+    peer.timers.dataReceived(now);
+    const version = ipVersion(buf, off, len);
+    if (version === 0) return this.drop('invalidInnerPacket');
+    const declared = ipDeclaredLength(buf, off, version);
+    if (declared > len || declared < (version === 4 ? 20 : 40)) return this.drop('invalidInnerPacket');
+    const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
+    if (this.routes.lookup(buf, src, version) !== peer) return this.drop('disallowedSource');
+    this.sink.writeTun(buf.subarray(off, off + declared));
+    return 'data';
+  }
+
+  private handleInitiation(data: Uint8Array, path: Path, now: number): DatagramResult {
+    if (!this.local || !this.checker) return this.drop('noPrivateKey');
+    const msg = parseInitiation(data);
+    if (!msg) return this.drop('malformed');
+    const gate = this.admitHandshake(data, INITIATION_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
+    if (gate) return gate;
+    const local = this.local;
+    const consumed = consumeInitiation(local, msg, (s) => this.peers.get(keyId(s))?.handshake ?? null);
+    if (!consumed) return this.drop('handshakeInvalid');
+    const peer = this.peers.get(keyId(consumed.result.remoteStatic))!;
+    const hs = consumed.hs;
+    if (compareTai64n(consumed.result.timestamp, hs.latestTimestamp) <= 0) return this.drop('staleTimestamp');
+    if (now - hs.lastInitiationConsumed < HANDSHAKE_INITIATION_RATE) return this.drop('initiationFlood');
+    this.counters.handshakesReceived++;
+    this.releaseHandshakeIndex(peer);
+    acceptInitiation(hs, consumed.result, now);
+    this.emitEndpointChange(peer, peer.endpoint.authenticatedFrom(path, now));
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketReceived();
+
+    // Respond: e, ee, se, psk, {}
+    const entry: IndexEntry = { peer, keypair: null };
+    const localIndex = this.indexes.allocate(entry);
+    const response = createResponse(local, hs, localIndex, this.random);
+    if (!response) {
+      this.indexes.release(localIndex);
+      return this.drop('handshakeInvalid');
+    }
+    peer.cookie.addMacs(response, RESPONSE_MAC1_OFFSET, now);
+    const keys = deriveTransportKeys(local, hs)!;
+    const kp = new Keypair(keys.sendKey, keys.receiveKey, false, now, keys.localIndex, keys.remoteIndex);
+    entry.keypair = kp;
+    for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
+    peer.timers.sessionDerived(now);
+    this.sink.send(path, response);
+    this.counters.handshakesSent++;
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketSent();
+    return 'initiation';
+  }
+
+  private handleResponse(data: Uint8Array, path: Path, now: number): DatagramResult {
+    if (!this.local || !this.checker) return this.drop('noPrivateKey');
+    const msg = parseResponse(data);
+    if (!msg) return this.drop('malformed');
+    const gate = this.admitHandshake(data, RESPONSE_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
+    if (gate) return gate;
+    const entry = this.indexes.get(msg.receiverIndex);
+    if (!entry) return this.drop('unknownIndex');
+    if (entry.keypair) return this.drop('unexpectedMessage');
+    const peer = entry.peer;
+    const hs = peer.handshake;
+    if (hs.state !== 'initiation-created' || hs.localIndex !== msg.receiverIndex) return this.drop('unexpectedMessage');
+    if (!consumeResponse(this.local, hs, msg)) return this.drop('handshakeInvalid');
+    this.counters.handshakesReceived++;
+    const keys = deriveTransportKeys(this.local, hs)!;
+    const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
+    entry.keypair = kp;
+    for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
+    this.emitEndpointChange(peer, peer.endpoint.authenticatedFrom(path, now));
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketReceived();
+    peer.timers.sessionDerived(now);
+    this.completeHandshake(peer, true, now);
+    // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
+    if (peer.staged.length > 0) this.flushStaged(peer, now);
+    else this.sendKeepalive(peer, now);
+    return 'response';
+  }
+
+  private handleCookieReply(data: Uint8Array, now: number): DatagramResult {
+    const msg = parseCookieReply(data);
+    if (!msg) return this.drop('malformed');
+    const entry = this.indexes.get(msg.receiverIndex);
+    if (!entry) return this.drop('unknownIndex');
+    if (!entry.peer.cookie.consumeReply(msg, now)) return this.drop('unexpectedMessage');
+    return 'cookie';
+  }
+
+  /**
+   * The DoS gate every handshake message passes (whitepaper §5.3): mac1 always; under load a valid
+   * mac2 (else a cookie reply) and the per-source rate limit. Returns a drop reason or null to go on.
+   */
+  private admitHandshake(
+    data: Uint8Array,
+    mac1Offset: number,
+    senderIndex: number,
+    mac1: Uint8Array,
+    path: Path,
+    now: number,
+  ): DatagramResult | null {
+    this.noteHandshakeLoad(now);
+    const underLoad = this.isUnderLoad(now);
+    const check = this.checker!.check(data, mac1Offset, path.cookieBytes, underLoad, now);
+    if (check === 'bad-mac1') return this.drop('badMac1');
+    if (check === 'need-cookie') {
+      const reply = this.checker!.createReply(senderIndex, mac1.slice(), path.cookieBytes, now);
+      this.sink.send(path, serializeCookieReply(reply));
+      return this.drop('cookieSent');
+    }
+    if (underLoad && !this.ratelimiter.allow(path.hostId, now)) return this.drop('rateLimited');
+    return null;
+  }
+
+  private noteHandshakeLoad(now: number): void {
+    if (now - this.handshakeWindowStart >= 1000) {
+      this.handshakeWindowStart = now;
+      this.handshakeWindowCount = 0;
+    }
+    if (++this.handshakeWindowCount > this.underLoadThreshold) this.underLoadUntil = now + UNDER_LOAD_AFTER;
+  }
+
+  // ───────────────────────────── outbound packets ─────────────────────────────
+
+  /** One IP packet read from the TUN device. */
+  handleTunPacket(packet: Uint8Array, now: number): void {
+    this.oneOff[0] = packet.byteOffset;
+    this.oneLen[0] = packet.length;
+    this.handleTunBatch(new Uint8Array(packet.buffer), this.oneOff, this.oneLen, 1, now);
+  }
+
+  /**
+   * A batch of IP packets from the TUN device (packet i at buf[offs[i]], lens[i] bytes). Packets
+   * are routed by destination, padded, and each peer's share sealed with one AEAD call.
+   */
+  handleTunBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, now: number): void {
+    if (count > this.txCap) this.growTx(count);
+    const slot = this.mtu + TX_SLOT_EXTRA;
+    let nPeers = 0;
+    for (let i = 0; i < count; i++) {
+      this.txPeerOf[i] = null;
+      const o = offs[i];
+      const len = lens[i];
+      const version = ipVersion(buf, o, len);
+      if (version === 0) {
+        this.drop('invalidInnerPacket');
+        continue;
+      }
+      if (len > this.mtu) {
+        this.drop('tooBig');
+        continue;
+      }
+      const dst = o + (version === 4 ? IPV4_DST_OFFSET : IPV6_DST_OFFSET);
+      const peer = this.routes.lookup(buf, dst, version);
+      if (!peer) {
+        this.drop('noRoute');
+        continue;
+      }
+      this.txPeerOf[i] = peer;
+      if (!this.txPeers.includes(peer)) this.txPeers[nPeers++] = peer;
+      // Copy into the slot after room for the header, then pad (§5.4.6: to a multiple of 16, capped at the MTU).
+      const base = i * slot + TRANSPORT_HEADER_SIZE;
+      this.txBuf.set(buf.subarray(o, o + len), base);
+      const padded = Math.min(this.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
+      this.txBuf.fill(0, base + len, base + padded);
+      this.txOffs[i] = base;
+      this.txLens[i] = padded;
+    }
+    for (let p = 0; p < nPeers; p++) {
+      const peer = this.txPeers[p];
+      let n = 0;
+      for (let i = 0; i < count; i++) {
+        if (this.txPeerOf[i] !== peer) continue;
+        this.txSealOffs[n] = this.txOffs[i];
+        this.txSealLens[n] = this.txLens[i];
+        this.txSealSlot[n] = i;
+        n++;
+      }
+      this.sendSlots(peer, n, lens, offs, buf, now);
+    }
+    this.txPeers.length = 0;
+  }
+
+  /** Seal and send the n slots listed in txSeal*, or stage them if the peer has no usable session. */
+  private sendSlots(peer: Peer, n: number, origLens: Uint32Array, origOffs: Uint32Array, origBuf: Uint8Array, now: number): void {
+    const kp = peer.keypairs.current;
+    const path = peer.endpoint.path;
+    if (!this.local || !kp || !kp.canSend(now, n) || !path) {
+      for (let k = 0; k < n; k++) {
+        const i = this.txSealSlot[k];
+        this.stage(peer, origBuf.subarray(origOffs[i], origOffs[i] + origLens[i]));
+      }
+      this.sendInitiation(peer, false, now);
+      return;
+    }
+    this.sealAndSend(peer, kp, path, n, now);
+    if (kp.wantsRekeyOnSend(now)) this.sendInitiation(peer, false, now);
+  }
+
+  /** Seal txSeal*[0..n) under kp and hand each datagram to the sink. */
+  private sealAndSend(peer: Peer, kp: Keypair, path: Path, n: number, now: number): void {
+    kp.reserve(n);
+    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, this.txBuf, this.txSealOffs, this.txSealLens, n);
+    let hi = kp.reservedHi;
+    let lo = kp.reservedLo;
+    let data = false;
+    for (let k = 0; k < n; k++) {
+      const body = this.txSealOffs[k];
+      const start = body - TRANSPORT_HEADER_SIZE;
+      writeTransportHeader(this.txBuf, start, kp.remoteIndex, hi, lo);
+      lo = (lo + 1) >>> 0;
+      if (lo === 0) hi = (hi + 1) >>> 0;
+      const total = TRANSPORT_HEADER_SIZE + this.txSealLens[k] + 16;
+      if (this.txSealLens[k] > 0) data = true;
+      peer.txBytes += total;
+      this.counters.txPackets++;
+      this.sink.send(path, this.txBuf.subarray(start, start + total));
+    }
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketSent();
+    if (data) peer.timers.dataSent(now, this.jitter());
+  }
+
+  private stage(peer: Peer, packet: Uint8Array): void {
+    if (peer.staged.length >= MAX_STAGED_PACKETS) {
+      peer.staged.shift();
+      this.counters.drops.stagedOverflow++;
+    }
+    peer.staged.push(packet.slice());
+  }
+
+  /** Send what waited for a session (or start a handshake if there still is none). */
+  private flushStaged(peer: Peer, now: number): void {
+    if (peer.staged.length === 0) return;
+    const kp = peer.keypairs.current;
+    const path = peer.endpoint.path;
+    if (!kp || !path || !kp.canSend(now, peer.staged.length)) {
+      this.sendInitiation(peer, false, now);
+      return;
+    }
+    const packets = peer.staged;
+    peer.staged = [];
+    if (packets.length > this.txCap) this.growTx(packets.length);
+    const slot = this.mtu + TX_SLOT_EXTRA;
+    let n = 0;
+    for (const p of packets) {
+      const base = n * slot + TRANSPORT_HEADER_SIZE;
+      if (p.length > 0) this.txBuf.set(p, base);
+      const padded = Math.min(this.mtu, (p.length + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
+      this.txBuf.fill(0, base + p.length, base + padded);
+      this.txSealOffs[n] = base;
+      this.txSealLens[n] = padded;
+      n++;
+    }
+    this.sealAndSend(peer, kp, path, n, now);
+  }
+
+  /** A keepalive is a transport packet with an empty payload (§6.5). Without a session it starts a handshake. */
+  private sendKeepalive(peer: Peer, now: number): void {
+    const kp = peer.keypairs.current;
+    const path = peer.endpoint.path;
+    if (peer.staged.length > 0) {
+      this.flushStaged(peer, now);
+      return;
+    }
+    if (!kp || !path || !kp.canSend(now)) {
+      this.stage(peer, new Uint8Array(0));
+      this.sendInitiation(peer, false, now);
+      return;
+    }
+    this.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
+    this.txSealLens[0] = 0;
+    this.sealAndSend(peer, kp, path, 1, now);
+  }
+
+  // ───────────────────────────── handshakes ─────────────────────────────
+
+  /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
+  private sendInitiation(peer: Peer, retry: boolean, now: number): void {
+    if (!this.local) {
+      this.counters.drops.noPrivateKey++;
+      return;
+    }
+    if (!retry) peer.timers.handshakeAttempts = 0;
+    if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
+    const path = peer.endpoint.path;
+    if (!path) {
+      this.counters.drops.noEndpoint++;
+      return;
+    }
+    this.releaseHandshakeIndex(peer);
+    const entry: IndexEntry = { peer, keypair: null };
+    const localIndex = this.indexes.allocate(entry);
+    const msg = createInitiation(this.local, peer.handshake, localIndex, tai64n(now + this.wallClockOffset), this.random);
+    if (!msg) {
+      this.indexes.release(localIndex);
+      this.counters.drops.handshakeInvalid++;
+      return;
+    }
+    peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
+    peer.lastSentHandshake = now;
+    this.counters.handshakesSent++;
+    this.sink.send(path, msg);
+    peer.timers.anyAuthenticatedPacketTraversal(now);
+    peer.timers.anyAuthenticatedPacketSent();
+    peer.timers.handshakeInitiated(now, this.jitter());
+    this.sink.event({ type: 'handshake-initiated', peer, retry });
+  }
+
+  /** Public entry: start a handshake with a peer now (e.g. after an endpoint change). */
+  initiateHandshake(peer: Peer, now: number): void {
+    this.sendInitiation(peer, false, now);
+  }
+
+  /** An index held by an unfinished handshake is released when a new handshake replaces it. */
+  private releaseHandshakeIndex(peer: Peer): void {
+    const hs = peer.handshake;
+    if (hs.localIndex !== 0 || hs.state !== 'zeroed') {
+      const e = this.indexes.get(hs.localIndex);
+      if (e && e.peer === peer && e.keypair === null) this.indexes.release(hs.localIndex);
+    }
+  }
+
+  private completeHandshake(peer: Peer, initiator: boolean, now: number): void {
+    peer.timers.handshakeComplete();
+    peer.lastHandshake = now;
+    peer.handshakesCompleted++;
+    peer.sentLastMinuteHandshake = false;
+    this.sink.event({ type: 'handshake-complete', peer, initiator });
+  }
+
+  /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. */
+  private keepKeyFreshReceiving(peer: Peer, now: number): void {
+    if (peer.sentLastMinuteHandshake) return;
+    const kp = peer.keypairs.current;
+    if (kp && kp.isInitiator && now - kp.created >= REKEY_RECEIVE_THRESHOLD) {
+      peer.sentLastMinuteHandshake = true;
+      this.sendInitiation(peer, false, now);
+    }
+  }
+
+  private retireKeypair(kp: Keypair): void {
+    const e = this.indexes.get(kp.localIndex);
+    if (e && e.keypair === kp) this.indexes.release(kp.localIndex);
+    kp.zero();
+  }
+
+  private dropSessions(peer: Peer): void {
+    for (const kp of peer.keypairs.clear()) this.retireKeypair(kp);
+    this.releaseHandshakeIndex(peer);
+    peer.handshake.clear();
+    peer.staged = [];
+  }
+
+  // ───────────────────────────── timers ─────────────────────────────
+
+  /** The earliest time tick() has work to do, or Infinity. */
+  nextDeadline(): number {
+    let t = Infinity;
+    for (const p of this.peers.values()) {
+      const n = p.timers.next();
+      if (n < t) t = n;
+    }
+    return t;
+  }
+
+  /** Fire every timer whose deadline is ≤ now. Returns what fired, for tests and logs. */
+  tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
+    const fired: Array<{ peer: Peer; timer: TimerName }> = [];
+    for (const peer of this.peers.values()) {
+      if (peer.timers.next() > now) continue;
+      for (const name of TIMER_NAMES) {
+        if (peer.timers[name] > now) continue;
+        peer.timers[name] = Infinity;
+        fired.push({ peer, timer: name });
+        this.expire(peer, name, now);
+      }
+    }
+    this.ratelimiter.collect(now);
+    return fired;
+  }
+
+  private expire(peer: Peer, name: TimerName, now: number): void {
+    const t = peer.timers;
+    switch (name) {
+      case 'retransmitHandshake':
+        if (t.handshakeAttempts >= MAX_TIMER_HANDSHAKES) {
+          // Give up (REKEY_ATTEMPT_TIME has passed): drop queued packets; keys go after 3×REJECT_AFTER_TIME.
+          peer.staged = [];
+          if (t.zeroKeyMaterial === Infinity) t.zeroKeyMaterial = now + 3 * REJECT_AFTER_TIME;
+          this.sink.event({ type: 'handshake-failed', peer });
+        } else {
+          t.handshakeAttempts++;
+          this.sendInitiation(peer, true, now);
+        }
+        break;
+      case 'sendKeepalive':
+        this.sendKeepalive(peer, now);
+        if (t.needAnotherKeepalive) {
+          t.needAnotherKeepalive = false;
+          t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
+        }
+        break;
+      case 'newHandshake':
+        // We sent data and heard nothing back for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT.
+        this.sendInitiation(peer, false, now);
+        break;
+      case 'zeroKeyMaterial':
+        this.dropSessions(peer);
+        this.sink.event({ type: 'keys-zeroed', peer });
+        break;
+      case 'persistentKeepalive':
+        if (t.persistentKeepaliveInterval > 0) this.sendKeepalive(peer, now);
+        break;
+    }
+  }
+
+  // ───────────────────────────── helpers ─────────────────────────────
+
+  private jitter(): number {
+    const r = this.random(2);
+    return ((r[0] << 8) | r[1]) % REKEY_TIMEOUT_JITTER_MAX;
+  }
+
+  private drop(reason: DropReason): DropReason {
+    this.counters.drops[reason]++;
+    return reason;
+  }
+
+  private emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
+    if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to });
+  }
+
+  private growTx(n: number): void {
+    const cap = Math.max(n, this.txCap * 2);
+    this.txCap = cap;
+    this.txBuf = new Uint8Array(cap * (this.mtu + TX_SLOT_EXTRA));
+    this.txOffs = new Uint32Array(cap);
+    this.txLens = new Uint32Array(cap);
+    this.txSealOffs = new Uint32Array(cap);
+    this.txSealLens = new Uint32Array(cap);
+    this.txSealSlot = new Uint32Array(cap);
+    this.txPeerOf = new Array(cap).fill(null);
+  }
+
+  private growRx(n: number): void {
+    const cap = Math.max(n, this.rxCap * 2);
+    this.rxCap = cap;
+    this.rxHis = new Uint32Array(cap);
+    this.rxLos = new Uint32Array(cap);
+    this.rxOffs = new Uint32Array(cap);
+    this.rxLens = new Uint32Array(cap);
+    this.rxOk = new Uint8Array(cap);
+    this.rxIdx = new Uint32Array(cap);
+  }
+}

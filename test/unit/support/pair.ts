@@ -1,0 +1,161 @@
+/**
+ * Two (or more) engines joined by an in-memory network, with a fake clock. Datagrams are queued
+ * per destination and moved by deliver(); nothing is sent until the test says so, so tests can
+ * drop, reorder, replay or rewrite traffic.
+ */
+import { randomBytes } from 'node:crypto';
+import { Engine, type EngineEvent, type EngineOptions, type Sink } from '../../../src/core/engine.js';
+import type { Path } from '../../../src/core/endpoint.js';
+import { nobleCrypto } from '../../../src/core/crypto.js';
+
+export function makePath(name: string, port = 51820): Path {
+  const bytes = new TextEncoder().encode(`${name}:${port}`);
+  return { id: `${name}:${port}`, hostId: name, cookieBytes: bytes };
+}
+
+export const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+
+export interface Wire {
+  from: string;
+  to: string;
+  data: Uint8Array;
+}
+
+export class Node {
+  readonly engine: Engine;
+  readonly tun: Uint8Array[] = [];
+  readonly events: EngineEvent[] = [];
+  readonly privateKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly path: Path;
+  constructor(
+    readonly name: string,
+    private readonly net: Net,
+    opts: Partial<EngineOptions> = {},
+  ) {
+    this.privateKey = nobleCrypto.generatePrivateKey(random);
+    this.publicKey = nobleCrypto.publicKey(this.privateKey);
+    this.path = makePath(name);
+    const sink: Sink = {
+      send: (path, data) => net.queue.push({ from: this.path.id, to: path.id, data: data.slice() }),
+      writeTun: (p) => this.tun.push(p.slice()),
+      event: (e) => this.events.push(e),
+    };
+    this.engine = new Engine(sink, { privateKey: this.privateKey, random, ...opts });
+  }
+}
+
+export class Net {
+  queue: Wire[] = [];
+  nodes = new Map<string, Node>();
+  now = 1_000_000;
+
+  add(name: string, opts: Partial<EngineOptions> = {}): Node {
+    const n = new Node(name, this, opts);
+    this.nodes.set(n.path.id, n);
+    return n;
+  }
+
+  /** Deliver queued datagrams (and whatever they provoke) until the network is quiet. Returns how many moved. */
+  deliver(filter: (w: Wire) => boolean = () => true, max = 10_000): number {
+    let moved = 0;
+    while (this.queue.length > 0 && moved < max) {
+      const w = this.queue.shift()!;
+      if (!filter(w)) continue;
+      const to = this.nodes.get(w.to);
+      const from = this.nodes.get(w.from);
+      if (!to || !from) continue;
+      to.engine.handleDatagram(w.data, from.path, this.now);
+      moved++;
+    }
+    return moved;
+  }
+
+  /** Advance the fake clock, firing every engine's timers on the way (at each deadline), delivering traffic. */
+  advance(ms: number, deliver = true): void {
+    const end = this.now + ms;
+    for (;;) {
+      let next = Infinity;
+      for (const n of this.nodes.values()) next = Math.min(next, n.engine.nextDeadline());
+      if (next > end) break;
+      this.now = Math.max(this.now, next);
+      for (const n of this.nodes.values()) n.engine.tick(this.now);
+      if (deliver) this.deliver();
+    }
+    this.now = end;
+  }
+}
+
+/** Configure a and b as each other's peers; `endpoints` says who knows whose address. */
+export function connect(
+  a: Node,
+  aAllowed: Array<[string, number]>,
+  b: Node,
+  bAllowed: Array<[string, number]>,
+  opts: { psk?: Uint8Array; pskB?: Uint8Array; aKnowsB?: boolean; bKnowsA?: boolean; now?: number } = {},
+): void {
+  const now = opts.now ?? 0;
+  a.engine.upsertPeer(
+    {
+      publicKey: b.publicKey,
+      presharedKey: opts.psk,
+      endpoint: opts.aKnowsB === false ? null : b.path,
+      allowedIps: bAllowed.map(([ip, c]) => ({ addr: ipBytes(ip), cidr: c })),
+    },
+    now,
+  );
+  b.engine.upsertPeer(
+    {
+      publicKey: a.publicKey,
+      presharedKey: opts.pskB ?? opts.psk,
+      endpoint: opts.bKnowsA === false ? null : a.path,
+      allowedIps: aAllowed.map(([ip, c]) => ({ addr: ipBytes(ip), cidr: c })),
+    },
+    now,
+  );
+}
+
+export function ipBytes(s: string): Uint8Array {
+  if (s.includes(':')) {
+    const [head, tail] = s.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+    const groups = s.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+    const out = new Uint8Array(16);
+    groups.forEach((g, i) => {
+      const v = parseInt(g, 16);
+      out[2 * i] = v >> 8;
+      out[2 * i + 1] = v & 0xff;
+    });
+    return out;
+  }
+  return new Uint8Array(s.split('.').map(Number));
+}
+
+/** A minimal IPv4 (protocol 253, experimental) or IPv6 packet from src to dst with the given payload. */
+export function ipPacket(src: string, dst: string, payload: Uint8Array): Uint8Array {
+  const s = ipBytes(src);
+  const d = ipBytes(dst);
+  if (s.length === 4) {
+    const p = new Uint8Array(20 + payload.length);
+    p[0] = 0x45;
+    p[2] = p.length >> 8;
+    p[3] = p.length & 0xff;
+    p[8] = 64;
+    p[9] = 253;
+    p.set(s, 12);
+    p.set(d, 16);
+    p.set(payload, 20);
+    return p;
+  }
+  const p = new Uint8Array(40 + payload.length);
+  p[0] = 0x60;
+  p[4] = payload.length >> 8;
+  p[5] = payload.length & 0xff;
+  p[6] = 253;
+  p[7] = 64;
+  p.set(s, 8);
+  p.set(d, 24);
+  p.set(payload, 40);
+  return p;
+}
