@@ -1,0 +1,158 @@
+/**
+ * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`.
+ */
+import { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { nobleCrypto } from '../core/crypto.js';
+import { decodeKey, encodeKey } from '../config/keys.js';
+import { ConfigError, loadWgQuick } from '../config/wgquick.js';
+import { CONTROL_DIR, ControlServer, controlRequest } from '../io/control.js';
+import { Runtime } from '../io/runtime.js';
+import { formatShow } from './show.js';
+
+const IFNAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`keymesh: ${message}\n`);
+  process.exit(code);
+}
+
+function stamp(line: string): string {
+  return `${new Date().toISOString()} ${line}`;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function up(configPath: string, opts: { interface?: string }): Promise<void> {
+  const name = opts.interface ?? path.basename(configPath).replace(/\.conf$/, '');
+  if (!IFNAME.test(name)) {
+    fail(`"${name}" is not a valid interface name (1–15 characters of a-z A-Z 0-9 _ = + . -); use --interface NAME`);
+  }
+  let loaded: Awaited<ReturnType<typeof loadWgQuick>>;
+  try {
+    loaded = await loadWgQuick(configPath);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(e.message);
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') fail(`${configPath}: no such file`);
+    if (err.code === 'EACCES') fail(`${configPath}: permission denied`);
+    throw e;
+  }
+  for (const w of loaded.warnings) process.stderr.write(`keymesh: warning: ${w}\n`);
+  if (process.getuid && process.getuid() !== 0) {
+    fail('keymesh up needs root (creating a TUN device and routes needs CAP_NET_ADMIN): run it with sudo');
+  }
+  const log = (l: string) => process.stdout.write(stamp(l) + '\n');
+  let rt: Runtime;
+  try {
+    rt = await Runtime.start({ interfaceName: name, config: loaded.config, log });
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${name}: ${why}, shutting down`);
+    await control?.close().catch(() => undefined);
+    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
+    log(`${name}: down`);
+    process.exit(0);
+  };
+  const control: ControlServer | null = await ControlServer.listen(name, {
+    status: () => rt.status(),
+    down: () => void shutdown('keymesh down'),
+  }).catch((e) => {
+    log(`${name}: control socket unavailable: ${(e as Error).message}`);
+    return null;
+  });
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGHUP', () => void shutdown('SIGHUP'));
+  // Keep the process alive: the native polls are the event sources.
+  setInterval(() => undefined, 1 << 30);
+}
+
+async function down(name: string): Promise<void> {
+  try {
+    await controlRequest(name, { op: 'down' });
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  // Wait for the node to finish tearing down (its control socket disappears).
+  for (let i = 0; i < 100; i++) {
+    try {
+      await controlRequest(name, { op: 'status' }, CONTROL_DIR, 200);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail(`${name} did not stop within 10 s`);
+}
+
+async function show(name: string | undefined, opts: { json?: boolean }): Promise<void> {
+  let names: string[];
+  if (name) names = [name];
+  else {
+    names = (await readdir(CONTROL_DIR).catch(() => [] as string[])).filter((f) => f.endsWith('.sock')).map((f) => f.slice(0, -5));
+  }
+  const statuses: object[] = [];
+  for (const n of names.sort()) {
+    try {
+      const r = await controlRequest(n, { op: 'status' });
+      if (r.ok) statuses.push(r.status);
+    } catch (e) {
+      if (name) fail((e as Error).message);
+    }
+  }
+  if (opts.json) process.stdout.write(JSON.stringify(name ? statuses[0] : statuses, null, 2) + '\n');
+  else process.stdout.write(statuses.map((s) => formatShow(s as any)).join('\n'));
+}
+
+const program = new Command();
+program
+  .name('keymesh')
+  .description('An overlay VPN node that speaks WireGuard, with sessions that follow their peers across addresses');
+program
+  .command('up')
+  .argument('<config>', 'wg-quick configuration file (e.g. wg0.conf)')
+  .option('-i, --interface <name>', 'interface name (default: the file name without .conf)')
+  .description('bring up an interface from a wg-quick config and run in the foreground until SIGINT/SIGTERM')
+  .action(up);
+program.command('down').argument('<name>', 'interface name').description('stop a running node').action(down);
+program
+  .command('show')
+  .argument('[name]', 'interface name (default: all running keymesh nodes)')
+  .option('--json', 'machine-readable output')
+  .description('show peers, endpoints, handshakes, transfer and what keymesh knows beyond `wg show`')
+  .action(show);
+program
+  .command('genkey')
+  .description('print a new private key (base64), as `wg genkey`')
+  .action(() => {
+    const k = nobleCrypto.generatePrivateKey((n) => new Uint8Array(randomBytes(n)));
+    process.stdout.write(encodeKey(k) + '\n');
+  });
+program
+  .command('pubkey')
+  .description('read a private key on stdin and print its public key, as `wg pubkey`')
+  .action(async () => {
+    const k = decodeKey((await readStdin()).trim());
+    if (!k) fail('pubkey: stdin is not a base64 private key (44 characters)');
+    process.stdout.write(encodeKey(nobleCrypto.publicKey(k)) + '\n');
+  });
+program
+  .command('genpsk')
+  .description('print a new preshared key (base64), as `wg genpsk`')
+  .action(() => {
+    process.stdout.write(encodeKey(new Uint8Array(randomBytes(32))) + '\n');
+  });
+
+program.parseAsync(process.argv).catch((e) => fail((e as Error).message));

@@ -1,0 +1,80 @@
+/** Human-readable `keymesh show`, in the shape of `wg show` with keymesh's extra lines. */
+
+export interface ShowStatus {
+  interface: string;
+  publicKey: string | null;
+  listenPort: number;
+  mtu: number;
+  fwmark: number;
+  aead: string;
+  stats: { drops: Record<string, number>; rxPackets: number; txPackets: number; underLoad: boolean };
+  peers: Array<{
+    publicKey: string;
+    endpoint: string | null;
+    allowedIps: string[];
+    latestHandshake: number | null;
+    secondsSinceHandshake: number | null;
+    rxBytes: number;
+    txBytes: number;
+    persistentKeepalive: number;
+    presharedKey: boolean;
+    handshakes: number;
+    session: { role: string; ageSeconds: number } | null;
+    stagedPackets: number;
+  }>;
+}
+
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(2)} ${units[i]}`;
+}
+
+export function humanAgo(s: number): string {
+  if (s < 1) return 'Now';
+  const parts: string[] = [];
+  const units: Array<[number, string]> = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+    [1, 'second'],
+  ];
+  let rest = s;
+  for (const [size, name] of units) {
+    const q = Math.floor(rest / size);
+    if (q > 0) parts.push(`${q} ${name}${q === 1 ? '' : 's'}`);
+    rest -= q * size;
+  }
+  return `${parts.join(', ')} ago`;
+}
+
+export function formatShow(s: ShowStatus): string {
+  const out: string[] = [];
+  out.push(`interface: ${s.interface}`);
+  if (s.publicKey) out.push(`  public key: ${s.publicKey}`);
+  out.push('  private key: (hidden)');
+  out.push(`  listening port: ${s.listenPort}`);
+  if (s.fwmark) out.push(`  fwmark: 0x${s.fwmark.toString(16)}`);
+  out.push(`  mtu: ${s.mtu}`);
+  out.push(`  packets: ${s.stats.rxPackets} received, ${s.stats.txPackets} sent${s.stats.underLoad ? ' (under load: cookies required)' : ''}`);
+  const drops = Object.entries(s.stats.drops).filter(([, v]) => v > 0);
+  if (drops.length) out.push(`  dropped: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  for (const p of s.peers) {
+    out.push('');
+    out.push(`peer: ${p.publicKey}`);
+    if (p.presharedKey) out.push('  preshared key: (hidden)');
+    if (p.endpoint) out.push(`  endpoint: ${p.endpoint}`);
+    out.push(`  allowed ips: ${p.allowedIps.length ? p.allowedIps.join(', ') : '(none)'}`);
+    if (p.secondsSinceHandshake !== null) out.push(`  latest handshake: ${humanAgo(p.secondsSinceHandshake)}`);
+    if (p.rxBytes || p.txBytes) out.push(`  transfer: ${humanBytes(p.rxBytes)} received, ${humanBytes(p.txBytes)} sent`);
+    if (p.persistentKeepalive) out.push(`  persistent keepalive: every ${p.persistentKeepalive} seconds`);
+    if (p.session) out.push(`  session: ${p.session.role}, keys ${p.session.ageSeconds} s old, ${p.handshakes} handshake(s)`);
+    if (p.stagedPackets) out.push(`  waiting for handshake: ${p.stagedPackets} packet(s)`);
+  }
+  return out.join('\n') + '\n';
+}

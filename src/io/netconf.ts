@@ -1,0 +1,119 @@
+/**
+ * Host network configuration for an interface, through iproute2 (`ip`), as wg-quick does it:
+ * MTU, addresses, link up, and one route per allowed IP. Routes are tracked so they can be
+ * synchronised when allowed IPs change at run time and removed on shutdown.
+ *
+ * Default routes (/0) get wg-quick's treatment in spirit: instead of replacing the host's
+ * default route (which would swallow the tunnel's own UDP traffic), keymesh installs the two
+ * half-routes 0.0.0.0/1 + 128.0.0.0/1 (::/1 + 8000::/1) plus a host route for each peer
+ * endpoint through the pre-existing default gateway.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export async function ip(args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('ip', args, { encoding: 'utf8' });
+    return stdout;
+  } catch (e) {
+    const err = e as { stderr?: string; message: string; code?: string };
+    if (err.code === 'ENOENT') throw new Error('the `ip` command (iproute2) is not installed');
+    throw new Error(`ip ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
+  }
+}
+
+export interface RouteSpec {
+  /** "10.0.0.0/24" or "fd00::/64" */
+  cidr: string;
+  family: 4 | 6;
+}
+
+export class InterfaceConfigurator {
+  private readonly installed = new Set<string>();
+  private readonly endpointRoutes = new Map<string, string[]>(); // "addr" → args to delete
+
+  constructor(
+    readonly name: string,
+    /** 'auto' (main table), 'off' (no routes), or a table number. */
+    readonly table: string = 'auto',
+  ) {}
+
+  async setMtu(mtu: number): Promise<void> {
+    await ip(['link', 'set', 'dev', this.name, 'mtu', String(mtu)]);
+  }
+
+  async addAddress(cidr: string, family: 4 | 6): Promise<void> {
+    await ip([`-${family}`, 'address', 'add', cidr, 'dev', this.name]);
+  }
+
+  async up(): Promise<void> {
+    await ip(['link', 'set', 'dev', this.name, 'up']);
+  }
+
+  private tableArgs(): string[] {
+    return this.table === 'auto' ? [] : ['table', this.table];
+  }
+
+  /** Expand /0 into two half-routes so the default route stays for the tunnel's own traffic. */
+  private expand(r: RouteSpec): RouteSpec[] {
+    if (r.cidr === '0.0.0.0/0') return [{ cidr: '0.0.0.0/1', family: 4 }, { cidr: '128.0.0.0/1', family: 4 }];
+    if (r.cidr === '::/0') return [{ cidr: '::/1', family: 6 }, { cidr: '8000::/1', family: 6 }];
+    return [r];
+  }
+
+  /** Make the kernel's routes through this interface exactly `routes` (adding and removing as needed). */
+  async syncRoutes(routes: RouteSpec[]): Promise<void> {
+    if (this.table === 'off') return;
+    const want = new Map<string, RouteSpec>();
+    for (const r of routes) for (const e of this.expand(r)) want.set(e.cidr, e);
+    for (const key of [...this.installed]) {
+      if (want.has(key)) continue;
+      const fam = key.includes(':') ? 6 : 4;
+      await ip([`-${fam}`, 'route', 'del', key, 'dev', this.name, ...this.tableArgs()]).catch(() => undefined);
+      this.installed.delete(key);
+    }
+    for (const [key, r] of want) {
+      if (this.installed.has(key)) continue;
+      await ip([`-${r.family}`, 'route', 'replace', key, 'dev', this.name, ...this.tableArgs()]);
+      this.installed.add(key);
+    }
+  }
+
+  /**
+   * With a default route through the tunnel, pin the route to a peer's endpoint to the path it
+   * had before (so encrypted packets do not loop into the tunnel). No-op without /0 routes.
+   */
+  async pinEndpoint(address: string, family: 4 | 6): Promise<void> {
+    const half = family === 4 ? '0.0.0.0/1' : '::/1';
+    if (!this.installed.has(half) || this.endpointRoutes.has(address)) return;
+    const out = await ip([`-${family}`, '-o', 'route', 'show', 'default']).catch(() => '');
+    const line = out.split('\n').find((l) => l.startsWith('default') && !l.includes(` dev ${this.name} `));
+    if (!line) return;
+    const via = / via (\S+)/.exec(line)?.[1];
+    const dev = / dev (\S+)/.exec(line)?.[1];
+    const host = family === 4 ? `${address}/32` : `${address}/128`;
+    const args = [`-${family}`, 'route', 'replace', host, ...(via ? ['via', via] : []), ...(dev ? ['dev', dev] : [])];
+    await ip(args).catch(() => undefined);
+    this.endpointRoutes.set(address, [`-${family}`, 'route', 'del', host]);
+  }
+
+  /** Remove every route keymesh added. The interface's own removal takes its addresses along. */
+  async teardown(): Promise<void> {
+    await this.syncRoutes([]).catch(() => undefined);
+    for (const args of this.endpointRoutes.values()) await ip(args).catch(() => undefined);
+    this.endpointRoutes.clear();
+  }
+}
+
+/** Run a wg-quick hook command (PreUp, PostUp, PreDown, PostDown) with %i replaced by the interface name. */
+export async function runHook(command: string, iface: string): Promise<void> {
+  const cmd = command.replaceAll('%i', iface);
+  try {
+    await run('bash', ['-c', cmd], { encoding: 'utf8' });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`hook failed: ${cmd}: ${(err.stderr ?? err.message).trim()}`);
+  }
+}

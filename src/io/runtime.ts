@@ -1,0 +1,418 @@
+/**
+ * The runtime: owns the TUN device, the UDP socket and one timer, and drives the sans-I/O engine.
+ *
+ *   TUN fd ──readable──▶ tunReadBatch ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
+ *   UDP fd ──readable──▶ udpRecvBatch ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
+ *   timer  ──deadline──▶ engine.tick(now)
+ *
+ * Everything moves in batches of up to BATCH packets: one native call reads or writes a batch,
+ * and the engine seals or opens each peer's share of it with one AEAD call. The engine's output
+ * is copied into fixed transmit arenas and flushed once per batch.
+ */
+import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
+import { DEFAULT_MTU } from '../core/constants.js';
+import { Engine, type EngineEvent, type Sink } from '../core/engine.js';
+import { formatAddress } from '../core/ip.js';
+import type { Peer } from '../core/peer.js';
+import { encodeKey } from '../config/keys.js';
+import { resolveEndpoint, type WgQuickConfig } from '../config/wgquick.js';
+import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
+import { UapiServer } from '../uapi/server.js';
+import * as native from './native.js';
+import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
+import { PathTable, UdpPath } from './udp-path.js';
+
+const BATCH = 64;
+const MAX_ROUNDS = 16;
+
+export interface RuntimeOptions {
+  interfaceName: string;
+  config: WgQuickConfig;
+  log?: (line: string) => void;
+  uapiDir?: string;
+}
+
+export function shortKey(k: Uint8Array): string {
+  return `${encodeKey(k).slice(0, 8)}…`;
+}
+
+export class Runtime {
+  readonly engine: Engine;
+  readonly paths = new PathTable();
+  private tun: native.TunHandle | null = null;
+  private udp: native.UdpHandle | null = null;
+  private tunPoll = -1;
+  private udpPoll = -1;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private uapi: UapiServer | null = null;
+  private readonly net: InterfaceConfigurator;
+  private readonly log: (line: string) => void;
+  private readonly mtu: number;
+  private readonly slot: number;
+  private stopped = false;
+  fwmark = 0;
+  startedAt = Date.now();
+
+  // receive side
+  private readonly rbuf: Uint8Array;
+  private readonly rlens = new Uint32Array(BATCH);
+  private readonly roffs = new Uint32Array(BATCH);
+  private readonly raddrs = new Uint8Array(BATCH * 16);
+  private readonly rports = new Uint16Array(BATCH);
+  private readonly rpaths: UdpPath[] = new Array(BATCH);
+  // UDP transmit arena
+  private readonly ubuf: Uint8Array;
+  private readonly uoffs = new Uint32Array(BATCH);
+  private readonly ulens = new Uint32Array(BATCH);
+  private readonly uaddrs = new Uint8Array(BATCH * 16);
+  private readonly uports = new Uint16Array(BATCH);
+  private ucount = 0;
+  // TUN transmit arena
+  private readonly tbuf: Uint8Array;
+  private readonly toffs = new Uint32Array(BATCH);
+  private readonly tlens = new Uint32Array(BATCH);
+  private tcount = 0;
+  readonly counters = { udpSendShort: 0, tunWriteShort: 0 };
+
+  private constructor(private readonly opts: RuntimeOptions) {
+    this.log = opts.log ?? ((l) => console.log(l));
+    this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
+    this.slot = Math.max(2048, (this.mtu + 256 + 63) & ~63);
+    this.rbuf = new Uint8Array(BATCH * this.slot);
+    this.ubuf = new Uint8Array(BATCH * this.slot);
+    this.tbuf = new Uint8Array(BATCH * this.slot);
+    for (let i = 0; i < BATCH; i++) {
+      this.roffs[i] = i * this.slot;
+      this.uoffs[i] = i * this.slot;
+      this.toffs[i] = i * this.slot;
+    }
+    const sink: Sink = {
+      send: (path, data) => this.queueUdp(path as UdpPath, data),
+      writeTun: (p) => this.queueTun(p),
+      event: (e) => this.onEvent(e),
+    };
+    this.engine = new Engine(sink, {
+      privateKey: opts.config.interface.privateKey,
+      random: (n) => new Uint8Array(randomBytes(n)),
+      mtu: this.mtu,
+      wallClockOffset: Date.now() - performance.now(),
+    });
+    this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
+  }
+
+  get name(): string {
+    return this.opts.interfaceName;
+  }
+
+  get listenPort(): number {
+    return this.udp?.port ?? 0;
+  }
+
+  now(): number {
+    return performance.now();
+  }
+
+  /** Bring the interface up as wg-quick does; on any failure, undo what was done and rethrow. */
+  static async start(opts: RuntimeOptions): Promise<Runtime> {
+    const rt = new Runtime(opts);
+    try {
+      await rt.bringUp();
+    } catch (e) {
+      await rt.stop().catch(() => undefined);
+      throw e;
+    }
+    return rt;
+  }
+
+  private async bringUp(): Promise<void> {
+    const cfg = this.opts.config;
+    const name = this.opts.interfaceName;
+    for (const h of cfg.interface.preUp) await runHook(h, name);
+    this.tun = native.tunOpen(name);
+    this.udp = native.udpOpen(cfg.interface.listenPort ?? 0);
+    this.fwmark = cfg.interface.fwmark ?? 0;
+    const now = this.now();
+    for (const p of cfg.peers) {
+      let endpoint: UdpPath | null = null;
+      if (p.endpoint) {
+        const r = await resolveEndpoint(p.endpoint);
+        endpoint = this.paths.fromLiteral(r.address, r.port);
+      }
+      const peer = this.engine.upsertPeer(
+        {
+          publicKey: p.publicKey,
+          presharedKey: p.presharedKey ?? null,
+          endpoint,
+          allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
+        },
+        now,
+      );
+      void peer;
+    }
+    await this.net.setMtu(this.mtu);
+    for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
+    await this.net.up();
+    await this.syncRoutes();
+    this.tunPoll = native.pollStart(this.tun.fd, () => this.onTunReadable());
+    this.udpPoll = native.pollStart(this.udp.fd, () => this.onUdpReadable());
+    this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
+    // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
+    for (const p of cfg.peers) {
+      if (p.persistentKeepalive) {
+        const peer = this.engine.getPeer(p.publicKey);
+        if (peer) this.engine.setPersistentKeepalive(peer, p.persistentKeepalive, this.now());
+      }
+    }
+    this.flush();
+    this.armTimer();
+    for (const h of cfg.interface.postUp) await runHook(h, name);
+    this.log(`${name}: up, listening on UDP port ${this.udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
+  }
+
+  /** Tear everything down; safe to call more than once. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const cfg = this.opts.config;
+    const name = this.opts.interfaceName;
+    for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
+    if (this.timer) clearTimeout(this.timer);
+    if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
+    if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
+    this.tunPoll = this.udpPoll = -1;
+    await this.uapi?.close().catch(() => undefined);
+    await this.net.teardown();
+    if (this.udp) native.closeFd(this.udp.fd);
+    if (this.tun) native.closeFd(this.tun.fd); // closing a non-persistent TUN removes the interface
+    this.udp = null;
+    this.tun = null;
+    this.engine.removeAllPeers();
+    for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
+  }
+
+  // ───────────────────────────── data path ─────────────────────────────
+
+  private onTunReadable(): void {
+    if (!this.tun) return;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const n = native.tunReadBatch(this.tun.fd, this.rbuf, this.slot, this.rlens, BATCH);
+      if (n === 0) break;
+      this.engine.handleTunBatch(this.rbuf, this.roffs, this.rlens, n, this.now());
+      this.flush();
+      if (n < BATCH) break;
+    }
+    this.armTimer();
+  }
+
+  private onUdpReadable(): void {
+    if (!this.udp) return;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const n = native.udpRecvBatch(this.udp.fd, this.rbuf, this.slot, this.rlens, this.raddrs, this.rports, BATCH);
+      if (n === 0) break;
+      for (let i = 0; i < n; i++) this.rpaths[i] = this.paths.get(this.raddrs, i * 16, this.rports[i]);
+      this.engine.handleDatagramBatch(this.rbuf, this.roffs, this.rlens, this.rpaths, n, this.now());
+      this.flush();
+      if (n < BATCH) break;
+    }
+    this.armTimer();
+  }
+
+  private queueUdp(path: UdpPath, data: Uint8Array): void {
+    if (this.ucount === BATCH) this.flushUdp();
+    const k = this.ucount++;
+    if (data.length > this.slot) return;
+    this.ubuf.set(data, this.uoffs[k]);
+    this.ulens[k] = data.length;
+    this.uaddrs.set(path.addr16, k * 16);
+    this.uports[k] = path.port;
+  }
+
+  private queueTun(packet: Uint8Array): void {
+    if (this.tcount === BATCH) this.flushTun();
+    const k = this.tcount++;
+    this.tbuf.set(packet, this.toffs[k]);
+    this.tlens[k] = packet.length;
+  }
+
+  private flushUdp(): void {
+    if (this.ucount === 0 || !this.udp) {
+      this.ucount = 0;
+      return;
+    }
+    const sent = native.udpSendBatch(this.udp.fd, this.ubuf, this.uoffs, this.ulens, this.uaddrs, this.uports, this.ucount);
+    if (sent < this.ucount) this.counters.udpSendShort += this.ucount - sent;
+    this.ucount = 0;
+  }
+
+  private flushTun(): void {
+    if (this.tcount === 0 || !this.tun) {
+      this.tcount = 0;
+      return;
+    }
+    const written = native.tunWriteBatch(this.tun.fd, this.tbuf, this.toffs, this.tlens, this.tcount);
+    if (written < this.tcount) this.counters.tunWriteShort += this.tcount - written;
+    this.tcount = 0;
+  }
+
+  private flush(): void {
+    this.flushTun();
+    this.flushUdp();
+  }
+
+  // ───────────────────────────── timer ─────────────────────────────
+
+  /** Keep exactly one timer armed for the engine's next deadline. */
+  private armTimer(): void {
+    if (this.stopped) return;
+    const at = this.engine.nextDeadline();
+    if (at === this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = at;
+    if (at === Infinity) return;
+    const delay = Math.max(0, Math.ceil(at - this.now()));
+    this.timer = setTimeout(() => this.onTimer(), delay);
+    this.timer.unref?.();
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.engine.tick(this.now());
+    this.flush();
+    this.armTimer();
+  }
+
+  // ───────────────────────────── events and control ─────────────────────────────
+
+  private onEvent(e: EngineEvent): void {
+    const who = `peer ${shortKey(e.peer.publicKey)}`;
+    switch (e.type) {
+      case 'handshake-complete':
+        this.log(`${this.name}: ${who} handshake complete (${e.initiator ? 'we initiated' : 'they initiated'})`);
+        break;
+      case 'endpoint-changed':
+        this.log(`${this.name}: ${who} endpoint ${e.from ? e.from.id : '(none)'} → ${e.to.id}`);
+        break;
+      case 'handshake-failed':
+        this.log(`${this.name}: ${who} no handshake response after 90 s; giving up until there is traffic`);
+        break;
+      case 'keys-zeroed':
+        this.log(`${this.name}: ${who} session keys expired and wiped`);
+        break;
+      case 'handshake-initiated':
+        break;
+    }
+  }
+
+  /** The UAPI `get=1` view. */
+  snapshot(): DeviceSnapshot {
+    return {
+      privateKey: this.engine.privateKey ?? undefined,
+      listenPort: this.listenPort,
+      fwmark: this.fwmark,
+      peers: this.engine.listPeers().map((p) => {
+        const ep = p.endpoint.path as UdpPath | null;
+        const psk = p.handshake.presharedKey;
+        return {
+          publicKey: p.publicKey,
+          presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
+          endpoint: ep ? { address: ep.address, port: ep.port, family: ep.family } : undefined,
+          persistentKeepalive: p.persistentKeepalive,
+          lastHandshakeMs: this.engine.lastHandshakeUnix(p),
+          rxBytes: BigInt(p.rxBytes),
+          txBytes: BigInt(p.txBytes),
+          allowedIps: this.engine.allowedIpsOf(p),
+        };
+      }),
+    };
+  }
+
+  /** The UAPI `set=1` operation. Validation already happened in the parser. */
+  apply(c: DeviceChange): void {
+    const now = this.now();
+    if (c.privateKey !== undefined) this.engine.setPrivateKey(c.privateKey);
+    if (c.listenPort !== undefined && c.listenPort !== this.listenPort) this.rebind(c.listenPort);
+    if (c.fwmark !== undefined) this.fwmark = c.fwmark;
+    if (c.replacePeers) this.engine.removeAllPeers();
+    for (const pc of c.peers) {
+      if (pc.remove) {
+        this.engine.removePeer(pc.publicKey);
+        continue;
+      }
+      const existing = this.engine.getPeer(pc.publicKey);
+      if (pc.updateOnly && !existing) continue;
+      const peer = this.engine.upsertPeer(
+        {
+          publicKey: pc.publicKey,
+          presharedKey: pc.presharedKey === undefined ? undefined : pc.presharedKey,
+          endpoint: pc.endpoint ? this.paths.fromLiteral(pc.endpoint.address, pc.endpoint.port) : undefined,
+        },
+        now,
+      );
+      if (pc.replaceAllowedIps) this.engine.clearAllowedIps(peer);
+      for (const a of pc.allowedIps) this.engine.allowIp(peer, a.addr, a.cidr);
+      if (pc.persistentKeepalive !== undefined) this.engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
+    }
+    this.flush();
+    this.armTimer();
+    this.syncRoutes().catch((e) => this.log(`${this.name}: route update failed: ${e.message}`));
+  }
+
+  private rebind(port: number): void {
+    const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
+    if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
+    if (this.udp) native.closeFd(this.udp.fd);
+    this.udp = next;
+    this.udpPoll = native.pollStart(next.fd, () => this.onUdpReadable());
+    this.log(`${this.name}: now listening on UDP port ${next.port}`);
+  }
+
+  private async syncRoutes(): Promise<void> {
+    const routes: RouteSpec[] = [];
+    for (const p of this.engine.listPeers()) {
+      for (const a of this.engine.allowedIpsOf(p)) routes.push({ cidr: `${formatAddress(a.addr)}/${a.cidr}`, family: a.family });
+    }
+    await this.net.syncRoutes(routes);
+    for (const p of this.engine.listPeers()) {
+      const ep = p.endpoint.path as UdpPath | null;
+      if (ep) await this.net.pinEndpoint(ep.address, ep.family);
+    }
+  }
+
+  /** Everything `keymesh show` prints, beyond what the UAPI carries. */
+  status(): object {
+    const now = this.now();
+    return {
+      interface: this.name,
+      publicKey: this.engine.publicKey ? encodeKey(this.engine.publicKey) : null,
+      listenPort: this.listenPort,
+      mtu: this.mtu,
+      fwmark: this.fwmark,
+      aead: this.engine.aead.name,
+      stats: this.engine.stats(now),
+      runtime: { ...this.counters, native: native.counters() },
+      peers: this.engine.listPeers().map((p: Peer) => ({
+        publicKey: encodeKey(p.publicKey),
+        endpoint: p.endpoint.path?.id ?? null,
+        allowedIps: this.engine.allowedIpsOf(p).map((a) => `${formatAddress(a.addr)}/${a.cidr}`),
+        latestHandshake: p.lastHandshake === null ? null : Math.round(this.engine.lastHandshakeUnix(p) / 1000),
+        secondsSinceHandshake: p.lastHandshake === null ? null : Math.round((now - p.lastHandshake) / 1000),
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        persistentKeepalive: p.persistentKeepalive,
+        presharedKey: p.handshake.presharedKey.some((b) => b !== 0),
+        handshakes: p.handshakesCompleted,
+        session: p.keypairs.current
+          ? {
+              role: p.keypairs.current.isInitiator ? 'initiator' : 'responder',
+              ageSeconds: Math.round((now - p.keypairs.current.created) / 1000),
+            }
+          : null,
+        stagedPackets: p.staged.length,
+      })),
+    };
+  }
+}
