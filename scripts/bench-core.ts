@@ -1,0 +1,160 @@
+/**
+ * `npm run bench:core`: the core's per-packet and per-handshake costs, in-process.
+ *   - transport seal/open through each TransportAead backend at 64/512/1420-byte payloads,
+ *     in batches of 64 (µs per packet);
+ *   - a full engine round (TUN batch → seal → datagram batch → open → TUN) per packet;
+ *   - complete handshakes per second (initiation + response + key derivation, both sides).
+ * Prints a table and writes bench-results/core.json.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { nobleCrypto } from '../src/core/crypto.js';
+import { Engine, type Sink } from '../src/core/engine.js';
+import type { Path } from '../src/core/endpoint.js';
+import { createNobleTransportAead, type TransportAead } from '../src/core/transport-aead.js';
+import { createNodeTransportAead } from '../src/io/node-aead.js';
+
+const random = (n: number) => new Uint8Array(randomBytes(n));
+const BATCH = 64;
+
+function benchAead(aead: TransportAead, size: number): { seal: number; open: number } {
+  const key = random(32);
+  const slot = size + 64;
+  const buf = new Uint8Array(BATCH * slot);
+  const offs = new Uint32Array(BATCH).map((_, i) => i * slot);
+  const lens = new Uint32Array(BATCH).fill(size);
+  const olens = new Uint32Array(BATCH).fill(size + 16);
+  const his = new Uint32Array(BATCH);
+  const los = new Uint32Array(BATCH).map((_, i) => i);
+  const ok = new Uint8Array(BATCH);
+  const target = 300; // ms per measurement
+  let n = 0;
+  let t0 = performance.now();
+  while (performance.now() - t0 < target) {
+    aead.sealBatch(key, 0, 0, buf, offs, lens, BATCH);
+    aead.openBatch(key, his, los, buf, offs, olens, BATCH, ok);
+    n += BATCH;
+  }
+  // separate timings
+  let sealN = 0;
+  t0 = performance.now();
+  while (performance.now() - t0 < target) {
+    aead.sealBatch(key, 0, 0, buf, offs, lens, BATCH);
+    sealN += BATCH;
+  }
+  const seal = ((performance.now() - t0) * 1000) / sealN;
+  aead.sealBatch(key, 0, 0, buf, offs, lens, BATCH);
+  const sealed = buf.slice();
+  let openN = 0;
+  t0 = performance.now();
+  while (performance.now() - t0 < target) {
+    buf.set(sealed);
+    aead.openBatch(key, his, los, buf, offs, olens, BATCH, ok);
+    openN += BATCH;
+  }
+  const open = ((performance.now() - t0) * 1000) / openN;
+  if (!ok.every((x) => x === 1)) throw new Error(`${aead.name}: open failed`);
+  void n;
+  return { seal, open };
+}
+
+function benchEngine(aead: TransportAead, size: number): number {
+  const mk = (name: string): Path => ({ id: name, hostId: name, cookieBytes: new TextEncoder().encode(name) });
+  const pa = mk('a');
+  const pb = mk('b');
+  const ka = nobleCrypto.generatePrivateKey(random);
+  const kb = nobleCrypto.generatePrivateKey(random);
+  const toB: Uint8Array[] = [];
+  const toA: Uint8Array[] = [];
+  let delivered = 0;
+  const sa: Sink = { send: (_p, d) => toB.push(d.slice()), writeTun: () => undefined, event: () => undefined };
+  const sb: Sink = { send: (_p, d) => toA.push(d.slice()), writeTun: () => void delivered++, event: () => undefined };
+  const A = new Engine(sa, { privateKey: ka, random, aead });
+  const B = new Engine(sb, { privateKey: kb, random, aead });
+  const now = 1000;
+  A.upsertPeer({ publicKey: nobleCrypto.publicKey(kb), endpoint: pb, allowedIps: [{ addr: new Uint8Array([10, 0, 0, 2]), cidr: 32 }] }, now);
+  B.upsertPeer({ publicKey: nobleCrypto.publicKey(ka), endpoint: pa, allowedIps: [{ addr: new Uint8Array([10, 0, 0, 1]), cidr: 32 }] }, now);
+  const pkt = new Uint8Array(size);
+  pkt[0] = 0x45;
+  pkt[2] = size >> 8;
+  pkt[3] = size & 0xff;
+  pkt.set([10, 0, 0, 1], 12);
+  pkt.set([10, 0, 0, 2], 16);
+  A.handleTunPacket(pkt, now);
+  for (let i = 0; i < 4; i++) {
+    while (toB.length) B.handleDatagram(toB.shift()!, pa, now);
+    while (toA.length) A.handleDatagram(toA.shift()!, pb, now);
+  }
+  const slot = 2048;
+  const tunBuf = new Uint8Array(BATCH * slot);
+  const offs = new Uint32Array(BATCH).map((_, i) => i * slot);
+  const lens = new Uint32Array(BATCH).fill(size);
+  for (let i = 0; i < BATCH; i++) tunBuf.set(pkt, i * slot);
+  const rx = new Uint8Array(BATCH * slot);
+  const rlens = new Uint32Array(BATCH);
+  const paths = new Array<Path>(BATCH).fill(pa);
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 500) {
+    toB.length = 0;
+    A.handleTunBatch(tunBuf, offs, lens, BATCH, now);
+    for (let i = 0; i < toB.length; i++) {
+      rx.set(toB[i], i * slot);
+      rlens[i] = toB[i].length;
+    }
+    B.handleDatagramBatch(rx, offs, rlens, paths, toB.length, now);
+    n += BATCH;
+  }
+  const us = ((performance.now() - t0) * 1000) / n;
+  if (delivered < n) throw new Error(`engine bench: delivered ${delivered} of ${n}`);
+  return us;
+}
+
+function benchHandshakes(): number {
+  const mk = (name: string): Path => ({ id: name, hostId: name, cookieBytes: new TextEncoder().encode(name) });
+  const pa = mk('a');
+  const pb = mk('b');
+  const ka = nobleCrypto.generatePrivateKey(random);
+  const kb = nobleCrypto.generatePrivateKey(random);
+  const toB: Uint8Array[] = [];
+  const toA: Uint8Array[] = [];
+  let done = 0;
+  const A = new Engine({ send: (_p, d) => toB.push(d.slice()), writeTun: () => undefined, event: (e) => void (e.type === 'handshake-complete' && done++) }, { privateKey: ka, random });
+  const B = new Engine({ send: (_p, d) => toA.push(d.slice()), writeTun: () => undefined, event: () => undefined }, { privateKey: kb, random, underLoadThreshold: 1e9 });
+  let now = 1000;
+  const peer = A.upsertPeer({ publicKey: nobleCrypto.publicKey(kb), endpoint: pb }, now);
+  B.upsertPeer({ publicKey: nobleCrypto.publicKey(ka), endpoint: pa }, now);
+  const t0 = performance.now();
+  let n = 0;
+  while (performance.now() - t0 < 1500) {
+    now += 6000; // past REKEY_TIMEOUT and the initiation rate limit
+    A.initiateHandshake(peer, now);
+    B.handleDatagram(toB.shift()!, pa, now);
+    A.handleDatagram(toA.shift()!, pb, now);
+    toB.length = 0;
+    toA.length = 0;
+    n++;
+  }
+  const s = (performance.now() - t0) / 1000;
+  if (done !== n) throw new Error(`handshake bench: ${done} of ${n} completed`);
+  return n / s;
+}
+
+const results: Record<string, unknown> = {};
+console.log('keymesh core benchmark (one core, in-process; µs per packet, batches of 64)\n');
+console.log('backend                     size   seal µs   open µs   engine round µs');
+for (const aead of [createNobleTransportAead(), createNodeTransportAead()]) {
+  for (const size of [64, 512, 1420]) {
+    const { seal, open } = benchAead(aead, size);
+    const round = benchEngine(aead, size);
+    results[`${aead.name}/${size}`] = { seal, open, engineRound: round };
+    console.log(`${aead.name.padEnd(26)} ${String(size).padStart(5)} ${seal.toFixed(2).padStart(9)} ${open.toFixed(2).padStart(9)} ${round.toFixed(2).padStart(17)}`);
+  }
+}
+const hs = benchHandshakes();
+results.handshakesPerSecond = hs;
+console.log(`\ncomplete handshakes (both sides, noble X25519): ${hs.toFixed(0)}/s`);
+mkdirSync('bench-results', { recursive: true });
+writeFileSync('bench-results/core.json', JSON.stringify(results, null, 2));
+console.log('written to bench-results/core.json');
