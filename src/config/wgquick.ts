@@ -1,0 +1,363 @@
+/**
+ * The wg-quick configuration format (wg-quick(8), wg(8)), parsed strictly: every error names the
+ * file, the 1-based line and what is wrong, and never echoes a key. Rules as wg-quick: section
+ * and key names are case-insensitive, `#` starts a comment anywhere on a line, list values are
+ * comma-separated and may repeat over several lines (they accumulate), DNS entries that are not
+ * IP addresses are search domains.
+ */
+import { lookup } from 'node:dns/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { decodeKey, encodeKey } from './keys.js';
+
+export interface InterfaceConfig {
+  privateKey: Uint8Array;
+  listenPort?: number;
+  fwmark?: number;
+  addresses: Array<{ addr: string; cidr: number; family: 4 | 6 }>;
+  mtu?: number;
+  dns: string[];
+  dnsSearch: string[];
+  table?: string;
+  preUp: string[];
+  postUp: string[];
+  preDown: string[];
+  postDown: string[];
+  saveConfig: boolean;
+}
+
+export interface PeerConfig {
+  publicKey: Uint8Array;
+  presharedKey?: Uint8Array;
+  allowedIps: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6; text: string }>;
+  endpoint?: { host: string; port: number };
+  persistentKeepalive?: number;
+  line: number;
+}
+
+export interface WgQuickConfig {
+  file: string;
+  interface: InterfaceConfig;
+  peers: PeerConfig[];
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly problem: string,
+  ) {
+    super(`${file}:${line}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** IPv4/IPv6 literal → bytes, or null. */
+export function parseIp(text: string): { bytes: Uint8Array; family: 4 | 6 } | null {
+  const fam = isIP(text);
+  if (fam === 4) return { bytes: new Uint8Array(text.split('.').map(Number)), family: 4 };
+  if (fam !== 6 || text.includes('%')) return null;
+  let s = text;
+  const last = s.lastIndexOf(':');
+  if (s.slice(last + 1).includes('.')) {
+    const q = s.slice(last + 1).split('.').map(Number);
+    s = `${s.slice(0, last + 1)}${((q[0] << 8) | q[1]).toString(16)}:${((q[2] << 8) | q[3]).toString(16)}`;
+  }
+  const [head, tail] = s.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = s.includes('::') ? [...h, ...new Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const bytes = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16);
+    bytes[2 * i] = v >> 8;
+    bytes[2 * i + 1] = v & 0xff;
+  });
+  return { bytes, family: 6 };
+}
+
+/** "a.b.c.d/n" or "x::y/n" (prefix optional: full length). Returns a problem string on error. */
+export function parseCidr(text: string): { bytes: Uint8Array; family: 4 | 6; cidr: number; addr: string } | string {
+  const slash = text.indexOf('/');
+  const addr = slash >= 0 ? text.slice(0, slash) : text;
+  const ip = parseIp(addr);
+  if (!ip) return `"${text}" is not an IPv4 or IPv6 address`;
+  const max = ip.family === 4 ? 32 : 128;
+  let cidr = max;
+  if (slash >= 0) {
+    const p = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(p) || Number(p) > max) {
+      return `"${text}" is not a valid IPv${ip.family} prefix (length must be 0–${max})`;
+    }
+    cidr = Number(p);
+  }
+  return { bytes: ip.bytes, family: ip.family, cidr, addr };
+}
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function parsePort(v: string): number | null {
+  if (!/^\d{1,5}$/.test(v)) return null;
+  const n = Number(v);
+  return n <= 65535 ? n : null;
+}
+
+export function parseEndpoint(v: string): { host: string; port: number } | string {
+  let host: string;
+  let portText: string;
+  if (v.startsWith('[')) {
+    const close = v.indexOf(']');
+    if (close < 0 || v[close + 1] !== ':') return `"${v}" is not HOST:PORT (IPv6 addresses go in brackets: [2001:db8::1]:51820)`;
+    host = v.slice(1, close);
+    portText = v.slice(close + 2);
+    if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+  } else {
+    const colon = v.lastIndexOf(':');
+    if (colon <= 0) return `"${v}" is not HOST:PORT (e.g. 192.0.2.1:51820 or vpn.example.net:51820)`;
+    host = v.slice(0, colon);
+    portText = v.slice(colon + 1);
+    if (host.includes(':')) return `"${v}": put an IPv6 address in brackets, e.g. [${host}]:${portText}`;
+    if (!isIP(host) && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(host)) {
+      return `"${host}" is not an IP address or a host name`;
+    }
+  }
+  const port = parsePort(portText);
+  if (port === null || port === 0) return `"${portText}" is not a port number (1–65535)`;
+  return { host, port };
+}
+
+const INTERFACE_KEYS = new Set([
+  'privatekey',
+  'listenport',
+  'fwmark',
+  'address',
+  'mtu',
+  'dns',
+  'table',
+  'preup',
+  'postup',
+  'predown',
+  'postdown',
+  'saveconfig',
+]);
+const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive']);
+
+export function parseWgQuick(text: string, file: string): WgQuickConfig {
+  const lines = text.split(/\r?\n/);
+  let section: 'none' | 'interface' | 'peer' = 'none';
+  let iface: Partial<InterfaceConfig> & { addresses: InterfaceConfig['addresses']; line?: number } | null = null;
+  let privateKeyLine = 0;
+  const peers: Array<Partial<PeerConfig> & { allowedIps: PeerConfig['allowedIps']; line: number }> = [];
+  const err = (line: number, problem: string): never => {
+    throw new ConfigError(file, line, problem);
+  };
+
+  for (let i = 0; i < lines.length; i++) {
+    const ln = i + 1;
+    const hash = lines[i].indexOf('#');
+    const raw = (hash >= 0 ? lines[i].slice(0, hash) : lines[i]).trim();
+    if (raw === '') continue;
+    if (raw.startsWith('[')) {
+      const m = /^\[\s*([A-Za-z]+)\s*\]$/.exec(raw);
+      const name = m?.[1].toLowerCase();
+      if (name === 'interface') {
+        if (iface) err(ln, 'a second [Interface] section (only one is allowed)');
+        iface = { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, line: ln };
+        section = 'interface';
+      } else if (name === 'peer') {
+        peers.push({ allowedIps: [], line: ln });
+        section = 'peer';
+      } else err(ln, `unknown section ${raw} (expected [Interface] or [Peer])`);
+      continue;
+    }
+    const eq = raw.indexOf('=');
+    if (eq < 0) err(ln, `expected "Key = Value", got "${raw.length > 40 ? raw.slice(0, 40) + '…' : raw}"`);
+    const keyText = raw.slice(0, eq).trim();
+    const key = keyText.toLowerCase();
+    const value = raw.slice(eq + 1).trim();
+    if (section === 'none') err(ln, `${keyText} is outside any section (start with [Interface])`);
+    if (section === 'interface') {
+      const f = iface!;
+      if (!INTERFACE_KEYS.has(key)) {
+        err(ln, PEER_KEYS.has(key) ? `${keyText} belongs in a [Peer] section` : `unknown key ${keyText} in [Interface]`);
+      }
+      switch (key) {
+        case 'privatekey': {
+          const k = decodeKey(value);
+          if (!k) err(ln, 'PrivateKey is not a valid key (expected 44 characters of base64, as `keymesh genkey` prints)');
+          f.privateKey = k!;
+          privateKeyLine = ln;
+          break;
+        }
+        case 'listenport': {
+          const p = parsePort(value);
+          if (p === null) err(ln, `ListenPort: "${value}" is not a port number (0–65535)`);
+          f.listenPort = p!;
+          break;
+        }
+        case 'fwmark': {
+          if (value.toLowerCase() === 'off') f.fwmark = 0;
+          else {
+            const n = /^0x[0-9a-f]{1,8}$/i.test(value) ? parseInt(value, 16) : /^\d{1,10}$/.test(value) ? Number(value) : NaN;
+            if (!(n >= 0 && n <= 0xffffffff)) err(ln, `FwMark: "${value}" is not a 32-bit number or "off"`);
+            f.fwmark = n;
+          }
+          break;
+        }
+        case 'address':
+          for (const item of list(value)) {
+            const c = parseCidr(item);
+            if (typeof c === 'string') err(ln, `Address: ${c}`);
+            const cc = c as Exclude<typeof c, string>;
+            f.addresses.push({ addr: cc.addr, cidr: cc.cidr, family: cc.family });
+          }
+          break;
+        case 'mtu': {
+          const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+          if (!(n >= 576 && n <= 65535)) err(ln, `MTU: "${value}" is not a valid MTU (576–65535)`);
+          f.mtu = n;
+          break;
+        }
+        case 'dns':
+          for (const item of list(value)) (isIP(item) ? f.dns! : f.dnsSearch!).push(item);
+          break;
+        case 'table':
+          if (!/^[A-Za-z0-9_.-]+$/.test(value)) err(ln, `Table: "${value}" is not "off", "auto", a number or a table name`);
+          f.table = value.toLowerCase() === 'off' || value.toLowerCase() === 'auto' ? value.toLowerCase() : value;
+          break;
+        case 'preup':
+          f.preUp!.push(value);
+          break;
+        case 'postup':
+          f.postUp!.push(value);
+          break;
+        case 'predown':
+          f.preDown!.push(value);
+          break;
+        case 'postdown':
+          f.postDown!.push(value);
+          break;
+        case 'saveconfig':
+          if (!/^(true|false)$/i.test(value)) err(ln, `SaveConfig: "${value}" is not true or false`);
+          f.saveConfig = value.toLowerCase() === 'true';
+          break;
+      }
+    } else {
+      const p = peers[peers.length - 1];
+      if (!PEER_KEYS.has(key)) {
+        err(ln, INTERFACE_KEYS.has(key) ? `${keyText} belongs in the [Interface] section` : `unknown key ${keyText} in [Peer]`);
+      }
+      switch (key) {
+        case 'publickey': {
+          const k = decodeKey(value);
+          if (!k) err(ln, 'PublicKey is not a valid key (expected 44 characters of base64)');
+          p.publicKey = k!;
+          break;
+        }
+        case 'presharedkey': {
+          const k = decodeKey(value);
+          if (!k) err(ln, 'PresharedKey is not a valid key (expected 44 characters of base64, as `keymesh genpsk` prints)');
+          p.presharedKey = k!;
+          break;
+        }
+        case 'allowedips':
+          for (const item of list(value)) {
+            const c = parseCidr(item);
+            if (typeof c === 'string') err(ln, `AllowedIPs: ${c}`);
+            const cc = c as Exclude<typeof c, string>;
+            p.allowedIps.push({ addr: cc.bytes, cidr: cc.cidr, family: cc.family, text: `${cc.addr}/${cc.cidr}` });
+          }
+          break;
+        case 'endpoint': {
+          const e = parseEndpoint(value);
+          if (typeof e === 'string') err(ln, `Endpoint: ${e}`);
+          p.endpoint = e as { host: string; port: number };
+          break;
+        }
+        case 'persistentkeepalive': {
+          if (value.toLowerCase() === 'off') p.persistentKeepalive = undefined;
+          else {
+            const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+            if (!(n >= 0 && n <= 65535)) err(ln, `PersistentKeepalive: "${value}" is not a number of seconds (0–65535) or "off"`);
+            p.persistentKeepalive = n === 0 ? undefined : n;
+          }
+          break;
+        }
+      }
+    }
+  }
+  if (!iface) return err(1, 'no [Interface] section');
+  const f = iface as InterfaceConfig & { line: number };
+  if (!f.privateKey) err(f.line, '[Interface] has no PrivateKey');
+  void privateKeyLine;
+  const seen = new Map<string, number>();
+  const out: PeerConfig[] = [];
+  for (const p of peers) {
+    if (!p.publicKey) err(p.line, '[Peer] has no PublicKey');
+    const id = encodeKey(p.publicKey!);
+    if (seen.has(id)) err(p.line, `this [Peer] has the same PublicKey as the one at line ${seen.get(id)}`);
+    seen.set(id, p.line);
+    out.push(p as PeerConfig);
+  }
+  const { line: _line, ...rest } = f;
+  void _line;
+  return { file, interface: rest, peers: out };
+}
+
+export async function loadWgQuick(path: string): Promise<{ config: WgQuickConfig; warnings: string[] }> {
+  const text = await readFile(path, 'utf8');
+  const warnings: string[] = [];
+  const st = await stat(path);
+  if (st.mode & 0o077) {
+    warnings.push(`${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}) and holds a private key: chmod 600 ${path}`);
+  }
+  return { config: parseWgQuick(text, path), warnings };
+}
+
+/** Resolve an endpoint's host (IPv4 preferred, as `wg` does); literals pass through. */
+export async function resolveEndpoint(ep: { host: string; port: number }): Promise<{ address: string; family: 4 | 6; port: number }> {
+  const fam = isIP(ep.host);
+  if (fam === 4 || fam === 6) return { address: ep.host, family: fam, port: ep.port };
+  let all: Array<{ address: string; family: number }>;
+  try {
+    all = await lookup(ep.host, { all: true });
+  } catch (e) {
+    throw new Error(`cannot resolve endpoint host "${ep.host}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const pick = all.find((a) => a.family === 4) ?? all[0];
+  if (!pick) throw new Error(`endpoint host "${ep.host}" has no addresses`);
+  return { address: pick.address, family: pick.family as 4 | 6, port: ep.port };
+}
+
+/** Write a config back (SaveConfig). The caller writes the file with mode 0600. */
+export function serializeWgQuick(cfg: WgQuickConfig): string {
+  const i = cfg.interface;
+  const out: string[] = ['[Interface]', `PrivateKey = ${encodeKey(i.privateKey)}`];
+  if (i.listenPort !== undefined) out.push(`ListenPort = ${i.listenPort}`);
+  if (i.fwmark) out.push(`FwMark = 0x${i.fwmark.toString(16)}`);
+  if (i.addresses.length) out.push(`Address = ${i.addresses.map((a) => `${a.addr}/${a.cidr}`).join(', ')}`);
+  if (i.mtu !== undefined) out.push(`MTU = ${i.mtu}`);
+  if (i.dns.length || i.dnsSearch.length) out.push(`DNS = ${[...i.dns, ...i.dnsSearch].join(', ')}`);
+  if (i.table !== undefined) out.push(`Table = ${i.table}`);
+  for (const [k, v] of [
+    ['PreUp', i.preUp],
+    ['PostUp', i.postUp],
+    ['PreDown', i.preDown],
+    ['PostDown', i.postDown],
+  ] as const)
+    for (const c of v) out.push(`${k} = ${c}`);
+  if (i.saveConfig) out.push('SaveConfig = true');
+  for (const p of cfg.peers) {
+    out.push('', '[Peer]', `PublicKey = ${encodeKey(p.publicKey)}`);
+    if (p.presharedKey) out.push(`PresharedKey = ${encodeKey(p.presharedKey)}`);
+    if (p.allowedIps.length) out.push(`AllowedIPs = ${p.allowedIps.map((a) => a.text).join(', ')}`);
+    if (p.endpoint) out.push(`Endpoint = ${p.endpoint.host.includes(':') ? `[${p.endpoint.host}]` : p.endpoint.host}:${p.endpoint.port}`);
+    if (p.persistentKeepalive) out.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
+  }
+  return out.join('\n') + '\n';
+}
