@@ -1,0 +1,558 @@
+/*
+ * keymesh_native: the thin native edge of keymesh (see native-notes/).
+ *
+ * It opens and configures file descriptors (a TUN device, a dual-stack UDP socket), moves
+ * packets between them and JavaScript-owned buffers in batches (read() loops, recvmmsg,
+ * sendmmsg), and wakes JavaScript when an fd becomes readable (uv_poll). All protocol state and
+ * logic stays in JavaScript: nothing here parses or decides anything about a packet.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_BATCH 1024
+#define MAX_POLLS 64
+
+static struct {
+  double tun_write_errors;
+  double udp_send_errors;
+  double udp_truncated;
+  double udp_so_errors;
+} counters;
+
+/* ───────────────────────── helpers ───────────────────────── */
+
+#define CHECK(call)                                                         \
+  do {                                                                      \
+    if ((call) != napi_ok) {                                                \
+      napi_throw_error(env, "ENAPI", "internal N-API call failed: " #call); \
+      return NULL;                                                          \
+    }                                                                       \
+  } while (0)
+
+static napi_value throw_code(napi_env env, const char *code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+static const char *errno_code(int e) {
+  switch (e) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case ENOENT: return "ENOENT";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case EINVAL: return "EINVAL";
+    case EADDRINUSE: return "EADDRINUSE";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EMFILE: return "EMFILE";
+    case ENODEV: return "ENODEV";
+    default: return "EIO";
+  }
+}
+
+static int get_int(napi_env env, napi_value v, int64_t *out) {
+  return napi_get_value_int64(env, v, out) == napi_ok;
+}
+
+/* Data pointer and byte length of a typed array (Buffer included), with an expected element type. */
+static void *typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *count) {
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
+  napi_typedarray_type t;
+  size_t len;
+  void *data;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok) return NULL;
+  if (t != want && !(want == napi_uint8_array && t == napi_uint8_clamped_array)) return NULL;
+  *count = len;
+  return data;
+}
+
+static napi_value make_int(napi_env env, int64_t v) {
+  napi_value r;
+  napi_create_int64(env, v, &r);
+  return r;
+}
+
+static void set_prop(napi_env env, napi_value obj, const char *key, napi_value v) {
+  napi_set_named_property(env, obj, key, v);
+}
+
+/* ───────────────────────── TUN ───────────────────────── */
+
+/* tunOpen(name: string) → { fd, name } */
+static napi_value tun_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ + 1] = {0};
+  size_t nlen = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &nlen) != napi_ok) {
+    return throw_code(env, "EINVAL", "tunOpen: expected an interface name string");
+  }
+  if (nlen >= IFNAMSIZ) return throw_code(env, "EINVAL", "interface name \"%s\" is too long (15 characters at most)", name);
+  if (nlen > 0 && if_nametoindex(name) != 0) {
+    return throw_code(env, "EBUSY", "interface %s already exists (choose another name or remove it first)", name);
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENODEV || e == ENXIO)
+      return throw_code(env, "ENOTUN", "/dev/net/tun does not exist (load the tun module: modprobe tun; in a container, pass the device in)");
+    if (e == EACCES || e == EPERM)
+      return throw_code(env, "EPERM", "opening /dev/net/tun was refused: creating a TUN device needs root or CAP_NET_ADMIN");
+    return throw_code(env, errno_code(e), "open /dev/net/tun: %s", strerror(e));
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  memcpy(ifr.ifr_name, name, nlen);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    if (e == EPERM || e == EACCES)
+      return throw_code(env, "EPERM", "creating a TUN device needs root or CAP_NET_ADMIN");
+    if (e == EBUSY) return throw_code(env, "EBUSY", "interface %s already exists and is in use", name);
+    if (e == EINVAL) return throw_code(env, "EINVAL", "cannot create TUN interface \"%s\": invalid name or an interface of another type has it", name);
+    return throw_code(env, errno_code(e), "TUNSETIFF %s: %s", name, strerror(e));
+  }
+  napi_value obj, nm;
+  CHECK(napi_create_object(env, &obj));
+  set_prop(env, obj, "fd", make_int(env, fd));
+  CHECK(napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &nm));
+  set_prop(env, obj, "name", nm);
+  return obj;
+}
+
+/* tunReadBatch(fd, buf, slotSize, lengths: Uint32Array, max) → count */
+static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd, slot, max;
+  size_t blen = 0, llen = 0;
+  if (argc < 5 || !get_int(env, argv[0], &fd) || !get_int(env, argv[2], &slot) || !get_int(env, argv[4], &max))
+    return throw_code(env, "EINVAL", "tunReadBatch(fd, buf, slotSize, lengths, maxPackets)");
+  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
+  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
+  if (!buf || !lens || slot <= 0 || max < 0 || max > MAX_BATCH || (size_t)max > llen || (size_t)(slot * max) > blen)
+    return throw_code(env, "EINVAL", "tunReadBatch: buffers too small for slotSize × maxPackets");
+  int64_t n = 0;
+  while (n < max) {
+    ssize_t r = read((int)fd, buf + n * slot, (size_t)slot);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break; /* EAGAIN: drained; other errors: report what we have */
+    }
+    if (r == 0) break;
+    lens[n++] = (uint32_t)r;
+  }
+  return make_int(env, n);
+}
+
+/* tunWriteBatch(fd, buf, offsets, lengths, count) → written */
+static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd, count;
+  size_t blen = 0, olen = 0, llen = 0;
+  if (argc < 5 || !get_int(env, argv[0], &fd) || !get_int(env, argv[4], &count))
+    return throw_code(env, "EINVAL", "tunWriteBatch(fd, buf, offsets, lengths, count)");
+  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
+  uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
+  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
+  if (!buf || !offs || !lens || count < 0 || (size_t)count > olen || (size_t)count > llen)
+    return throw_code(env, "EINVAL", "tunWriteBatch: bad arguments");
+  int64_t done = 0;
+  for (int64_t i = 0; i < count; i++) {
+    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatch: packet %lld lies outside the buffer", (long long)i);
+    ssize_t r;
+    do r = write((int)fd, buf + offs[i], lens[i]);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno == EAGAIN) break;
+      counters.tun_write_errors++; /* the kernel refused this packet (e.g. EINVAL): skip it */
+      continue;
+    }
+    done++;
+  }
+  return make_int(env, done);
+}
+
+/* ───────────────────────── UDP ───────────────────────── */
+
+static void set_bufsize(int fd, int force_opt, int opt, int size) {
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &size, sizeof size) == 0) return;
+  setsockopt(fd, SOL_SOCKET, opt, &size, sizeof size);
+}
+
+/* udpOpen(port) → { fd, port, family } */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t port;
+  if (argc < 1 || !get_int(env, argv[0], &port) || port < 0 || port > 65535)
+    return throw_code(env, "EINVAL", "udpOpen: port must be 0–65535");
+  int family = 6;
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    struct sockaddr_in6 sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin6_family = AF_INET6;
+    sa.sin6_addr = in6addr_any;
+    sa.sin6_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+      int e = errno;
+      close(fd);
+      if (e == EADDRINUSE) return throw_code(env, "EADDRINUSE", "UDP port %lld is already in use", (long long)port);
+      if (e != EADDRNOTAVAIL && e != EAFNOSUPPORT) return throw_code(env, errno_code(e), "bind [::]:%lld: %s", (long long)port, strerror(e));
+      fd = -1; /* IPv6 present but unusable: fall back to IPv4 */
+    }
+  }
+  if (fd < 0) {
+    family = 4;
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return throw_code(env, errno_code(errno), "socket: %s", strerror(errno));
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    sa.sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+      int e = errno;
+      close(fd);
+      if (e == EADDRINUSE) return throw_code(env, "EADDRINUSE", "UDP port %lld is already in use", (long long)port);
+      return throw_code(env, errno_code(e), "bind 0.0.0.0:%lld: %s", (long long)port, strerror(e));
+    }
+  }
+  set_bufsize(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
+  set_bufsize(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  int real = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  napi_value obj;
+  CHECK(napi_create_object(env, &obj));
+  set_prop(env, obj, "fd", make_int(env, fd));
+  set_prop(env, obj, "port", make_int(env, real));
+  set_prop(env, obj, "family", make_int(env, family));
+  return obj;
+}
+
+static struct mmsghdr g_msgs[MAX_BATCH];
+static struct iovec g_iov[MAX_BATCH];
+static struct sockaddr_in6 g_sa[MAX_BATCH];
+
+/* udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, max) → count */
+static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd, slot, max;
+  size_t blen = 0, llen = 0, alen = 0, plen = 0;
+  if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[2], &slot) || !get_int(env, argv[6], &max))
+    return throw_code(env, "EINVAL", "udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, maxPackets)");
+  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
+  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
+  uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
+  uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
+  if (!buf || !lens || !addrs || !ports || slot <= 0 || max < 0 || max > MAX_BATCH || (size_t)max > llen ||
+      (size_t)max > plen || (size_t)max * 16 > alen || (size_t)(slot * max) > blen)
+    return throw_code(env, "EINVAL", "udpRecvBatch: buffers too small for slotSize × maxPackets");
+  for (int64_t i = 0; i < max; i++) {
+    g_iov[i].iov_base = buf + i * slot;
+    g_iov[i].iov_len = (size_t)slot;
+    memset(&g_msgs[i].msg_hdr, 0, sizeof g_msgs[i].msg_hdr);
+    g_msgs[i].msg_hdr.msg_name = &g_sa[i];
+    g_msgs[i].msg_hdr.msg_namelen = sizeof g_sa[i];
+    g_msgs[i].msg_hdr.msg_iov = &g_iov[i];
+    g_msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  int r;
+  do r = recvmmsg((int)fd, g_msgs, (unsigned)max, MSG_DONTWAIT, NULL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if (errno != EAGAIN) {
+      /* A queued ICMP error surfaces here as ECONNREFUSED etc.; reading it cleared it. */
+      counters.udp_so_errors++;
+    }
+    return make_int(env, 0);
+  }
+  int64_t n = 0;
+  for (int i = 0; i < r; i++) {
+    if (g_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      counters.udp_truncated++;
+      continue;
+    }
+    if (n != i) memmove(buf + n * slot, buf + (int64_t)i * slot, g_msgs[i].msg_len);
+    lens[n] = g_msgs[i].msg_len;
+    uint8_t *a = addrs + n * 16;
+    struct sockaddr *sa = (struct sockaddr *)&g_sa[i];
+    if (sa->sa_family == AF_INET6) {
+      memcpy(a, &g_sa[i].sin6_addr, 16);
+      ports[n] = ntohs(g_sa[i].sin6_port);
+    } else {
+      struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+      memset(a, 0, 10);
+      a[10] = a[11] = 0xff;
+      memcpy(a + 12, &s4->sin_addr, 4);
+      ports[n] = ntohs(s4->sin_port);
+    }
+    n++;
+  }
+  return make_int(env, n);
+}
+
+static struct sockaddr_in g_sa4[MAX_BATCH];
+
+/* udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count) → sent */
+static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd, count;
+  size_t blen = 0, olen = 0, llen = 0, alen = 0, plen = 0;
+  if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[6], &count))
+    return throw_code(env, "EINVAL", "udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count)");
+  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
+  uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
+  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
+  uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
+  uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
+  if (!buf || !offs || !lens || !addrs || !ports || count < 0 || count > MAX_BATCH || (size_t)count > olen ||
+      (size_t)count > llen || (size_t)count > plen || (size_t)count * 16 > alen)
+    return throw_code(env, "EINVAL", "udpSendBatch: bad arguments");
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  getsockname((int)fd, (struct sockaddr *)&ss, &sl);
+  int v6 = ss.ss_family == AF_INET6;
+  static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  int m = 0;
+  for (int64_t i = 0; i < count; i++) {
+    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "udpSendBatch: datagram %lld lies outside the buffer", (long long)i);
+    const uint8_t *a = addrs + i * 16;
+    memset(&g_msgs[m].msg_hdr, 0, sizeof g_msgs[m].msg_hdr);
+    if (v6) {
+      memset(&g_sa[m], 0, sizeof g_sa[m]);
+      g_sa[m].sin6_family = AF_INET6;
+      memcpy(&g_sa[m].sin6_addr, a, 16);
+      g_sa[m].sin6_port = htons(ports[i]);
+      g_msgs[m].msg_hdr.msg_name = &g_sa[m];
+      g_msgs[m].msg_hdr.msg_namelen = sizeof g_sa[m];
+    } else {
+      if (memcmp(a, mapped_prefix, 12) != 0) {
+        counters.udp_send_errors++; /* IPv6 destination on an IPv4-only socket */
+        continue;
+      }
+      memset(&g_sa4[m], 0, sizeof g_sa4[m]);
+      g_sa4[m].sin_family = AF_INET;
+      memcpy(&g_sa4[m].sin_addr, a + 12, 4);
+      g_sa4[m].sin_port = htons(ports[i]);
+      g_msgs[m].msg_hdr.msg_name = &g_sa4[m];
+      g_msgs[m].msg_hdr.msg_namelen = sizeof g_sa4[m];
+    }
+    g_iov[m].iov_base = buf + offs[i];
+    g_iov[m].iov_len = lens[i];
+    g_msgs[m].msg_hdr.msg_iov = &g_iov[m];
+    g_msgs[m].msg_hdr.msg_iovlen = 1;
+    m++;
+  }
+  int start = 0;
+  int64_t sent = 0;
+  while (start < m) {
+    int r = sendmmsg((int)fd, g_msgs + start, (unsigned)(m - start), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) break; /* socket buffer full: the rest are dropped by the caller */
+      counters.udp_send_errors++; /* this datagram failed (ENETUNREACH, EPERM, ...): skip it, send the rest */
+      start++;
+      continue;
+    }
+    if (r == 0) break;
+    start += r;
+    sent += r;
+  }
+  return make_int(env, sent);
+}
+
+/* ───────────────────────── polling ───────────────────────── */
+
+typedef struct {
+  uv_poll_t handle;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  int fd;
+  int id;
+  int active;
+} poll_t;
+
+static poll_t *g_polls[MAX_POLLS];
+
+static void on_closed(uv_handle_t *h) { free(h->data); }
+
+static void poll_cb(uv_poll_t *h, int status, int events);
+
+static void release(poll_t *p) {
+  if (!p->active) return;
+  p->active = 0;
+  g_polls[p->id] = NULL;
+  uv_poll_stop(&p->handle);
+  napi_delete_reference(p->env, p->callback);
+  napi_async_destroy(p->env, p->context);
+  p->handle.data = p;
+  uv_close((uv_handle_t *)&p->handle, on_closed);
+}
+
+static void poll_cb(uv_poll_t *h, int status, int events) {
+  poll_t *p = h->data;
+  if (!p || !p->active) return;
+  if (status < 0) {
+    /* libuv stops a poll handle on POLLERR (an ICMP error queued on a UDP socket sets SO_ERROR).
+     * Reading SO_ERROR clears the condition; then poll again so the fd is never abandoned. */
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    counters.udp_so_errors++;
+    uv_poll_start(&p->handle, UV_READABLE, poll_cb);
+  }
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, result;
+  if (napi_get_reference_value(env, p->callback, &fn) == napi_ok && fn) {
+    napi_get_undefined(env, &recv);
+    napi_status s = napi_make_callback(env, p->context, recv, fn, 0, NULL, &result);
+    if (s == napi_pending_exception) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* pollStart(fd, onReadable) → id */
+static napi_value poll_start(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd;
+  napi_valuetype t;
+  if (argc < 2 || !get_int(env, argv[0], &fd) || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
+    return throw_code(env, "EINVAL", "pollStart(fd, onReadable)");
+  int id = -1;
+  for (int i = 0; i < MAX_POLLS; i++)
+    if (!g_polls[i]) {
+      id = i;
+      break;
+    }
+  if (id < 0) return throw_code(env, "EMFILE", "pollStart: too many polled fds");
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  poll_t *p = calloc(1, sizeof *p);
+  if (!p) return throw_code(env, "ENOMEM", "pollStart: out of memory");
+  if (uv_poll_init(loop, &p->handle, (int)fd) != 0) {
+    free(p);
+    return throw_code(env, "EINVAL", "pollStart: fd %lld cannot be polled", (long long)fd);
+  }
+  p->env = env;
+  p->fd = (int)fd;
+  p->id = id;
+  p->active = 1;
+  p->handle.data = p;
+  napi_value name;
+  napi_create_string_utf8(env, "keymesh:poll", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &p->context);
+  napi_create_reference(env, argv[1], 1, &p->callback);
+  g_polls[id] = p;
+  uv_poll_start(&p->handle, UV_READABLE, poll_cb);
+  return make_int(env, id);
+}
+
+static napi_value poll_stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t id;
+  if (argc < 1 || !get_int(env, argv[0], &id) || id < 0 || id >= MAX_POLLS) return NULL;
+  if (g_polls[id]) release(g_polls[id]);
+  return NULL;
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return throw_code(env, "EINVAL", "closeFd(fd)");
+  for (int i = 0; i < MAX_POLLS; i++)
+    if (g_polls[i] && g_polls[i]->fd == fd) release(g_polls[i]);
+  close((int)fd);
+  return NULL;
+}
+
+static napi_value get_counters(napi_env env, napi_callback_info info) {
+  napi_value obj, v;
+  CHECK(napi_create_object(env, &obj));
+  napi_create_double(env, counters.tun_write_errors, &v);
+  set_prop(env, obj, "tunWriteErrors", v);
+  napi_create_double(env, counters.udp_send_errors, &v);
+  set_prop(env, obj, "udpSendErrors", v);
+  napi_create_double(env, counters.udp_truncated, &v);
+  set_prop(env, obj, "udpTruncated", v);
+  napi_create_double(env, counters.udp_so_errors, &v);
+  set_prop(env, obj, "udpSoErrors", v);
+  return obj;
+}
+
+static void cleanup(void *arg) {
+  for (int i = 0; i < MAX_POLLS; i++)
+    if (g_polls[i]) release(g_polls[i]);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
+      {"tunReadBatch", NULL, tun_read_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"tunWriteBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
+      {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL},
+      {"pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"counters", NULL, get_counters, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_add_env_cleanup_hook(env, cleanup, NULL);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
