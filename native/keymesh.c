@@ -447,7 +447,7 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value fn, recv, result;
   if (napi_get_reference_value(env, p->callback, &fn) == napi_ok && fn) {
-    napi_get_undefined(env, &recv);
+    napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
     napi_status s = napi_make_callback(env, p->context, recv, fn, 0, NULL, &result);
     if (s == napi_pending_exception) {
       napi_value exc;

@@ -20,6 +20,7 @@ import { resolveEndpoint, type WgQuickConfig } from '../config/wgquick.js';
 import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
+import { createNodeTransportAead } from './node-aead.js';
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { PathTable, UdpPath } from './udp-path.js';
 
@@ -97,6 +98,7 @@ export class Runtime {
       privateKey: opts.config.interface.privateKey,
       random: (n) => new Uint8Array(randomBytes(n)),
       mtu: this.mtu,
+      aead: createNodeTransportAead(),
       wallClockOffset: Date.now() - performance.now(),
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
