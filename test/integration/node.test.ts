@@ -1,0 +1,168 @@
+/**
+ * keymesh as a program, in network namespaces: keymesh ↔ keymesh, keymesh ↔ wireguard-go (either
+ * side initiating), a 4-node mesh, the stock `wg` tool against keymesh, bad configs, and clean
+ * shutdown. Needs root; skipped with the reason otherwise.
+ */
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, startKeymesh, startWireguardGo, tcpTransfer, uapiSocket, waitFor, wgGenKeypair } from '../../netns/lib.js';
+import { mesh } from '../../netns/mesh.js';
+import { TUNNEL, twoHosts } from '../../netns/two-hosts.js';
+
+const skip = canRunNetns() ?? (spawnSync('which', ['wireguard-go']).status === 0 ? null : 'wireguard-go is not installed');
+if (skip) console.warn(`integration tests skipped: ${skip}`);
+
+let lab: Lab | null = null;
+afterEach(async () => {
+  await lab?.cleanup();
+  lab = null;
+});
+
+function withLogs<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    (e as Error).message += `\n${lab?.logs() ?? ''}`;
+    throw e;
+  }
+}
+
+async function checkPair(l: Lab, nsA: string, nsB: string, megabytes: number): Promise<void> {
+  withLogs(() => {
+    expect(ping(l, nsA, TUNNEL.b), 'IPv4 ping A→B').toBe(true);
+    expect(ping(l, nsA, TUNNEL.b6), 'IPv6 ping A→B').toBe(true);
+    expect(ping(l, nsB, TUNNEL.a), 'IPv4 ping B→A').toBe(true);
+    expect(ping(l, nsB, TUNNEL.a6), 'IPv6 ping B→A').toBe(true);
+  });
+  const t = await tcpTransfer(l, nsA, nsB, TUNNEL.b, megabytes * 1024 * 1024);
+  expect(t.received.bytes).toBe(megabytes * 1024 * 1024);
+  expect(t.received.sha256).toBe(t.sent.sha256);
+}
+
+describe.skipIf(skip)('keymesh in network namespaces', () => {
+  it('keymesh ↔ keymesh: pings both families, 50 MB TCP with matching sha256', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    await startKeymesh(lab, b);
+    await startKeymesh(lab, a);
+    await checkPair(lab, a.ns, b.ns, 50);
+  }, 120_000);
+
+  it('keymesh ↔ wireguard-go, keymesh initiating', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    await startWireguardGo(lab, b);
+    await startKeymesh(lab, a);
+    await checkPair(lab, a.ns, b.ns, 50);
+  }, 120_000);
+
+  it('keymesh ↔ wireguard-go, wireguard-go initiating', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab, { aKnowsB: false, bKnowsA: true });
+    await startKeymesh(lab, a);
+    await startWireguardGo(lab, b);
+    // B initiates: ping from B first.
+    withLogs(() => expect(ping(lab!, b.ns, TUNNEL.a), 'wireguard-go → keymesh ping').toBe(true));
+    await checkPair(lab, a.ns, b.ns, 50);
+  }, 120_000);
+
+  it('a 4-node full mesh: every pair reaches every other', async () => {
+    lab = new Lab();
+    const nodes = mesh(lab, 4);
+    await Promise.all(nodes.map((n) => startKeymesh(lab!, n)));
+    const failures: string[] = [];
+    for (let i = 0; i < nodes.length; i++) {
+      for (let j = 0; j < nodes.length; j++) {
+        if (i !== j && !ping(lab, nodes[i].ns, `10.9.0.${j + 1}`, 2)) failures.push(`h${i}→h${j}`);
+      }
+    }
+    withLogs(() => expect(failures).toEqual([]));
+  }, 120_000);
+
+  it('the stock wg tool shows and changes a running keymesh', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    await startKeymesh(lab, b);
+    await startKeymesh(lab, a);
+    expect(ping(lab, a.ns, TUNNEL.b)).toBe(true);
+    const dump = sh('wg', ['show', a.ifname, 'dump']).trim().split('\n');
+    // interface line: private-key public-key listen-port fwmark
+    expect(dump[0].split('\t')[2]).toBe('51820');
+    const peer = dump[1].split('\t');
+    expect(peer[0]).toBe(a.peers[0].publicKey);
+    expect(peer[2]).toBe('192.0.2.2:51820');
+    expect(peer[3]).toBe('10.0.0.2/32,fd10::2/128');
+    expect(Number(peer[4])).toBeGreaterThan(Date.now() / 1000 - 60); // latest handshake
+    expect(Number(peer[5])).toBeGreaterThan(0); // rx
+    expect(Number(peer[6])).toBeGreaterThan(0); // tx
+    const showconf = sh('wg', ['showconf', a.ifname]);
+    expect(showconf).toContain(`PublicKey = ${a.peers[0].publicKey}`);
+    expect(showconf).toContain('ListenPort = 51820');
+
+    // Add an address behind B, allow it on A with `wg set`: it becomes reachable (keymesh adds the route).
+    lab.exec(b.ns, ['ip', 'addr', 'add', '10.77.7.7/32', 'dev', b.ifname]);
+    sh('wg', ['set', b.ifname, 'peer', b.peers[0].publicKey, 'allowed-ips', '10.0.0.1/32,fd10::1/128']);
+    expect(ping(lab, a.ns, '10.77.7.7', 1)).toBe(false);
+    sh('wg', ['set', a.ifname, 'peer', a.peers[0].publicKey, 'allowed-ips', '10.0.0.2/32,fd10::2/128,10.77.7.7/32', 'persistent-keepalive', '25']);
+    await waitFor('route to 10.77.7.7', () => lab!.exec(a.ns, ['ip', 'route', 'show', '10.77.7.7']).includes(a.ifname), 5000);
+    withLogs(() => expect(ping(lab!, a.ns, '10.77.7.7')).toBe(true));
+    const after = sh('wg', ['show', a.ifname, 'dump']).trim().split('\n')[1].split('\t');
+    expect(after[3]).toBe('10.0.0.2/32,fd10::2/128,10.77.7.7/32');
+    expect(after[7]).toBe('25');
+    // Remove the peer: traffic stops.
+    sh('wg', ['set', a.ifname, 'peer', a.peers[0].publicKey, 'remove']);
+    expect(sh('wg', ['show', a.ifname, 'peers']).trim()).toBe('');
+    expect(ping(lab, a.ns, TUNNEL.b, 1)).toBe(false);
+  }, 120_000);
+
+  it('SIGTERM removes the interface, its routes and its sockets, and exits 0', async () => {
+    lab = new Lab();
+    const { a } = twoHosts(lab);
+    const p = await startKeymesh(lab, a);
+    expect(lab.exec(a.ns, ['ip', 'link', 'show', a.ifname])).toContain(a.ifname);
+    expect(lab.exec(a.ns, ['ip', 'route', 'show'])).toContain(a.ifname);
+    const code = await p.stop('SIGTERM');
+    expect(code).toBe(0);
+    expect(() => lab!.exec(a.ns, ['ip', 'link', 'show', a.ifname])).toThrow();
+    expect(lab.exec(a.ns, ['ip', 'route', 'show'])).not.toContain(a.ifname);
+    expect(lab.exec(a.ns, ['ip', '-6', 'route', 'show'])).not.toContain(a.ifname);
+    expect(existsSync(uapiSocket(a.ifname))).toBe(false);
+    expect(existsSync(`/var/run/keymesh/${a.ifname}.sock`)).toBe(false);
+    expect(lab.exec(a.ns, ['ss', '-uanp'])).not.toContain(':51820');
+  }, 60_000);
+
+  it('keymesh down stops a running node', async () => {
+    lab = new Lab();
+    const { a } = twoHosts(lab);
+    const p = await startKeymesh(lab, a);
+    const r = spawnSync(process.execPath, [KEYMESH_BIN, 'down', a.ifname], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(await p.exited).toBe(0);
+    expect(existsSync(uapiSocket(a.ifname))).toBe(false);
+  }, 60_000);
+
+  describe('a bad config exits non-zero with FILE:LINE', () => {
+    const good = wgGenKeypair();
+    const peer = wgGenKeypair();
+    const cases: Array<[string, string, number, RegExp]> = [
+      ['bad private key', `[Interface]\nPrivateKey = notakey\n`, 2, /PrivateKey is not a valid key/],
+      ['bad CIDR', `[Interface]\nPrivateKey = ${good.privateKey}\n[Peer]\nPublicKey = ${peer.publicKey}\nAllowedIPs = 10.0.0.0/33\n`, 5, /AllowedIPs: "10.0.0.0\/33"/],
+      ['unknown key', `[Interface]\nPrivateKey = ${good.privateKey}\nListenPortt = 1\n`, 3, /unknown key ListenPortt/],
+      ['missing PrivateKey', `[Interface]\nListenPort = 51820\n`, 1, /no PrivateKey/],
+      ['bad endpoint', `[Interface]\nPrivateKey = ${good.privateKey}\n[Peer]\nPublicKey = ${peer.publicKey}\nEndpoint = 192.0.2.1\n`, 5, /Endpoint: .*HOST:PORT/],
+      ['bad port', `[Interface]\nPrivateKey = ${good.privateKey}\nListenPort = 70000\n`, 3, /ListenPort/],
+    ];
+    for (const [what, text, line, re] of cases) {
+      it(what, () => {
+        lab = new Lab();
+        const f = lab.file(`${lab.name('c')}.conf`, text);
+        const r = spawnSync(process.execPath, [KEYMESH_BIN, 'up', f], { encoding: 'utf8' });
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toContain(`${f}:${line}:`);
+        expect(r.stderr).toMatch(re);
+        expect(r.stderr).not.toContain(good.privateKey);
+      });
+    }
+  });
+});
