@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole keymesh test suite: unit tests and network-namespace integration tests.
+# Installs what it needs (Debian packages, npm dependencies, the native addon), builds, runs
+# vitest, and ends with one line: `tests: N passed, N failed, N skipped`.
+# Usage: sudo ./scripts/test.sh      (without root the integration tests are skipped, and say why)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+  need=()
+  for spec in ip:iproute2 wg:wireguard-tools wireguard-go:wireguard-go iperf3:iperf3 nft:nftables \
+              iptables:iptables ping:iputils-ping tcpdump:tcpdump conntrack:conntrack ss:iproute2 \
+              make:make g++:g++ python3:python3; do
+    command -v "${spec%%:*}" >/dev/null 2>&1 || need+=("${spec##*:}")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "test: installing ${need[*]}"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
+      || { echo "test: apt-get install failed"; exit 1; }
+  fi
+  modprobe tun 2>/dev/null || true
+else
+  echo "test: not root — integration tests (network namespaces, TUN) will be skipped"
+fi
+
+if [ "${CI:-}" = "true" ] || [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund || { echo "test: npm ci failed"; exit 1; }
+fi
+[ -f build/Release/keymesh_native.node ] || npm run -s build:native || { echo "test: native addon build failed"; exit 1; }
+npm run -s build || { echo "test: TypeScript build failed"; exit 1; }
+
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+npx vitest run --reporter=default --reporter=json --outputFile.json="$report"
+status=$?
+node -e '
+  const fs = require("fs");
+  let r = {};
+  try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch {}
+  const passed = r.numPassedTests ?? 0, failed = r.numFailedTests ?? 0;
+  const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+  console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+  process.exit(passed > 0 && failed === 0 ? 0 : 1);
+' "$report"
+summary=$?
+[ $status -eq 0 ] && [ $summary -eq 0 ]
