@@ -12,7 +12,7 @@ import { REJECT_AFTER_MESSAGES_HI, REJECT_AFTER_MESSAGES_LO } from './constants.
 const WORD_BITS = 32;
 const RING_WORDS = 256; // 8192 bits
 const RING_BITS = RING_WORDS * WORD_BITS;
-/** Packets older than the newest one by this many or more are rejected: 8160 (≥ the kernel's 8128). */
+/** A counter up to this far behind the newest accepted one is still accepted: 8160 (≥ the kernel's 8128). */
 export const REPLAY_WINDOW_SIZE = RING_BITS - WORD_BITS;
 const TWO32 = 0x100000000;
 
@@ -31,7 +31,7 @@ export class ReplayWindow {
     // any huge difference is simply "far outside the window".
     const ahead = (hi - this.lastHi) * TWO32 + (lo - this.lastLo);
     if (ahead > 0) return true;
-    if (-ahead >= REPLAY_WINDOW_SIZE) return false;
+    if (-ahead > REPLAY_WINDOW_SIZE) return false;
     return (this.ring[wordIndex(hi, lo)] & bit(lo)) === 0;
   }
 
