@@ -1,0 +1,109 @@
+/**
+ * `sudo npm run bench`: keymesh against wireguard-go on the same machine, in the same run.
+ *
+ * Topology: netns/two-hosts.ts (two namespaces, one veth). For each implementation in turn:
+ * bring up both ends, warm the tunnel, then measure
+ *   - TCP throughput with iperf3, one stream and four streams (A → B);
+ *   - ping RTT through the tunnel (50 pings, 20 ms apart);
+ *   - CPU per packet: CPU seconds of both tunnel processes divided by the packets their tunnel
+ *     interfaces carried during the single-stream run (µs per packet per direction).
+ * Prints a table with keymesh/wireguard-go ratios and writes bench-results/bench.json.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Lab, startKeymesh, startWireguardGo, type NodeSpec, type Proc } from '../netns/lib.js';
+import { TUNNEL, twoHosts } from '../netns/two-hosts.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CLK_TCK = 100;
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+}
+
+function ifPackets(lab: Lab, n: NodeSpec): number {
+  const j = JSON.parse(lab.exec(n.ns, ['ip', '-s', '-j', 'link', 'show', n.ifname]))[0];
+  return j.stats64.rx.packets + j.stats64.tx.packets;
+}
+
+function iperf(lab: Lab, a: NodeSpec, b: NodeSpec, streams: number): { mbps: number; retransmits: number } {
+  const server = lab.spawn(b.ns, ['iperf3', '-s', '-1', '-B', TUNNEL.b], 'iperf3 server');
+  void server;
+  execWait(300);
+  const out = lab.exec(a.ns, ['iperf3', '-c', TUNNEL.b, '-t', String(SECONDS), '-P', String(streams), '-J', '-O', '1']);
+  const j = JSON.parse(out);
+  return { mbps: j.end.sum_received.bits_per_second / 1e6, retransmits: j.end.sum_sent.retransmits ?? 0 };
+}
+
+function execWait(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function pingRtt(lab: Lab, a: NodeSpec): { avg: number; min: number; max: number } {
+  const out = lab.exec(a.ns, ['ping', '-c', '50', '-i', '0.02', '-q', TUNNEL.b]);
+  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(out);
+  if (!m) throw new Error(`ping output: ${out}`);
+  return { min: Number(m[1]), avg: Number(m[2]), max: Number(m[3]) };
+}
+
+interface Result {
+  mbps1: number;
+  retr1: number;
+  mbps4: number;
+  retr4: number;
+  rttAvg: number;
+  rttMin: number;
+  usPerPacket: number;
+}
+
+async function run(impl: 'keymesh' | 'wireguard-go'): Promise<Result> {
+  const lab = new Lab();
+  try {
+    const { a, b } = twoHosts(lab);
+    const start = impl === 'keymesh' ? startKeymesh : startWireguardGo;
+    const pb: Proc = await start(lab, b);
+    const pa: Proc = await start(lab, a);
+    lab.exec(a.ns, ['ping', '-c', '3', '-i', '0.2', TUNNEL.b]); // handshake + warm-up
+    const rtt = pingRtt(lab, a);
+    const cpu0 = cpuSeconds(pa.child.pid!) + cpuSeconds(pb.child.pid!);
+    const pk0 = ifPackets(lab, a) + ifPackets(lab, b);
+    const one = iperf(lab, a, b, 1);
+    const cpu1 = cpuSeconds(pa.child.pid!) + cpuSeconds(pb.child.pid!);
+    const pk1 = ifPackets(lab, a) + ifPackets(lab, b);
+    execWait(500);
+    const four = iperf(lab, a, b, 4);
+    return {
+      mbps1: one.mbps,
+      retr1: one.retransmits,
+      mbps4: four.mbps,
+      retr4: four.retransmits,
+      rttAvg: rtt.avg,
+      rttMin: rtt.min,
+      usPerPacket: ((cpu1 - cpu0) * 1e6) / (pk1 - pk0),
+    };
+  } finally {
+    await lab.cleanup();
+  }
+}
+
+if (process.getuid?.() !== 0) {
+  console.error('bench: needs root (network namespaces): sudo npm run bench');
+  process.exit(1);
+}
+console.log(`keymesh vs wireguard-go: two namespaces over veth, iperf3 ${SECONDS} s per run, same machine, same run\n`);
+const km = await run('keymesh');
+const wg = await run('wireguard-go');
+const row = (name: string, k: number, w: number, unit: string, digits = 1) =>
+  console.log(`${name.padEnd(28)} ${k.toFixed(digits).padStart(10)} ${w.toFixed(digits).padStart(14)}  ${unit.padEnd(8)} ${(k / w).toFixed(2).padStart(6)}×`);
+console.log(`${''.padEnd(28)} ${'keymesh'.padStart(10)} ${'wireguard-go'.padStart(14)}  ${''.padEnd(8)} ${'ratio'.padStart(7)}`);
+row('TCP, 1 stream', km.mbps1, wg.mbps1, 'Mbit/s');
+row('TCP, 4 streams', km.mbps4, wg.mbps4, 'Mbit/s');
+row('retransmits, 1 stream', km.retr1, wg.retr1, '', 0);
+row('ping RTT avg', km.rttAvg, wg.rttAvg, 'ms', 3);
+row('ping RTT min', km.rttMin, wg.rttMin, 'ms', 3);
+row('CPU per packet (both ends)', km.usPerPacket, wg.usPerPacket, 'µs', 2);
+mkdirSync('bench-results', { recursive: true });
+const out = { date: new Date().toISOString(), seconds: SECONDS, keymesh: km, wireguardGo: wg };
+writeFileSync('bench-results/bench.json', JSON.stringify(out, null, 2));
+console.log('\nwritten to bench-results/bench.json');
