@@ -16,8 +16,10 @@
  *   tick(now)  ──▶│ per-peer timers (timers.ts)           │──▶ sink.event(...)
  *                 └────────────────────────────────────────┘
  *
- * Buffers handed to the sink are only valid during the call (the engine reuses them), and the
- * engine decrypts received datagrams in place in the caller's buffer.
+ * The data path copies nothing and allocates nothing: a batch of TUN packets is padded, sealed
+ * and framed in place in the caller's buffer (which leaves TRANSPORT_HEADROOM bytes before and
+ * TRANSPORT_TAILROOM bytes after each packet), and received datagrams are opened in place; the
+ * sink is handed (buffer, offset, length) triples that are valid only during the call.
  */
 import { AllowedIps } from './allowedips.js';
 import {
@@ -79,12 +81,17 @@ export type EngineEvent =
   | { type: 'keys-zeroed'; peer: Peer };
 
 export interface Sink {
-  /** Send `data` (valid only during this call) as one UDP datagram on `path`. */
-  send(path: Path, data: Uint8Array): void;
-  /** Write one IP packet (valid only during this call) to the TUN device. */
-  writeTun(packet: Uint8Array): void;
+  /** Send buf[off .. off+len) (valid only during this call) as one UDP datagram on `path`. */
+  send(path: Path, buf: Uint8Array, off: number, len: number): void;
+  /** Write the IP packet buf[off .. off+len) (valid only during this call) to the TUN device. */
+  writeTun(buf: Uint8Array, off: number, len: number): void;
   event(e: EngineEvent): void;
 }
+
+/** Bytes a TUN packet handed to handleTunBatch must have free before it (the transport header). */
+export const TRANSPORT_HEADROOM = TRANSPORT_HEADER_SIZE;
+/** Bytes it must have free after it: up to 15 of padding and the 16-byte Poly1305 tag. */
+export const TRANSPORT_TAILROOM = PADDING_MULTIPLE - 1 + 16;
 
 /** Why a datagram or TUN packet was dropped; each has a counter in `stats().drops`. */
 export const DROP_REASONS = [
@@ -179,12 +186,9 @@ export class Engine {
   // Transmit scratch: a batch of padded packets laid out in fixed slots.
   private txCap = 0;
   private txBuf = new Uint8Array(0);
-  private txOffs = new Uint32Array(0);
-  private txLens = new Uint32Array(0);
   private txPeerOf: Array<Peer | null> = [];
   private txSealOffs = new Uint32Array(0);
   private txSealLens = new Uint32Array(0);
-  private txSealSlot = new Uint32Array(0);
   private readonly txPeers: Peer[] = [];
   // Receive scratch for batched opens.
   private rxCap = 0;
@@ -195,6 +199,7 @@ export class Engine {
   private rxOk = new Uint8Array(0);
   private rxIdx = new Uint32Array(0);
   private readonly oneOff = new Uint32Array(1);
+  private tunScratch = new Uint8Array(0);
   private readonly oneLen = new Uint32Array(1);
   private readonly onePath: Path[] = [];
 
@@ -335,13 +340,13 @@ export class Engine {
    * Returns what was done with it; hostile input is counted, never thrown.
    */
   handleDatagram(data: Uint8Array, path: Path, now: number): DatagramResult {
-    const t = messageType(data);
+    const t = messageType(data, 0, data.length);
     switch (t) {
       case MESSAGE_TRANSPORT_DATA: {
-        this.oneOff[0] = data.byteOffset;
+        this.oneOff[0] = 0;
         this.oneLen[0] = data.length;
         this.onePath[0] = path;
-        return this.handleTransportRun(new Uint8Array(data.buffer), this.oneOff, this.oneLen, this.onePath, 0, 1, now);
+        return this.handleTransportRun(data, this.oneOff, this.oneLen, this.onePath, 0, 1, now);
       }
       case MESSAGE_INITIATION:
         return this.handleInitiation(data, path, now);
@@ -362,18 +367,15 @@ export class Engine {
     let i = 0;
     while (i < count) {
       const o = offs[i];
-      const d = buf.subarray(o, o + lens[i]);
-      if (messageType(d) !== MESSAGE_TRANSPORT_DATA) {
-        this.handleDatagram(d, paths[i], now);
+      if (messageType(buf, o, lens[i]) !== MESSAGE_TRANSPORT_DATA) {
+        // Handshake messages are rare and may be kept (staged) by reference: give them their own bytes.
+        this.handleDatagram(buf.slice(o, o + lens[i]), paths[i], now);
         i++;
         continue;
       }
       const receiver = readU32(buf, o + 4);
       let j = i + 1;
-      while (j < count && lens[j] >= 32 && buf[offs[j]] === MESSAGE_TRANSPORT_DATA && readU32(buf, offs[j] + 4) === receiver) {
-        if (messageType(buf.subarray(offs[j], offs[j] + lens[j])) !== MESSAGE_TRANSPORT_DATA) break;
-        j++;
-      }
+      while (j < count && messageType(buf, offs[j], lens[j]) === MESSAGE_TRANSPORT_DATA && readU32(buf, offs[j] + 4) === receiver) j++;
       this.handleTransportRun(buf, offs, lens, paths, i, j - i, now);
       i = j;
     }
@@ -471,7 +473,7 @@ export class Engine {
     if (declared > len || declared < (version === 4 ? 20 : 40)) return this.drop('invalidInnerPacket');
     const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
     if (this.routes.lookup(buf, src, version) !== peer) return this.drop('disallowedSource');
-    this.sink.writeTun(buf.subarray(off, off + declared));
+    this.sink.writeTun(buf, off, declared);
     return 'data';
   }
 
@@ -509,7 +511,7 @@ export class Engine {
     entry.keypair = kp;
     for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
     peer.timers.sessionDerived(now);
-    this.sink.send(path, response);
+    this.sink.send(path, response, 0, response.length);
     this.counters.handshakesSent++;
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
@@ -572,7 +574,8 @@ export class Engine {
     if (check === 'bad-mac1') return this.drop('badMac1');
     if (check === 'need-cookie') {
       const reply = this.checker!.createReply(senderIndex, mac1.slice(), path.cookieBytes, now);
-      this.sink.send(path, serializeCookieReply(reply));
+      const bytes = serializeCookieReply(reply);
+      this.sink.send(path, bytes, 0, bytes.length);
       return this.drop('cookieSent');
     }
     if (underLoad && !this.ratelimiter.allow(path.hostId, now)) return this.drop('rateLimited');
@@ -589,20 +592,23 @@ export class Engine {
 
   // ───────────────────────────── outbound packets ─────────────────────────────
 
-  /** One IP packet read from the TUN device. */
+  /** One IP packet read from the TUN device (copied into scratch space with head- and tailroom). */
   handleTunPacket(packet: Uint8Array, now: number): void {
-    this.oneOff[0] = packet.byteOffset;
+    const need = TRANSPORT_HEADROOM + packet.length + TRANSPORT_TAILROOM;
+    if (this.tunScratch.length < need) this.tunScratch = new Uint8Array(Math.max(need, 2048));
+    this.tunScratch.set(packet, TRANSPORT_HEADROOM);
+    this.oneOff[0] = TRANSPORT_HEADROOM;
     this.oneLen[0] = packet.length;
-    this.handleTunBatch(new Uint8Array(packet.buffer), this.oneOff, this.oneLen, 1, now);
+    this.handleTunBatch(this.tunScratch, this.oneOff, this.oneLen, 1, now);
   }
 
   /**
-   * A batch of IP packets from the TUN device (packet i at buf[offs[i]], lens[i] bytes). Packets
-   * are routed by destination, padded, and each peer's share sealed with one AEAD call.
+   * A batch of IP packets from the TUN device: packet i at buf[offs[i] .. offs[i]+lens[i]), with
+   * TRANSPORT_HEADROOM free bytes before it and TRANSPORT_TAILROOM after it. Packets are routed by
+   * destination, then each peer's share is padded, sealed with one AEAD call and framed, in place.
    */
   handleTunBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, now: number): void {
     if (count > this.txCap) this.growTx(count);
-    const slot = this.mtu + TX_SLOT_EXTRA;
     let nPeers = 0;
     for (let i = 0; i < count; i++) {
       this.txPeerOf[i] = null;
@@ -624,64 +630,57 @@ export class Engine {
         continue;
       }
       this.txPeerOf[i] = peer;
-      if (!this.txPeers.includes(peer)) this.txPeers[nPeers++] = peer;
-      // Copy into the slot after room for the header, then pad (§5.4.6: to a multiple of 16, capped at the MTU).
-      const base = i * slot + TRANSPORT_HEADER_SIZE;
-      this.txBuf.set(buf.subarray(o, o + len), base);
-      const padded = Math.min(this.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
-      this.txBuf.fill(0, base + len, base + padded);
-      this.txOffs[i] = base;
-      this.txLens[i] = padded;
+      let seen = false;
+      for (let p = 0; p < nPeers; p++) if (this.txPeers[p] === peer) seen = true;
+      if (!seen) this.txPeers[nPeers++] = peer;
     }
     for (let p = 0; p < nPeers; p++) {
       const peer = this.txPeers[p];
+      this.txPeers[p] = undefined as unknown as Peer;
+      const kp = peer.keypairs.current;
+      const path = peer.endpoint.path;
       let n = 0;
+      for (let i = 0; i < count; i++) if (this.txPeerOf[i] === peer) n++;
+      if (!this.local || !kp || !kp.canSend(now, n) || !path) {
+        // No usable session: keep copies until the handshake completes.
+        for (let i = 0; i < count; i++) if (this.txPeerOf[i] === peer) this.stage(peer, buf.slice(offs[i], offs[i] + lens[i]));
+        this.sendInitiation(peer, false, now);
+        continue;
+      }
+      n = 0;
       for (let i = 0; i < count; i++) {
         if (this.txPeerOf[i] !== peer) continue;
-        this.txSealOffs[n] = this.txOffs[i];
-        this.txSealLens[n] = this.txLens[i];
-        this.txSealSlot[n] = i;
+        // §5.4.6: pad with zeros to a multiple of 16, but not beyond the MTU.
+        const o = offs[i];
+        const len = lens[i];
+        const padded = Math.min(this.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
+        buf.fill(0, o + len, o + padded);
+        this.txSealOffs[n] = o;
+        this.txSealLens[n] = padded;
         n++;
       }
-      this.sendSlots(peer, n, lens, offs, buf, now);
+      this.sealAndSend(peer, kp, path, buf, n, now);
+      if (kp.wantsRekeyOnSend(now)) this.sendInitiation(peer, false, now);
     }
-    this.txPeers.length = 0;
   }
 
-  /** Seal and send the n slots listed in txSeal*, or stage them if the peer has no usable session. */
-  private sendSlots(peer: Peer, n: number, origLens: Uint32Array, origOffs: Uint32Array, origBuf: Uint8Array, now: number): void {
-    const kp = peer.keypairs.current;
-    const path = peer.endpoint.path;
-    if (!this.local || !kp || !kp.canSend(now, n) || !path) {
-      for (let k = 0; k < n; k++) {
-        const i = this.txSealSlot[k];
-        this.stage(peer, origBuf.subarray(origOffs[i], origOffs[i] + origLens[i]));
-      }
-      this.sendInitiation(peer, false, now);
-      return;
-    }
-    this.sealAndSend(peer, kp, path, n, now);
-    if (kp.wantsRekeyOnSend(now)) this.sendInitiation(peer, false, now);
-  }
-
-  /** Seal txSeal*[0..n) under kp and hand each datagram to the sink. */
-  private sealAndSend(peer: Peer, kp: Keypair, path: Path, n: number, now: number): void {
+  /** Seal buf at txSeal*[0..n) under kp, frame each with its header, and hand it to the sink. */
+  private sealAndSend(peer: Peer, kp: Keypair, path: Path, buf: Uint8Array, n: number, now: number): void {
     kp.reserve(n);
-    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, this.txBuf, this.txSealOffs, this.txSealLens, n);
+    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, this.txSealOffs, this.txSealLens, n);
     let hi = kp.reservedHi;
     let lo = kp.reservedLo;
     let data = false;
     for (let k = 0; k < n; k++) {
-      const body = this.txSealOffs[k];
-      const start = body - TRANSPORT_HEADER_SIZE;
-      writeTransportHeader(this.txBuf, start, kp.remoteIndex, hi, lo);
+      const start = this.txSealOffs[k] - TRANSPORT_HEADER_SIZE;
+      writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
       lo = (lo + 1) >>> 0;
       if (lo === 0) hi = (hi + 1) >>> 0;
       const total = TRANSPORT_HEADER_SIZE + this.txSealLens[k] + 16;
       if (this.txSealLens[k] > 0) data = true;
       peer.txBytes += total;
       this.counters.txPackets++;
-      this.sink.send(path, this.txBuf.subarray(start, start + total));
+      this.sink.send(path, buf, start, total);
     }
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
@@ -719,7 +718,7 @@ export class Engine {
       this.txSealLens[n] = padded;
       n++;
     }
-    this.sealAndSend(peer, kp, path, n, now);
+    this.sealAndSend(peer, kp, path, this.txBuf, n, now);
   }
 
   /** A keepalive is a transport packet with an empty payload (§6.5). Without a session it starts a handshake. */
@@ -737,7 +736,7 @@ export class Engine {
     }
     this.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
     this.txSealLens[0] = 0;
-    this.sealAndSend(peer, kp, path, 1, now);
+    this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
   }
 
   // ───────────────────────────── handshakes ─────────────────────────────
@@ -767,7 +766,7 @@ export class Engine {
     peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
     peer.lastSentHandshake = now;
     this.counters.handshakesSent++;
-    this.sink.send(path, msg);
+    this.sink.send(path, msg, 0, msg.length);
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
     peer.timers.handshakeInitiated(now, this.jitter());
@@ -902,11 +901,8 @@ export class Engine {
     const cap = Math.max(n, this.txCap * 2);
     this.txCap = cap;
     this.txBuf = new Uint8Array(cap * (this.mtu + TX_SLOT_EXTRA));
-    this.txOffs = new Uint32Array(cap);
-    this.txLens = new Uint32Array(cap);
     this.txSealOffs = new Uint32Array(cap);
     this.txSealLens = new Uint32Array(cap);
-    this.txSealSlot = new Uint32Array(cap);
     this.txPeerOf = new Array(cap).fill(null);
   }
 

@@ -68,14 +68,17 @@ function header(b: Uint8Array, type: number): boolean {
   return b[0] === type && b[1] === 0 && b[2] === 0 && b[3] === 0;
 }
 
-/** The message type of a datagram, or 0 when it is not a well-formed WireGuard message header. */
-export function messageType(b: Uint8Array): number {
-  if (b.length < 4 || b[1] !== 0 || b[2] !== 0 || b[3] !== 0) return 0;
-  const t = b[0];
-  if (t === MESSAGE_INITIATION) return b.length === INITIATION_SIZE ? t : 0;
-  if (t === MESSAGE_RESPONSE) return b.length === RESPONSE_SIZE ? t : 0;
-  if (t === MESSAGE_COOKIE_REPLY) return b.length === COOKIE_REPLY_SIZE ? t : 0;
-  if (t === MESSAGE_TRANSPORT_DATA) return b.length >= TRANSPORT_MIN_SIZE ? t : 0;
+/**
+ * The message type of the datagram b[off .. off+len), or 0 when it is not a well-formed
+ * WireGuard message (unknown type, non-zero reserved bytes, or a size the type does not allow).
+ */
+export function messageType(b: Uint8Array, off = 0, len = b.length - off): number {
+  if (len < 4 || b[off + 1] !== 0 || b[off + 2] !== 0 || b[off + 3] !== 0) return 0;
+  const t = b[off];
+  if (t === MESSAGE_INITIATION) return len === INITIATION_SIZE ? t : 0;
+  if (t === MESSAGE_RESPONSE) return len === RESPONSE_SIZE ? t : 0;
+  if (t === MESSAGE_COOKIE_REPLY) return len === COOKIE_REPLY_SIZE ? t : 0;
+  if (t === MESSAGE_TRANSPORT_DATA) return len >= TRANSPORT_MIN_SIZE ? t : 0;
   return 0;
 }
 

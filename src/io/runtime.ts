@@ -6,13 +6,15 @@
  *   timer  ──deadline──▶ engine.tick(now)
  *
  * Everything moves in batches of up to BATCH packets: one native call reads or writes a batch,
- * and the engine seals or opens each peer's share of it with one AEAD call. The engine's output
- * is copied into fixed transmit arenas and flushed once per batch.
+ * and the engine seals or opens each peer's share of it with one AEAD call. Nothing is copied on
+ * the data path: TUN packets are read into slots with room for the transport header and tag and
+ * sealed there, and datagrams are opened where recvmmsg put them; the transmit lists just point
+ * into those buffers. Only rare messages (handshakes, keepalives) are copied into a side arena.
  */
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_MTU } from '../core/constants.js';
-import { Engine, type EngineEvent, type Sink } from '../core/engine.js';
+import { Engine, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
@@ -56,42 +58,50 @@ export class Runtime {
   fwmark = 0;
   startedAt = Date.now();
 
-  // receive side
-  private readonly rbuf: Uint8Array;
-  private readonly rlens = new Uint32Array(BATCH);
-  private readonly roffs = new Uint32Array(BATCH);
-  private readonly raddrs = new Uint8Array(BATCH * 16);
-  private readonly rports = new Uint16Array(BATCH);
-  private readonly rpaths: UdpPath[] = new Array(BATCH);
-  // UDP transmit arena
-  private readonly ubuf: Uint8Array;
-  private readonly uoffs = new Uint32Array(BATCH);
-  private readonly ulens = new Uint32Array(BATCH);
-  private readonly uaddrs = new Uint8Array(BATCH * 16);
-  private readonly uports = new Uint16Array(BATCH);
-  private ucount = 0;
-  // TUN transmit arena
-  private readonly tbuf: Uint8Array;
-  private readonly toffs = new Uint32Array(BATCH);
-  private readonly tlens = new Uint32Array(BATCH);
-  private tcount = 0;
+  // TUN packets in: slot i holds a packet at i*slot + TRANSPORT_HEADROOM, sealed there in place
+  private readonly tunIn: Uint8Array;
+  private readonly tunInView: Uint8Array; // tunIn from TRANSPORT_HEADROOM on, for tunReadBatch
+  private readonly tunInOffs = new Uint32Array(BATCH);
+  private readonly tunInLens = new Uint32Array(BATCH);
+  // datagrams in: slot i at i*slot, opened there in place
+  private readonly udpIn: Uint8Array;
+  private readonly udpInOffs = new Uint32Array(BATCH);
+  private readonly udpInLens = new Uint32Array(BATCH);
+  private readonly udpInAddrs = new Uint8Array(BATCH * 16);
+  private readonly udpInPorts = new Uint16Array(BATCH);
+  private readonly udpInPaths: UdpPath[] = new Array(BATCH);
+  // outgoing datagrams: sealed TUN packets (pointing into tunIn) and copies of everything else (in side)
+  private readonly udpOut = new OutQueue(BATCH, true);
+  private readonly udpOutSide = new OutQueue(BATCH, true);
+  // outgoing TUN packets: opened datagrams (pointing into udpIn) and copies
+  private readonly tunOut = new OutQueue(BATCH, false);
+  private readonly tunOutSide = new OutQueue(BATCH, false);
   readonly counters = { udpSendShort: 0, tunWriteShort: 0 };
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
     this.slot = Math.max(2048, (this.mtu + 256 + 63) & ~63);
-    this.rbuf = new Uint8Array(BATCH * this.slot);
-    this.ubuf = new Uint8Array(BATCH * this.slot);
-    this.tbuf = new Uint8Array(BATCH * this.slot);
+    this.tunIn = new Uint8Array(BATCH * this.slot + TRANSPORT_HEADROOM);
+    this.tunInView = this.tunIn.subarray(TRANSPORT_HEADROOM);
+    this.udpIn = new Uint8Array(BATCH * this.slot);
     for (let i = 0; i < BATCH; i++) {
-      this.roffs[i] = i * this.slot;
-      this.uoffs[i] = i * this.slot;
-      this.toffs[i] = i * this.slot;
+      this.tunInOffs[i] = i * this.slot + TRANSPORT_HEADROOM;
+      this.udpInOffs[i] = i * this.slot;
     }
+    this.udpOutSide.arena(this.slot);
+    this.tunOutSide.arena(this.slot);
     const sink: Sink = {
-      send: (path, data) => this.queueUdp(path as UdpPath, data),
-      writeTun: (p) => this.queueTun(p),
+      send: (path, buf, off, len) => {
+        const q = buf === this.tunIn ? this.udpOut : this.udpOutSide;
+        if (q.full) this.flushUdp();
+        q.push(buf, off, len, path as UdpPath);
+      },
+      writeTun: (buf, off, len) => {
+        const q = buf === this.udpIn ? this.tunOut : this.tunOutSide;
+        if (q.full) this.flushTun();
+        q.push(buf, off, len, null);
+      },
       event: (e) => this.onEvent(e),
     };
     this.engine = new Engine(sink, {
@@ -199,9 +209,10 @@ export class Runtime {
   private onTunReadable(): void {
     if (!this.tun) return;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const n = native.tunReadBatch(this.tun.fd, this.rbuf, this.slot, this.rlens, BATCH);
+      // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
+      const n = native.tunReadBatch(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
       if (n === 0) break;
-      this.engine.handleTunBatch(this.rbuf, this.roffs, this.rlens, n, this.now());
+      this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
       this.flush();
       if (n < BATCH) break;
     }
@@ -211,51 +222,36 @@ export class Runtime {
   private onUdpReadable(): void {
     if (!this.udp) return;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const n = native.udpRecvBatch(this.udp.fd, this.rbuf, this.slot, this.rlens, this.raddrs, this.rports, BATCH);
+      const n = native.udpRecvBatch(this.udp.fd, this.udpIn, this.slot, this.udpInLens, this.udpInAddrs, this.udpInPorts, BATCH);
       if (n === 0) break;
-      for (let i = 0; i < n; i++) this.rpaths[i] = this.paths.get(this.raddrs, i * 16, this.rports[i]);
-      this.engine.handleDatagramBatch(this.rbuf, this.roffs, this.rlens, this.rpaths, n, this.now());
+      for (let i = 0; i < n; i++) this.udpInPaths[i] = this.paths.get(this.udpInAddrs, i * 16, this.udpInPorts[i]);
+      this.engine.handleDatagramBatch(this.udpIn, this.udpInOffs, this.udpInLens, this.udpInPaths, n, this.now());
       this.flush();
       if (n < BATCH) break;
     }
     this.armTimer();
   }
 
-  private queueUdp(path: UdpPath, data: Uint8Array): void {
-    if (this.ucount === BATCH) this.flushUdp();
-    const k = this.ucount++;
-    if (data.length > this.slot) return;
-    this.ubuf.set(data, this.uoffs[k]);
-    this.ulens[k] = data.length;
-    this.uaddrs.set(path.addr16, k * 16);
-    this.uports[k] = path.port;
-  }
-
-  private queueTun(packet: Uint8Array): void {
-    if (this.tcount === BATCH) this.flushTun();
-    const k = this.tcount++;
-    this.tbuf.set(packet, this.toffs[k]);
-    this.tlens[k] = packet.length;
-  }
-
   private flushUdp(): void {
-    if (this.ucount === 0 || !this.udp) {
-      this.ucount = 0;
-      return;
+    for (const q of [this.udpOutSide, this.udpOut]) {
+      if (q.count === 0) continue;
+      if (this.udp) {
+        const sent = native.udpSendBatch(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count);
+        if (sent < q.count) this.counters.udpSendShort += q.count - sent;
+      }
+      q.clear();
     }
-    const sent = native.udpSendBatch(this.udp.fd, this.ubuf, this.uoffs, this.ulens, this.uaddrs, this.uports, this.ucount);
-    if (sent < this.ucount) this.counters.udpSendShort += this.ucount - sent;
-    this.ucount = 0;
   }
 
   private flushTun(): void {
-    if (this.tcount === 0 || !this.tun) {
-      this.tcount = 0;
-      return;
+    for (const q of [this.tunOutSide, this.tunOut]) {
+      if (q.count === 0) continue;
+      if (this.tun) {
+        const written = native.tunWriteBatch(this.tun.fd, q.buf!, q.offs, q.lens, q.count);
+        if (written < q.count) this.counters.tunWriteShort += q.count - written;
+      }
+      q.clear();
     }
-    const written = native.tunWriteBatch(this.tun.fd, this.tbuf, this.toffs, this.tlens, this.tcount);
-    if (written < this.tcount) this.counters.tunWriteShort += this.tcount - written;
-    this.tcount = 0;
   }
 
   private flush(): void {
@@ -416,5 +412,63 @@ export class Runtime {
         stagedPackets: p.staged.length,
       })),
     };
+  }
+}
+
+/**
+ * A batch of outgoing packets for one native call: either references into one buffer (zero-copy)
+ * or, with an arena, copies of packets from anywhere.
+ */
+class OutQueue {
+  buf: Uint8Array | null = null;
+  private own: Uint8Array | null = null;
+  private slot = 0;
+  readonly offs: Uint32Array;
+  readonly lens: Uint32Array;
+  readonly addrs: Uint8Array;
+  readonly ports: Uint16Array;
+  count = 0;
+
+  constructor(
+    private readonly cap: number,
+    withAddrs: boolean,
+  ) {
+    this.offs = new Uint32Array(cap);
+    this.lens = new Uint32Array(cap);
+    this.addrs = new Uint8Array(withAddrs ? cap * 16 : 0);
+    this.ports = new Uint16Array(withAddrs ? cap : 0);
+  }
+
+  /** Give the queue its own arena: pushed packets are then copied into it. */
+  arena(slot: number): void {
+    this.slot = slot;
+    this.own = new Uint8Array(this.cap * slot);
+    this.buf = this.own;
+  }
+
+  get full(): boolean {
+    return this.count === this.cap;
+  }
+
+  push(buf: Uint8Array, off: number, len: number, path: UdpPath | null): void {
+    const k = this.count;
+    if (this.own) {
+      if (len > this.slot) return; // cannot happen: nothing larger than a slot is produced
+      this.own.set(buf.subarray(off, off + len), k * this.slot);
+      this.offs[k] = k * this.slot;
+    } else {
+      this.buf = buf; // all references in one queue point into the same buffer
+      this.offs[k] = off;
+    }
+    this.lens[k] = len;
+    if (path) {
+      this.addrs.set(path.addr16, k * 16);
+      this.ports[k] = path.port;
+    }
+    this.count = k + 1;
+  }
+
+  clear(): void {
+    this.count = 0;
   }
 }

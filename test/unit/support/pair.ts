@@ -37,8 +37,8 @@ export class Node {
     this.publicKey = nobleCrypto.publicKey(this.privateKey);
     this.path = makePath(name);
     const sink: Sink = {
-      send: (path, data) => net.queue.push({ from: this.path.id, to: path.id, data: data.slice() }),
-      writeTun: (p) => this.tun.push(p.slice()),
+      send: (path, buf, off, len) => net.queue.push({ from: this.path.id, to: path.id, data: buf.slice(off, off + len) }),
+      writeTun: (buf, off, len) => this.tun.push(buf.slice(off, off + len)),
       event: (e) => this.events.push(e),
     };
     this.engine = new Engine(sink, { privateKey: this.privateKey, random, ...opts });
