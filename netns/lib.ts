@@ -241,12 +241,17 @@ export interface NodeSpec {
   listenPort?: number;
   addresses: string[];
   peers: PeerSpec[];
+  /** Extra [Interface] lines (e.g. "SaveConfig = true", "PostUp = …"); keymesh only. */
+  extra?: string[];
+  /** Set by startKeymesh: where the config file was written. */
+  configFile?: string;
 }
 
 export function wgQuickConfig(n: NodeSpec): string {
   const lines = ['[Interface]', `PrivateKey = ${n.privateKey}`];
   if (n.listenPort) lines.push(`ListenPort = ${n.listenPort}`);
   lines.push(`Address = ${n.addresses.join(', ')}`);
+  lines.push(...(n.extra ?? []));
   for (const p of n.peers) {
     lines.push('', '[Peer]', `PublicKey = ${p.publicKey}`, `AllowedIPs = ${p.allowedIps.join(', ')}`);
     if (p.presharedKey) lines.push(`PresharedKey = ${p.presharedKey}`);
@@ -261,6 +266,7 @@ export const uapiSocket = (ifname: string) => `/var/run/wireguard/${ifname}.sock
 /** Start `keymesh up` in a namespace and wait until its UAPI socket exists. */
 export async function startKeymesh(lab: Lab, n: NodeSpec): Promise<Proc> {
   const conf = lab.file(`${n.ifname}.conf`, wgQuickConfig(n));
+  n.configFile = conf;
   const p = lab.spawn(n.ns, [process.execPath, KEYMESH_BIN, 'up', conf], `keymesh ${n.ifname}`);
   await waitFor(`keymesh ${n.ifname} to come up`, () => {
     if (!p.running) throw new Error(`keymesh ${n.ifname} exited (${p.exitCode}):\n${p.output}`);

@@ -18,7 +18,9 @@ import { Engine, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
-import { resolveEndpoint, type WgQuickConfig } from '../config/wgquick.js';
+import { resolveEndpoint, serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
+import { writeFile, rename } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
@@ -167,6 +169,7 @@ export class Runtime {
     for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
     await this.net.up();
     await this.syncRoutes();
+    await this.applyDns();
     this.tunPoll = native.pollStart(this.tun.fd, () => this.onTunReadable());
     this.udpPoll = native.pollStart(this.udp.fd, () => this.onUdpReadable());
     this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
@@ -190,6 +193,8 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
+    if (cfg.interface.saveConfig && this.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
+    if (this.dnsApplied) await resolvconf(['-d', `tun.${name}`, '-f']).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
@@ -380,6 +385,44 @@ export class Runtime {
     }
   }
 
+  private dnsApplied = false;
+
+  /** DNS = … as wg-quick applies it: through resolvconf, under the name tun.IFACE. */
+  private async applyDns(): Promise<void> {
+    const i = this.opts.config.interface;
+    if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
+    const text = i.dns.map((d) => `nameserver ${d}\n`).join('') + (i.dnsSearch.length ? `search ${i.dnsSearch.join(' ')}\n` : '');
+    try {
+      await resolvconf(['-a', `tun.${this.name}`, '-m', '0', '-x'], text);
+      this.dnsApplied = true;
+    } catch (e) {
+      this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
+    }
+  }
+
+  /** SaveConfig = true: write the running configuration back to the file (mode 0600) on shutdown. */
+  private async saveConfig(): Promise<void> {
+    const cfg = this.opts.config;
+    const peers: PeerConfig[] = this.engine.listPeers().map((p, i) => {
+      const ep = p.endpoint.path as UdpPath | null;
+      const psk = p.handshake.presharedKey;
+      return {
+        publicKey: p.publicKey,
+        presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
+        allowedIps: this.engine.allowedIpsOf(p).map((a) => ({ ...a, text: `${formatAddress(a.addr)}/${a.cidr}` })),
+        endpoint: ep ? { host: ep.address, port: ep.port } : undefined,
+        persistentKeepalive: p.persistentKeepalive || undefined,
+        line: i,
+      };
+    });
+    const privateKey = this.engine.privateKey ?? cfg.interface.privateKey;
+    const text = serializeWgQuick({ file: cfg.file, interface: { ...cfg.interface, privateKey, listenPort: this.listenPort }, peers });
+    const tmp = `${cfg.file}.keymesh-tmp`;
+    await writeFile(tmp, text, { mode: 0o600 });
+    await rename(tmp, cfg.file);
+    this.log(`${this.name}: configuration saved to ${cfg.file}`);
+  }
+
   /** Everything `keymesh show` prints, beyond what the UAPI carries. */
   status(): object {
     const now = this.now();
@@ -471,4 +514,14 @@ class OutQueue {
   clear(): void {
     this.count = 0;
   }
+}
+
+function resolvconf(args: string[], input?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('resolvconf', args, (err, _out, stderr) => {
+      if (err) reject(new Error((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'resolvconf is not installed' : stderr.trim() || err.message));
+      else resolve();
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
 }

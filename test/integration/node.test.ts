@@ -3,7 +3,7 @@
  * side initiating), a 4-node mesh, the stock `wg` tool against keymesh, bad configs, and clean
  * shutdown. Needs root; skipped with the reason otherwise.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, startKeymesh, startWireguardGo, tcpTransfer, uapiSocket, waitFor, wgGenKeypair } from '../../netns/lib.js';
@@ -130,6 +130,27 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     expect(existsSync(uapiSocket(a.ifname))).toBe(false);
     expect(existsSync(`/var/run/keymesh/${a.ifname}.sock`)).toBe(false);
     expect(lab.exec(a.ns, ['ss', '-uanp'])).not.toContain(':51820');
+  }, 60_000);
+
+  it('runs PreUp/PostUp/PreDown/PostDown hooks and writes the config back with SaveConfig', async () => {
+    lab = new Lab();
+    const { a } = twoHosts(lab);
+    const marks = `${lab.dir}/hooks.log`;
+    a.extra = [
+      `PreUp = echo preup %i >> ${marks}`,
+      `PostUp = echo postup %i >> ${marks}`,
+      `PreDown = echo predown %i >> ${marks}`,
+      `PostDown = echo postdown %i >> ${marks}`,
+      'SaveConfig = true',
+    ];
+    const p = await startKeymesh(lab, a);
+    sh('wg', ['set', a.ifname, 'peer', a.peers[0].publicKey, 'allowed-ips', '10.0.0.2/32,10.123.0.0/16']);
+    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(readFileSync(marks, 'utf8')).toBe(`preup ${a.ifname}\npostup ${a.ifname}\npredown ${a.ifname}\npostdown ${a.ifname}\n`);
+    const saved = readFileSync(a.configFile!, 'utf8');
+    expect(saved).toContain('AllowedIPs = 10.0.0.2/32, 10.123.0.0/16');
+    expect(saved).toContain(`PrivateKey = ${a.privateKey}`);
+    expect(statSync(a.configFile!).mode & 0o777).toBe(0o600);
   }, 60_000);
 
   it('keymesh down stops a running node', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { connect, ipPacket, makePath, Net, random, type Node } from './support/pair.js';
+import { REPLAY_WINDOW_SIZE } from '../../src/core/replay.js';
 import { REJECT_AFTER_TIME, REKEY_AFTER_TIME, KEEPALIVE_TIMEOUT, REKEY_ATTEMPT_TIME } from '../../src/core/constants.js';
 
 const enc = new TextEncoder();
@@ -245,6 +246,19 @@ describe('engine: attacks and garbage', () => {
     net.queue.reverse();
     net.deliver();
     expect(b.tun.length).toBe(51);
+  });
+
+  it('rejects a packet reordered beyond the replay window', () => {
+    const { net, a, b } = setup();
+    send(net, a, '10.0.0.1', '10.0.0.2', 'x');
+    net.deliver();
+    send(net, a, '10.0.0.1', '10.0.0.2', 'late');
+    const late = net.queue.shift()!;
+    for (let i = 0; i < REPLAY_WINDOW_SIZE + 1; i++) send(net, a, '10.0.0.1', '10.0.0.2', 'filler');
+    net.deliver();
+    const before = b.tun.length;
+    expect(b.engine.handleDatagram(late.data, a.path, net.now)).toBe('replay');
+    expect(b.tun.length).toBe(before);
   });
 
   it('rejects a replayed initiation (TAI64N not newer)', () => {
