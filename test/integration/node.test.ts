@@ -163,6 +163,31 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     expect(existsSync(uapiSocket(a.ifname))).toBe(false);
   }, 60_000);
 
+  it('says plainly when the interface name or the port is taken, or root is missing', async () => {
+    lab = new Lab();
+    const { a } = twoHosts(lab);
+    const conf = lab.file('taken.conf', `[Interface]\nPrivateKey = ${a.privateKey}\nListenPort = 51820\n`);
+    const up = (args: string[], pre: string[] = []) =>
+      spawnSync('ip', ['netns', 'exec', a.ns, ...pre, process.execPath, KEYMESH_BIN, 'up', conf, ...args], { encoding: 'utf8' });
+    const nameTaken = up(['--interface', 'eth0']);
+    expect(nameTaken.status).not.toBe(0);
+    expect(nameTaken.stderr).toMatch(/interface eth0 already exists/);
+    const blocker = lab.spawn(a.ns, [process.execPath, '-e', "require('dgram').createSocket('udp6').bind(51820, () => console.log('BOUND'))"], 'port blocker');
+    await waitFor('port blocker', () => blocker.output.includes('BOUND'));
+    const portTaken = up(['--interface', lab.name('p')]);
+    expect(portTaken.status).not.toBe(0);
+    expect(portTaken.stderr).toMatch(/UDP port 51820 is already in use/);
+    // the failed start left no interface behind
+    expect(lab.exec(a.ns, ['ip', 'link', 'show'])).not.toContain(lab.name('p'));
+    if (spawnSync('which', ['setpriv']).status === 0) {
+      sh('chmod', ['755', lab.dir]);
+      sh('chmod', ['644', conf]);
+      const noRoot = up(['--interface', lab.name('r')], ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+      expect(noRoot.status).not.toBe(0);
+      expect(noRoot.stderr).toMatch(/needs root/);
+    }
+  }, 60_000);
+
   describe('a bad config exits non-zero with FILE:LINE', () => {
     const good = wgGenKeypair();
     const peer = wgGenKeypair();
