@@ -4,9 +4,9 @@
  * IPv4-mapped ::ffff:a.b.c.d), so one socket serves both families. Paths are interned so the
  * receive path does not build a new object (or string) per datagram.
  */
-import { isIP } from 'node:net';
 import type { Path } from '../core/endpoint.js';
 import { formatAddress } from '../core/ip.js';
+import { parseIp } from '../config/wgquick.js';
 
 export class UdpPath implements Path {
   readonly id: string;
@@ -47,37 +47,13 @@ export function isMapped(a: Uint8Array, off = 0): boolean {
 
 /** Parse a literal IPv4/IPv6 address (no brackets) to the 16-byte form; null if not an IP literal. */
 export function addressTo16(address: string): Uint8Array | null {
-  const fam = isIP(address);
-  if (fam === 4) {
-    const out = new Uint8Array(16);
-    out[10] = out[11] = 0xff;
-    address.split('.').forEach((p, i) => (out[12 + i] = Number(p)));
-    return out;
-  }
-  if (fam === 6) {
-    let s = address;
-    const pct = s.indexOf('%');
-    if (pct >= 0) s = s.slice(0, pct);
-    // An embedded dotted quad (::ffff:1.2.3.4) becomes two groups.
-    const dot = s.lastIndexOf(':');
-    const tailPart = s.slice(dot + 1);
-    if (tailPart.includes('.')) {
-      const q = tailPart.split('.').map(Number);
-      s = `${s.slice(0, dot + 1)}${((q[0] << 8) | q[1]).toString(16)}:${((q[2] << 8) | q[3]).toString(16)}`;
-    }
-    const [head, tail] = s.split('::');
-    const h = head ? head.split(':') : [];
-    const t = tail ? tail.split(':') : [];
-    const groups = s.includes('::') ? [...h, ...new Array(8 - h.length - t.length).fill('0'), ...t] : h;
-    const out = new Uint8Array(16);
-    groups.forEach((g, i) => {
-      const v = parseInt(g, 16);
-      out[2 * i] = v >> 8;
-      out[2 * i + 1] = v & 0xff;
-    });
-    return out;
-  }
-  return null;
+  const ip = parseIp(address);
+  if (!ip) return null;
+  if (ip.family === 6) return ip.bytes;
+  const out = new Uint8Array(16);
+  out[10] = out[11] = 0xff;
+  out.set(ip.bytes, 12);
+  return out;
 }
 
 /** Interns paths by (address, port) so equal sources give the same object. */

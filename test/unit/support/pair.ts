@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Engine, type EngineEvent, type EngineOptions, type Sink } from '../../../src/core/engine.js';
 import type { Path } from '../../../src/core/endpoint.js';
 import { nobleCrypto } from '../../../src/core/crypto.js';
+import { parseIp } from '../../../src/config/wgquick.js';
 
 export function makePath(name: string, port = 51820): Path {
   const bytes = new TextEncoder().encode(`${name}:${port}`);
@@ -116,20 +117,9 @@ export function connect(
 }
 
 export function ipBytes(s: string): Uint8Array {
-  if (s.includes(':')) {
-    const [head, tail] = s.split('::');
-    const h = head ? head.split(':') : [];
-    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-    const groups = s.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-    const out = new Uint8Array(16);
-    groups.forEach((g, i) => {
-      const v = parseInt(g, 16);
-      out[2 * i] = v >> 8;
-      out[2 * i + 1] = v & 0xff;
-    });
-    return out;
-  }
-  return new Uint8Array(s.split('.').map(Number));
+  const ip = parseIp(s);
+  if (!ip) throw new Error(`not an IP address: ${s}`);
+  return ip.bytes;
 }
 
 /** A minimal IPv4 (protocol 253, experimental) or IPv6 packet from src to dst with the given payload. */
