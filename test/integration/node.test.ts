@@ -116,6 +116,22 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     expect(ping(lab, a.ns, TUNNEL.b, 1)).toBe(false);
   }, 120_000);
 
+  it('AllowedIPs = 0.0.0.0/0 routes everything through the tunnel except the tunnel itself', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    lab.exec(a.ns, ['ip', 'route', 'add', 'default', 'via', '192.0.2.2']);
+    a.peers[0].allowedIps = ['0.0.0.0/0', '::/0'];
+    a.peers[0].endpoint = '192.0.2.2:51820';
+    await startKeymesh(lab, b);
+    const p = await startKeymesh(lab, a);
+    await waitFor('default routes', () => lab!.exec(a.ns, ['ip', 'route', 'get', '203.0.113.9']).includes(a.ifname), 5000);
+    expect(lab.exec(a.ns, ['ip', 'route', 'get', '192.0.2.2'])).toContain('dev eth0'); // the endpoint stays outside
+    withLogs(() => expect(ping(lab!, a.ns, TUNNEL.b)).toBe(true));
+    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(lab.exec(a.ns, ['ip', 'route', 'show'])).not.toMatch(/0\.0\.0\.0\/1|128\.0\.0\.0\/1|192\.0\.2\.2 via/);
+    expect(lab.exec(a.ns, ['ip', 'route', 'show', 'default'])).toContain('via 192.0.2.2');
+  }, 60_000);
+
   it('SIGTERM removes the interface, its routes and its sockets, and exits 0', async () => {
     lab = new Lab();
     const { a } = twoHosts(lab);
