@@ -265,6 +265,22 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* udpSetMark(fd, mark): SO_MARK on outgoing packets (wg's fwmark), for policy routing. */
+static napi_value udp_set_mark(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd, mark;
+  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_int(env, argv[1], &mark) || mark < 0 || mark > 0xffffffffLL)
+    return throw_code(env, "EINVAL", "udpSetMark(fd, mark): mark must be a 32-bit number");
+  uint32_t m = (uint32_t)mark;
+  if (setsockopt((int)fd, SOL_SOCKET, SO_MARK, &m, sizeof m) < 0) {
+    int e = errno;
+    return throw_code(env, errno_code(e), "setting fwmark 0x%x: %s", m, strerror(e));
+  }
+  return NULL;
+}
+
 static struct mmsghdr g_msgs[MAX_BATCH];
 static struct iovec g_iov[MAX_BATCH];
 static struct sockaddr_in6 g_sa[MAX_BATCH];
@@ -543,6 +559,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"tunReadBatch", NULL, tun_read_batch, NULL, NULL, NULL, napi_default, NULL},
       {"tunWriteBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSetMark", NULL, udp_set_mark, NULL, NULL, NULL, napi_default, NULL},
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
       {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL},

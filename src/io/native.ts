@@ -22,6 +22,7 @@ interface Addon {
   tunReadBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number;
   tunWriteBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   udpOpen(port: number): UdpHandle;
+  udpSetMark(fd: number, mark: number): void;
   udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number): number;
   udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number): number;
   pollStart(fd: number, onReadable: () => void): number;
@@ -56,6 +57,8 @@ export const tunWriteBatch = (fd: number, buf: Uint8Array, offsets: Uint32Array,
   a().tunWriteBatch(fd, buf, offsets, lengths, count);
 /** A dual-stack UDP socket on `port` (0: the kernel picks). Errors carry `code`, e.g. EADDRINUSE. */
 export const udpOpen = (port: number): UdpHandle => a().udpOpen(port);
+/** SO_MARK: outgoing tunnel packets carry this firewall mark (0 clears it), for policy routing. */
+export const udpSetMark = (fd: number, mark: number): void => a().udpSetMark(fd, mark);
 /** recvmmsg: datagram i at buf[i*slotSize], source address (16 bytes, IPv4-mapped) at addrs[i*16], port in ports[i]. */
 export const udpRecvBatch = (
   fd: number,

@@ -147,6 +147,7 @@ export class Runtime {
     this.tun = native.tunOpen(name);
     this.udp = native.udpOpen(cfg.interface.listenPort ?? 0);
     this.fwmark = cfg.interface.fwmark ?? 0;
+    if (this.fwmark) native.udpSetMark(this.udp.fd, this.fwmark);
     const now = this.now();
     for (const p of cfg.peers) {
       let endpoint: UdpPath | null = null;
@@ -338,7 +339,10 @@ export class Runtime {
     const now = this.now();
     if (c.privateKey !== undefined) this.engine.setPrivateKey(c.privateKey);
     if (c.listenPort !== undefined && c.listenPort !== this.listenPort) this.rebind(c.listenPort);
-    if (c.fwmark !== undefined) this.fwmark = c.fwmark;
+    if (c.fwmark !== undefined && c.fwmark !== this.fwmark && this.udp) {
+      native.udpSetMark(this.udp.fd, c.fwmark);
+      this.fwmark = c.fwmark;
+    }
     if (c.replacePeers) this.engine.removeAllPeers();
     for (const pc of c.peers) {
       if (pc.remove) {
@@ -369,6 +373,7 @@ export class Runtime {
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     if (this.udp) native.closeFd(this.udp.fd);
     this.udp = next;
+    if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, () => this.onUdpReadable());
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
   }

@@ -107,6 +107,8 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     sh('wg', ['set', a.ifname, 'peer', a.peers[0].publicKey, 'allowed-ips', '10.0.0.2/32,fd10::2/128,10.77.7.7/32', 'persistent-keepalive', '25']);
     await waitFor('route to 10.77.7.7', () => lab!.exec(a.ns, ['ip', 'route', 'show', '10.77.7.7']).includes(a.ifname), 5000);
     withLogs(() => expect(ping(lab!, a.ns, '10.77.7.7')).toBe(true));
+    sh('wg', ['set', a.ifname, 'fwmark', '0x51']);
+    expect(sh('wg', ['show', a.ifname, 'fwmark']).trim()).toBe('0x51');
     const after = sh('wg', ['show', a.ifname, 'dump']).trim().split('\n')[1].split('\t');
     expect(after[3]).toBe('10.0.0.2/32,fd10::2/128,10.77.7.7/32');
     expect(after[7]).toBe('25');
