@@ -1,13 +1,26 @@
 /**
- * Where a peer's packets go. A `Path` is an opaque handle owned by the runtime (today: a UDP
- * address and port; later a local interface + remote address pair or a relay); the core only
- * compares paths by `id` and feeds `cookieBytes` into cookie MACs.
+ * Where a peer's packets go: the per-peer endpoint cache. All roaming logic lives here.
  *
- * WireGuard semantics (whitepaper §2.1 "Built-in Roaming"): a peer's endpoint is set from the
- * configuration and thereafter moves only to the source of a packet that *authenticated* —
- * never on the strength of an unauthenticated source address. This module is the only place
- * that decides a peer's endpoint, so the mobility work can grow it into a cache of several
- * validated paths without touching the handshake or data code.
+ * A `Path` is an opaque handle owned by the runtime (today: a remote UDP address and port); the
+ * core compares paths by `id` and feeds `cookieBytes` into cookie MACs.
+ *
+ * Two regimes:
+ *
+ *  - A stock WireGuard peer (or one not yet known to speak keymesh) gets WireGuard's semantics
+ *    (whitepaper §2.1): the endpoint moves to the source of any packet that *authenticated*.
+ *
+ *  - A keymesh peer (it answered our HELLO on the extension channel) moves only on proof of
+ *    return routability. An authenticated packet from an unknown address makes that address a
+ *    candidate; the engine sends a PATH_CHALLENGE there and the active path changes only when the
+ *    matching PATH_RESPONSE arrives *on that path* (RFC 9000 §8.2 in spirit). Until then traffic
+ *    keeps flowing on the old path and is duplicated to the candidate (make-before-break), but
+ *    never more than AMPLIFICATION_FACTOR × the bytes received from it (RFC 9000 §8.1), so a
+ *    spoofed source cannot turn us into an amplifier or steal the session.
+ *
+ *      new ──challenge──▶ validating ──response on that path──▶ validated ──(peer now sends from it)──▶ active
+ *                              │ no response after MAX_CHALLENGES
+ *                              ▼
+ *                            failed ──(authenticated packet from it again, later)──▶ validating
  */
 
 export interface Path {
@@ -19,42 +32,211 @@ export interface Path {
   readonly cookieBytes: Uint8Array;
 }
 
-export type EndpointChange = { from: Path | null; to: Path };
+export type PathStateName = 'new' | 'validating' | 'validated' | 'failed';
+
+/** RFC 9000 §8.1: at most this many bytes sent to an unvalidated address per byte received from it. */
+export const AMPLIFICATION_FACTOR = 3;
+/** First challenge retransmission timeout before any RTT sample. */
+export const INITIAL_CHALLENGE_TIMEOUT = 250;
+export const MAX_CHALLENGES = 4;
+/** Candidate paths remembered per peer (oldest unused ones are forgotten first). */
+export const MAX_PATHS = 8;
+
+export class PathEntry {
+  state: PathStateName = 'new';
+  /** Smoothed round-trip time in ms (from challenge/response), null before a sample. */
+  srtt: number | null = null;
+  lastReceive = -Infinity;
+  lastSend = -Infinity;
+  bytesReceived = 0;
+  /** Bytes sent while unvalidated: bounded by AMPLIFICATION_FACTOR × bytesReceived. */
+  bytesSentUnvalidated = 0;
+  token: Uint8Array | null = null;
+  challengeSentAt = -Infinity;
+  challenges = 0;
+  /** When the next challenge retransmission is due (Infinity when none). */
+  retryAt = Infinity;
+
+  constructor(readonly path: Path) {}
+
+  get validated(): boolean {
+    return this.state === 'validated';
+  }
+}
+
+export type EndpointChange = { from: Path | null; to: Path; reason: string };
+
+export interface AuthResult {
+  change: EndpointChange | null;
+  /** The engine should send a PATH_CHALLENGE on this entry's path (call challengeSent after). */
+  challenge: PathEntry | null;
+}
+
+const NONE: AuthResult = { change: null, challenge: null };
 
 export class PeerEndpoint {
-  private current: Path | null = null;
-  /** Engine time of the last authenticated packet from `current`. */
-  lastReceived = -Infinity;
-
-  constructor(initial: Path | null = null) {
-    this.current = initial;
-  }
+  private readonly entries = new Map<string, PathEntry>();
+  private activeEntry: PathEntry | null = null;
+  /** Set when the peer answered our HELLO: roaming then needs proof (path validation). */
+  speaksKeymesh = false;
 
   /** The path to send on, or null when the peer has never been heard from and has no configured endpoint. */
   get path(): Path | null {
-    return this.current;
+    return this.activeEntry?.path ?? null;
+  }
+
+  get active(): PathEntry | null {
+    return this.activeEntry;
+  }
+
+  /** Engine time of the last authenticated packet on the active path. */
+  get lastReceived(): number {
+    return this.activeEntry?.lastReceive ?? -Infinity;
+  }
+
+  list(): PathEntry[] {
+    return [...this.entries.values()];
+  }
+
+  private entry(path: Path): PathEntry {
+    let e = this.entries.get(path.id);
+    if (!e) {
+      if (this.entries.size >= MAX_PATHS) this.evict();
+      e = new PathEntry(path);
+      this.entries.set(path.id, e);
+    }
+    return e;
+  }
+
+  private evict(): void {
+    let victim: PathEntry | null = null;
+    for (const e of this.entries.values()) {
+      if (e === this.activeEntry) continue;
+      if (!victim || e.lastReceive < victim.lastReceive) victim = e;
+    }
+    if (victim) this.entries.delete(victim.path.id);
+  }
+
+  private activate(e: PathEntry, reason: string): EndpointChange | null {
+    const from = this.activeEntry;
+    if (from === e) return null;
+    this.activeEntry = e;
+    e.state = 'validated';
+    e.retryAt = Infinity;
+    return { from: from?.path ?? null, to: e.path, reason };
   }
 
   /** Set by configuration (`Endpoint =` or UAPI `endpoint=`): takes effect at once. */
   configure(path: Path): EndpointChange | null {
-    const from = this.current;
-    this.current = path;
-    return from?.id === path.id ? null : { from, to: path };
+    return this.activate(this.entry(path), 'configured');
   }
 
   /**
-   * Should be called after a packet from `path` authenticated (a handshake message that decrypted,
-   * or a transport packet that passed AEAD). Returns the change when the endpoint moved.
+   * Should be called after a packet of `bytes` bytes from `path` authenticated (a handshake
+   * message, or a transport packet that passed AEAD and the replay check).
    */
-  authenticatedFrom(path: Path, now: number): EndpointChange | null {
-    this.lastReceived = now;
-    const from = this.current;
-    if (from !== null && (from === path || from.id === path.id)) return null;
-    this.current = path;
-    return { from, to: path };
+  authenticatedFrom(path: Path, now: number, bytes: number): AuthResult {
+    const e = this.entry(path);
+    e.lastReceive = now;
+    e.bytesReceived += bytes;
+    if (e === this.activeEntry) return NONE;
+    if (this.activeEntry === null) return { change: this.activate(e, 'first contact'), challenge: null };
+    if (!this.speaksKeymesh) return { change: this.activate(e, 'roamed (WireGuard semantics)'), challenge: null };
+    if (e.state === 'validated') return { change: this.activate(e, 'peer moved to a validated path'), challenge: null };
+    if (e.state === 'validating') return NONE;
+    // new or failed: it must prove it can receive
+    return { change: null, challenge: e };
+  }
+
+  /** The engine sent a challenge with `token` on e's path. */
+  challengeSent(e: PathEntry, token: Uint8Array, now: number): void {
+    e.state = 'validating';
+    e.token = token;
+    e.challengeSentAt = now;
+    e.challenges++;
+    e.lastSend = now;
+    const rto = e.srtt !== null ? Math.max(2 * e.srtt, 50) : INITIAL_CHALLENGE_TIMEOUT * 2 ** (e.challenges - 1);
+    e.retryAt = now + rto;
+  }
+
+  /**
+   * A PATH_RESPONSE with `token` arrived on `path`. Returns the change when the path is validated
+   * and the peer now sends from it (its latest authenticated packets came from there).
+   */
+  responseReceived(path: Path, token: Uint8Array, now: number): EndpointChange | null {
+    const e = this.entries.get(path.id);
+    if (!e || e.state !== 'validating' || !e.token || !sameBytes(e.token, token)) return null;
+    const sample = now - e.challengeSentAt;
+    e.srtt = e.srtt === null ? sample : (7 * e.srtt + sample) / 8;
+    e.state = 'validated';
+    e.token = null;
+    e.retryAt = Infinity;
+    e.challenges = 0;
+    const active = this.activeEntry;
+    if (!active || e.lastReceive >= active.lastReceive) return this.activate(e, 'path validated');
+    return null;
+  }
+
+  /** Candidates due for a challenge retransmission now; those out of tries are marked failed. */
+  dueChallenges(now: number): PathEntry[] {
+    const due: PathEntry[] = [];
+    for (const e of this.entries.values()) {
+      if (e.state !== 'validating' || e.retryAt > now) continue;
+      if (e.challenges >= MAX_CHALLENGES) {
+        e.state = 'failed';
+        e.token = null;
+        e.retryAt = Infinity;
+        e.challenges = 0;
+      } else due.push(e);
+    }
+    return due;
+  }
+
+  nextDeadline(): number {
+    let t = Infinity;
+    for (const e of this.entries.values()) if (e.retryAt < t) t = e.retryAt;
+    return t;
+  }
+
+  /**
+   * Paths that should get a copy of data sent on the active path (make-before-break): those being
+   * validated, while their anti-amplification budget allows `bytes` more.
+   */
+  duplicateTargets(bytes: number): PathEntry[] | null {
+    let out: PathEntry[] | null = null;
+    for (const e of this.entries.values()) {
+      if (e.state !== 'validating' || e === this.activeEntry) continue;
+      if (!this.mayAmplify(e, bytes)) continue;
+      (out ??= []).push(e);
+    }
+    return out;
+  }
+
+  /** May `bytes` more go to e's path? Always for validated paths; within the budget otherwise. */
+  mayAmplify(e: PathEntry, bytes: number): boolean {
+    if (e.state === 'validated') return true;
+    return e.bytesSentUnvalidated + bytes <= AMPLIFICATION_FACTOR * e.bytesReceived;
+  }
+
+  /** Account bytes sent on e's path. */
+  sent(e: PathEntry, bytes: number, now: number): void {
+    e.lastSend = now;
+    if (e.state !== 'validated') e.bytesSentUnvalidated += bytes;
+  }
+
+  entryFor(path: Path): PathEntry | undefined {
+    return this.entries.get(path.id);
   }
 
   clear(): void {
-    this.current = null;
+    this.entries.clear();
+    this.activeEntry = null;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
 }

@@ -43,7 +43,8 @@ import {
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
-import type { EndpointChange, Path } from './endpoint.js';
+import type { EndpointChange, Path, PathEntry } from './endpoint.js';
+import { EXT_HELLO, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_VERSION, isExtension, parseExtension, TOKEN_LEN, writeExtension, type ExtMessage } from './extension.js';
 import { IndexTable } from './index-table.js';
 import { ipDeclaredLength, ipVersion, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET } from './ip.js';
 import { Keypair } from './keypair.js';
@@ -77,7 +78,8 @@ export type EngineEvent =
   | { type: 'handshake-initiated'; peer: Peer; retry: boolean }
   | { type: 'handshake-complete'; peer: Peer; initiator: boolean }
   | { type: 'handshake-failed'; peer: Peer }
-  | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path }
+  | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path; reason: string }
+  | { type: 'peer-speaks-keymesh'; peer: Peer }
   | { type: 'keys-zeroed'; peer: Peer };
 
 export interface Sink {
@@ -114,6 +116,8 @@ export const DROP_REASONS = [
   'tooBig', // TUN packet larger than the MTU
   'stagedOverflow', // packet pushed out of a peer's full staging queue
   'noPrivateKey', // the device has no private key
+  'badExtension', // an extension-channel message we cannot parse
+  'amplificationLimit', // not sent to an unvalidated path: over its anti-amplification budget
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -153,7 +157,7 @@ interface IndexEntry {
 }
 
 /** What handleDatagram did with a datagram; for tests and diagnostics. */
-export type DatagramResult = 'data' | 'keepalive' | 'initiation' | 'response' | 'cookie' | DropReason;
+export type DatagramResult = 'data' | 'keepalive' | 'extension' | 'initiation' | 'response' | 'cookie' | DropReason;
 
 export function keyId(key: Uint8Array): string {
   let s = '';
@@ -453,7 +457,7 @@ export class Engine {
     this.counters.rxPackets++;
     peer.rxBytes += wireLen;
     keypair.receivedAny = true;
-    this.emitEndpointChange(peer, peer.endpoint.authenticatedFrom(path, now));
+    this.onAuthenticated(peer, path, wireLen, now);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.timers.anyAuthenticatedPacketTraversal(now);
     if (keypair === peer.keypairs.next) {
@@ -463,10 +467,12 @@ export class Engine {
       if (dropped) this.retireKeypair(dropped);
       this.completeHandshake(peer, false, now);
       this.flushStaged(peer, now);
+      this.maybeHello(peer, now);
     }
     this.keepKeyFreshReceiving(peer, now);
     if (len === 0) return 'keepalive';
     peer.timers.dataReceived(now);
+    if (isExtension(buf, off, len)) return this.handleExtension(peer, path, buf, off, len, now);
     const version = ipVersion(buf, off, len);
     if (version === 0) return this.drop('invalidInnerPacket');
     const declared = ipDeclaredLength(buf, off, version);
@@ -493,7 +499,7 @@ export class Engine {
     this.counters.handshakesReceived++;
     this.releaseHandshakeIndex(peer);
     acceptInitiation(hs, consumed.result, now);
-    this.emitEndpointChange(peer, peer.endpoint.authenticatedFrom(path, now));
+    this.onAuthenticated(peer, path, data.length, now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketReceived();
 
@@ -536,7 +542,7 @@ export class Engine {
     const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
     entry.keypair = kp;
     for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
-    this.emitEndpointChange(peer, peer.endpoint.authenticatedFrom(path, now));
+    this.onAuthenticated(peer, path, data.length, now);
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.timers.sessionDerived(now);
@@ -544,6 +550,7 @@ export class Engine {
     // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
     if (peer.staged.length > 0) this.flushStaged(peer, now);
     else this.sendKeepalive(peer, now);
+    this.maybeHello(peer, now);
     return 'response';
   }
 
@@ -671,6 +678,8 @@ export class Engine {
     let hi = kp.reservedHi;
     let lo = kp.reservedLo;
     let data = false;
+    // Make-before-break: while a candidate path is being validated, copies go there too.
+    const dups = path === peer.endpoint.path && peer.endpoint.list().length > 1 ? peer.endpoint.duplicateTargets(0) : null;
     for (let k = 0; k < n; k++) {
       const start = this.txSealOffs[k] - TRANSPORT_HEADER_SIZE;
       writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
@@ -681,6 +690,7 @@ export class Engine {
       peer.txBytes += total;
       this.counters.txPackets++;
       this.sink.send(path, buf, start, total);
+      if (dups) this.duplicate(peer, dups, buf, start, total, now);
     }
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
@@ -824,7 +834,7 @@ export class Engine {
   nextDeadline(): number {
     let t = Infinity;
     for (const p of this.peers.values()) {
-      const n = p.timers.next();
+      const n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
       if (n < t) t = n;
     }
     return t;
@@ -834,6 +844,9 @@ export class Engine {
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
     const fired: Array<{ peer: Peer; timer: TimerName }> = [];
     for (const peer of this.peers.values()) {
+      if (peer.endpoint.nextDeadline() <= now) {
+        for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
+      }
       if (peer.timers.next() > now) continue;
       for (const name of TIMER_NAMES) {
         if (peer.timers[name] > now) continue;
@@ -881,6 +894,97 @@ export class Engine {
     }
   }
 
+  // ───────────────────────────── paths and the extension channel ─────────────────────────────
+
+  /** Every authenticated packet goes through here: the endpoint cache decides what it means. */
+  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number): void {
+    const r = peer.endpoint.authenticatedFrom(path, now, bytes);
+    if (r.change) this.emitEndpointChange(peer, r.change);
+    if (r.challenge) this.sendChallenge(peer, r.challenge, now);
+  }
+
+  private sendChallenge(peer: Peer, e: PathEntry, now: number): void {
+    const token = this.random(TOKEN_LEN).slice();
+    if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.challengeSent(e, token, now);
+  }
+
+  /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). */
+  private maybeHello(peer: Peer, now: number): void {
+    if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3) return;
+    const path = peer.endpoint.path;
+    if (!path) return;
+    peer.hellosSent++;
+    this.sendExtension(peer, path, { type: EXT_HELLO, reply: false, version: EXT_VERSION }, now);
+  }
+
+  private handleExtension(peer: Peer, path: Path, buf: Uint8Array, off: number, len: number, now: number): DatagramResult {
+    const m = parseExtension(buf, off, len);
+    if (!m) return this.drop('badExtension');
+    switch (m.type) {
+      case EXT_HELLO:
+        if (!peer.endpoint.speaksKeymesh) {
+          peer.endpoint.speaksKeymesh = true;
+          this.sink.event({ type: 'peer-speaks-keymesh', peer });
+        }
+        if (!m.reply) this.sendExtension(peer, path, { type: EXT_HELLO, reply: true, version: EXT_VERSION }, now);
+        break;
+      case EXT_PATH_CHALLENGE:
+        // Answer on the path the challenge came from: that is what proves return routability.
+        this.sendExtension(peer, path, { type: EXT_PATH_RESPONSE, token: m.token }, now);
+        break;
+      case EXT_PATH_RESPONSE: {
+        const change = peer.endpoint.responseReceived(path, m.token, now);
+        if (change) this.emitEndpointChange(peer, change);
+        break;
+      }
+    }
+    return 'extension';
+  }
+
+  /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */
+  private sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
+    const kp = peer.keypairs.current;
+    if (!kp || !kp.canSend(now)) return false;
+    const base = TRANSPORT_HEADER_SIZE;
+    const len = writeExtension(this.txBuf, base, m);
+    const padded = (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
+    this.txBuf.fill(0, base + len, base + padded);
+    const e = entry ?? peer.endpoint.entryFor(path);
+    const total = TRANSPORT_HEADER_SIZE + padded + 16;
+    if (e && !peer.endpoint.mayAmplify(e, total)) {
+      this.counters.drops.amplificationLimit++;
+      return false;
+    }
+    this.txSealOffs[0] = base;
+    this.txSealLens[0] = padded;
+    this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
+    if (e) peer.endpoint.sent(e, total, now);
+    return true;
+  }
+
+  /** Copy a sealed datagram to candidate paths within their budgets. */
+  private duplicate(peer: Peer, targets: PathEntry[], buf: Uint8Array, off: number, len: number, now: number): void {
+    for (const e of targets) {
+      if (!peer.endpoint.mayAmplify(e, len)) {
+        this.counters.drops.amplificationLimit++;
+        continue;
+      }
+      peer.endpoint.sent(e, len, now);
+      this.sink.send(e.path, buf, off, len);
+    }
+  }
+
+  /**
+   * The runtime saw the host's addresses, links or routes change: tell every peer at once (an
+   * authenticated keepalive from our new source address lets it find us — after validating it,
+   * for a keymesh peer), instead of waiting for the next timer.
+   */
+  localAddressesChanged(now: number): void {
+    for (const peer of this.peers.values()) {
+      if (peer.keypairs.current && peer.endpoint.path) this.sendKeepalive(peer, now);
+    }
+  }
+
   // ───────────────────────────── helpers ─────────────────────────────
 
   private jitter(): number {
@@ -894,7 +998,7 @@ export class Engine {
   }
 
   private emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
-    if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to });
+    if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
   }
 
   private growTx(n: number): void {

@@ -34,6 +34,8 @@ export class Peer {
   txBytes = 0;
   lastHandshake: number | null = null;
   handshakesCompleted = 0;
+  /** HELLOs sent on the extension channel without an answer yet. */
+  hellosSent = 0;
 
   constructor(
     readonly publicKey: Uint8Array,

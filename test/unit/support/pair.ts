@@ -28,10 +28,10 @@ export class Node {
   readonly events: EngineEvent[] = [];
   readonly privateKey: Uint8Array;
   readonly publicKey: Uint8Array;
-  readonly path: Path;
+  path: Path;
   constructor(
     readonly name: string,
-    private readonly net: Net,
+    readonly net: Net,
     opts: Partial<EngineOptions> = {},
   ) {
     this.privateKey = nobleCrypto.generatePrivateKey(random);
@@ -44,16 +44,27 @@ export class Node {
     };
     this.engine = new Engine(sink, { privateKey: this.privateKey, random, ...opts });
   }
+
+  /** The host moves to a new address: its old one stops receiving, it sends from the new one. */
+  moveTo(path: Path): void {
+    this.net.nodes.delete(this.path.id);
+    this.path = path;
+    this.net.nodes.set(path.id, this);
+    this.net.paths.set(path.id, path);
+  }
 }
 
 export class Net {
   queue: Wire[] = [];
   nodes = new Map<string, Node>();
+  /** Every path ever used as a source, by id (an attacker's too). */
+  paths = new Map<string, Path>();
   now = 1_000_000;
 
   add(name: string, opts: Partial<EngineOptions> = {}): Node {
     const n = new Node(name, this, opts);
     this.nodes.set(n.path.id, n);
+    this.paths.set(n.path.id, n.path);
     return n;
   }
 
@@ -64,9 +75,9 @@ export class Net {
       const w = this.queue.shift()!;
       if (!filter(w)) continue;
       const to = this.nodes.get(w.to);
-      const from = this.nodes.get(w.from);
+      const from = this.paths.get(w.from);
       if (!to || !from) continue;
-      to.engine.handleDatagram(w.data, from.path, this.now);
+      to.engine.handleDatagram(w.data, from, this.now);
       moved++;
     }
     return moved;

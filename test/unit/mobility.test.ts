@@ -1,0 +1,143 @@
+/**
+ * The endpoint cache between two keymesh engines, driven with a fake clock over an in-memory
+ * network that can move hosts and inject an attacker: discovery over the extension channel, path
+ * validation before roaming, make-before-break duplication within the anti-amplification budget,
+ * and hijack attempts.
+ */
+import { describe, expect, it } from 'vitest';
+import { AMPLIFICATION_FACTOR, MAX_CHALLENGES } from '../../src/core/endpoint.js';
+import { connect, ipPacket, makePath, Net, type Node } from './support/pair.js';
+
+const enc = new TextEncoder();
+
+function setup() {
+  const net = new Net();
+  const a = net.add('A');
+  const b = net.add('B');
+  connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]], { now: net.now });
+  return { net, a, b };
+}
+
+function send(net: Net, from: Node, src: string, dst: string, text: string): void {
+  from.engine.handleTunPacket(ipPacket(src, dst, enc.encode(text)), net.now);
+}
+
+function established() {
+  const s = setup();
+  send(s.net, s.a, '10.0.0.1', '10.0.0.2', 'hello');
+  s.net.deliver();
+  return s;
+}
+
+describe('keymesh peers discover each other', () => {
+  it('HELLO on the extension channel after the handshake marks both sides', () => {
+    const { a, b } = established();
+    expect(a.engine.getPeer(b.publicKey)!.endpoint.speaksKeymesh).toBe(true);
+    expect(b.engine.getPeer(a.publicKey)!.endpoint.speaksKeymesh).toBe(true);
+    expect(a.events.some((e) => e.type === 'peer-speaks-keymesh')).toBe(true);
+    // extension messages are never written to the TUN device
+    expect(b.tun.map((p) => p[0] >> 4)).toEqual([4]);
+  });
+});
+
+describe('roaming needs proof', () => {
+  it('the client moves: the server validates the new path in one round trip, then switches', () => {
+    const { net, a, b } = established();
+    const pb = b.engine.getPeer(a.publicKey)!;
+    const moved = makePath('A-wifi', 40000);
+    net.now += 1000;
+    a.moveTo(moved);
+    send(net, a, '10.0.0.1', '10.0.0.2', 'from the new network');
+    // first datagram reaches B from the new address: delivered, but the path is only a candidate
+    const first = net.queue.shift()!;
+    expect(b.engine.handleDatagram(first.data, moved, net.now)).toBe('data');
+    expect(pb.endpoint.path?.id).toBe('A:51820');
+    expect(pb.endpoint.entryFor(moved)?.state).toBe('validating');
+    // B → A traffic meanwhile goes to the old path and a copy to the candidate
+    send(net, b, '10.0.0.2', '10.0.0.1', 'reply during validation');
+    const toOld = net.queue.filter((w) => w.to === 'A:51820').length;
+    const toNew = net.queue.filter((w) => w.to === moved.id).length;
+    expect(toOld).toBeGreaterThan(0);
+    expect(toNew).toBeGreaterThan(0); // the challenge and the duplicate
+    net.deliver();
+    expect(pb.endpoint.path?.id).toBe(moved.id);
+    expect(b.events.some((e) => e.type === 'endpoint-changed' && e.to.id === moved.id && e.reason === 'path validated')).toBe(true);
+    expect(new TextDecoder().decode(a.tun[a.tun.length - 1].subarray(20))).toBe('reply during validation');
+    expect(pb.endpoint.active!.srtt).not.toBeNull();
+  });
+
+  it('the server moves while the client is idle: it announces itself and the client follows after validating', () => {
+    const { net, a, b } = established();
+    const pa = a.engine.getPeer(b.publicKey)!;
+    net.now += 5000;
+    const moved = makePath('B-new', 51820);
+    b.moveTo(moved);
+    b.engine.localAddressesChanged(net.now);
+    net.deliver();
+    expect(pa.endpoint.path?.id).toBe(moved.id);
+    send(net, a, '10.0.0.1', '10.0.0.2', 'to the new server address');
+    net.deliver();
+    expect(new TextDecoder().decode(b.tun[b.tun.length - 1].subarray(20))).toBe('to the new server address');
+  });
+
+  it('a raced copy of a fresh packet from an attacker’s address does not move the session', () => {
+    const { net, a, b } = established();
+    const pb = b.engine.getPeer(a.publicKey)!;
+    const attacker = makePath('M', 6666);
+    net.paths.set(attacker.id, attacker);
+    let toAttacker = 0;
+    let fromAttacker = 0;
+    for (let i = 0; i < 20; i++) {
+      net.now += 100;
+      send(net, a, '10.0.0.1', '10.0.0.2', `fresh ${i}`);
+      const w = net.queue.shift()!;
+      // the attacker's copy arrives first, from its own address
+      fromAttacker += w.data.length;
+      b.engine.handleDatagram(w.data.slice(), attacker, net.now);
+      // the original arrives second: a replay now
+      b.engine.handleDatagram(w.data, a.path, net.now);
+      send(net, b, '10.0.0.2', '10.0.0.1', `reply ${i}`);
+      for (const q of net.queue) if (q.to === attacker.id) toAttacker += q.data.length;
+      net.deliver((q) => q.to !== attacker.id); // the attacker cannot answer challenges
+      net.advance(300);
+    }
+    expect(pb.endpoint.path?.id).toBe(a.path.id);
+    expect(b.events.some((e) => e.type === 'endpoint-changed' && e.to.id === attacker.id)).toBe(false);
+    expect(toAttacker).toBeLessThanOrEqual(AMPLIFICATION_FACTOR * fromAttacker);
+    // the honest host still gets its replies
+    expect(a.tun.length).toBeGreaterThanOrEqual(20);
+  });
+
+  it('replayed old packets from another address are dropped before they can even start a challenge', () => {
+    const { net, a, b } = established();
+    send(net, a, '10.0.0.1', '10.0.0.2', 'captured');
+    const captured = net.queue[0].data.slice();
+    net.deliver();
+    const attacker = makePath('M', 6666);
+    const pb = b.engine.getPeer(a.publicKey)!;
+    expect(b.engine.handleDatagram(captured, attacker, net.now)).toBe('replay');
+    expect(pb.endpoint.entryFor(attacker)).toBeUndefined();
+    expect(net.queue.filter((w) => w.to === attacker.id)).toHaveLength(0);
+  });
+
+  it('an unanswered candidate is retried, then marked failed', () => {
+    const { net, a, b } = established();
+    const pb = b.engine.getPeer(a.publicKey)!;
+    const attacker = makePath('M', 6666);
+    net.paths.set(attacker.id, attacker);
+    send(net, a, '10.0.0.1', '10.0.0.2', 'copied');
+    const w = net.queue.shift()!;
+    b.engine.handleDatagram(w.data, attacker, net.now);
+    let challenges = net.queue.filter((q) => q.to === attacker.id).length;
+    net.queue = net.queue.filter((q) => q.to !== attacker.id);
+    for (let i = 0; i < 10; i++) {
+      net.advance(2000, false);
+      challenges += net.queue.filter((q) => q.to === attacker.id).length;
+      net.queue = [];
+    }
+    expect(pb.endpoint.entryFor(attacker)!.state).toBe('failed');
+    // within budget: a 48-byte challenge costs 48 bytes; the copy brought ≥ 48 × … bytes
+    expect(challenges).toBeLessThanOrEqual(MAX_CHALLENGES);
+    expect(challenges).toBeGreaterThanOrEqual(1);
+  });
+});
