@@ -346,3 +346,42 @@ export async function tcpTransfer(
     throw new Error(`transfer failed:\nclient: ${client.output}\nserver: ${server.output}`);
   }
 }
+
+// ───────────────────────────── outage probe ─────────────────────────────
+
+const ECHO = `
+const s=require('dgram').createSocket(process.argv[1].includes(':')?'udp6':'udp4');
+s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(Number(process.argv[2]),process.argv[1],()=>console.log('ECHOING'));`;
+
+const PROBE = `
+const s=require('dgram').createSocket(process.argv[1].includes(':')?'udp6':'udp4');
+const t0=Date.now();let seq=0,last=t0,maxGap=0,got=0,gapAt=0;
+s.on('message',()=>{const now=Date.now();got++;if(now-last>maxGap){maxGap=now-last;gapAt=last-t0}last=now});
+const iv=setInterval(()=>s.send(String(seq++),Number(process.argv[2]),process.argv[1]),Number(process.argv[3]));
+process.on('SIGTERM',()=>{clearInterval(iv);const now=Date.now();if(now-last>maxGap){maxGap=now-last;gapAt=last-t0}
+console.log(JSON.stringify({sent:seq,received:got,maxGapMs:maxGap,gapAtMs:gapAt}));process.exit(0)});
+console.log('PROBING');`;
+
+/**
+ * A steady UDP echo probe through the tunnel: `fromNs` sends a datagram every `intervalMs` to an
+ * echo server at `toAddr` in `toNs`; stop() returns the longest silence between echoes.
+ */
+export async function startProbe(lab: Lab, fromNs: string, toNs: string, toAddr: string, intervalMs = 10, port = 7777) {
+  const echo = lab.spawn(toNs, [process.execPath, '-e', ECHO, toAddr, String(port)], 'echo');
+  await waitFor('echo server', () => echo.output.includes('ECHOING'), 5000);
+  const probe = lab.spawn(fromNs, [process.execPath, '-e', PROBE, toAddr, String(port), String(intervalMs)], 'probe');
+  await waitFor('probe', () => probe.output.includes('PROBING'), 5000);
+  return {
+    async stop(): Promise<{ sent: number; received: number; maxGapMs: number; gapAtMs: number }> {
+      try {
+        process.kill(probe.child.pid!, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+      await probe.exited;
+      return JSON.parse(probe.output.trim().split('\n').pop()!);
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
