@@ -161,8 +161,8 @@ export class Lab {
     return {
       ns,
       masquerade: (ifn: string) => {
-        const rules = `table ip nat { chain post { type nat hook postrouting priority 100; oifname "${ifn}" masquerade; } }`;
-        this.exec(ns, ['nft', rules]);
+        const rules = `table ip nat { chain kmpost { type nat hook postrouting priority 100; oifname "${ifn}" masquerade; }; }`;
+        this.exec(ns, ['nft', '-f', '-'], rules);
       },
     };
   }
