@@ -54,21 +54,10 @@ static napi_value throw_code(napi_env env, const char *code, const char *fmt, ..
   return NULL;
 }
 
+/* The errno's own name ("ENETUNREACH"), so JavaScript gets a stable `code` for any failure. */
 static const char *errno_code(int e) {
-  switch (e) {
-    case EPERM: return "EPERM";
-    case EACCES: return "EACCES";
-    case ENOENT: return "ENOENT";
-    case EBUSY: return "EBUSY";
-    case EEXIST: return "EEXIST";
-    case EINVAL: return "EINVAL";
-    case EADDRINUSE: return "EADDRINUSE";
-    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EMFILE: return "EMFILE";
-    case ENODEV: return "ENODEV";
-    default: return "EIO";
-  }
+  const char *name = strerrorname_np(e);
+  return name ? name : "EIO";
 }
 
 static int get_int(napi_env env, napi_value v, int64_t *out) {
@@ -114,15 +103,15 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   }
   if (nlen >= IFNAMSIZ) return throw_code(env, "EINVAL", "interface name \"%s\" is too long (15 characters at most)", name);
   if (nlen > 0 && if_nametoindex(name) != 0) {
-    return throw_code(env, "EBUSY", "interface %s already exists (choose another name or remove it first)", name);
+    return throw_code(env, "EBUSY", "interface %s already exists and is in use", name);
   }
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
     if (e == ENOENT || e == ENODEV || e == ENXIO)
-      return throw_code(env, "ENOTUN", "/dev/net/tun does not exist (load the tun module: modprobe tun; in a container, pass the device in)");
+      return throw_code(env, "ENOTUN", "/dev/net/tun does not exist (is the tun module loaded? in a container, pass --device /dev/net/tun)");
     if (e == EACCES || e == EPERM)
-      return throw_code(env, "EPERM", "opening /dev/net/tun was refused: creating a TUN device needs root or CAP_NET_ADMIN");
+      return throw_code(env, "EPERM", "creating a TUN device needs root or CAP_NET_ADMIN");
     return throw_code(env, errno_code(e), "open /dev/net/tun: %s", strerror(e));
   }
   struct ifreq ifr;
@@ -186,9 +175,11 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
   if (!buf || !offs || !lens || count < 0 || (size_t)count > olen || (size_t)count > llen)
     return throw_code(env, "EINVAL", "tunWriteBatch: bad arguments");
+  /* Check every slice before writing any, so a misuse error never leaves half a batch written. */
+  for (int64_t i = 0; i < count; i++)
+    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatch: packet %lld lies outside the buffer", (long long)i);
   int64_t done = 0;
   for (int64_t i = 0; i < count; i++) {
-    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatch: packet %lld lies outside the buffer", (long long)i);
     ssize_t r;
     do r = write((int)fd, buf + offs[i], lens[i]);
     while (r < 0 && errno == EINTR);
@@ -310,15 +301,17 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     g_msgs[i].msg_hdr.msg_iov = &g_iov[i];
     g_msgs[i].msg_hdr.msg_iovlen = 1;
   }
-  int r;
-  do r = recvmmsg((int)fd, g_msgs, (unsigned)max, MSG_DONTWAIT, NULL);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    if (errno != EAGAIN) {
-      /* A queued ICMP error surfaces here as ECONNREFUSED etc.; reading it cleared it. */
-      counters.udp_so_errors++;
-    }
-    return make_int(env, 0);
+  int r, tries = 0;
+  for (;;) {
+    r = recvmmsg((int)fd, g_msgs, (unsigned)max, MSG_DONTWAIT, NULL);
+    if (r >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return make_int(env, 0);
+    /* A queued socket error (an ICMP report: ECONNREFUSED, EHOSTUNREACH, ...) is returned once
+     * instead of data, and returning it cleared it. Count it and read again: datagrams may be
+     * queued behind it, and answering 0 would make the caller stop draining. */
+    counters.udp_so_errors++;
+    if (++tries >= 4) return make_int(env, 0);
   }
   int64_t n = 0;
   for (int i = 0; i < r; i++) {
@@ -548,9 +541,11 @@ static napi_value get_counters(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* Environment teardown: close this environment's poll handles so nothing keeps the loop alive. */
 static void cleanup(void *arg) {
+  napi_env env = arg;
   for (int i = 0; i < MAX_POLLS; i++)
-    if (g_polls[i]) release(g_polls[i]);
+    if (g_polls[i] && g_polls[i]->env == env) release(g_polls[i]);
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -568,7 +563,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"counters", NULL, get_counters, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  napi_add_env_cleanup_hook(env, cleanup, NULL);
+  napi_add_env_cleanup_hook(env, cleanup, env);
   return exports;
 }
 

@@ -31,15 +31,23 @@ interface Addon {
   counters(): { tunWriteErrors: number; udpSendErrors: number; udpTruncated: number; udpSoErrors: number };
 }
 
-function load(): Addon {
-  // From src/io/ (tests) or dist/src/io/ (built): walk up to the package root holding build/.
+/**
+ * Where the built addon lives: build/Release/keymesh_native.node in the package root, found by
+ * walking up from this module (src/io/ when run from source, dist/src/io/ when built). Child
+ * processes that must load the addon without TypeScript (tests in a network namespace) use it too.
+ */
+export function addonPath(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     const candidate = path.join(dir, 'build', 'Release', 'keymesh_native.node');
-    if (existsSync(candidate)) return createRequire(import.meta.url)(candidate) as Addon;
+    if (existsSync(candidate)) return candidate;
     dir = path.dirname(dir);
   }
   throw new Error('the keymesh native addon is not built: run `npm ci` (or `npm run build:native`) in the keymesh directory');
+}
+
+function load(): Addon {
+  return createRequire(import.meta.url)(addonPath()) as Addon;
 }
 
 let addon: Addon | null = null;
@@ -52,14 +60,23 @@ export const tunOpen = (name: string): TunHandle => a().tunOpen(name);
 /** Read up to maxPackets packets; packet i lands at buf[i*slotSize], length in lengths[i]. Returns the count. */
 export const tunReadBatch = (fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number =>
   a().tunReadBatch(fd, buf, slotSize, lengths, maxPackets);
-/** Write packets buf[offsets[i]..+lengths[i]]; a packet the kernel refuses is skipped and counted. Returns how many were written. */
+/**
+ * Write packets buf[offsets[i]..+lengths[i]]. Returns how many the kernel accepted. A packet the
+ * kernel refuses (EINVAL: not IPv4/IPv6, ...) is skipped and counted in counters().tunWriteErrors;
+ * EAGAIN stops the batch early, so `written < count` without a counter change means "retry later".
+ */
 export const tunWriteBatch = (fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number =>
   a().tunWriteBatch(fd, buf, offsets, lengths, count);
 /** A dual-stack UDP socket on `port` (0: the kernel picks). Errors carry `code`, e.g. EADDRINUSE. */
 export const udpOpen = (port: number): UdpHandle => a().udpOpen(port);
 /** SO_MARK: outgoing tunnel packets carry this firewall mark (0 clears it), for policy routing. */
 export const udpSetMark = (fd: number, mark: number): void => a().udpSetMark(fd, mark);
-/** recvmmsg: datagram i at buf[i*slotSize], source address (16 bytes, IPv4-mapped) at addrs[i*16], port in ports[i]. */
+/**
+ * recvmmsg. Datagram i lands at buf[i*slotSize], its length in lengths[i], its source address at
+ * addrs[i*16..+16] (IPv6, IPv4 as ::ffff:a.b.c.d) and port in ports[i]. Returns the count, 0 when
+ * nothing is queued. Datagrams longer than slotSize are dropped (counters().udpTruncated); a
+ * queued socket error is consumed and counted (counters().udpSoErrors).
+ */
 export const udpRecvBatch = (
   fd: number,
   buf: Uint8Array,
@@ -69,7 +86,13 @@ export const udpRecvBatch = (
   ports: Uint16Array,
   maxPackets: number,
 ): number => a().udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, maxPackets);
-/** sendmmsg: returns how many were sent; a failing datagram is skipped and counted; a full socket buffer stops early. */
+/**
+ * sendmmsg. Returns how many were sent. A datagram the kernel refuses (ENETUNREACH, EPERM, EINVAL
+ * for port 0, an IPv6 destination on an IPv4-only socket) is skipped and counted in
+ * counters().udpSendErrors; the rest of the batch still goes. A full socket buffer (EAGAIN,
+ * ENOBUFS) stops early: the unsent tail is the caller's to retry or drop (the runtime drops it,
+ * as a router would).
+ */
 export const udpSendBatch = (
   fd: number,
   buf: Uint8Array,
@@ -79,8 +102,16 @@ export const udpSendBatch = (
   ports: Uint16Array,
   count: number,
 ): number => a().udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count);
-/** Call onReadable whenever fd is readable (uv_poll on Node's loop). Survives POLLERR. */
+/**
+ * Call onReadable whenever fd is readable (uv_poll on Node's loop); the callback then drains with
+ * the batch reads. A socket error condition (POLLERR) is cleared and polling continues. An active
+ * poll keeps the process alive; after pollStop (or closeFd) it does not.
+ */
 export const pollStart = (fd: number, onReadable: () => void): number => a().pollStart(fd, onReadable);
+/** Stop and close a poll; unknown or already stopped ids are ignored. */
 export const pollStop = (id: number): void => a().pollStop(id);
+/** Stop any poll on fd, then close it. Closing a TUN fd removes the (non-persistent) interface. */
 export const closeFd = (fd: number): void => a().closeFd(fd);
-export const counters = () => a().counters();
+/** Process-wide drop counters kept by the addon (numbers, exact up to 2^53). */
+export const counters = (): { tunWriteErrors: number; udpSendErrors: number; udpTruncated: number; udpSoErrors: number } =>
+  a().counters();
