@@ -1,0 +1,58 @@
+/**
+ * `sudo npm run bench:roam`: outage when a host changes address, keymesh against wireguard-go in
+ * the same run. Topology netns/two-hosts.ts; an echo probe every 10 ms from A through the tunnel
+ * to B measures the longest silence around the move.
+ *   (a) the client (A) moves to a new address
+ *   (b) the server (B) moves while A keeps the old address in its config
+ * A silence that lasts to the end of the observation window is printed as "> window".
+ * Writes bench-results/roam.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Lab, sleep, startKeymesh, startProbe, startWireguardGo } from '../netns/lib.js';
+import { TUNNEL, twoHosts, UNDERLAY } from '../netns/two-hosts.js';
+
+const WINDOW = Number(process.env.ROAM_WINDOW_SECONDS ?? 20) * 1000;
+
+async function scenario(impl: 'keymesh' | 'wireguard-go', which: 'a' | 'b'): Promise<number> {
+  const lab = new Lab();
+  try {
+    const { a, b } = twoHosts(lab);
+    const start = impl === 'keymesh' ? startKeymesh : startWireguardGo;
+    await start(lab, b);
+    await start(lab, a);
+    lab.exec(a.ns, ['ping', '-c', '2', '-i', '0.2', TUNNEL.b]);
+    const probe = await startProbe(lab, a.ns, b.ns, TUNNEL.b);
+    await sleep(1000);
+    const [ns, from, to] = which === 'a' ? [a.ns, UNDERLAY.a, '192.0.2.11'] : [b.ns, UNDERLAY.b, '192.0.2.12'];
+    lab.exec(ns, ['ip', 'addr', 'del', `${from}/24`, 'dev', 'eth0']);
+    lab.exec(ns, ['ip', 'addr', 'add', `${to}/24`, 'dev', 'eth0']);
+    // observe for the whole window: a path that never recovers shows as a silence up to its end
+    await sleep(WINDOW);
+    const r = await probe.stop();
+    if (r.received === 0 || r.gapAtMs + r.maxGapMs >= WINDOW + 900) return Infinity;
+    return r.maxGapMs;
+  } finally {
+    await lab.cleanup();
+  }
+}
+
+if (process.getuid?.() !== 0) {
+  console.error('bench:roam: needs root (network namespaces): sudo npm run bench:roam');
+  process.exit(1);
+}
+const fmt = (ms: number) => (ms === Infinity || ms >= WINDOW ? `> ${WINDOW}` : String(Math.round(ms)));
+console.log(`longest silence of a 10 ms echo probe through the tunnel around an address change (ms; window ${WINDOW} ms)\n`);
+console.log(`${'scenario'.padEnd(44)} ${'keymesh'.padStart(10)} ${'wireguard-go'.padStart(14)}`);
+const results: Record<string, { keymesh: number; wireguardGo: number }> = {};
+for (const [which, label] of [
+  ['a', '(a) client moves to a new address'],
+  ['b', '(b) server moves, client keeps old address'],
+] as const) {
+  const k = await scenario('keymesh', which);
+  const w = await scenario('wireguard-go', which);
+  results[label] = { keymesh: k, wireguardGo: w };
+  console.log(`${label.padEnd(44)} ${fmt(k).padStart(10)} ${fmt(w).padStart(14)}`);
+}
+mkdirSync('bench-results', { recursive: true });
+writeFileSync('bench-results/roam.json', JSON.stringify({ date: new Date().toISOString(), windowMs: WINDOW, results }, (_k, v) => (v === Infinity ? null : v), 2));
+console.log('\nwritten to bench-results/roam.json');
