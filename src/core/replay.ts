@@ -15,6 +15,9 @@ const RING_BITS = RING_WORDS * WORD_BITS;
 /** A counter up to this far behind the newest accepted one is still accepted: 8160 (≥ the kernel's 8128). */
 export const REPLAY_WINDOW_SIZE = RING_BITS - WORD_BITS;
 const TWO32 = 0x100000000;
+const RING_MASK = RING_WORDS - 1;
+/** Ring words per unit of the high half: 2^32 / 32. */
+const WORDS_PER_HI = TWO32 / WORD_BITS;
 
 export class ReplayWindow {
   private readonly ring = new Uint32Array(RING_WORDS);
@@ -32,7 +35,7 @@ export class ReplayWindow {
     const ahead = (hi - this.lastHi) * TWO32 + (lo - this.lastLo);
     if (ahead > 0) return true;
     if (-ahead > REPLAY_WINDOW_SIZE) return false;
-    return (this.ring[wordIndex(hi, lo)] & bit(lo)) === 0;
+    return (this.ring[wordIndex(lo)] & bit(lo)) === 0;
   }
 
   /** Record (hi, lo) as seen. Returns false if it was already seen or is now outside the window. */
@@ -43,20 +46,25 @@ export class ReplayWindow {
       this.lastHi = hi;
       this.lastLo = lo;
       this.ring.fill(0);
-      this.ring[wordIndex(hi, lo)] |= bit(lo);
+      this.ring[wordIndex(lo)] |= bit(lo);
       return true;
     }
     const ahead = (hi - this.lastHi) * TWO32 + (lo - this.lastLo);
     if (ahead > 0) {
-      // Clear the words the window slides over (all of them if it jumps a whole ring).
-      const lastBlock = blockOf(this.lastHi, this.lastLo);
-      const newBlock = blockOf(hi, lo);
-      const steps = Math.min(newBlock - lastBlock, RING_WORDS);
-      for (let i = 1; i <= steps; i++) this.ring[(wordIndex(this.lastHi, this.lastLo) + i) % RING_WORDS] = 0;
+      // Clear the ring words the window slides over, i.e. those after the newest counter's word
+      // up to and including the new counter's word (all of them if it jumps a whole ring). The
+      // word distance is built from the differences of the halves, so it is exact whenever it is
+      // below the ring size, at any counter value up to 2^64. (Subtracting two absolute word
+      // numbers held in doubles would round once counters pass 2^58 and clear the wrong number
+      // of words — forgetting counters still inside the window, i.e. accepting replays.)
+      const words = (hi - this.lastHi) * WORDS_PER_HI + ((lo >>> 5) - (this.lastLo >>> 5));
+      const steps = words < RING_WORDS ? words : RING_WORDS;
+      const from = wordIndex(this.lastLo);
+      for (let i = 1; i <= steps; i++) this.ring[(from + i) & RING_MASK] = 0;
       this.lastHi = hi;
       this.lastLo = lo;
     }
-    this.ring[wordIndex(hi, lo)] |= bit(lo);
+    this.ring[wordIndex(lo)] |= bit(lo);
     return true;
   }
 
@@ -67,16 +75,12 @@ export class ReplayWindow {
   }
 }
 
-/** counter / 32 as a double (exact below 2^53 words; beyond, only differences capped at the ring size matter). */
-function blockOf(hi: number, lo: number): number {
-  return hi * (TWO32 / WORD_BITS) + Math.floor(lo / WORD_BITS);
+/** Ring slot of a counter: (counter / 32) mod RING_WORDS. 2^32 / 32 is a multiple of RING_WORDS, so only lo matters. */
+function wordIndex(lo: number): number {
+  return (lo >>> 5) & RING_MASK;
 }
 
-/** Ring slot of a counter: (counter / 32) mod RING_WORDS — only the low bits of lo matter. */
-function wordIndex(_hi: number, lo: number): number {
-  return (lo >>> 5) % RING_WORDS;
-}
-
+/** The counter's bit inside its ring word. */
 function bit(lo: number): number {
   return 1 << (lo & 31);
 }
