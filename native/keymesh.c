@@ -412,52 +412,61 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
 
 /* ───────────────────────── polling ───────────────────────── */
 
+/*
+ * One uv_poll per fd, on the Node event loop of the environment that asked. Poll ids carry a
+ * generation above the slot number (id = generation * MAX_POLLS + slot), so a stale id that
+ * JavaScript stops twice can never stop a newer poll that reused the slot.
+ */
 typedef struct {
   uv_poll_t handle;
   napi_env env;
   napi_ref callback;
   napi_async_context context;
+  napi_async_cleanup_hook_handle teardown;
   int fd;
-  int id;
-  int active;
+  int slot;
+  int closing;
+  int64_t id;
 } poll_t;
 
 static poll_t *g_polls[MAX_POLLS];
+static int64_t g_generation[MAX_POLLS];
 
-static void on_closed(uv_handle_t *h) { free(h->data); }
+/*
+ * Lifetimes. Every poll holds an async cleanup hook on its environment from pollStart until libuv
+ * has finished closing the handle. Node waits for such hooks before tearing an environment down
+ * (and, in a worker thread, before unloading this addon), so on_closed below — code in this
+ * addon — always still exists when libuv calls it. A plain cleanup hook is not enough: a
+ * terminated worker would dlclose the addon and then run the pending close callback (SIGSEGV).
+ */
+static void on_closed(uv_handle_t *h) {
+  poll_t *p = h->data;
+  napi_remove_async_cleanup_hook(p->teardown);
+  free(p);
+}
 
-static void poll_cb(uv_poll_t *h, int status, int events);
-
+/* Stop watching, drop the JavaScript callback and close the handle (freed once libuv is done). */
 static void release(poll_t *p) {
-  if (!p->active) return;
-  p->active = 0;
-  g_polls[p->id] = NULL;
+  if (p->closing) return;
+  p->closing = 1;
+  g_polls[p->slot] = NULL;
   uv_poll_stop(&p->handle);
   napi_delete_reference(p->env, p->callback);
   napi_async_destroy(p->env, p->context);
-  p->handle.data = p;
   uv_close((uv_handle_t *)&p->handle, on_closed);
 }
 
-static void poll_cb(uv_poll_t *h, int status, int events) {
-  poll_t *p = h->data;
-  if (!p || !p->active) return;
-  if (status < 0) {
-    /* libuv stops a poll handle on POLLERR (an ICMP error queued on a UDP socket sets SO_ERROR).
-     * Reading SO_ERROR clears the condition; then poll again so the fd is never abandoned. */
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    counters.udp_so_errors++;
-    uv_poll_start(&p->handle, UV_READABLE, poll_cb);
-  }
+/* Call the JavaScript callback, with an error code string or with no argument. */
+static void call_js(poll_t *p, const char *code) {
   napi_env env = p->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn, recv, result;
+  napi_value fn, recv, arg, result;
   if (napi_get_reference_value(env, p->callback, &fn) == napi_ok && fn) {
+    size_t argc = 0;
+    if (code && napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &arg) == napi_ok) argc = 1;
     napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
-    napi_status s = napi_make_callback(env, p->context, recv, fn, 0, NULL, &result);
+    napi_status s = napi_make_callback(env, p->context, recv, fn, argc, argc ? &arg : NULL, &result);
     if (s == napi_pending_exception) {
       napi_value exc;
       napi_get_and_clear_last_exception(env, &exc);
@@ -467,6 +476,35 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
+/* Environment teardown (process exit, worker termination): close what JavaScript left open. */
+static void on_teardown(napi_async_cleanup_hook_handle handle, void *arg) { release(arg); }
+
+static void poll_cb(uv_poll_t *h, int status, int events) {
+  poll_t *p = h->data;
+  if (!p || g_polls[p->slot] != p) return;
+  if (status < 0) {
+    /*
+     * libuv has already stopped this handle: it does so whenever epoll reports POLLERR. On a UDP
+     * socket that means an ICMP error (port unreachable, ...) left SO_ERROR set; reading SO_ERROR
+     * clears it, so poll again and let JavaScript drain as usual: one bad peer must not silence
+     * the socket. On anything that is not a socket (a TUN fd whose interface was deleted) the
+     * condition cannot be cleared and polling again would spin; the poll stays stopped and
+     * JavaScript is told once, with the code "EPOLLERR".
+     */
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0) {
+      counters.udp_so_errors++;
+      uv_poll_start(&p->handle, UV_READABLE, poll_cb);
+      call_js(p, NULL);
+    } else {
+      call_js(p, "EPOLLERR");
+    }
+    return;
+  }
+  call_js(p, NULL);
+}
+
 /* pollStart(fd, onReadable) → id */
 static napi_value poll_start(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -474,44 +512,53 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t fd;
   napi_valuetype t;
-  if (argc < 2 || !get_int(env, argv[0], &fd) || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
+  if (argc < 2 || !get_int(env, argv[0], &fd) || fd < 0 || fd > INT32_MAX || napi_typeof(env, argv[1], &t) != napi_ok ||
+      t != napi_function)
     return throw_code(env, "EINVAL", "pollStart(fd, onReadable)");
-  int id = -1;
-  for (int i = 0; i < MAX_POLLS; i++)
-    if (!g_polls[i]) {
-      id = i;
-      break;
-    }
-  if (id < 0) return throw_code(env, "EMFILE", "pollStart: too many polled fds");
+  int slot = -1;
+  for (int i = 0; i < MAX_POLLS; i++) {
+    if (g_polls[i] && g_polls[i]->fd == fd) return throw_code(env, "EEXIST", "pollStart: fd %lld is already polled", (long long)fd);
+    if (!g_polls[i] && slot < 0) slot = i;
+  }
+  if (slot < 0) return throw_code(env, "EMFILE", "pollStart: more than %d polled fds", MAX_POLLS);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   poll_t *p = calloc(1, sizeof *p);
   if (!p) return throw_code(env, "ENOMEM", "pollStart: out of memory");
-  if (uv_poll_init(loop, &p->handle, (int)fd) != 0) {
+  if (napi_add_async_cleanup_hook(env, on_teardown, p, &p->teardown) != napi_ok) {
     free(p);
-    return throw_code(env, "EINVAL", "pollStart: fd %lld cannot be polled", (long long)fd);
+    return throw_code(env, "ENOMEM", "pollStart: cannot register a cleanup hook");
+  }
+  int e = uv_poll_init(loop, &p->handle, (int)fd);
+  if (e != 0) {
+    napi_remove_async_cleanup_hook(p->teardown);
+    free(p);
+    return throw_code(env, "EBADF", "pollStart: fd %lld cannot be polled: %s", (long long)fd, uv_strerror(e));
   }
   p->env = env;
   p->fd = (int)fd;
-  p->id = id;
-  p->active = 1;
+  p->slot = slot;
+  p->id = ++g_generation[slot] * MAX_POLLS + slot;
   p->handle.data = p;
   napi_value name;
   napi_create_string_utf8(env, "keymesh:poll", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &p->context);
   napi_create_reference(env, argv[1], 1, &p->callback);
-  g_polls[id] = p;
+  g_polls[slot] = p;
   uv_poll_start(&p->handle, UV_READABLE, poll_cb);
-  return make_int(env, id);
+  return make_int(env, p->id);
 }
 
+/* pollStop(id): unknown or already stopped ids are ignored. */
 static napi_value poll_stop(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t id;
-  if (argc < 1 || !get_int(env, argv[0], &id) || id < 0 || id >= MAX_POLLS) return NULL;
-  if (g_polls[id]) release(g_polls[id]);
+  if (argc < 1 || !get_int(env, argv[0], &id)) return throw_code(env, "EINVAL", "pollStop(id)");
+  if (id < 0) return NULL;
+  poll_t *p = g_polls[id % MAX_POLLS];
+  if (p && p->id == id) release(p);
   return NULL;
 }
 
@@ -522,7 +569,7 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   int64_t fd;
   if (argc < 1 || !get_int(env, argv[0], &fd)) return throw_code(env, "EINVAL", "closeFd(fd)");
   for (int i = 0; i < MAX_POLLS; i++)
-    if (g_polls[i] && g_polls[i]->fd == fd) release(g_polls[i]);
+    if (g_polls[i] && g_polls[i]->fd == fd) release(g_polls[i]); /* out of epoll before the number is reused */
   close((int)fd);
   return NULL;
 }
@@ -541,13 +588,6 @@ static napi_value get_counters(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* Environment teardown: close this environment's poll handles so nothing keeps the loop alive. */
-static void cleanup(void *arg) {
-  napi_env env = arg;
-  for (int i = 0; i < MAX_POLLS; i++)
-    if (g_polls[i] && g_polls[i]->env == env) release(g_polls[i]);
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
@@ -563,7 +603,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"counters", NULL, get_counters, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  napi_add_env_cleanup_hook(env, cleanup, env);
   return exports;
 }
 

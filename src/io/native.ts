@@ -25,7 +25,7 @@ interface Addon {
   udpSetMark(fd: number, mark: number): void;
   udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number): number;
   udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number): number;
-  pollStart(fd: number, onReadable: () => void): number;
+  pollStart(fd: number, onReadable: (error?: 'EPOLLERR') => void): number;
   pollStop(id: number): void;
   closeFd(fd: number): void;
   counters(): { tunWriteErrors: number; udpSendErrors: number; udpTruncated: number; udpSoErrors: number };
@@ -103,11 +103,14 @@ export const udpSendBatch = (
   count: number,
 ): number => a().udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count);
 /**
- * Call onReadable whenever fd is readable (uv_poll on Node's loop); the callback then drains with
- * the batch reads. A socket error condition (POLLERR) is cleared and polling continues. An active
- * poll keeps the process alive; after pollStop (or closeFd) it does not.
+ * Call onReadable() whenever fd is readable (uv_poll on Node's loop); the callback then drains
+ * with the batch reads. Returns a poll id for pollStop. On a socket, an error condition (POLLERR
+ * from a queued ICMP error) is cleared and counted (counters().udpSoErrors) and polling goes on.
+ * On a non-socket fd an error condition cannot be cleared (a TUN fd whose interface was deleted):
+ * the poll stops and onReadable('EPOLLERR') is called once. An active poll keeps the process
+ * alive; a stopped one does not. One poll per fd (a second pollStart on it throws EEXIST).
  */
-export const pollStart = (fd: number, onReadable: () => void): number => a().pollStart(fd, onReadable);
+export const pollStart = (fd: number, onReadable: (error?: 'EPOLLERR') => void): number => a().pollStart(fd, onReadable);
 /** Stop and close a poll; unknown or already stopped ids are ignored. */
 export const pollStop = (id: number): void => a().pollStop(id);
 /** Stop any poll on fd, then close it. Closing a TUN fd removes the (non-persistent) interface. */
