@@ -23,6 +23,7 @@ import * as native from '../../src/io/native.js';
 
 const isRoot = process.getuid?.() === 0;
 const hasIp = spawnSync('ip', ['-V']).status === 0;
+const hasPython = spawnSync('python3', ['--version']).status === 0;
 const tunSkip = !isRoot ? 'not root' : !hasIp ? 'iproute2 (ip) is not installed' : null;
 if (tunSkip) console.warn(`native TUN tests skipped: ${tunSkip} (they create a network namespace and a TUN device)`);
 
@@ -397,6 +398,59 @@ interface ChildResult {
   stdout: string;
   stderr: string;
 }
+/**
+ * The POLLERR pitfall for real. An unconnected UDP socket does not get SO_ERROR from ICMP, a
+ * connected one does, and the addon never connects — so python3 hands this child a UDP socket
+ * connected to a closed port (fd 3). Sending there brings ICMP port unreachable, SO_ERROR, POLLERR;
+ * libuv stops the poll; the addon must clear SO_ERROR and poll again, or the datagram sent later
+ * from that port (the only source a connected socket accepts) is never seen.
+ */
+const SO_ERROR_CHILD = String.raw`
+import { createRequire } from 'node:module';
+import dgram from 'node:dgram';
+const [addonPath, fdArg, peerArg, localArg] = process.argv.slice(2);
+const n = createRequire(import.meta.url)(addonPath);
+const fd = Number(fdArg), peer = Number(peerArg), local = Number(localArg);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(pred, ms = 3000) { const end = Date.now() + ms; while (!pred()) { if (Date.now() > end) throw new Error('timeout'); await sleep(5); } }
+const buf = new Uint8Array(2048 * 8), lens = new Uint32Array(8), addrs = new Uint8Array(128), ports = new Uint16Array(8);
+const got = [];
+let wakes = 0;
+const id = n.pollStart(fd, (e) => {
+  wakes++;
+  const c = n.udpRecvBatch(fd, buf, 2048, lens, addrs, ports, 8);
+  for (let i = 0; i < c; i++) got.push(Buffer.from(buf.subarray(i * 2048, i * 2048 + lens[i])).toString());
+});
+const before = n.counters().udpSoErrors;
+const a = new Uint8Array(16); a[10] = a[11] = 0xff; a.set([127, 0, 0, 1], 12);
+const out = Buffer.from('nobody home');
+const sent = n.udpSendBatch(fd, out, new Uint32Array([0]), new Uint32Array([out.length]), a, new Uint16Array([peer]), 1);
+await until(() => n.counters().udpSoErrors > before);
+const soErrors = n.counters().udpSoErrors - before;
+const s = dgram.createSocket('udp4');
+await new Promise((r) => s.bind(peer, '127.0.0.1', r));
+s.send('after the error', local, '127.0.0.1');
+await until(() => got.length > 0);
+s.close();
+n.pollStop(id);
+n.closeFd(fd);
+process.stdout.write(JSON.stringify({ sent, soErrors, got }) + '\n');
+`;
+
+const SO_ERROR_LAUNCHER = `
+import socket, subprocess, sys
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+probe.bind(('127.0.0.1', 0))
+peer = probe.getsockname()[1]
+probe.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(('127.0.0.1', 0))
+u.connect(('127.0.0.1', peer))
+u.setblocking(False)
+cmd = sys.argv[1:] + [str(u.fileno()), str(peer), str(u.getsockname()[1])]
+sys.exit(subprocess.run(cmd, pass_fds=[u.fileno()], timeout=15).returncode)
+`;
+
 function runChild(argv: string[], timeoutMs = 20_000): Promise<ChildResult> {
   return new Promise((resolve) => {
     execFile(argv[0], argv.slice(1), { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8' }, (error, stdout, stderr) => {
@@ -423,6 +477,7 @@ describe('native addon in child processes', () => {
     writeFileSync(path.join(dir, 'tun.mjs'), TUN_CHILD);
     writeFileSync(path.join(dir, 'unprivileged.mjs'), UNPRIVILEGED_CHILD);
     writeFileSync(path.join(dir, 'worker.mjs'), WORKER_CHILD);
+    writeFileSync(path.join(dir, 'so-error.mjs'), SO_ERROR_CHILD);
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -431,6 +486,13 @@ describe('native addon in child processes', () => {
   it('closes the polls of a terminated worker (env cleanup hook) and lets the process exit after pollStop', async () => {
     const r = parse(await runChild([process.execPath, path.join(dir, 'worker.mjs'), addon]));
     expect(r).toEqual({ ok: true });
+  });
+
+  it.skipIf(!hasPython)('clears SO_ERROR after ICMP on a connected UDP socket and keeps polling (POLLERR)', async () => {
+    const r = parse(await runChild(['python3', '-c', SO_ERROR_LAUNCHER, process.execPath, path.join(dir, 'so-error.mjs'), addon]));
+    expect(r.sent).toBe(1);
+    expect(r.soErrors).toBeGreaterThanOrEqual(1);
+    expect(r.got).toEqual(['after the error']);
   });
 
   describe.skipIf(tunSkip)(`TUN device in a fresh network namespace (needs root${tunSkip ? `; skipped: ${tunSkip}` : ''})`, () => {
