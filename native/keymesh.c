@@ -26,6 +26,7 @@
 
 #define MAX_BATCH 1024
 #define MAX_POLLS 64
+#define MAX_SLOT (1 << 20) /* bytes per packet slot: far above any MTU or 64 KiB GSO packet */
 
 static struct {
   double tun_write_errors;
@@ -146,7 +147,7 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
     return throw_code(env, "EINVAL", "tunReadBatch(fd, buf, slotSize, lengths, maxPackets)");
   uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
   uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  if (!buf || !lens || slot <= 0 || max < 0 || max > MAX_BATCH || (size_t)max > llen || (size_t)(slot * max) > blen)
+  if (!buf || !lens || slot <= 0 || slot > MAX_SLOT || max < 0 || max > MAX_BATCH || (size_t)max > llen || (size_t)(slot * max) > blen)
     return throw_code(env, "EINVAL", "tunReadBatch: buffers too small for slotSize × maxPackets");
   int64_t n = 0;
   while (n < max) {
@@ -289,7 +290,7 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
   uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
   uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
-  if (!buf || !lens || !addrs || !ports || slot <= 0 || max < 0 || max > MAX_BATCH || (size_t)max > llen ||
+  if (!buf || !lens || !addrs || !ports || slot <= 0 || slot > MAX_SLOT || max < 0 || max > MAX_BATCH || (size_t)max > llen ||
       (size_t)max > plen || (size_t)max * 16 > alen || (size_t)(slot * max) > blen)
     return throw_code(env, "EINVAL", "udpRecvBatch: buffers too small for slotSize × maxPackets");
   for (int64_t i = 0; i < max; i++) {
