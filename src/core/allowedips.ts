@@ -1,226 +1,385 @@
 /**
  * Cryptokey routing (whitepaper §3): a longest-prefix-match table from IP prefixes to peers, one
- * path-compressed binary trie per address family (as the kernel's allowedips.c). Each node holds
- * a prefix (address bytes masked to `cidr` bits) and maybe a value; a node's children extend its
- * prefix by one more bit chosen at bit position `cidr`. Lookups walk at most one node per bit of
- * the address, compare in place inside the packet buffer and allocate nothing.
+ * path-compressed binary trie per address family, as the kernel's allowedips.c. It serves both
+ * directions: on send, the destination address of a TUN packet picks the peer; on receive, the
+ * source address of a decrypted packet must map back to the peer that sent it.
  *
- * A prefix belongs to at most one peer: inserting an existing prefix moves it to the new value.
+ * A node holds a prefix (its address masked to `cidr` bits) and maybe a value; its two children
+ * extend the prefix and differ at bit position `cidr` (bit 0 is the most significant bit of the
+ * first address byte). Runs of single-child nodes are compressed away, so a node exists only
+ * where a prefix was inserted or where two prefixes diverge. Lookups walk at most one node per
+ * bit and compare 32-bit words, each word of the address at most once.
+ *
+ * Memory: nodes are not objects but indices into typed arrays (struct of arrays), about 30 bytes
+ * per IPv4 node and 42 per IPv6 node, plus one Map entry per value; the table grows by doubling
+ * and reuses freed nodes. The prefixes of one value are threaded through the nodes as an
+ * intrusive doubly-linked list (as the kernel's per-peer list), so removing a peer or listing its
+ * prefixes costs O(its prefixes), not O(table).
+ *
+ * A prefix belongs to at most one value: inserting an existing prefix moves it to the new value.
  */
 
-class Node<T> {
-  value: T | undefined = undefined;
-  readonly child: [Node<T> | null, Node<T> | null] = [null, null];
-  parent: Node<T> | null = null;
-  constructor(
-    /** The prefix, masked to cidr bits (4 or 16 bytes). */
-    readonly key: Uint8Array,
-    readonly cidr: number,
-  ) {}
-}
+const NONE = -1;
 
-function bitAt(b: Uint8Array, off: number, i: number): 0 | 1 {
-  return ((b[off + (i >> 3)] >> (7 - (i & 7))) & 1) as 0 | 1;
-}
-
-function masked(addr: Uint8Array, cidr: number): Uint8Array {
-  const out = new Uint8Array(addr.length);
-  const full = cidr >> 3;
-  out.set(addr.subarray(0, full));
-  if (cidr & 7) out[full] = addr[full] & (0xff << (8 - (cidr & 7)));
+/** The big-endian 32-bit words of `addr`, masked to its first `cidr` bits. */
+function maskedWords(addr: Uint8Array, cidr: number): Uint32Array {
+  const out = new Uint32Array(addr.length >> 2);
+  for (let w = 0; w < out.length; w++) {
+    const word = ((addr[4 * w] << 24) | (addr[4 * w + 1] << 16) | (addr[4 * w + 2] << 8) | addr[4 * w + 3]) >>> 0;
+    const bits = Math.min(32, Math.max(0, cidr - 32 * w));
+    out[w] = bits === 0 ? 0 : bits === 32 ? word : (word & (0xffffffff << (32 - bits))) >>> 0;
+  }
   return out;
 }
 
-/** Number of leading bits (up to max) that a and b[off..] share. */
-function commonBits(a: Uint8Array, b: Uint8Array, off: number, max: number): number {
-  let i = 0;
-  for (let byte = 0; i < max; byte++) {
-    const x = a[byte] ^ b[off + byte];
-    if (x === 0) {
-      i += 8;
-      continue;
-    }
-    return Math.min(max, i + Math.clz32(x) - 24);
-  }
-  return Math.min(i, max);
-}
-
-/** Does b[off..] start with the node's prefix? */
-function matches<T>(n: Node<T>, b: Uint8Array, off: number): boolean {
-  const full = n.cidr >> 3;
-  for (let i = 0; i < full; i++) if (n.key[i] !== b[off + i]) return false;
-  const rest = n.cidr & 7;
-  if (rest === 0) return true;
-  const mask = (0xff << (8 - rest)) & 0xff;
-  return (b[off + full] & mask) === n.key[full];
+/** Bit `i` (0 = most significant) of a word array. Only called with i below the address width. */
+function bitOf(words: Uint32Array, base: number, i: number): number {
+  return (words[base + (i >>> 5)] >>> (31 - (i & 31))) & 1;
 }
 
 class Trie<T> {
-  root: Node<T> | null = null;
+  /** 32-bit words per address: 1 for IPv4, 4 for IPv6. */
+  private readonly words: number;
+  private capacity = 0;
+  /** Node n's prefix occupies keys[n*words .. n*words+words), masked to cidrs[n] bits. */
+  private keys = new Uint32Array(0);
+  private cidrs = new Uint8Array(0);
+  /** Children of node n at child[2n] (next bit 0) and child[2n+1] (next bit 1). */
+  private child = new Int32Array(0);
+  /** The parent of a live node; for a free node, the next free node. */
+  private parent = new Int32Array(0);
+  /** The per-value list of valued nodes. */
+  private nextOfValue = new Int32Array(0);
+  private prevOfValue = new Int32Array(0);
+  private readonly values: Array<T | undefined> = [];
+  private readonly heads = new Map<T, number>();
+  private freeHead = NONE;
+  /** Nodes ever handed out (the high-water mark; below it, a node is live or on the free list). */
+  private used = 0;
+  /** Live nodes: valued ones plus valueless forks. */
+  live = 0;
+  private root = NONE;
+  /** Scratch for the address under lookup, so lookup allocates nothing. */
+  private readonly addr: Uint32Array;
 
-  constructor(readonly bits: number) {}
+  constructor(readonly bits: 32 | 128) {
+    this.words = bits >> 5;
+    this.addr = new Uint32Array(this.words);
+  }
 
-  /** Insert or move a prefix; returns the node and the value it had before. */
-  insert(key: Uint8Array, cidr: number, value: T): { node: Node<T>; previous: T | undefined } {
-    const k = masked(key, cidr);
-    let parent: Node<T> | null = null;
-    let side: 0 | 1 = 0;
+  // — node storage —
+
+  private alloc(): number {
+    let n = this.freeHead;
+    if (n !== NONE) this.freeHead = this.parent[n];
+    else {
+      if (this.used === this.capacity) this.grow();
+      n = this.used++;
+      this.values.push(undefined);
+    }
+    this.child[2 * n] = this.child[2 * n + 1] = NONE;
+    this.parent[n] = NONE;
+    this.nextOfValue[n] = this.prevOfValue[n] = NONE;
+    this.values[n] = undefined;
+    this.live++;
+    return n;
+  }
+
+  private release(n: number): void {
+    this.values[n] = undefined;
+    this.parent[n] = this.freeHead;
+    this.freeHead = n;
+    this.live--;
+  }
+
+  private grow(): void {
+    const cap = Math.max(16, this.capacity * 2);
+    const keys = new Uint32Array(cap * this.words);
+    keys.set(this.keys);
+    this.keys = keys;
+    const cidrs = new Uint8Array(cap);
+    cidrs.set(this.cidrs);
+    this.cidrs = cidrs;
+    const child = new Int32Array(cap * 2);
+    child.set(this.child);
+    this.child = child;
+    for (const name of ['parent', 'nextOfValue', 'prevOfValue'] as const) {
+      const a = new Int32Array(cap);
+      a.set(this[name]);
+      this[name] = a;
+    }
+    this.capacity = cap;
+  }
+
+  private setKey(n: number, k: Uint32Array, cidr: number): void {
+    this.keys.set(k, n * this.words);
+    this.cidrs[n] = cidr;
+  }
+
+  /** Leading bits (at most `max`) that node n's key shares with k. */
+  private commonBits(n: number, k: Uint32Array, max: number): number {
+    const base = n * this.words;
+    for (let w = 0; w < this.words; w++) {
+      const x = (this.keys[base + w] ^ k[w]) >>> 0;
+      if (x !== 0) return Math.min(max, 32 * w + Math.clz32(x));
+      if (32 * (w + 1) >= max) return max;
+    }
+    return max;
+  }
+
+  private link(p: number, side: number, c: number): void {
+    this.child[2 * p + side] = c;
+    this.parent[c] = p;
+  }
+
+  private replaceChild(p: number, side: number, c: number): void {
+    if (p === NONE) this.root = c;
+    else this.child[2 * p + side] = c;
+    if (c !== NONE) this.parent[c] = p;
+  }
+
+  // — per-value lists —
+
+  private setValue(n: number, value: T): void {
+    if (this.values[n] !== undefined) this.unlinkValue(n);
+    this.values[n] = value;
+    const head = this.heads.get(value) ?? NONE;
+    this.nextOfValue[n] = head;
+    this.prevOfValue[n] = NONE;
+    if (head !== NONE) this.prevOfValue[head] = n;
+    this.heads.set(value, n);
+  }
+
+  private unlinkValue(n: number): void {
+    const value = this.values[n] as T;
+    const prev = this.prevOfValue[n];
+    const next = this.nextOfValue[n];
+    if (prev !== NONE) this.nextOfValue[prev] = next;
+    else if (next !== NONE) this.heads.set(value, next);
+    else this.heads.delete(value);
+    if (next !== NONE) this.prevOfValue[next] = prev;
+  }
+
+  // — operations —
+
+  /** Insert k/cidr (k already masked) or move it to `value`; returns the value it had before. */
+  insert(k: Uint32Array, cidr: number, value: T): T | undefined {
+    let p = NONE;
+    let side = 0;
     let cur = this.root;
-    while (cur) {
-      const common = commonBits(cur.key, k, 0, Math.min(cur.cidr, cidr));
-      if (common === cur.cidr && cur.cidr === cidr) {
-        const previous = cur.value;
-        cur.value = value;
-        return { node: cur, previous };
+    while (cur !== NONE) {
+      const curCidr = this.cidrs[cur];
+      const common = this.commonBits(cur, k, Math.min(curCidr, cidr));
+      if (common === curCidr && curCidr === cidr) {
+        const previous = this.values[cur];
+        this.setValue(cur, value);
+        return previous;
       }
-      if (common === cur.cidr) {
-        // cur is a proper prefix of the new key: descend.
-        parent = cur;
-        side = bitAt(k, 0, cur.cidr);
-        cur = cur.child[side];
+      if (common === curCidr) {
+        // cur's prefix is a proper prefix of k: descend by k's next bit.
+        p = cur;
+        side = bitOf(k, 0, curCidr);
+        cur = this.child[2 * cur + side];
         continue;
       }
-      const fresh = new Node<T>(k, cidr);
-      fresh.value = value;
+      const fresh = this.alloc();
+      this.setKey(fresh, k, cidr);
       if (common === cidr) {
-        // The new key is a proper prefix of cur: it goes above cur.
-        this.link(fresh, bitAt(cur.key, 0, cidr), cur);
-        this.replaceChild(parent, side, fresh);
+        // k is a proper prefix of cur's: the new node goes above cur.
+        this.link(fresh, bitOf(this.keys, cur * this.words, cidr), cur);
+        this.replaceChild(p, side, fresh);
       } else {
         // They diverge at bit `common`: a valueless branch node joins them.
-        const branch = new Node<T>(masked(k, common), common);
-        this.link(branch, bitAt(k, 0, common), fresh);
-        this.link(branch, bitAt(cur.key, 0, common), cur);
-        this.replaceChild(parent, side, branch);
+        const branch = this.alloc();
+        const bk = k.slice();
+        const w = common >>> 5;
+        if (common & 31) bk[w] = (bk[w] & (0xffffffff << (32 - (common & 31)))) >>> 0;
+        else bk[w] = 0;
+        bk.fill(0, w + 1);
+        this.setKey(branch, bk, common);
+        this.link(branch, bitOf(k, 0, common), fresh);
+        this.link(branch, bitOf(this.keys, cur * this.words, common), cur);
+        this.replaceChild(p, side, branch);
       }
-      return { node: fresh, previous: undefined };
+      this.setValue(fresh, value);
+      return undefined;
     }
-    const fresh = new Node<T>(k, cidr);
-    fresh.value = value;
-    this.replaceChild(parent, side, fresh);
-    return { node: fresh, previous: undefined };
+    const fresh = this.alloc();
+    this.setKey(fresh, k, cidr);
+    this.replaceChild(p, side, fresh);
+    this.setValue(fresh, value);
+    return undefined;
   }
 
-  private link(parent: Node<T>, side: 0 | 1, child: Node<T>): void {
-    parent.child[side] = child;
-    child.parent = parent;
-  }
-
-  private replaceChild(parent: Node<T> | null, side: 0 | 1, n: Node<T> | null): void {
-    if (parent) parent.child[side] = n;
-    else this.root = n;
-    if (n) n.parent = parent;
-  }
-
-  find(key: Uint8Array, cidr: number): Node<T> | null {
-    const k = masked(key, cidr);
+  /** The node holding exactly k/cidr (valued or not), or NONE. */
+  find(k: Uint32Array, cidr: number): number {
     let cur = this.root;
-    while (cur && cur.cidr <= cidr) {
-      if (!matches(cur, k, 0)) return null;
-      if (cur.cidr === cidr) return cur;
-      cur = cur.child[bitAt(k, 0, cur.cidr)];
+    while (cur !== NONE && this.cidrs[cur] <= cidr) {
+      const c = this.cidrs[cur];
+      if (this.commonBits(cur, k, c) < c) return NONE;
+      if (c === cidr) return cur;
+      cur = this.child[2 * cur + bitOf(k, 0, c)];
     }
-    return null;
+    return NONE;
   }
 
-  /** Clear a node's value and remove nodes that no longer carry a value or a fork. */
-  clearNode(n: Node<T>): void {
-    n.value = undefined;
-    let cur: Node<T> | null = n;
-    while (cur && cur.value === undefined) {
-      const [l, r] = cur.child;
-      if (l && r) break; // still a fork
-      const only = l ?? r;
-      const parent: Node<T> | null = cur.parent;
-      const side: 0 | 1 = parent && parent.child[1] === cur ? 1 : 0;
-      this.replaceChild(parent, side, only);
-      cur.parent = null;
-      cur = parent;
+  valueAt(n: number): T | undefined {
+    return this.values[n];
+  }
+
+  /** Drop node n's value, then prune nodes left with neither a value nor two children. */
+  removeNode(n: number): void {
+    this.unlinkValue(n);
+    this.values[n] = undefined;
+    let cur = n;
+    while (cur !== NONE && this.values[cur] === undefined) {
+      const l = this.child[2 * cur];
+      const r = this.child[2 * cur + 1];
+      if (l !== NONE && r !== NONE) break; // still a fork
+      const p = this.parent[cur];
+      const side = p !== NONE && this.child[2 * p + 1] === cur ? 1 : 0;
+      this.replaceChild(p, side, l !== NONE ? l : r);
+      this.release(cur);
+      cur = p;
     }
   }
 
+  /** Remove every prefix of `value`; returns how many there were. */
+  removeValue(value: T): number {
+    let n = this.heads.get(value) ?? NONE;
+    let removed = 0;
+    while (n !== NONE) {
+      // Pruning frees only valueless nodes, so the next node of the list stays live.
+      const next = this.nextOfValue[n];
+      this.removeNode(n);
+      removed++;
+      n = next;
+    }
+    return removed;
+  }
+
+  entries(value: T, family: 4 | 6, out: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6 }>): void {
+    for (let n = this.heads.get(value) ?? NONE; n !== NONE; n = this.nextOfValue[n]) {
+      const addr = new Uint8Array(this.words * 4);
+      for (let w = 0; w < this.words; w++) {
+        const word = this.keys[n * this.words + w];
+        addr[4 * w] = word >>> 24;
+        addr[4 * w + 1] = word >>> 16;
+        addr[4 * w + 2] = word >>> 8;
+        addr[4 * w + 3] = word;
+      }
+      out.push({ addr, cidr: this.cidrs[n], family });
+    }
+  }
+
+  /** Longest-prefix match of the address at b[off..]. The hot path: no allocation. */
   lookup(b: Uint8Array, off: number): T | undefined {
+    const a = this.addr;
+    for (let w = 0, o = off; w < this.words; w++, o += 4) a[w] = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+    const { keys, cidrs, child, values, words, bits } = this;
     let best: T | undefined;
-    let cur = this.root;
-    while (cur) {
-      if (!matches(cur, b, off)) break;
-      if (cur.value !== undefined) best = cur.value;
-      if (cur.cidr === this.bits) break;
-      cur = cur.child[bitAt(b, off, cur.cidr)];
+    let n = this.root;
+    // Words below `from` were already compared whole by an ancestor.
+    let from = 0;
+    while (n !== NONE) {
+      const cidr = cidrs[n];
+      const base = n * words;
+      const full = cidr >>> 5;
+      for (let w = from; w < full; w++) if (keys[base + w] !== a[w]) return best;
+      const rest = cidr & 31;
+      if (rest !== 0 && (keys[base + full] ^ a[full]) >>> (32 - rest) !== 0) return best;
+      const v = values[n];
+      if (v !== undefined) best = v;
+      if (cidr === bits) return best;
+      from = full;
+      n = child[2 * n + ((a[full] >>> (31 - rest)) & 1)];
     }
     return best;
+  }
+
+  clear(): void {
+    this.capacity = this.used = this.live = 0;
+    this.keys = new Uint32Array(0);
+    this.cidrs = new Uint8Array(0);
+    this.child = new Int32Array(0);
+    this.parent = new Int32Array(0);
+    this.nextOfValue = new Int32Array(0);
+    this.prevOfValue = new Int32Array(0);
+    this.values.length = 0;
+    this.heads.clear();
+    this.freeHead = this.root = NONE;
   }
 }
 
 export class AllowedIps<T> {
   private readonly v4 = new Trie<T>(32);
   private readonly v6 = new Trie<T>(128);
-  private readonly byValue = new Map<T, Set<Node<T>>>();
   private count = 0;
 
   private trieFor(addr: Uint8Array, cidr: number): Trie<T> {
-    if (addr.length === 4) {
-      if (!Number.isInteger(cidr) || cidr < 0 || cidr > 32) throw new RangeError(`IPv4 prefix length must be 0–32, got ${cidr}`);
-      return this.v4;
+    if (!(addr instanceof Uint8Array)) throw new TypeError('allowed IP: expected a Uint8Array address');
+    const trie = addr.length === 4 ? this.v4 : addr.length === 16 ? this.v6 : null;
+    if (!trie) throw new RangeError(`allowed IP: expected a 4- or 16-byte address, got length=${addr.length}`);
+    if (!Number.isInteger(cidr) || cidr < 0 || cidr > trie.bits) {
+      throw new RangeError(`allowed IP: IPv${trie === this.v4 ? 4 : 6} prefix length must be 0–${trie.bits}, got ${cidr}`);
     }
-    if (addr.length === 16) {
-      if (!Number.isInteger(cidr) || cidr < 0 || cidr > 128) throw new RangeError(`IPv6 prefix length must be 0–128, got ${cidr}`);
-      return this.v6;
-    }
-    throw new RangeError(`expected a 4- or 16-byte address, got length=${addr.length}`);
+    return trie;
   }
 
+  /** Map addr/cidr (host bits masked off) to value, taking the prefix from any other value. */
   insert(addr: Uint8Array, cidr: number, value: T): void {
-    const { node, previous } = this.trieFor(addr, cidr).insert(addr, cidr, value);
-    if (previous !== undefined) {
-      if (previous === value) return;
-      this.byValue.get(previous)?.delete(node);
-    } else this.count++;
-    let set = this.byValue.get(value);
-    if (!set) this.byValue.set(value, (set = new Set()));
-    set.add(node);
+    if (value === undefined) throw new TypeError('allowed IP: value must not be undefined');
+    const trie = this.trieFor(addr, cidr);
+    if (trie.insert(maskedWords(addr, cidr), cidr, value) === undefined) this.count++;
   }
 
+  /** Remove addr/cidr if it currently maps to value; true if it did. */
   remove(addr: Uint8Array, cidr: number, value: T): boolean {
     const trie = this.trieFor(addr, cidr);
-    const node = trie.find(addr, cidr);
-    if (!node || node.value !== value) return false;
-    this.byValue.get(value)?.delete(node);
-    trie.clearNode(node);
+    const n = trie.find(maskedWords(addr, cidr), cidr);
+    if (n === NONE || trie.valueAt(n) !== value || value === undefined) return false;
+    trie.removeNode(n);
     this.count--;
     return true;
   }
 
+  /** Remove every prefix of value (a peer being removed, or its allowed IPs replaced). */
   removeValue(value: T): void {
-    const set = this.byValue.get(value);
-    if (!set) return;
-    for (const node of set) {
-      (node.key.length === 4 ? this.v4 : this.v6).clearNode(node);
-      this.count--;
-    }
-    this.byValue.delete(value);
+    this.count -= this.v4.removeValue(value) + this.v6.removeValue(value);
   }
 
-  /** Longest-prefix match of the address at b[off..] (4 or 16 bytes). Allocation-free. */
+  /**
+   * Longest-prefix match of the 4 (family 4) or 16 (family 6) address bytes at b[off..], read in
+   * place, e.g. a packet's destination at offset 16 (IPv4) or 24 (IPv6). Allocation-free.
+   */
   lookup(b: Uint8Array, off: number, family: 4 | 6): T | undefined {
     return (family === 4 ? this.v4 : this.v6).lookup(b, off);
   }
 
+  /** The prefixes of value (fresh copies), IPv4 first; order within a family is unspecified. */
   entriesFor(value: T): Array<{ addr: Uint8Array; cidr: number; family: 4 | 6 }> {
-    const set = this.byValue.get(value);
-    if (!set) return [];
-    return [...set].map((n) => ({ addr: n.key.slice(), cidr: n.cidr, family: n.key.length === 4 ? 4 : 6 }) as const);
+    const out: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6 }> = [];
+    this.v4.entries(value, 4, out);
+    this.v6.entries(value, 6, out);
+    return out;
   }
 
   clear(): void {
-    this.v4.root = null;
-    this.v6.root = null;
-    this.byValue.clear();
+    this.v4.clear();
+    this.v6.clear();
     this.count = 0;
   }
 
+  /** Number of prefixes in the table. */
   get size(): number {
     return this.count;
   }
-}
 
+  /**
+   * Trie nodes in use (prefixes plus valueless fork nodes), for tests and memory accounting.
+   * Path compression keeps this below 2 × size: a valueless node always has two children.
+   */
+  get nodeCount(): number {
+    return this.v4.live + this.v6.live;
+  }
+}
