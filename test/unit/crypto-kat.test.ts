@@ -109,7 +109,7 @@ describe('X25519 (RFC 7748)', () => {
   it('§5.2 iterated: k = u = 9, then (k, u) ← (X25519(k, u), k), after 1 and 1000 rounds', () => {
     let k: Uint8Array = new Uint8Array(32);
     k[0] = 9;
-    let u = k.slice();
+    let u: Uint8Array = k.slice();
     for (let i = 1; i <= 1000; i++) {
       const next = c.dh(k, u)!;
       u = k;
