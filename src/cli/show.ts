@@ -21,6 +21,8 @@ export interface ShowStatus {
     handshakes: number;
     session: { role: string; ageSeconds: number } | null;
     stagedPackets: number;
+    speaksKeymesh?: boolean;
+    paths?: Array<{ path: string; state: string; active: boolean; rttMs: number | null; lastReceiveSecondsAgo: number | null }>;
   }>;
 }
 
@@ -75,6 +77,12 @@ export function formatShow(s: ShowStatus): string {
     if (p.persistentKeepalive) out.push(`  persistent keepalive: every ${p.persistentKeepalive} seconds`);
     if (p.session) out.push(`  session: ${p.session.role}, keys ${p.session.ageSeconds} s old, ${p.handshakes} handshake(s)`);
     if (p.stagedPackets) out.push(`  waiting for handshake: ${p.stagedPackets} packet(s)`);
+    out.push(`  peer speaks keymesh: ${p.speaksKeymesh ? 'yes (roaming needs path validation)' : 'no (WireGuard semantics)'}`);
+    for (const path of p.paths ?? []) {
+      const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;
+      const rx = path.lastReceiveSecondsAgo === null ? '' : `, heard ${path.lastReceiveSecondsAgo} s ago`;
+      out.push(`  path ${path.active ? '*' : ' '} ${path.path} ${path.state}${rtt}${rx}`);
+    }
   }
   return out.join('\n') + '\n';
 }

@@ -17,6 +17,12 @@
  *    never more than AMPLIFICATION_FACTOR × the bytes received from it (RFC 9000 §8.1), so a
  *    spoofed source cannot turn us into an amplifier or steal the session.
  *
+ * Multihoming: a keymesh peer announces every address it can be reached at (ADDRESSES); each
+ * becomes a candidate, is validated, and is then kept warm as a spare by a probe every
+ * SPARE_PROBE_INTERVAL. While we send data, the active path must show signs of life: when nothing
+ * authenticated has come back on it for LIVENESS (≥ 3 RTTs), it is probed, and if the probe goes
+ * unanswered for PROBE_TIMEOUT (≥ 2 RTTs) traffic fails over to the best spare.
+ *
  *      new ──challenge──▶ validating ──response on that path──▶ validated ──(peer now sends from it)──▶ active
  *                              │ no response after MAX_CHALLENGES
  *                              ▼
@@ -41,12 +47,26 @@ export const INITIAL_CHALLENGE_TIMEOUT = 250;
 export const MAX_CHALLENGES = 4;
 /** Candidate paths remembered per peer (oldest unused ones are forgotten first). */
 export const MAX_PATHS = 8;
+/** Bytes an announced (not yet heard from) address may be sent: a few challenges, no more. */
+export const ANNOUNCED_ALLOWANCE = MAX_CHALLENGES * 48;
+/** Spares are probed this often to stay warm (and to notice when they break). */
+export const SPARE_PROBE_INTERVAL = 1000;
+/** A spare that misses this many probes in a row is marked failed. */
+export const SPARE_MAX_MISSES = 3;
+/** Silence on the active path (while we send) before probing it: max(3 × srtt, this). */
+export const LIVENESS_MIN = 150;
+/** An unanswered probe after max(2 × srtt, this) means the path is dead. */
+export const PROBE_TIMEOUT_MIN = 100;
+/** "We are sending": data went out within this window. */
+export const SENDING_WINDOW = 1000;
 
 export class PathEntry {
   state: PathStateName = 'new';
   /** Smoothed round-trip time in ms (from challenge/response), null before a sample. */
   srtt: number | null = null;
   lastReceive = -Infinity;
+  /** Last authenticated packet that was not a path probe: where the peer actually sends from. */
+  lastTraffic = -Infinity;
   lastSend = -Infinity;
   bytesReceived = 0;
   /** Bytes sent while unvalidated: bounded by AMPLIFICATION_FACTOR × bytesReceived. */
@@ -56,6 +76,13 @@ export class PathEntry {
   challenges = 0;
   /** When the next challenge retransmission is due (Infinity when none). */
   retryAt = Infinity;
+  /** Liveness probe of a validated path: outstanding token, when it went out, misses in a row. */
+  probeToken: Uint8Array | null = null;
+  probeSentAt = -Infinity;
+  probeMisses = 0;
+  nextProbeAt = -Infinity;
+  /** The peer told us about this address (ADDRESSES), rather than us hearing from it. */
+  announced = false;
 
   constructor(readonly path: Path) {}
 
@@ -79,6 +106,8 @@ export class PeerEndpoint {
   private activeEntry: PathEntry | null = null;
   /** Set when the peer answered our HELLO: roaming then needs proof (path validation). */
   speaksKeymesh = false;
+  /** Engine time we last sent a data packet to this peer. */
+  lastDataSent = -Infinity;
 
   /** The path to send on, or null when the peer has never been heard from and has no configured endpoint. */
   get path(): Path | null {
@@ -123,6 +152,8 @@ export class PeerEndpoint {
     this.activeEntry = e;
     e.state = 'validated';
     e.retryAt = Infinity;
+    e.probeMisses = 0;
+    this.nextLivenessAt = Infinity;
     return { from: from?.path ?? null, to: e.path, reason };
   }
 
@@ -138,14 +169,29 @@ export class PeerEndpoint {
   authenticatedFrom(path: Path, now: number, bytes: number): AuthResult {
     const e = this.entry(path);
     e.lastReceive = now;
+    e.lastTraffic = now;
     e.bytesReceived += bytes;
-    if (e === this.activeEntry) return NONE;
+    if (e === this.activeEntry) {
+      this.alive();
+      return NONE;
+    }
     if (this.activeEntry === null) return { change: this.activate(e, 'first contact'), challenge: null };
     if (!this.speaksKeymesh) return { change: this.activate(e, 'roamed (WireGuard semantics)'), challenge: null };
     if (e.state === 'validated') return { change: this.activate(e, 'peer moved to a validated path'), challenge: null };
     if (e.state === 'validating') return NONE;
     // new or failed: it must prove it can receive
     return { change: null, challenge: e };
+  }
+
+  /**
+   * A path challenge or response authenticated on `path`: it shows the path works but says nothing
+   * about where the peer wants traffic, so it never moves the active path by itself.
+   */
+  heard(path: Path, now: number, bytes: number): void {
+    const e = this.entry(path);
+    e.lastReceive = now;
+    e.bytesReceived += bytes;
+    if (e === this.activeEntry) this.alive();
   }
 
   /** The engine sent a challenge with `token` on e's path. */
@@ -165,6 +211,15 @@ export class PeerEndpoint {
    */
   responseReceived(path: Path, token: Uint8Array, now: number): EndpointChange | null {
     const e = this.entries.get(path.id);
+    if (e && e.probeToken && sameBytes(e.probeToken, token)) {
+      // a liveness probe came back: the path works; refresh its RTT
+      const sample = now - e.probeSentAt;
+      e.srtt = e.srtt === null ? sample : (7 * e.srtt + sample) / 8;
+      e.probeToken = null;
+      e.probeMisses = 0;
+      if (e.state === 'failed') e.state = 'validated';
+      return null;
+    }
     if (!e || e.state !== 'validating' || !e.token || !sameBytes(e.token, token)) return null;
     const sample = now - e.challengeSentAt;
     e.srtt = e.srtt === null ? sample : (7 * e.srtt + sample) / 8;
@@ -172,8 +227,10 @@ export class PeerEndpoint {
     e.token = null;
     e.retryAt = Infinity;
     e.challenges = 0;
+    // Switch only if the peer's own traffic now comes from there (it moved); an announced spare
+    // that merely answered stays a spare.
     const active = this.activeEntry;
-    if (!active || e.lastReceive >= active.lastReceive) return this.activate(e, 'path validated');
+    if (!active || e.lastTraffic >= active.lastTraffic) return this.activate(e, 'path validated');
     return null;
   }
 
@@ -192,9 +249,126 @@ export class PeerEndpoint {
     return due;
   }
 
+  /**
+   * The peer announced these paths (ADDRESSES): each unknown or failed one becomes a candidate
+   * to challenge. Returns the entries the engine should challenge now.
+   */
+  announced(paths: Path[]): PathEntry[] {
+    if (!this.speaksKeymesh) return [];
+    const out: PathEntry[] = [];
+    for (const p of paths) {
+      const e = this.entry(p);
+      if (!e.announced) {
+        e.announced = true;
+        e.bytesReceived += ANNOUNCED_ALLOWANCE; // a few challenges' worth, no more
+      }
+      if (e === this.activeEntry || e.state === 'validated' || e.state === 'validating') continue;
+      out.push(e);
+    }
+    return out;
+  }
+
+  private probeTimeout(e: PathEntry): number {
+    return Math.max(2 * (e.srtt ?? 0), PROBE_TIMEOUT_MIN);
+  }
+
+  private liveness(e: PathEntry): number {
+    return Math.max(3 * (e.srtt ?? 0), LIVENESS_MIN);
+  }
+
+  /** The best spare to fail over to: validated, answering its probes, lowest RTT. */
+  private bestSpare(): PathEntry | null {
+    let best: PathEntry | null = null;
+    for (const e of this.entries.values()) {
+      if (e === this.activeEntry || e.state !== 'validated' || e.probeMisses > 0) continue;
+      if (!best || (e.srtt ?? Infinity) < (best.srtt ?? Infinity)) best = e;
+    }
+    return best;
+  }
+
+  /** Should be called when data is sent to the peer: arms the active path's liveness check. */
+  dataSent(now: number): void {
+    this.lastDataSent = now;
+    const a = this.activeEntry;
+    if (!this.speaksKeymesh || !a || a.probeToken || this.nextLivenessAt !== Infinity) return;
+    // Silence on the active path since its last sign of life, while we keep sending, is suspicious.
+    this.nextLivenessAt = Math.max(a.lastReceive, now - this.liveness(a)) + this.liveness(a);
+  }
+
+  /**
+   * Liveness work due at `now`: which validated paths to probe (the engine sends a challenge and
+   * calls probeSent), and a failover when the active path went silent and did not answer.
+   */
+  dueProbes(now: number): { probe: PathEntry[]; change: EndpointChange | null } {
+    const probe: PathEntry[] = [];
+    let change: EndpointChange | null = null;
+    if (!this.speaksKeymesh) return { probe, change };
+    const active = this.activeEntry;
+    for (const e of [...this.entries.values()]) {
+      if (e.probeToken && now - e.probeSentAt >= this.probeTimeout(e)) {
+        e.probeToken = null;
+        e.probeMisses++;
+        if (e === active) {
+          const spare = this.bestSpare();
+          if (spare) {
+            e.state = 'failed';
+            this.nextLivenessAt = Infinity;
+            change = this.activate(spare, 'active path went silent: failover to a validated spare');
+          } else if (now - this.lastDataSent < SENDING_WINDOW * 10) {
+            // no spare: keep probing (backing off to once a second) so recovery is quick
+            this.nextLivenessAt = now + Math.min(PROBE_TIMEOUT_MIN * 2 ** e.probeMisses, SENDING_WINDOW);
+          }
+        } else if (e.probeMisses >= SPARE_MAX_MISSES) e.state = 'failed';
+      }
+    }
+    const a = this.activeEntry;
+    if (a && now >= this.nextLivenessAt) {
+      this.nextLivenessAt = Infinity;
+      if (!a.probeToken && now - a.lastReceive >= this.liveness(a)) probe.push(a);
+    }
+    for (const e of this.entries.values()) {
+      if (e === this.activeEntry || e.state !== 'validated' || e.probeToken) continue;
+      if (now >= e.nextProbeAt) probe.push(e);
+    }
+    return { probe, change };
+  }
+
+  /** Active-path liveness check deadline (Infinity when not armed). */
+  private nextLivenessAt = Infinity;
+
+  /** Should be called after an authenticated packet arrived on the active path. */
+  private alive(): void {
+    this.nextLivenessAt = Infinity;
+  }
+
+  /** A challenge could not be sent (no session, or over the amplification budget): give up on e for now. */
+  challengeBlocked(e: PathEntry): void {
+    e.state = 'failed';
+    e.token = null;
+    e.retryAt = Infinity;
+    e.challenges = 0;
+  }
+
+  /** A probe could not be sent: try again at the next interval. */
+  probeSkipped(e: PathEntry, now: number): void {
+    e.nextProbeAt = now + SPARE_PROBE_INTERVAL;
+  }
+
+  /** The engine sent a liveness probe with `token` on e's path. */
+  probeSent(e: PathEntry, token: Uint8Array, now: number): void {
+    e.probeToken = token;
+    e.probeSentAt = now;
+    e.nextProbeAt = now + SPARE_PROBE_INTERVAL;
+    e.lastSend = now;
+  }
+
   nextDeadline(): number {
-    let t = Infinity;
-    for (const e of this.entries.values()) if (e.retryAt < t) t = e.retryAt;
+    let t = this.nextLivenessAt;
+    for (const e of this.entries.values()) {
+      if (e.retryAt < t) t = e.retryAt;
+      if (e.probeToken) t = Math.min(t, e.probeSentAt + this.probeTimeout(e));
+      else if (this.speaksKeymesh && e !== this.activeEntry && e.state === 'validated') t = Math.min(t, e.nextProbeAt);
+    }
     return t;
   }
 

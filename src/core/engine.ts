@@ -44,7 +44,7 @@ import {
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
 import type { EndpointChange, Path, PathEntry } from './endpoint.js';
-import { EXT_HELLO, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_VERSION, isExtension, parseExtension, TOKEN_LEN, writeExtension, type ExtMessage } from './extension.js';
+import { EXT_ADDRESSES, EXT_HELLO, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_VERSION, isExtension, parseExtension, TOKEN_LEN, writeExtension, type ExtMessage } from './extension.js';
 import { IndexTable } from './index-table.js';
 import { ipDeclaredLength, ipVersion, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET } from './ip.js';
 import { Keypair } from './keypair.js';
@@ -140,6 +140,11 @@ export interface EngineOptions {
   wallClockOffset?: number;
   /** Handshake messages per second above which the engine is under load (cookies required). */
   underLoadThreshold?: number;
+  /**
+   * Turns an address a peer announced (16 bytes, IPv4-mapped for IPv4) and port into a Path the
+   * runtime can send on; null for addresses it cannot use. Without it, announcements are ignored.
+   */
+  makePath?: (addr: Uint8Array, port: number) => Path | null;
 }
 
 export interface EngineStats {
@@ -206,6 +211,8 @@ export class Engine {
   private tunScratch = new Uint8Array(0);
   private readonly oneLen = new Uint32Array(1);
   private readonly onePath: Path[] = [];
+  private readonly makePath: ((addr: Uint8Array, port: number) => Path | null) | null;
+  private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
 
   constructor(
     private readonly sink: Sink,
@@ -217,6 +224,7 @@ export class Engine {
     this.random = opts.random;
     this.wallClockOffset = opts.wallClockOffset ?? 0;
     this.underLoadThreshold = opts.underLoadThreshold ?? UNDER_LOAD_HANDSHAKES_PER_SECOND;
+    this.makePath = opts.makePath ?? null;
     this.indexes = new IndexTable<IndexEntry>(this.random);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
@@ -457,7 +465,9 @@ export class Engine {
     this.counters.rxPackets++;
     peer.rxBytes += wireLen;
     keypair.receivedAny = true;
-    this.onAuthenticated(peer, path, wireLen, now);
+    const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
+    if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) peer.endpoint.heard(path, now, wireLen);
+    else this.onAuthenticated(peer, path, wireLen, now);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.timers.anyAuthenticatedPacketTraversal(now);
     if (keypair === peer.keypairs.next) {
@@ -472,7 +482,7 @@ export class Engine {
     this.keepKeyFreshReceiving(peer, now);
     if (len === 0) return 'keepalive';
     peer.timers.dataReceived(now);
-    if (isExtension(buf, off, len)) return this.handleExtension(peer, path, buf, off, len, now);
+    if (ext !== 0) return this.handleExtension(peer, path, buf, off, len, now);
     const version = ipVersion(buf, off, len);
     if (version === 0) return this.drop('invalidInnerPacket');
     const declared = ipDeclaredLength(buf, off, version);
@@ -694,7 +704,10 @@ export class Engine {
     }
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
-    if (data) peer.timers.dataSent(now, this.jitter());
+    if (data) {
+      peer.timers.dataSent(now, this.jitter());
+      if (path === peer.endpoint.path) peer.endpoint.dataSent(now);
+    }
   }
 
   private stage(peer: Peer, packet: Uint8Array): void {
@@ -846,6 +859,9 @@ export class Engine {
     for (const peer of this.peers.values()) {
       if (peer.endpoint.nextDeadline() <= now) {
         for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
+        const { probe, change } = peer.endpoint.dueProbes(now);
+        if (change) this.emitEndpointChange(peer, change);
+        for (const e of probe) this.sendProbe(peer, e, now);
       }
       if (peer.timers.next() > now) continue;
       for (const name of TIMER_NAMES) {
@@ -906,6 +922,7 @@ export class Engine {
   private sendChallenge(peer: Peer, e: PathEntry, now: number): void {
     const token = this.random(TOKEN_LEN).slice();
     if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.challengeSent(e, token, now);
+    else peer.endpoint.challengeBlocked(e);
   }
 
   /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). */
@@ -922,12 +939,23 @@ export class Engine {
     if (!m) return this.drop('badExtension');
     switch (m.type) {
       case EXT_HELLO:
+        if (!m.reply) this.sendExtension(peer, path, { type: EXT_HELLO, reply: true, version: EXT_VERSION }, now);
         if (!peer.endpoint.speaksKeymesh) {
           peer.endpoint.speaksKeymesh = true;
           this.sink.event({ type: 'peer-speaks-keymesh', peer });
+          this.sendAddresses(peer, now);
         }
-        if (!m.reply) this.sendExtension(peer, path, { type: EXT_HELLO, reply: true, version: EXT_VERSION }, now);
         break;
+      case EXT_ADDRESSES: {
+        if (!this.makePath) break;
+        const paths: Path[] = [];
+        for (const a of m.addresses) {
+          const p = this.makePath(a.addr, a.port);
+          if (p) paths.push(p);
+        }
+        for (const e of peer.endpoint.announced(paths)) this.sendChallenge(peer, e, now);
+        break;
+      }
       case EXT_PATH_CHALLENGE:
         // Answer on the path the challenge came from: that is what proves return routability.
         this.sendExtension(peer, path, { type: EXT_PATH_RESPONSE, token: m.token }, now);
@@ -960,6 +988,30 @@ export class Engine {
     this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
     if (e) peer.endpoint.sent(e, total, now);
     return true;
+  }
+
+  /** Tell a keymesh peer every address we can be reached at. */
+  private sendAddresses(peer: Peer, now: number): void {
+    const path = peer.endpoint.path;
+    if (!path || this.localAddresses.length === 0 || !peer.endpoint.speaksKeymesh) return;
+    this.sendExtension(peer, path, { type: EXT_ADDRESSES, addresses: this.localAddresses }, now);
+  }
+
+  /**
+   * The runtime's view of the host's own addresses (16 bytes each, IPv4-mapped) and listen port.
+   * When the set changes, every keymesh peer is told.
+   */
+  setLocalAddresses(addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
+    const key = (l: Array<{ addr: Uint8Array; port: number }>) => l.map((a) => `${keyId(a.addr)}:${a.port}`).sort().join(',');
+    if (key(addresses) === key(this.localAddresses)) return;
+    this.localAddresses = addresses.map((a) => ({ addr: a.addr.slice(), port: a.port }));
+    for (const peer of this.peers.values()) if (peer.keypairs.current) this.sendAddresses(peer, now);
+  }
+
+  private sendProbe(peer: Peer, e: PathEntry, now: number): void {
+    const token = this.random(TOKEN_LEN).slice();
+    if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.probeSent(e, token, now);
+    else peer.endpoint.probeSkipped(e, now);
   }
 
   /** Copy a sealed datagram to candidate paths within their budgets. */

@@ -12,6 +12,7 @@
  * into those buffers. Only rare messages (handshakes, keepalives) are copied into a side arena.
  */
 import { performance } from 'node:perf_hooks';
+import { networkInterfaces } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
@@ -20,13 +21,13 @@ import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
 import { resolveEndpoint, serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { writeFile, rename } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
-import { PathTable, UdpPath } from './udp-path.js';
+import { addressTo16, PathTable, UdpPath } from './udp-path.js';
 
 const BATCH = 64;
 const MAX_ROUNDS = 16;
@@ -111,6 +112,7 @@ export class Runtime {
       random: (n) => new Uint8Array(randomBytes(n)),
       mtu: this.mtu,
       aead: createNodeTransportAead(),
+      makePath: (addr, port) => (usableRemote(addr) ? this.paths.get(addr, 0, port) : null),
       wallClockOffset: Date.now() - performance.now(),
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
@@ -181,8 +183,10 @@ export class Runtime {
         if (peer) this.engine.setPersistentKeepalive(peer, p.persistentKeepalive, this.now());
       }
     }
+    this.announceLocalAddresses();
     this.flush();
     this.armTimer();
+    this.watchLocalChanges();
     for (const h of cfg.interface.postUp) await runHook(h, name);
     this.log(`${name}: up, listening on UDP port ${this.udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
   }
@@ -197,6 +201,8 @@ export class Runtime {
     if (cfg.interface.saveConfig && this.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
     if (this.dnsApplied) await resolvconf(['-d', `tun.${name}`, '-f']).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
+    this.watcher?.kill();
+    this.watcher = null;
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     this.tunPoll = this.udpPoll = -1;
@@ -298,7 +304,10 @@ export class Runtime {
         this.log(`${this.name}: ${who} handshake complete (${e.initiator ? 'we initiated' : 'they initiated'})`);
         break;
       case 'endpoint-changed':
-        this.log(`${this.name}: ${who} endpoint ${e.from ? e.from.id : '(none)'} → ${e.to.id}`);
+        this.log(`${this.name}: ${who} endpoint ${e.from ? e.from.id : '(none)'} → ${e.to.id} (${e.reason})`);
+        break;
+      case 'peer-speaks-keymesh':
+        this.log(`${this.name}: ${who} speaks keymesh: roaming now needs path validation`);
         break;
       case 'handshake-failed':
         this.log(`${this.name}: ${who} no handshake response after 90 s; giving up until there is traffic`);
@@ -391,6 +400,43 @@ export class Runtime {
   }
 
   private dnsApplied = false;
+  private watcher: ChildProcess | null = null;
+  private changeTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Notice the host's address, link and route changes (netlink, through `ip monitor`) and tell
+   * every peer at once, so a host that moves is found again within a round trip rather than at
+   * the next keepalive.
+   */
+  private watchLocalChanges(): void {
+    let child: ChildProcess;
+    try {
+      child = spawn('ip', ['-o', 'monitor', 'address', 'link', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      this.log(`${this.name}: cannot watch address changes (ip monitor unavailable)`);
+      return;
+    }
+    child.on('error', () => this.log(`${this.name}: cannot watch address changes (ip monitor unavailable)`));
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      // Ignore our own interface's events (its routes change when allowed IPs do).
+      const relevant = chunk.split('\n').some((l) => l.trim() !== '' && !l.includes(` ${this.name} `) && !l.includes(`dev ${this.name}`));
+      if (!relevant || this.changeTimer) return;
+      // Coalesce a burst (an address change is several netlink messages) into one reaction.
+      this.changeTimer = setTimeout(() => {
+        this.changeTimer = null;
+        if (this.stopped) return;
+        this.log(`${this.name}: local addresses or routes changed; telling peers`);
+        this.announceLocalAddresses();
+        this.engine.localAddressesChanged(this.now());
+        this.flush();
+        this.armTimer();
+      }, 20);
+    });
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void })?.unref?.();
+    this.watcher = child;
+  }
 
   /** DNS = … as wg-quick applies it: through resolvconf, under the name tun.IFACE. */
   private async applyDns(): Promise<void> {
@@ -428,6 +474,24 @@ export class Runtime {
     this.log(`${this.name}: configuration saved to ${cfg.file}`);
   }
 
+  /**
+   * Every address this host can be reached at, for keymesh peers (multihoming): all interfaces'
+   * IPv4 and global IPv6 addresses except loopback, link-local and our own tunnel.
+   */
+  private announceLocalAddresses(): void {
+    const list: Array<{ addr: Uint8Array; port: number }> = [];
+    for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
+      if (ifname === this.name) continue;
+      for (const a of addrs ?? []) {
+        if (a.internal) continue;
+        const bytes = addressTo16(a.address);
+        if (!bytes || !usableRemote(bytes)) continue;
+        list.push({ addr: bytes, port: this.listenPort });
+      }
+    }
+    this.engine.setLocalAddresses(list, this.now());
+  }
+
   /** Everything `keymesh show` prints, beyond what the UAPI carries. */
   status(): object {
     const now = this.now();
@@ -458,6 +522,14 @@ export class Runtime {
             }
           : null,
         stagedPackets: p.staged.length,
+        speaksKeymesh: p.endpoint.speaksKeymesh,
+        paths: p.endpoint.list().map((e) => ({
+          path: e.path.id,
+          state: e.state,
+          active: e === p.endpoint.active,
+          rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
+          lastReceiveSecondsAgo: e.lastReceive === -Infinity ? null : Math.round((now - e.lastReceive) / 100) / 10,
+        })),
       })),
     };
   }
@@ -529,4 +601,16 @@ function resolvconf(args: string[], input?: string): Promise<void> {
     });
     if (input !== undefined) child.stdin?.end(input);
   });
+}
+
+/** Addresses worth offering or trying as paths: not unspecified, loopback, link-local or multicast. */
+function usableRemote(a: Uint8Array): boolean {
+  const mapped = a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((x) => x === 0);
+  if (mapped) {
+    const b0 = a[12];
+    return !(b0 === 0 || b0 === 127 || (b0 === 169 && a[13] === 254) || b0 >= 224);
+  }
+  if (a.every((x, i) => (i < 15 ? x === 0 : x <= 1))) return false; // :: and ::1
+  if (a[0] === 0xfe && (a[1] & 0xc0) === 0x80) return false; // fe80::/10
+  return a[0] !== 0xff; // multicast
 }

@@ -59,6 +59,29 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     console.log(`(b) server move: longest probe silence ${p.maxGapMs} ms`);
   }, 90_000);
 
+  it('(e) the IPv4 underlay is lost, IPv6 remains: failover to the announced IPv6 path ≤ 500 ms, TCP survives', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    await startKeymesh(lab, b);
+    await startKeymesh(lab, a);
+    const probe = await startProbe(lab, a.ns, b.ns, TUNNEL.b);
+    // both sides learn and validate each other's IPv6 address as a spare
+    await waitFor('IPv6 spare validated', () => /path {3}\[fd00:2::2\]:51820 validated/.test(sh('node', ['bin/keymesh.js', 'show', a.ifname])), 5000);
+    const transfer = tcpTransfer(lab, a.ns, b.ns, TUNNEL.b, 120 * 1024 * 1024);
+    await sleep(800);
+    // IPv4 silently stops working (the link stays up): drop every IPv4 tunnel datagram at B
+    lab.exec(b.ns, ['nft', '-f', '-'], 'table ip kmdrop { chain kmin { type filter hook input priority 0; udp dport 51820 drop; }; chain kmout { type filter hook output priority 0; udp sport 51820 drop; }; }');
+    await sleep(2000);
+    const p = await probe.stop();
+    const t = await transfer;
+    lab.exec(b.ns, ['nft', 'delete table ip kmdrop']);
+    expect(endpointOf(a.ifname)).toBe('[fd00:2::2]:51820');
+    expect(endpointOf(b.ifname)).toBe('[fd00:2::1]:51820');
+    expect(t.received.sha256, lab.logs()).toBe(t.sent.sha256);
+    expect(p.maxGapMs, JSON.stringify(p) + lab.logs()).toBeLessThanOrEqual(500);
+    console.log(`(e) IPv4 lost: longest probe silence ${p.maxGapMs} ms`);
+  }, 90_000);
+
   it('(g) a wireguard-go peer that roams is followed with WireGuard semantics', async () => {
     lab = new Lab();
     const { a, b } = twoHosts(lab, { aKnowsB: false, bKnowsA: true });

@@ -86,7 +86,8 @@ export class Net {
   /** Advance the fake clock, firing every engine's timers on the way (at each deadline), delivering traffic. */
   advance(ms: number, deliver = true): void {
     const end = this.now + ms;
-    for (;;) {
+    for (let guard = 0; ; guard++) {
+      if (guard > 100_000) throw new Error(`timers never settle at ${this.now}: ${[...this.nodes.values()].map((n) => n.engine.nextDeadline()).join(', ')}`);
       let next = Infinity;
       for (const n of this.nodes.values()) next = Math.min(next, n.engine.nextDeadline());
       if (next > end) break;
