@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { canRunNetns, Lab, ping, sh, sleep, startKeymesh, startProbe, startWireguardGo, tcpTransfer, waitFor } from '../../netns/lib.js';
 import { TUNNEL, twoHosts, UNDERLAY } from '../../netns/two-hosts.js';
+import { ROUTED, routed } from '../../netns/routed.js';
 
 const skip = canRunNetns();
 
@@ -57,6 +58,30 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     expect(t.received.sha256, lab.logs()).toBe(t.sent.sha256);
     expect(p.maxGapMs, JSON.stringify(p)).toBeLessThanOrEqual(1000);
     console.log(`(b) server move: longest probe silence ${p.maxGapMs} ms`);
+  }, 90_000);
+
+  it('(c) NAT rebinding (conntrack flushed at a masquerading router): outage ≤ 300 ms, TCP survives', async () => {
+    lab = new Lab();
+    const { a, b, r } = routed(lab);
+    // A sits behind a NAT: its packets leave the router from a random port of the router's address.
+    lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; }');
+    await startKeymesh(lab, b);
+    await startKeymesh(lab, a);
+    const probe = await startProbe(lab, a.ns, b.ns, '10.0.0.2');
+    const transfer = tcpTransfer(lab, a.ns, b.ns, '10.0.0.2', 120 * 1024 * 1024);
+    await sleep(1000);
+    const before = endpointOf(b.ifname);
+    expect(before.startsWith(`${ROUTED.rb}:`)).toBe(true);
+    lab.exec(r, ['conntrack', '-F']);
+    await sleep(1500);
+    const p = await probe.stop();
+    const t = await transfer;
+    const after = endpointOf(b.ifname);
+    expect(after.startsWith(`${ROUTED.rb}:`)).toBe(true);
+    expect(after).not.toBe(before);
+    expect(t.received.sha256, lab.logs()).toBe(t.sent.sha256);
+    expect(p.maxGapMs, JSON.stringify(p)).toBeLessThanOrEqual(300);
+    console.log(`(c) NAT rebinding ${before} → ${after}: longest probe silence ${p.maxGapMs} ms`);
   }, 90_000);
 
   it('(e) the IPv4 underlay is lost, IPv6 remains: failover to the announced IPv6 path ≤ 500 ms, TCP survives', async () => {
