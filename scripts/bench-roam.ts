@@ -4,33 +4,48 @@
  * to B measures the longest silence around the move.
  *   (a) the client (A) moves to a new address
  *   (b) the server (B) moves while A keeps the old address in its config
+ *   (c) NAT rebinding: A behind a masquerading router whose conntrack table is flushed
+ *   (e) the IPv4 underlay silently drops everything while IPv6 keeps working
  * A silence that lasts to the end of the observation window is printed as "> window".
  * Writes bench-results/roam.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Lab, sleep, startKeymesh, startProbe, startWireguardGo } from '../netns/lib.js';
 import { TUNNEL, twoHosts, UNDERLAY } from '../netns/two-hosts.js';
+import { routed } from '../netns/routed.js';
 
 const WINDOW = Number(process.env.ROAM_WINDOW_SECONDS ?? 20) * 1000;
 
-async function scenario(impl: 'keymesh' | 'wireguard-go', which: 'a' | 'b'): Promise<number> {
+type Which = 'a' | 'b' | 'c' | 'e';
+
+async function scenario(impl: 'keymesh' | 'wireguard-go', which: Which): Promise<number> {
   const lab = new Lab();
   try {
-    const { a, b } = twoHosts(lab);
+    const nat = which === 'c';
+    const { a, b, r } = nat ? routed(lab) : { ...twoHosts(lab), r: '' };
+    const target = nat ? '10.0.0.2' : TUNNEL.b;
+    if (nat) lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; }');
     const start = impl === 'keymesh' ? startKeymesh : startWireguardGo;
     await start(lab, b);
     await start(lab, a);
-    lab.exec(a.ns, ['ping', '-c', '2', '-i', '0.2', TUNNEL.b]);
-    const probe = await startProbe(lab, a.ns, b.ns, TUNNEL.b);
+    lab.exec(a.ns, ['ping', '-c', '2', '-i', '0.2', target]);
+    await sleep(1000); // let keymesh peers exchange and validate their addresses
+    const probe = await startProbe(lab, a.ns, b.ns, target);
     await sleep(1000);
-    const [ns, from, to] = which === 'a' ? [a.ns, UNDERLAY.a, '192.0.2.11'] : [b.ns, UNDERLAY.b, '192.0.2.12'];
-    lab.exec(ns, ['ip', 'addr', 'del', `${from}/24`, 'dev', 'eth0']);
-    lab.exec(ns, ['ip', 'addr', 'add', `${to}/24`, 'dev', 'eth0']);
+    if (which === 'a' || which === 'b') {
+      const [ns, from, to] = which === 'a' ? [a.ns, UNDERLAY.a, '192.0.2.11'] : [b.ns, UNDERLAY.b, '192.0.2.12'];
+      lab.exec(ns, ['ip', 'addr', 'del', `${from}/24`, 'dev', 'eth0']);
+      lab.exec(ns, ['ip', 'addr', 'add', `${to}/24`, 'dev', 'eth0']);
+    } else if (which === 'c') {
+      lab.exec(r, ['conntrack', '-F']);
+    } else {
+      lab.exec(b.ns, ['nft', '-f', '-'], 'table ip kmdrop { chain kmin { type filter hook input priority 0; udp dport 51820 drop; }; chain kmout { type filter hook output priority 0; udp sport 51820 drop; }; }');
+    }
     // observe for the whole window: a path that never recovers shows as a silence up to its end
     await sleep(WINDOW);
-    const r = await probe.stop();
-    if (r.received === 0 || r.gapAtMs + r.maxGapMs >= WINDOW + 900) return Infinity;
-    return r.maxGapMs;
+    const res = await probe.stop();
+    if (res.received === 0 || res.gapAtMs + res.maxGapMs >= WINDOW + 900) return Infinity;
+    return res.maxGapMs;
   } finally {
     await lab.cleanup();
   }
@@ -47,6 +62,8 @@ const results: Record<string, { keymesh: number; wireguardGo: number }> = {};
 for (const [which, label] of [
   ['a', '(a) client moves to a new address'],
   ['b', '(b) server moves, client keeps old address'],
+  ['c', '(c) NAT rebinding (conntrack flushed)'],
+  ['e', '(e) IPv4 underlay lost, IPv6 remains'],
 ] as const) {
   const k = await scenario('keymesh', which);
   const w = await scenario('wireguard-go', which);
