@@ -260,7 +260,7 @@ export class PeerEndpoint {
       const e = this.entry(p);
       if (!e.announced) {
         e.announced = true;
-        e.bytesReceived += ANNOUNCED_ALLOWANCE; // a few challenges' worth, no more
+        e.bytesReceived += Math.ceil(ANNOUNCED_ALLOWANCE / AMPLIFICATION_FACTOR); // budget: a few challenges, no more
       }
       if (e === this.activeEntry || e.state === 'validated' || e.state === 'validating') continue;
       out.push(e);
@@ -380,7 +380,8 @@ export class PeerEndpoint {
     let out: PathEntry[] | null = null;
     for (const e of this.entries.values()) {
       if (e.state !== 'validating' || e === this.activeEntry) continue;
-      if (!this.mayAmplify(e, bytes)) continue;
+      // only where the peer's own traffic came from (it is moving there); merely announced addresses get challenges only
+      if (e.lastTraffic === -Infinity || !this.mayAmplify(e, bytes)) continue;
       (out ??= []).push(e);
     }
     return out;

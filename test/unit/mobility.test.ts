@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { AMPLIFICATION_FACTOR, MAX_CHALLENGES } from '../../src/core/endpoint.js';
-import { connect, ipPacket, makePath, Net, type Node } from './support/pair.js';
+import { connect, fakeAddr, ipPacket, makePath, Net, type Node } from './support/pair.js';
 
 const enc = new TextEncoder();
 
@@ -141,3 +141,71 @@ describe('roaming needs proof', () => {
     expect(challenges).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('multihoming and failover', () => {
+  it('announced addresses become warm spares; when the active path goes silent, traffic fails over within 500 ms', () => {
+    const net = new Net();
+    const a = net.add('A');
+    const b = net.add('B');
+    connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]], { now: net.now });
+    a.addAddress(makePath('A6'));
+    b.addAddress(makePath('B6'));
+    send(net, a, '10.0.0.1', '10.0.0.2', 'hello');
+    net.deliver();
+    net.advance(1500);
+    const pa = a.engine.getPeer(b.publicKey)!;
+    const pb = b.engine.getPeer(a.publicKey)!;
+    expect(pa.endpoint.path?.id).toBe('B:51820');
+    expect(pa.endpoint.entryFor(makePath('B6'))?.state).toBe('validated');
+    expect(pb.endpoint.entryFor(makePath('A6'))?.state).toBe('validated');
+    // steady two-way traffic, 10 ms apart; at t0 the IPv4 path silently dies
+    const t0 = net.now;
+    net.blackholes.add('B:51820');
+    net.blackholes.add('A:51820');
+    let lastDelivered = t0;
+    let maxGap = 0;
+    for (let i = 0; i < 100; i++) {
+      const before = b.tun.length + a.tun.length;
+      send(net, a, '10.0.0.1', '10.0.0.2', `a${i}`);
+      send(net, b, '10.0.0.2', '10.0.0.1', `b${i}`);
+      net.deliver();
+      if (b.tun.length + a.tun.length - before === 2) {
+        maxGap = Math.max(maxGap, net.now - lastDelivered);
+        lastDelivered = net.now;
+      }
+      net.advance(10);
+    }
+    expect(pa.endpoint.path?.id).toBe('B6:51820');
+    expect(pb.endpoint.path?.id).toBe('A6:51820');
+    expect(maxGap).toBeLessThanOrEqual(500);
+    expect(a.events.some((e) => e.type === 'endpoint-changed' && e.reason.startsWith('active path went silent'))).toBe(true);
+  });
+
+  it('an address announced by the peer is only challenged (a few small packets), never flooded', () => {
+    const net = new Net();
+    const a = net.add('A');
+    const b = net.add('B');
+    connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]], { now: net.now });
+    // B claims an address that is not its own (a victim's)
+    const victim = makePath('V6');
+    net.paths.set(victim.id, victim);
+    b.engine.setLocalAddresses([{ addr: fakeAddr(b.path), port: 51820 }, { addr: fakeAddr(victim), port: 51820 }], net.now);
+    send(net, a, '10.0.0.1', '10.0.0.2', 'hello');
+    let toVictim = 0;
+    for (let i = 0; i < 50; i++) {
+      const count = (w: { to: string; data: Uint8Array }) => {
+        if (w.to === victim.id) toVictim += w.data.length;
+        return true;
+      };
+      net.deliver(count);
+      send(net, a, '10.0.0.1', '10.0.0.2', `x${i}`);
+      net.deliver(count);
+      net.advance(200, false);
+      net.deliver(count);
+    }
+    expect(toVictim).toBeGreaterThan(0);
+    expect(toVictim).toBeLessThanOrEqual(4 * 48);
+    expect(a.engine.getPeer(b.publicKey)!.endpoint.entryFor(victim)?.state).toBe('failed');
+  });
+});
+

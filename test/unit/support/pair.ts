@@ -38,11 +38,35 @@ export class Node {
     this.publicKey = nobleCrypto.publicKey(this.privateKey);
     this.path = makePath(name);
     const sink: Sink = {
-      send: (path, buf, off, len) => net.queue.push({ from: this.path.id, to: path.id, data: buf.slice(off, off + len) }),
+      send: (path, buf, off, len) => net.queue.push({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
       writeTun: (buf, off, len) => this.tun.push(buf.slice(off, off + len)),
       event: (e) => this.events.push(e),
     };
-    this.engine = new Engine(sink, { privateKey: this.privateKey, random, ...opts });
+    this.engine = new Engine(sink, {
+      privateKey: this.privateKey,
+      random,
+      makePath: (addr, port) => net.pathByAddr(addr, port),
+      ...opts,
+    });
+  }
+
+  /** Extra addresses of a multihomed host; a datagram to a path of family F leaves from our family-F address. */
+  extra: Path[] = [];
+  private sourceFor(to: Path): Path {
+    const fam = to.hostId.endsWith('6') ? 6 : 4;
+    for (const p of [this.path, ...this.extra]) if ((p.hostId.endsWith('6') ? 6 : 4) === fam) return p;
+    return this.path;
+  }
+
+  /** Give the host another address (a second interface) and tell its engine about all of them. */
+  addAddress(path: Path): void {
+    this.extra.push(path);
+    this.net.nodes.set(path.id, this);
+    this.net.paths.set(path.id, path);
+    this.engine.setLocalAddresses(
+      [this.path, ...this.extra].map((p) => ({ addr: fakeAddr(p), port: 51820 })),
+      this.net.now,
+    );
   }
 
   /** The host moves to a new address: its old one stops receiving, it sends from the new one. */
@@ -54,8 +78,22 @@ export class Node {
   }
 }
 
+/** A fake 16-byte address for a fake path (the host name's bytes), so ADDRESSES can carry it. */
+export function fakeAddr(p: Path): Uint8Array {
+  const out = new Uint8Array(16);
+  out.set(new TextEncoder().encode(p.hostId).subarray(0, 16));
+  return out;
+}
+
 export class Net {
   queue: Wire[] = [];
+  /** Path ids whose datagrams silently vanish (in either direction). */
+  blackholes = new Set<string>();
+
+  pathByAddr(addr: Uint8Array, port: number): Path | null {
+    for (const p of this.paths.values()) if (Buffer.from(fakeAddr(p)).equals(Buffer.from(addr)) && p.id.endsWith(`:${port}`)) return p;
+    return null;
+  }
   nodes = new Map<string, Node>();
   /** Every path ever used as a source, by id (an attacker's too). */
   paths = new Map<string, Path>();
@@ -73,7 +111,7 @@ export class Net {
     let moved = 0;
     while (this.queue.length > 0 && moved < max) {
       const w = this.queue.shift()!;
-      if (!filter(w)) continue;
+      if (!filter(w) || this.blackholes.has(w.from) || this.blackholes.has(w.to)) continue;
       const to = this.nodes.get(w.to);
       const from = this.paths.get(w.from);
       if (!to || !from) continue;
