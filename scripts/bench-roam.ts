@@ -24,7 +24,7 @@ async function scenario(impl: 'keymesh' | 'wireguard-go', which: Which): Promise
     const nat = which === 'c';
     const { a, b, r } = nat ? routed(lab) : { ...twoHosts(lab), r: '' };
     const target = nat ? '10.0.0.2' : TUNNEL.b;
-    if (nat) lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; }');
+    if (nat) lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; chain kmfw { type filter hook forward priority 0; iifname "rb" oifname "ra" ct state new drop; }; }');
     const start = impl === 'keymesh' ? startKeymesh : startWireguardGo;
     await start(lab, b);
     await start(lab, a);

@@ -49,14 +49,22 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
     fail('keymesh up needs root (creating a TUN device and routes needs CAP_NET_ADMIN): run it with sudo');
   }
   const log = (l: string) => process.stdout.write(stamp(l) + '\n');
+  // Signals are caught from the start: one that arrives while the interface is still coming up
+  // is honoured as soon as it is up (so nothing is left half-configured).
+  let signalled: string | null = null;
+  let shutdown: (why: string) => Promise<void> = async (why) => {
+    signalled ??= why;
+  };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void shutdown(sig));
   let rt: Runtime;
   try {
     rt = await Runtime.start({ interfaceName: name, config: loaded.config, log });
   } catch (e) {
     fail((e as Error).message);
   }
+  let control: ControlServer | null = null;
   let stopping = false;
-  const shutdown = async (why: string) => {
+  shutdown = async (why: string) => {
     if (stopping) return;
     stopping = true;
     log(`${name}: ${why}, shutting down`);
@@ -65,16 +73,14 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
     log(`${name}: down`);
     process.exit(0);
   };
-  const control: ControlServer | null = await ControlServer.listen(name, {
+  control = await ControlServer.listen(name, {
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
   }).catch((e) => {
     log(`${name}: control socket unavailable: ${(e as Error).message}`);
     return null;
   });
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGHUP', () => void shutdown('SIGHUP'));
+  if (signalled) await shutdown(signalled);
   // Keep the process alive: the native polls are the event sources.
   setInterval(() => undefined, 1 << 30);
 }

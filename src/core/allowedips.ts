@@ -259,7 +259,10 @@ class Trie<T> {
   }
 
   entries(value: T, family: 4 | 6, out: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6 }>): void {
-    for (let n = this.heads.get(value) ?? NONE; n !== NONE; n = this.nextOfValue[n]) {
+    // The per-value list is newest-first; report in insertion order (as configured), so walk to its tail.
+    let tail = this.heads.get(value) ?? NONE;
+    while (tail !== NONE && this.nextOfValue[tail] !== NONE) tail = this.nextOfValue[tail];
+    for (let n = tail; n !== NONE; n = this.prevOfValue[n]) {
       const addr = new Uint8Array(this.words * 4);
       for (let w = 0; w < this.words; w++) {
         const word = this.keys[n * this.words + w];

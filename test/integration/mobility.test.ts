@@ -64,7 +64,8 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     lab = new Lab();
     const { a, b, r } = routed(lab);
     // A sits behind a NAT: its packets leave the router from a random port of the router's address.
-    lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; }');
+    // …and, like any NAT, it lets nothing in from outside that A did not start (A's own address is unreachable from B).
+    lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; chain kmfw { type filter hook forward priority 0; iifname "rb" oifname "ra" ct state new drop; }; }');
     await startKeymesh(lab, b);
     await startKeymesh(lab, a);
     const probe = await startProbe(lab, a.ns, b.ns, '10.0.0.2');
