@@ -58,7 +58,7 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void shutdown(sig));
   let rt: Runtime;
   try {
-    rt = await Runtime.start({ interfaceName: name, config: loaded.config, log });
+    rt = await Runtime.start({ interfaceName: name, config: loaded.config, log, onFatal: (why) => void shutdown(why) });
   } catch (e) {
     fail((e as Error).message);
   }

@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   config: WgQuickConfig;
   log?: (line: string) => void;
   uapiDir?: string;
+  /** Called when the node cannot go on (its TUN device was deleted from under it). */
+  onFatal?: (reason: string) => void;
 }
 
 export function shortKey(k: Uint8Array): string {
@@ -173,7 +175,17 @@ export class Runtime {
     await this.net.up();
     await this.syncRoutes();
     await this.applyDns();
-    this.tunPoll = native.pollStart(this.tun.fd, () => this.onTunReadable());
+    this.tunPoll = native.pollStart(this.tun.fd, (err) => {
+      if (err) {
+        // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
+        this.tunPoll = -1;
+        const why = `the TUN device ${name} was removed`;
+        this.log(`${name}: ${why}`);
+        this.opts.onFatal?.(why);
+        return;
+      }
+      this.onTunReadable();
+    });
     this.udpPoll = native.pollStart(this.udp.fd, () => this.onUdpReadable());
     this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).

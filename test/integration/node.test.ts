@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, startKeymesh, startWireguardGo, tcpTransfer, uapiSocket, waitFor, wgGenKeypair } from '../../netns/lib.js';
+import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, sleep, startKeymesh, startWireguardGo, tcpTransfer, uapiSocket, waitFor, wgGenKeypair } from '../../netns/lib.js';
 import { mesh } from '../../netns/mesh.js';
 import { TUNNEL, twoHosts } from '../../netns/two-hosts.js';
 
@@ -169,6 +169,16 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     expect(saved).toContain('AllowedIPs = 10.0.0.2/32, 10.123.0.0/16');
     expect(saved).toContain(`PrivateKey = ${a.privateKey}`);
     expect(statSync(a.configFile!).mode & 0o777).toBe(0o600);
+  }, 60_000);
+
+  it('shuts down cleanly when its interface is deleted from under it', async () => {
+    lab = new Lab();
+    const { a } = twoHosts(lab);
+    const p = await startKeymesh(lab, a);
+    lab.exec(a.ns, ['ip', 'link', 'del', a.ifname]);
+    expect(await Promise.race([p.exited, sleep(5000).then(() => 'still running')])).toBe(0);
+    expect(p.output).toContain(`the TUN device ${a.ifname} was removed`);
+    expect(existsSync(uapiSocket(a.ifname))).toBe(false);
   }, 60_000);
 
   it('keymesh down stops a running node', async () => {
