@@ -59,6 +59,30 @@ export const LIVENESS_MIN = 150;
 export const PROBE_TIMEOUT_MIN = 100;
 /** "We are sending": data went out within this window. */
 export const SENDING_WINDOW = 1000;
+/** Hysteresis: a spare replaces a working active path only if its RTT is below this fraction… */
+export const RTT_SWITCH_FRACTION = 0.75;
+/** …and at least this many ms lower (small absolute differences are noise on fast links). */
+export const RTT_SWITCH_MARGIN = 2;
+/** A path we switched away from is not chosen again for this long, unless the active path dies. */
+export const HOLD_DOWN = 10_000;
+
+/**
+ * The path choice, as a pure function (tested against a brute-force reference): among validated
+ * paths answering their probes, the lowest RTT. When the active path is dead any such path will
+ * do; while it works, a spare must beat it clearly (RTT_SWITCH_FRACTION and RTT_SWITCH_MARGIN) and
+ * must not be in its hold-down.
+ */
+export function choosePath(entries: readonly PathEntry[], active: PathEntry | null, activeDead: boolean, now: number): PathEntry | null {
+  let best: PathEntry | null = null;
+  for (const e of entries) {
+    if (e === active || e.state !== 'validated' || e.probeMisses > 0 || e.srtt === null) continue;
+    if (!activeDead && now - e.abandonedAt < HOLD_DOWN) continue;
+    if (!best || e.srtt < best.srtt! || (e.srtt === best.srtt && e.lastReceive > best.lastReceive)) best = e;
+  }
+  if (!best || activeDead || !active) return best;
+  if (active.srtt === null) return null;
+  return best.srtt! < active.srtt * RTT_SWITCH_FRACTION && best.srtt! <= active.srtt - RTT_SWITCH_MARGIN ? best : null;
+}
 
 export class PathEntry {
   state: PathStateName = 'new';
@@ -83,6 +107,8 @@ export class PathEntry {
   nextProbeAt = -Infinity;
   /** The peer told us about this address (ADDRESSES), rather than us hearing from it. */
   announced = false;
+  /** When we last switched away from this path (for the hold-down). */
+  abandonedAt = -Infinity;
 
   constructor(readonly path: Path) {}
 
@@ -104,6 +130,8 @@ const NONE: AuthResult = { change: null, challenge: null };
 export class PeerEndpoint {
   private readonly entries = new Map<string, PathEntry>();
   private activeEntry: PathEntry | null = null;
+  /** The engine time of the call in progress (for hold-down bookkeeping inside activate). */
+  private clock = -Infinity;
   /** Set when the peer answered our HELLO: roaming then needs proof (path validation). */
   speaksKeymesh = false;
   /** Engine time we last sent a data packet to this peer. */
@@ -149,6 +177,7 @@ export class PeerEndpoint {
   private activate(e: PathEntry, reason: string): EndpointChange | null {
     const from = this.activeEntry;
     if (from === e) return null;
+    if (from) from.abandonedAt = this.clock;
     this.activeEntry = e;
     e.state = 'validated';
     e.retryAt = Infinity;
@@ -167,6 +196,7 @@ export class PeerEndpoint {
    * message, or a transport packet that passed AEAD and the replay check).
    */
   authenticatedFrom(path: Path, now: number, bytes: number): AuthResult {
+    this.clock = now;
     const e = this.entry(path);
     e.lastReceive = now;
     e.lastTraffic = now;
@@ -210,6 +240,7 @@ export class PeerEndpoint {
    * and the peer now sends from it (its latest authenticated packets came from there).
    */
   responseReceived(path: Path, token: Uint8Array, now: number): EndpointChange | null {
+    this.clock = now;
     const e = this.entries.get(path.id);
     if (e && e.probeToken && sameBytes(e.probeToken, token)) {
       // a liveness probe came back: the path works; refresh its RTT
@@ -218,7 +249,8 @@ export class PeerEndpoint {
       e.probeToken = null;
       e.probeMisses = 0;
       if (e.state === 'failed') e.state = 'validated';
-      return null;
+      const better = choosePath(this.list(), this.activeEntry, false, now);
+      return better ? this.activate(better, `lower RTT (${better.srtt!.toFixed(1)} ms vs ${this.activeEntry!.srtt!.toFixed(1)} ms)`) : null;
     }
     if (!e || e.state !== 'validating' || !e.token || !sameBytes(e.token, token)) return null;
     const sample = now - e.challengeSentAt;
@@ -276,16 +308,6 @@ export class PeerEndpoint {
     return Math.max(3 * (e.srtt ?? 0), LIVENESS_MIN);
   }
 
-  /** The best spare to fail over to: validated, answering its probes, lowest RTT. */
-  private bestSpare(): PathEntry | null {
-    let best: PathEntry | null = null;
-    for (const e of this.entries.values()) {
-      if (e === this.activeEntry || e.state !== 'validated' || e.probeMisses > 0) continue;
-      if (!best || (e.srtt ?? Infinity) < (best.srtt ?? Infinity)) best = e;
-    }
-    return best;
-  }
-
   /** Should be called when data is sent to the peer: arms the active path's liveness check. */
   dataSent(now: number): void {
     this.lastDataSent = now;
@@ -300,6 +322,7 @@ export class PeerEndpoint {
    * calls probeSent), and a failover when the active path went silent and did not answer.
    */
   dueProbes(now: number): { probe: PathEntry[]; change: EndpointChange | null } {
+    this.clock = now;
     const probe: PathEntry[] = [];
     let change: EndpointChange | null = null;
     if (!this.speaksKeymesh) return { probe, change };
@@ -309,7 +332,7 @@ export class PeerEndpoint {
         e.probeToken = null;
         e.probeMisses++;
         if (e === active) {
-          const spare = this.bestSpare();
+          const spare = choosePath(this.list(), e, true, now);
           if (spare) {
             e.state = 'failed';
             this.nextLivenessAt = Infinity;
@@ -326,10 +349,16 @@ export class PeerEndpoint {
       this.nextLivenessAt = Infinity;
       if (!a.probeToken && now - a.lastReceive >= this.liveness(a)) probe.push(a);
     }
+    // Spares are probed every SPARE_PROBE_INTERVAL to stay warm; while there is one, so is the
+    // active path, so their RTTs can be compared.
+    let spares = false;
     for (const e of this.entries.values()) {
-      if (e === this.activeEntry || e.state !== 'validated' || e.probeToken) continue;
-      if (now >= e.nextProbeAt) probe.push(e);
+      if (e === this.activeEntry || e.state !== 'validated') continue;
+      spares = true;
+      if (!e.probeToken && now >= e.nextProbeAt) probe.push(e);
     }
+    const act = this.activeEntry;
+    if (spares && act && !act.probeToken && now >= act.nextProbeAt && !probe.includes(act)) probe.push(act);
     return { probe, change };
   }
 

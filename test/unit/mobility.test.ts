@@ -5,7 +5,7 @@
  * and hijack attempts.
  */
 import { describe, expect, it } from 'vitest';
-import { AMPLIFICATION_FACTOR, MAX_CHALLENGES } from '../../src/core/endpoint.js';
+import { AMPLIFICATION_FACTOR, choosePath, HOLD_DOWN, MAX_CHALLENGES, PathEntry, RTT_SWITCH_FRACTION, RTT_SWITCH_MARGIN } from '../../src/core/endpoint.js';
 import { connect, fakeAddr, ipPacket, makePath, Net, type Node } from './support/pair.js';
 
 const enc = new TextEncoder();
@@ -209,3 +209,61 @@ describe('multihoming and failover', () => {
   });
 });
 
+
+describe('path choice', () => {
+  /** Brute force: every candidate that satisfies every rule, then the minimum by (srtt, -lastReceive). */
+  function reference(entries: PathEntry[], active: PathEntry | null, dead: boolean, now: number): PathEntry | null {
+    const ok = entries.filter(
+      (e) => e !== active && e.state === 'validated' && e.probeMisses === 0 && e.srtt !== null && (dead || now - e.abandonedAt >= HOLD_DOWN),
+    );
+    if (ok.length === 0) return null;
+    const min = Math.min(...ok.map((e) => e.srtt!));
+    const tied = ok.filter((e) => e.srtt === min);
+    const best = tied.reduce((x, y) => (y.lastReceive > x.lastReceive ? y : x));
+    if (dead || !active) return best;
+    if (active.srtt === null) return null;
+    return best.srtt! < active.srtt * RTT_SWITCH_FRACTION && best.srtt! <= active.srtt - RTT_SWITCH_MARGIN ? best : null;
+  }
+
+  it('matches a brute-force reference on 20,000 random path sets', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const states = ['new', 'validating', 'validated', 'failed'] as const;
+    for (let round = 0; round < 20_000; round++) {
+      const n = 1 + rnd(6);
+      const entries = Array.from({ length: n }, (_, i) => {
+        const e = new PathEntry(makePath(`P${i}`));
+        e.state = states[rnd(4)];
+        e.srtt = rnd(5) === 0 ? null : rnd(60);
+        e.probeMisses = rnd(4) === 0 ? 1 : 0;
+        e.lastReceive = rnd(1000);
+        e.abandonedAt = rnd(3) === 0 ? 20_000 - rnd(15_000) : -Infinity;
+        return e;
+      });
+      const active = rnd(8) === 0 ? null : entries[rnd(n)];
+      const dead = rnd(2) === 0;
+      expect(choosePath(entries, active, dead, 20_000)).toBe(reference(entries, active, dead, 20_000));
+    }
+  });
+
+  it('hysteresis: a slightly faster spare does not take over; a much faster one does, once', () => {
+    const active = new PathEntry(makePath('A'));
+    active.state = 'validated';
+    active.srtt = 20;
+    const spare = new PathEntry(makePath('S'));
+    spare.state = 'validated';
+    spare.srtt = 17;
+    expect(choosePath([active, spare], active, false, 0)).toBeNull();
+    spare.srtt = 10;
+    expect(choosePath([active, spare], active, false, 0)).toBe(spare);
+    // just abandoned: held down unless the active path dies
+    spare.abandonedAt = 0;
+    expect(choosePath([active, spare], active, false, 5000)).toBeNull();
+    expect(choosePath([active, spare], active, true, 5000)).toBe(spare);
+  });
+});
