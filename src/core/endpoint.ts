@@ -321,11 +321,12 @@ export class PeerEndpoint {
    * Liveness work due at `now`: which validated paths to probe (the engine sends a challenge and
    * calls probeSent), and a failover when the active path went silent and did not answer.
    */
-  dueProbes(now: number): { probe: PathEntry[]; change: EndpointChange | null } {
+  dueProbes(now: number): { probe: PathEntry[]; change: EndpointChange | null; lost: Path | null } {
     this.clock = now;
     const probe: PathEntry[] = [];
     let change: EndpointChange | null = null;
-    if (!this.speaksKeymesh) return { probe, change };
+    let lost: Path | null = null;
+    if (!this.speaksKeymesh) return { probe, change, lost };
     const active = this.activeEntry;
     for (const e of [...this.entries.values()]) {
       if (e.probeToken && now - e.probeSentAt >= this.probeTimeout(e)) {
@@ -338,6 +339,7 @@ export class PeerEndpoint {
             this.nextLivenessAt = Infinity;
             change = this.activate(spare, 'active path went silent: failover to a validated spare');
           } else if (now - this.lastDataSent < SENDING_WINDOW * 10) {
+            if (e.probeMisses === 1) lost = e.path; // first miss with no spare: worth reporting once
             // no spare: keep probing (backing off to once a second) so recovery is quick
             this.nextLivenessAt = now + Math.min(PROBE_TIMEOUT_MIN * 2 ** e.probeMisses, SENDING_WINDOW);
           }
@@ -359,7 +361,7 @@ export class PeerEndpoint {
     }
     const act = this.activeEntry;
     if (spares && act && !act.probeToken && now >= act.nextProbeAt && !probe.includes(act)) probe.push(act);
-    return { probe, change };
+    return { probe, change, lost };
   }
 
   /** Active-path liveness check deadline (Infinity when not armed). */

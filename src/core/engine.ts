@@ -80,6 +80,7 @@ export type EngineEvent =
   | { type: 'handshake-failed'; peer: Peer }
   | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path; reason: string }
   | { type: 'peer-speaks-keymesh'; peer: Peer }
+  | { type: 'path-lost'; peer: Peer; path: Path }
   | { type: 'keys-zeroed'; peer: Peer };
 
 export interface Sink {
@@ -859,8 +860,9 @@ export class Engine {
     for (const peer of this.peers.values()) {
       if (peer.endpoint.nextDeadline() <= now) {
         for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
-        const { probe, change } = peer.endpoint.dueProbes(now);
+        const { probe, change, lost } = peer.endpoint.dueProbes(now);
         if (change) this.emitEndpointChange(peer, change);
+        if (lost) this.sink.event({ type: 'path-lost', peer, path: lost });
         for (const e of probe) this.sendProbe(peer, e, now);
       }
       if (peer.timers.next() > now) continue;

@@ -13,6 +13,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { networkInterfaces } from 'node:os';
+import { isIP } from 'node:net';
+import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
@@ -168,7 +170,10 @@ export class Runtime {
         },
         now,
       );
-      void peer;
+      if (p.endpoint && isIP(p.endpoint.host) === 0) {
+        this.hostnames.set(peer, { host: p.endpoint.host, port: p.endpoint.port, lastResolve: Date.now(), timer: null });
+        this.scheduleTtlRefresh(peer);
+      }
     }
     await this.net.setMtu(this.mtu);
     for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
@@ -215,6 +220,8 @@ export class Runtime {
     if (this.timer) clearTimeout(this.timer);
     this.watcher?.kill();
     this.watcher = null;
+    for (const h of this.hostnames.values()) if (h.timer) clearTimeout(h.timer);
+    this.hostnames.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     this.tunPoll = this.udpPoll = -1;
@@ -328,6 +335,13 @@ export class Runtime {
         this.log(`${this.name}: ${who} session keys expired and wiped`);
         break;
       case 'handshake-initiated':
+        // A handshake is being (re)tried: if the peer was configured by host name, its address
+        // may have changed (dynamic DNS): look again.
+        if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'handshake retry');
+        break;
+      case 'path-lost':
+        this.log(`${this.name}: ${who} active path ${e.path.id} stopped answering and there is no spare; probing`);
+        if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'path lost');
         break;
     }
   }
@@ -367,6 +381,8 @@ export class Runtime {
     if (c.replacePeers) this.engine.removeAllPeers();
     for (const pc of c.peers) {
       if (pc.remove) {
+        const gone = this.engine.getPeer(pc.publicKey);
+        if (gone) this.hostnames.delete(gone);
         this.engine.removePeer(pc.publicKey);
         continue;
       }
@@ -380,6 +396,7 @@ export class Runtime {
         },
         now,
       );
+      if (pc.endpoint) this.hostnames.delete(peer); // an explicit address overrides the configured name
       if (pc.replaceAllowedIps) this.engine.clearAllowedIps(peer);
       for (const a of pc.allowedIps) this.engine.allowIp(peer, a.addr, a.cidr);
       if (pc.persistentKeepalive !== undefined) this.engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
@@ -412,6 +429,56 @@ export class Runtime {
   }
 
   private dnsApplied = false;
+  /** Peers whose Endpoint was given as a host name: re-resolved on failure and on the record's TTL. */
+  private readonly hostnames = new Map<Peer, { host: string; port: number; lastResolve: number; timer: NodeJS.Timeout | null }>();
+
+  /** Resolve a peer's endpoint host name again; move the endpoint if it points elsewhere now. */
+  private async reresolve(peer: Peer, why: string, onlyIfStale = false): Promise<void> {
+    const h = this.hostnames.get(peer);
+    if (!h || this.stopped) return;
+    if (Date.now() - h.lastResolve < 5000 && why !== 'ttl') return;
+    h.lastResolve = Date.now();
+    let r: { address: string; port: number };
+    try {
+      r = await resolveEndpoint({ host: h.host, port: h.port });
+    } catch (e) {
+      this.log(`${this.name}: peer ${shortKey(peer.publicKey)} re-resolving ${h.host}: ${(e as Error).message}`);
+      return;
+    }
+    if (this.stopped || this.hostnames.get(peer) !== h) return;
+    const path = this.paths.fromLiteral(r.address, r.port);
+    const current = peer.endpoint.path;
+    if (current?.id === path.id) return;
+    // On a TTL refresh, leave a working session alone (its endpoint may have roamed on purpose).
+    if (onlyIfStale && peer.lastHandshake !== null && this.now() - peer.lastHandshake < 135_000) return;
+    this.log(`${this.name}: peer ${shortKey(peer.publicKey)} ${h.host} now resolves to ${path.id} (${why})`);
+    this.engine.setEndpoint(peer, path);
+    this.engine.initiateHandshake(peer, this.now());
+    this.flush();
+    this.armTimer();
+  }
+
+  /** Re-resolve when the DNS record's TTL runs out (30 s – 1 h; 5 min when the TTL is unknown, e.g. /etc/hosts). */
+  private scheduleTtlRefresh(peer: Peer): void {
+    const h = this.hostnames.get(peer);
+    if (!h) return;
+    const lookupTtl = async (): Promise<number> => {
+      try {
+        const recs = await dnsResolve4(h.host, { ttl: true });
+        return Math.min(...recs.map((x) => x.ttl));
+      } catch {
+        return 300;
+      }
+    };
+    void lookupTtl().then((ttl) => {
+      if (this.stopped || this.hostnames.get(peer) !== h) return;
+      const seconds = Math.min(Math.max(ttl, 30), 3600);
+      h.timer = setTimeout(() => {
+        void this.reresolve(peer, 'ttl', true).finally(() => this.scheduleTtlRefresh(peer));
+      }, seconds * 1000);
+      h.timer.unref();
+    });
+  }
   private watcher: ChildProcess | null = null;
   private changeTimer: NodeJS.Timeout | null = null;
 

@@ -3,6 +3,7 @@
  * scenario runs a steady UDP echo probe through the tunnel (longest silence measured) and a TCP
  * transfer that must complete intact across the move.
  */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canRunNetns, Lab, ping, sh, sleep, startKeymesh, startProbe, startWireguardGo, tcpTransfer, waitFor } from '../../netns/lib.js';
 import { TUNNEL, twoHosts, UNDERLAY } from '../../netns/two-hosts.js';
@@ -127,5 +128,30 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     expect(p.received).toBeGreaterThan(0);
     expect(ping(lab, a.ns, TUNNEL.b)).toBe(true);
     console.log(`(g) wireguard-go peer roamed: longest probe silence ${p.maxGapMs} ms (wireguard-go's own recovery)`);
+  }, 90_000);
+
+  it('an Endpoint given as a host name is re-resolved when the peer stops answering', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    // `ip netns exec` shows /etc/netns/NS/hosts as /etc/hosts inside the namespace
+    const etc = `/etc/netns/${a.ns}`;
+    mkdirSync(etc, { recursive: true });
+    try {
+      writeFileSync(`${etc}/hosts`, `127.0.0.1 localhost\n${UNDERLAY.b} kmpeer.test\n`);
+      a.peers[0].endpoint = 'kmpeer.test:51820';
+      await startWireguardGo(lab, b); // a stock peer: it will not announce its new address
+      await startKeymesh(lab, a);
+      expect(ping(lab, a.ns, TUNNEL.b)).toBe(true);
+      lab.exec(b.ns, ['ip', 'addr', 'del', `${UNDERLAY.b}/24`, 'dev', 'eth0']);
+      lab.exec(b.ns, ['ip', 'addr', 'add', '192.0.2.12/24', 'dev', 'eth0']);
+      writeFileSync(`${etc}/hosts`, `127.0.0.1 localhost\n192.0.2.12 kmpeer.test\n`);
+      const t0 = Date.now();
+      await waitFor('the tunnel to work again', () => ping(lab!, a.ns, TUNNEL.b, 1), 60_000, 200);
+      expect(endpointOf(a.ifname)).toBe('192.0.2.12:51820');
+      expect(lab.logs()).toMatch(/kmpeer\.test now resolves to 192\.0\.2\.12:51820/);
+      console.log(`re-resolved host name: tunnel back after ${Date.now() - t0} ms`);
+    } finally {
+      rmSync(etc, { recursive: true, force: true });
+    }
   }, 90_000);
 });
