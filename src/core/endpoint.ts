@@ -53,6 +53,8 @@ export const ANNOUNCED_ALLOWANCE = MAX_CHALLENGES * 48;
 export const SPARE_PROBE_INTERVAL = 1000;
 /** A spare that misses this many probes in a row is marked failed. */
 export const SPARE_MAX_MISSES = 3;
+/** A path that once worked and then failed is re-probed this often, so it can come back as a spare. */
+export const FAILED_PROBE_INTERVAL = 5000;
 /** Silence on the active path (while we send) before probing it: max(3 × srtt, this). */
 export const LIVENESS_MIN = 150;
 /** An unanswered probe after max(2 × srtt, this) means the path is dead. */
@@ -355,7 +357,13 @@ export class PeerEndpoint {
     // active path, so their RTTs can be compared.
     let spares = false;
     for (const e of this.entries.values()) {
-      if (e === this.activeEntry || e.state !== 'validated') continue;
+      if (e === this.activeEntry) continue;
+      if (e.state === 'failed' && e.srtt !== null && !e.probeToken && now >= e.nextProbeAt) {
+        // it answered once: try it now and then (an answer makes it a validated spare again)
+        probe.push(e);
+        continue;
+      }
+      if (e.state !== 'validated') continue;
       spares = true;
       if (!e.probeToken && now >= e.nextProbeAt) probe.push(e);
     }
@@ -389,7 +397,7 @@ export class PeerEndpoint {
   probeSent(e: PathEntry, token: Uint8Array, now: number): void {
     e.probeToken = token;
     e.probeSentAt = now;
-    e.nextProbeAt = now + SPARE_PROBE_INTERVAL;
+    e.nextProbeAt = now + (e.state === 'failed' ? FAILED_PROBE_INTERVAL : SPARE_PROBE_INTERVAL);
     e.lastSend = now;
   }
 
@@ -398,7 +406,9 @@ export class PeerEndpoint {
     for (const e of this.entries.values()) {
       if (e.retryAt < t) t = e.retryAt;
       if (e.probeToken) t = Math.min(t, e.probeSentAt + this.probeTimeout(e));
-      else if (this.speaksKeymesh && e !== this.activeEntry && e.state === 'validated') t = Math.min(t, e.nextProbeAt);
+      else if (this.speaksKeymesh && e !== this.activeEntry && (e.state === 'validated' || (e.state === 'failed' && e.srtt !== null))) {
+        t = Math.min(t, e.nextProbeAt);
+      }
     }
     return t;
   }

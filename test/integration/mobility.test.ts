@@ -87,7 +87,7 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     console.log(`(c) NAT rebinding ${before} → ${after}: longest probe silence ${p.maxGapMs} ms`);
   }, 90_000);
 
-  it('(e) the IPv4 underlay is lost, IPv6 remains: failover to the announced IPv6 path ≤ 500 ms, TCP survives', async () => {
+  it("(e) the IPv4 underlay is lost, IPv6 remains, and back: failover ≤ 500 ms each way, TCP survives", async () => {
     lab = new Lab();
     const { a, b } = twoHosts(lab);
     await startKeymesh(lab, b);
@@ -102,12 +102,24 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     await sleep(2000);
     const p = await probe.stop();
     const t = await transfer;
-    lab.exec(b.ns, ['nft', 'delete table ip kmdrop']);
     expect(endpointOf(a.ifname)).toBe('[fd00:2::2]:51820');
     expect(endpointOf(b.ifname)).toBe('[fd00:2::1]:51820');
     expect(t.received.sha256, lab.logs()).toBe(t.sent.sha256);
     expect(p.maxGapMs, JSON.stringify(p) + lab.logs()).toBeLessThanOrEqual(500);
     console.log(`(e) IPv4 lost: longest probe silence ${p.maxGapMs} ms`);
+
+    // …and back: IPv4 returns (re-probed, it becomes a spare again), then IPv6 is lost
+    lab.exec(b.ns, ['nft', 'delete table ip kmdrop']);
+    await sleep(6000);
+    const probe2 = await startProbe(lab, a.ns, b.ns, TUNNEL.b, 10, 7778);
+    await sleep(500);
+    lab.exec(b.ns, ['nft', '-f', '-'], 'table ip6 kmdrop6 { chain kmin { type filter hook input priority 0; udp dport 51820 drop; }; chain kmout { type filter hook output priority 0; udp sport 51820 drop; }; }');
+    await sleep(2000);
+    const p2 = await probe2.stop();
+    lab.exec(b.ns, ['nft', 'delete table ip6 kmdrop6']);
+    expect(endpointOf(a.ifname)).toBe(`${UNDERLAY.b}:51820`);
+    expect(p2.maxGapMs, JSON.stringify(p2) + lab.logs()).toBeLessThanOrEqual(500);
+    console.log(`(e) …and back to IPv4 when IPv6 is lost: longest probe silence ${p2.maxGapMs} ms`);
   }, 90_000);
 
   it('(g) a wireguard-go peer that roams is followed with WireGuard semantics', async () => {
