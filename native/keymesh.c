@@ -214,6 +214,11 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   if (fd >= 0) {
     int off = 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    /* Report each datagram's destination address and arrival interface (the path's local end):
+     * IPV6_RECVPKTINFO for IPv6, IP_PKTINFO for IPv4(-mapped) datagrams on this dual-stack socket. */
+    int on = 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
     struct sockaddr_in6 sa;
     memset(&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
@@ -231,6 +236,8 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     family = 4;
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return throw_code(env, errno_code(errno), "socket: %s", strerror(errno));
+    int on4 = 1;
+    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on4, sizeof on4);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -278,9 +285,32 @@ static struct iovec g_iov[MAX_BATCH];
 static struct sockaddr_in6 g_sa[MAX_BATCH];
 
 /* udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, max) → count */
+#define CTRL_LEN 128 /* IPV6_PKTINFO (40) + IP_PKTINFO (32) both arrive for IPv4 on a dual-stack socket */
+static uint8_t g_ctrl[MAX_BATCH][CTRL_LEN];
+
+/* The local end of a received datagram, from its IP_PKTINFO / IPV6_PKTINFO control message. */
+static void read_pktinfo(struct msghdr *h, uint8_t *local16, uint32_t *ifindex) {
+  memset(local16, 0, 16);
+  *ifindex = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      memcpy(local16, &pi.ipi6_addr, 16);
+      *ifindex = (uint32_t)pi.ipi6_ifindex;
+    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof pi);
+      local16[10] = local16[11] = 0xff;
+      memcpy(local16 + 12, &pi.ipi_addr, 4);
+      *ifindex = (uint32_t)pi.ipi_ifindex;
+    }
+  }
+}
+
 static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
+  size_t argc = 9;
+  napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t fd, slot, max;
   size_t blen = 0, llen = 0, alen = 0, plen = 0;
@@ -293,6 +323,13 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   if (!buf || !lens || !addrs || !ports || slot <= 0 || slot > MAX_SLOT || max < 0 || max > MAX_BATCH || (size_t)max > llen ||
       (size_t)max > plen || (size_t)max * 16 > alen || (size_t)(slot * max) > blen)
     return throw_code(env, "EINVAL", "udpRecvBatch: buffers too small for slotSize × maxPackets");
+  /* Optional: where each datagram arrived (local address, 16 bytes, and interface index). */
+  size_t loclen = 0, iflen = 0;
+  uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
+  uint32_t *ifindexes = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
+  if (locals && ifindexes && ((size_t)max * 16 > loclen || (size_t)max > iflen))
+    return throw_code(env, "EINVAL", "udpRecvBatch: locals/ifindexes too small for maxPackets");
+  if (!locals || !ifindexes) locals = NULL, ifindexes = NULL;
   for (int64_t i = 0; i < max; i++) {
     g_iov[i].iov_base = buf + i * slot;
     g_iov[i].iov_len = (size_t)slot;
@@ -301,6 +338,8 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     g_msgs[i].msg_hdr.msg_namelen = sizeof g_sa[i];
     g_msgs[i].msg_hdr.msg_iov = &g_iov[i];
     g_msgs[i].msg_hdr.msg_iovlen = 1;
+    g_msgs[i].msg_hdr.msg_control = g_ctrl[i];
+    g_msgs[i].msg_hdr.msg_controllen = CTRL_LEN;
   }
   int r, tries = 0;
   for (;;) {
@@ -322,6 +361,7 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     }
     if (n != i) memmove(buf + n * slot, buf + (int64_t)i * slot, g_msgs[i].msg_len);
     lens[n] = g_msgs[i].msg_len;
+    if (locals) read_pktinfo(&g_msgs[i].msg_hdr, locals + n * 16, ifindexes + n);
     uint8_t *a = addrs + n * 16;
     struct sockaddr *sa = (struct sockaddr *)&g_sa[i];
     if (sa->sa_family == AF_INET6) {
@@ -343,8 +383,8 @@ static struct sockaddr_in g_sa4[MAX_BATCH];
 
 /* udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count) → sent */
 static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
+  size_t argc = 9;
+  napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t fd, count;
   size_t blen = 0, olen = 0, llen = 0, alen = 0, plen = 0;
@@ -358,6 +398,15 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   if (!buf || !offs || !lens || !addrs || !ports || count < 0 || count > MAX_BATCH || (size_t)count > olen ||
       (size_t)count > llen || (size_t)count > plen || (size_t)count * 16 > alen)
     return throw_code(env, "EINVAL", "udpSendBatch: bad arguments");
+  /* Optional: the local end each datagram must leave from (source address, interface index);
+   * all-zero means "let routing choose". Sent as IPV6_PKTINFO (dual-stack socket, IPv4 as mapped
+   * addresses, which the kernel accepts for IPv4 destinations) or IP_PKTINFO (IPv4 socket). */
+  size_t loclen = 0, iflen = 0;
+  uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
+  uint32_t *ifindexes = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
+  if (locals && ifindexes && ((size_t)count * 16 > loclen || (size_t)count > iflen))
+    return throw_code(env, "EINVAL", "udpSendBatch: locals/ifindexes too small for count");
+  if (!locals || !ifindexes) locals = NULL, ifindexes = NULL;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   getsockname((int)fd, (struct sockaddr *)&ss, &sl);
@@ -391,6 +440,39 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
     g_iov[m].iov_len = lens[i];
     g_msgs[m].msg_hdr.msg_iov = &g_iov[m];
     g_msgs[m].msg_hdr.msg_iovlen = 1;
+    if (locals) {
+      const uint8_t *l = locals + i * 16;
+      int any = ifindexes[i] != 0;
+      for (int k = 0; k < 16 && !any; k++) any = l[k] != 0;
+      if (any) {
+        memset(g_ctrl[m], 0, CTRL_LEN);
+        g_msgs[m].msg_hdr.msg_control = g_ctrl[m];
+        struct cmsghdr *c;
+        if (v6) {
+          g_msgs[m].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
+          c = CMSG_FIRSTHDR(&g_msgs[m].msg_hdr);
+          c->cmsg_level = IPPROTO_IPV6;
+          c->cmsg_type = IPV6_PKTINFO;
+          c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+          struct in6_pktinfo pi;
+          memset(&pi, 0, sizeof pi);
+          memcpy(&pi.ipi6_addr, l, 16);
+          pi.ipi6_ifindex = (int)ifindexes[i];
+          memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        } else {
+          g_msgs[m].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
+          c = CMSG_FIRSTHDR(&g_msgs[m].msg_hdr);
+          c->cmsg_level = IPPROTO_IP;
+          c->cmsg_type = IP_PKTINFO;
+          c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+          struct in_pktinfo pi;
+          memset(&pi, 0, sizeof pi);
+          memcpy(&pi.ipi_spec_dst, l + 12, 4);
+          pi.ipi_ifindex = (int)ifindexes[i];
+          memcpy(CMSG_DATA(c), &pi, sizeof pi);
+        }
+      }
+    }
     m++;
   }
   int start = 0;

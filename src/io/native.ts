@@ -23,8 +23,8 @@ interface Addon {
   tunWriteBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   udpOpen(port: number): UdpHandle;
   udpSetMark(fd: number, mark: number): void;
-  udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number): number;
-  udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number): number;
+  udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
+  udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
   pollStart(fd: number, onReadable: (error?: 'EPOLLERR') => void): number;
   pollStop(id: number): void;
   closeFd(fd: number): void;
@@ -75,7 +75,9 @@ export const udpSetMark = (fd: number, mark: number): void => a().udpSetMark(fd,
  * recvmmsg. Datagram i lands at buf[i*slotSize], its length in lengths[i], its source address at
  * addrs[i*16..+16] (IPv6, IPv4 as ::ffff:a.b.c.d) and port in ports[i]. Returns the count, 0 when
  * nothing is queued. Datagrams longer than slotSize are dropped (counters().udpTruncated); a
- * queued socket error is consumed and counted (counters().udpSoErrors).
+ * queued socket error is consumed and counted (counters().udpSoErrors). With `locals` and
+ * `ifindexes`, each datagram's local end is reported too: the address it was sent to (16 bytes)
+ * and the interface it arrived on (IP_PKTINFO / IPV6_PKTINFO).
  */
 export const udpRecvBatch = (
   fd: number,
@@ -85,13 +87,19 @@ export const udpRecvBatch = (
   addrs: Uint8Array,
   ports: Uint16Array,
   maxPackets: number,
-): number => a().udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, maxPackets);
+  locals?: Uint8Array,
+  ifindexes?: Uint32Array,
+): number =>
+  locals && ifindexes
+    ? a().udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, maxPackets, locals, ifindexes)
+    : a().udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, maxPackets);
 /**
  * sendmmsg. Returns how many were sent. A datagram the kernel refuses (ENETUNREACH, EPERM, EINVAL
  * for port 0, an IPv6 destination on an IPv4-only socket) is skipped and counted in
  * counters().udpSendErrors; the rest of the batch still goes. A full socket buffer (EAGAIN,
  * ENOBUFS) stops early: the unsent tail is the caller's to retry or drop (the runtime drops it,
- * as a router would).
+ * as a router would). With `locals` and `ifindexes`, datagram i leaves from source address
+ * locals[i*16..] through interface ifindexes[i] (all zero: routing chooses) — the path's local end.
  */
 export const udpSendBatch = (
   fd: number,
@@ -101,7 +109,12 @@ export const udpSendBatch = (
   addrs: Uint8Array,
   ports: Uint16Array,
   count: number,
-): number => a().udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count);
+  locals?: Uint8Array,
+  ifindexes?: Uint32Array,
+): number =>
+  locals && ifindexes
+    ? a().udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count, locals, ifindexes)
+    : a().udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count);
 /**
  * Call onReadable() whenever fd is readable (uv_poll on Node's loop); the callback then drains
  * with the batch reads. Returns a poll id for pollStop. On a socket, an error condition (POLLERR
