@@ -10,6 +10,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,14 @@ const live = new Set<Lab>();
 process.on('exit', () => {
   for (const lab of live) lab.cleanupSync();
 });
+// An interrupted run (Ctrl-C, a CI timeout) must not leave namespaces or daemons behind: Node's
+// default signal action would skip the 'exit' handlers, so tear down and exit as the signal would.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  process.once(signal, () => {
+    for (const lab of live) lab.cleanupSync();
+    process.exit(code);
+  });
+}
 
 export function sh(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -262,6 +271,36 @@ export function wgQuickConfig(n: NodeSpec): string {
 }
 
 export const uapiSocket = (ifname: string) => `/var/run/wireguard/${ifname}.sock`;
+
+/**
+ * Ask a running node (keymesh or wireguard-go) for its state over the UAPI socket directly, without
+ * the wg tool: returns the `key=value` lines of the `get=1` answer, errno line included.
+ */
+export function uapiGet(ifname: string, timeoutMs = 3000): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(uapiSocket(ifname));
+    let text = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`UAPI get on ${ifname}: no complete answer within ${timeoutMs} ms (got ${JSON.stringify(text)})`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write('get=1\n\n'));
+    sock.on('data', (d) => {
+      text += d;
+      // The answer ends with an errno line and an empty line.
+      if (/(^|\n)errno=\d+\n\n$/.test(text)) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(text.trimEnd().split('\n'));
+      }
+    });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
 
 /** Start `keymesh up` in a namespace and wait until its UAPI socket exists. */
 export async function startKeymesh(lab: Lab, n: NodeSpec): Promise<Proc> {
