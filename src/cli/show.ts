@@ -22,7 +22,7 @@ export interface ShowStatus {
     session: { role: string; ageSeconds: number } | null;
     stagedPackets: number;
     speaksKeymesh?: boolean;
-    paths?: Array<{ path: string; state: string; active: boolean; rttMs: number | null; lastReceiveSecondsAgo: number | null }>;
+    paths?: Array<{ path: string; local?: string | null; state: string; active: boolean; rttMs: number | null; lastReceiveSecondsAgo: number | null }>;
   }>;
 }
 
@@ -81,7 +81,8 @@ export function formatShow(s: ShowStatus): string {
     for (const path of p.paths ?? []) {
       const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;
       const rx = path.lastReceiveSecondsAgo === null ? '' : `, heard ${path.lastReceiveSecondsAgo} s ago`;
-      out.push(`  path ${path.active ? '*' : ' '} ${path.path} ${path.state}${rtt}${rx}`);
+      const from = path.local ? `, from ${path.local}` : '';
+      out.push(`  path ${path.active ? '*' : ' '} ${path.path} ${path.state}${from}${rtt}${rx}`);
     }
   }
   return out.join('\n') + '\n';

@@ -46,7 +46,7 @@ export const AMPLIFICATION_FACTOR = 3;
 export const INITIAL_CHALLENGE_TIMEOUT = 250;
 export const MAX_CHALLENGES = 4;
 /** Candidate paths remembered per peer (oldest unused ones are forgotten first). */
-export const MAX_PATHS = 8;
+export const MAX_PATHS = 16;
 /** Bytes an announced (not yet heard from) address may be sent: a few challenges, no more. */
 export const ANNOUNCED_ALLOWANCE = MAX_CHALLENGES * 48;
 /** Spares are probed this often to stay warm (and to notice when they break). */

@@ -142,10 +142,11 @@ export interface EngineOptions {
   /** Handshake messages per second above which the engine is under load (cookies required). */
   underLoadThreshold?: number;
   /**
-   * Turns an address a peer announced (16 bytes, IPv4-mapped for IPv4) and port into a Path the
-   * runtime can send on; null for addresses it cannot use. Without it, announcements are ignored.
+   * Turns an address a peer announced (16 bytes, IPv4-mapped for IPv4) and port into the Paths the
+   * runtime can reach it on — one per local end that can (e.g. one per uplink); empty for addresses
+   * it cannot use. Without it, announcements are ignored.
    */
-  makePath?: (addr: Uint8Array, port: number) => Path | null;
+  makePaths?: (addr: Uint8Array, port: number) => Path[];
 }
 
 export interface EngineStats {
@@ -212,7 +213,7 @@ export class Engine {
   private tunScratch = new Uint8Array(0);
   private readonly oneLen = new Uint32Array(1);
   private readonly onePath: Path[] = [];
-  private readonly makePath: ((addr: Uint8Array, port: number) => Path | null) | null;
+  private readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
   private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
 
   constructor(
@@ -225,7 +226,7 @@ export class Engine {
     this.random = opts.random;
     this.wallClockOffset = opts.wallClockOffset ?? 0;
     this.underLoadThreshold = opts.underLoadThreshold ?? UNDER_LOAD_HANDSHAKES_PER_SECOND;
-    this.makePath = opts.makePath ?? null;
+    this.makePaths = opts.makePaths ?? null;
     this.indexes = new IndexTable<IndexEntry>(this.random);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
@@ -949,12 +950,9 @@ export class Engine {
         }
         break;
       case EXT_ADDRESSES: {
-        if (!this.makePath) break;
+        if (!this.makePaths) break;
         const paths: Path[] = [];
-        for (const a of m.addresses) {
-          const p = this.makePath(a.addr, a.port);
-          if (p) paths.push(p);
-        }
+        for (const a of m.addresses) paths.push(...this.makePaths(a.addr, a.port));
         for (const e of peer.endpoint.announced(paths)) this.sendChallenge(peer, e, now);
         break;
       }

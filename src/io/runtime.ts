@@ -13,6 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import { randomBytes } from 'node:crypto';
@@ -76,6 +77,8 @@ export class Runtime {
   private readonly udpInLens = new Uint32Array(BATCH);
   private readonly udpInAddrs = new Uint8Array(BATCH * 16);
   private readonly udpInPorts = new Uint16Array(BATCH);
+  private readonly udpInLocals = new Uint8Array(BATCH * 16);
+  private readonly udpInIfindexes = new Uint32Array(BATCH);
   private readonly udpInPaths: UdpPath[] = new Array(BATCH);
   // outgoing datagrams: sealed TUN packets (pointing into tunIn) and copies of everything else (in side)
   private readonly udpOut = new OutQueue(BATCH, true);
@@ -116,7 +119,7 @@ export class Runtime {
       random: (n) => new Uint8Array(randomBytes(n)),
       mtu: this.mtu,
       aead: createNodeTransportAead(),
-      makePath: (addr, port) => (usableRemote(addr) ? this.paths.get(addr, 0, port) : null),
+      makePaths: (addr, port) => this.pathsTo(addr, port),
       wallClockOffset: Date.now() - performance.now(),
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
@@ -253,9 +256,23 @@ export class Runtime {
   private onUdpReadable(): void {
     if (!this.udp) return;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const n = native.udpRecvBatch(this.udp.fd, this.udpIn, this.slot, this.udpInLens, this.udpInAddrs, this.udpInPorts, BATCH);
+      const n = native.udpRecvBatch(
+        this.udp.fd,
+        this.udpIn,
+        this.slot,
+        this.udpInLens,
+        this.udpInAddrs,
+        this.udpInPorts,
+        BATCH,
+        this.udpInLocals,
+        this.udpInIfindexes,
+      );
       if (n === 0) break;
-      for (let i = 0; i < n; i++) this.udpInPaths[i] = this.paths.get(this.udpInAddrs, i * 16, this.udpInPorts[i]);
+      // Each datagram's path includes where it arrived (our address and interface): replies and
+      // traffic on that path leave the same way.
+      for (let i = 0; i < n; i++) {
+        this.udpInPaths[i] = this.paths.get(this.udpInAddrs, i * 16, this.udpInPorts[i], this.udpInLocals, i * 16, this.udpInIfindexes[i]);
+      }
       this.engine.handleDatagramBatch(this.udpIn, this.udpInOffs, this.udpInLens, this.udpInPaths, n, this.now());
       this.flush();
       if (n < BATCH) break;
@@ -267,7 +284,7 @@ export class Runtime {
     for (const q of [this.udpOutSide, this.udpOut]) {
       if (q.count === 0) continue;
       if (this.udp) {
-        const sent = native.udpSendBatch(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count);
+        const sent = native.udpSendBatch(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count, q.locals, q.ifindexes);
         if (sent < q.count) this.counters.udpSendShort += q.count - sent;
       }
       q.clear();
@@ -559,16 +576,48 @@ export class Runtime {
    */
   private announceLocalAddresses(): void {
     const list: Array<{ addr: Uint8Array; port: number }> = [];
+    const ends: Array<{ addr: Uint8Array; ifindex: number; family: 4 | 6 }> = [];
     for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
       if (ifname === this.name) continue;
+      let ifindex = 0;
+      try {
+        ifindex = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim()) || 0;
+      } catch {
+        /* no sysfs: routing chooses the interface */
+      }
       for (const a of addrs ?? []) {
         if (a.internal) continue;
         const bytes = addressTo16(a.address);
         if (!bytes || !usableRemote(bytes)) continue;
         list.push({ addr: bytes, port: this.listenPort });
+        ends.push({ addr: bytes, ifindex, family: a.family === 'IPv4' || (a.family as unknown) === 4 ? 4 : 6 });
+      }
+    }
+    const gone = this.localEnds.filter((o) => !ends.some((n) => n.ifindex === o.ifindex && n.addr.every((b, i) => b === o.addr[i])));
+    this.localEnds = ends;
+    // Never keep sending from an address that no longer exists: a peer whose active path left
+    // from one goes back to "routing chooses" until its paths are validated again.
+    if (gone.length > 0) {
+      for (const peer of this.engine.listPeers()) {
+        const ep = peer.endpoint.path as UdpPath | null;
+        if (!ep || !ep.hasLocal) continue;
+        if (gone.some((g) => g.ifindex === ep.ifindex && g.addr.every((b, i) => b === ep.local16[i]))) {
+          this.engine.setEndpoint(peer, this.paths.get(ep.addr16, 0, ep.port));
+        }
       }
     }
     this.engine.setLocalAddresses(list, this.now());
+  }
+
+  /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
+  private localEnds: Array<{ addr: Uint8Array; ifindex: number; family: 4 | 6 }> = [];
+
+  private pathsTo(addr: Uint8Array, port: number): UdpPath[] {
+    if (!usableRemote(addr)) return [];
+    const fam = addr[10] === 0xff && addr[11] === 0xff && addr.subarray(0, 10).every((x) => x === 0) ? 4 : 6;
+    const out: UdpPath[] = [];
+    for (const l of this.localEnds) if (l.family === fam) out.push(this.paths.get(addr, 0, port, l.addr, 0, l.ifindex));
+    return out.length ? out : [this.paths.get(addr, 0, port)];
   }
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries. */
@@ -603,7 +652,8 @@ export class Runtime {
         stagedPackets: p.staged.length,
         speaksKeymesh: p.endpoint.speaksKeymesh,
         paths: p.endpoint.list().map((e) => ({
-          path: e.path.id,
+          path: (e.path as UdpPath).remoteId ?? e.path.id,
+          local: (e.path as UdpPath).local || null,
           state: e.state,
           active: e === p.endpoint.active,
           rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
@@ -626,6 +676,8 @@ class OutQueue {
   readonly lens: Uint32Array;
   readonly addrs: Uint8Array;
   readonly ports: Uint16Array;
+  readonly locals: Uint8Array;
+  readonly ifindexes: Uint32Array;
   count = 0;
 
   constructor(
@@ -636,6 +688,8 @@ class OutQueue {
     this.lens = new Uint32Array(cap);
     this.addrs = new Uint8Array(withAddrs ? cap * 16 : 0);
     this.ports = new Uint16Array(withAddrs ? cap : 0);
+    this.locals = new Uint8Array(withAddrs ? cap * 16 : 0);
+    this.ifindexes = new Uint32Array(withAddrs ? cap : 0);
   }
 
   /** Give the queue its own arena: pushed packets are then copied into it. */
@@ -663,6 +717,8 @@ class OutQueue {
     if (path) {
       this.addrs.set(path.addr16, k * 16);
       this.ports[k] = path.port;
+      this.locals.set(path.local16, k * 16);
+      this.ifindexes[k] = path.ifindex;
     }
     this.count = k + 1;
   }

@@ -45,7 +45,10 @@ export class Node {
     this.engine = new Engine(sink, {
       privateKey: this.privateKey,
       random,
-      makePath: (addr, port) => net.pathByAddr(addr, port),
+      makePaths: (addr, port) => {
+        const p = net.pathByAddr(addr, port);
+        return p ? [p] : [];
+      },
       ...opts,
     });
   }
