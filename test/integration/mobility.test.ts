@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { canRunNetns, Lab, ping, sh, sleep, startKeymesh, startProbe, startWireguardGo, tcpTransfer, waitFor } from '../../netns/lib.js';
 import { TUNNEL, twoHosts, UNDERLAY } from '../../netns/two-hosts.js';
 import { ROUTED, routed } from '../../netns/routed.js';
+import { twoUplinks } from '../../netns/two-uplinks.js';
 
 const skip = canRunNetns();
 
@@ -85,6 +86,28 @@ describe.skipIf(skip)('mobility (keymesh ↔ keymesh)', () => {
     expect(t.received.sha256, lab.logs()).toBe(t.sent.sha256);
     expect(p.maxGapMs, JSON.stringify(p)).toBeLessThanOrEqual(300);
     console.log(`(c) NAT rebinding ${before} → ${after}: longest probe silence ${p.maxGapMs} ms`);
+  }, 90_000);
+
+  it('(d) two uplinks: the preferred one starts dropping everything under load; traffic moves to the second ≤ 500 ms', async () => {
+    lab = new Lab();
+    const { c, s, r1 } = twoUplinks(lab);
+    await startKeymesh(lab, s);
+    await startKeymesh(lab, c);
+    const probe = await startProbe(lab, c.ns, s.ns, '10.0.0.2');
+    // the second uplink's path is validated and kept warm as a spare
+    await waitFor('a spare via the second uplink', () => /validated, from 10\.2\.0\.2%/.test(sh('node', ['bin/keymesh.js', 'show', c.ifname])), 8000);
+    const transfer = tcpTransfer(lab, c.ns, s.ns, '10.0.0.2', 120 * 1024 * 1024);
+    await sleep(800);
+    // R1 silently drops everything (its links stay up, C's routes still prefer it)
+    lab.exec(r1, ['nft', '-f', '-'], 'table inet kmr1 { chain kmfwd { type filter hook forward priority 0; drop; }; }');
+    await sleep(2000);
+    const p = await probe.stop();
+    const t = await transfer;
+    expect(sh('node', ['bin/keymesh.js', 'show', c.ifname])).toMatch(/path \* 203\.0\.113\.10:51820 validated, from 10\.2\.0\.2%/);
+    expect(endpointOf(s.ifname)).toBe('10.2.0.2:51820');
+    expect(t.received.sha256, lab.logs()).toBe(t.sent.sha256);
+    expect(p.maxGapMs, JSON.stringify(p) + lab.logs()).toBeLessThanOrEqual(500);
+    console.log(`(d) preferred uplink dead: longest probe silence ${p.maxGapMs} ms`);
   }, 90_000);
 
   it("(e) the IPv4 underlay is lost, IPv6 remains, and back: failover ≤ 500 ms each way, TCP survives", async () => {
