@@ -3,7 +3,11 @@
  * file, the 1-based line and what is wrong, and never echoes a key. Rules as wg-quick: section
  * and key names are case-insensitive, `#` starts a comment anywhere on a line, list values are
  * comma-separated and may repeat over several lines (they accumulate), DNS entries that are not
- * IP addresses are search domains.
+ * IP addresses are search domains. Stricter than wg-quick in two places, both to catch mistakes
+ * early: an unknown key or a [Peer] repeating another's PublicKey is an error here.
+ *
+ * Secrets: error messages never contain a key. Key values are never echoed, names are echoed
+ * only when they look like names, and anything key-shaped is cut from every message.
  */
 import { lookup } from 'node:dns/promises';
 import { readFile, stat } from 'node:fs/promises';
@@ -94,11 +98,16 @@ export function parseCidr(text: string): { bytes: Uint8Array; family: 4 | 6; cid
   return { bytes: ip.bytes, family: ip.family, cidr, addr };
 }
 
+/** Address and DNS values: wg-quick turns commas into spaces and splits on whitespace. */
 function list(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
+  return value.split(/[\s,]+/).filter((s) => s.length > 0);
+}
+
+const HOSTNAME_SHAPE = /^(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$/;
+
+/** A DNS name; all-digit dotted text ("300.1.1.1") is a broken IPv4 address, not a name. */
+function isHostname(text: string): boolean {
+  return HOSTNAME_SHAPE.test(text) && !/^[\d.]+$/.test(text);
 }
 
 function parsePort(v: string): number | null {
@@ -107,6 +116,10 @@ function parsePort(v: string): number | null {
   return n <= 65535 ? n : null;
 }
 
+/**
+ * Endpoint forms: `192.0.2.1:51820`, `[2001:db8::1]:51820` (a zone such as `%eth0` is kept),
+ * `vpn.example.net:51820`. The host is not resolved here. Returns a problem string on error.
+ */
 export function parseEndpoint(v: string): { host: string; port: number } | string {
   let host: string;
   let portText: string;
@@ -122,7 +135,7 @@ export function parseEndpoint(v: string): { host: string; port: number } | strin
     host = v.slice(0, colon);
     portText = v.slice(colon + 1);
     if (host.includes(':')) return `"${v}": put an IPv6 address in brackets, e.g. [${host}]:${portText}`;
-    if (!isIP(host) && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(host)) {
+    if (!isIP(host) && !isHostname(host)) {
       return `"${host}" is not an IP address or a host name`;
     }
   }
@@ -147,14 +160,37 @@ const INTERFACE_KEYS = new Set([
 ]);
 const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive']);
 
+/**
+ * Names are echoed in errors only when they look like names: a line such as
+ * "PrivateKey oJpZ…=" (no "=" between) must not come back out with the key in it.
+ */
+function shown(name: string): string | null {
+  return /^[A-Za-z][A-Za-z0-9]{0,31}$/.test(name) ? name : null;
+}
+
+/** Belt and braces: anything shaped like a base64 key is cut out of every error message. */
+function redact(problem: string): string {
+  return problem.replace(/[A-Za-z0-9+/]{40,}={0,2}/g, '(hidden)');
+}
+
+type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number };
+type PartialPeer = Omit<PeerConfig, 'publicKey'> & { publicKey?: Uint8Array };
+
+/**
+ * Parse a wg-quick configuration. Splitting follows the two programs that read the file today:
+ * for the keys `wg setconf` reads (PrivateKey, ListenPort, FwMark, PublicKey, PresharedKey,
+ * AllowedIPs, Endpoint, PersistentKeepalive) all whitespace inside the value is ignored, as
+ * wireguard-tools strips it; Address and DNS are split on commas and whitespace, as wg-quick's
+ * `${value//,/ }` does; PreUp/PostUp/PreDown/PostDown keep their text (trimmed) verbatim.
+ * Throws ConfigError ("FILE:LINE: what is wrong") at the first problem.
+ */
 export function parseWgQuick(text: string, file: string): WgQuickConfig {
   const lines = text.split(/\r?\n/);
   let section: 'none' | 'interface' | 'peer' = 'none';
-  let iface: Partial<InterfaceConfig> & { addresses: InterfaceConfig['addresses']; line?: number } | null = null;
-  let privateKeyLine = 0;
-  const peers: Array<Partial<PeerConfig> & { allowedIps: PeerConfig['allowedIps']; line: number }> = [];
+  let iface: PartialInterface | null = null;
+  const peers: PartialPeer[] = [];
   const err = (line: number, problem: string): never => {
-    throw new ConfigError(file, line, problem);
+    throw new ConfigError(file, line, redact(problem));
   };
 
   for (let i = 0; i < lines.length; i++) {
@@ -166,45 +202,64 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
       const m = /^\[\s*([A-Za-z]+)\s*\]$/.exec(raw);
       const name = m?.[1].toLowerCase();
       if (name === 'interface') {
-        if (iface) err(ln, 'a second [Interface] section (only one is allowed)');
-        iface = { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, line: ln };
+        if (iface) err(ln, `a second [Interface] section (the first is at line ${iface.line}; only one is allowed)`);
+        iface = {
+          line: ln,
+          addresses: [],
+          dns: [],
+          dnsSearch: [],
+          preUp: [],
+          postUp: [],
+          preDown: [],
+          postDown: [],
+          saveConfig: false,
+        };
         section = 'interface';
       } else if (name === 'peer') {
         peers.push({ allowedIps: [], line: ln });
         section = 'peer';
-      } else err(ln, `unknown section ${raw} (expected [Interface] or [Peer])`);
+      } else {
+        const what = m && shown(m[1]) ? `[${m[1]}]` : 'header';
+        err(ln, `unknown section ${what} (expected [Interface] or [Peer])`);
+      }
       continue;
     }
     const eq = raw.indexOf('=');
-    if (eq < 0) err(ln, `expected "Key = Value", got "${raw.length > 40 ? raw.slice(0, 40) + '…' : raw}"`);
-    const keyText = raw.slice(0, eq).trim();
+    const keyText = eq >= 0 ? raw.slice(0, eq).trim() : '';
+    const name = shown(keyText);
+    if (eq < 0 || !name) {
+      const first = shown(raw.split(/\s+/)[0]);
+      err(ln, `expected "Key = Value"${first ? ` (the line starts with ${first})` : ''}`);
+    }
     const key = keyText.toLowerCase();
     const value = raw.slice(eq + 1).trim();
-    if (section === 'none') err(ln, `${keyText} is outside any section (start with [Interface])`);
+    // wireguard-tools removes every whitespace character before parsing its own keys.
+    const packed = value.replace(/\s+/g, '');
+    if (section === 'none') err(ln, `${name} is outside any section (the file must start with [Interface])`);
+
     if (section === 'interface') {
       const f = iface!;
       if (!INTERFACE_KEYS.has(key)) {
-        err(ln, PEER_KEYS.has(key) ? `${keyText} belongs in a [Peer] section` : `unknown key ${keyText} in [Interface]`);
+        err(ln, PEER_KEYS.has(key) ? `${name} belongs in a [Peer] section, not [Interface]` : `unknown key ${name} in [Interface]`);
       }
       switch (key) {
         case 'privatekey': {
-          const k = decodeKey(value);
-          if (!k) err(ln, 'PrivateKey is not a valid key (expected 44 characters of base64, as `keymesh genkey` prints)');
+          const k = decodeKey(packed);
+          if (!k) err(ln, 'PrivateKey is not a valid base64 key (44 characters, as `wg genkey` prints)');
           f.privateKey = k!;
-          privateKeyLine = ln;
           break;
         }
         case 'listenport': {
-          const p = parsePort(value);
-          if (p === null) err(ln, `ListenPort: "${value}" is not a port number (0–65535)`);
+          const p = parsePort(packed);
+          if (p === null) err(ln, `ListenPort: "${packed}" is not a port number (0–65535)`);
           f.listenPort = p!;
           break;
         }
         case 'fwmark': {
-          if (value.toLowerCase() === 'off') f.fwmark = 0;
+          if (packed.toLowerCase() === 'off') f.fwmark = 0;
           else {
-            const n = /^0x[0-9a-f]{1,8}$/i.test(value) ? parseInt(value, 16) : /^\d{1,10}$/.test(value) ? Number(value) : NaN;
-            if (!(n >= 0 && n <= 0xffffffff)) err(ln, `FwMark: "${value}" is not a 32-bit number or "off"`);
+            const n = /^0x[0-9a-f]{1,8}$/i.test(packed) ? parseInt(packed, 16) : /^\d{1,10}$/.test(packed) ? Number(packed) : NaN;
+            if (!(n >= 0 && n <= 0xffffffff)) err(ln, `FwMark: "${packed}" is not a 32-bit number (decimal or 0x hex) or "off"`);
             f.fwmark = n;
           }
           break;
@@ -224,49 +279,54 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           break;
         }
         case 'dns':
-          for (const item of list(value)) (isIP(item) ? f.dns! : f.dnsSearch!).push(item);
+          for (const item of list(value)) {
+            if (isIP(item)) f.dns.push(item);
+            else if (isHostname(item)) f.dnsSearch.push(item);
+            else err(ln, `DNS: "${item}" is neither an IP address nor a search domain`);
+          }
           break;
         case 'table':
           if (!/^[A-Za-z0-9_.-]+$/.test(value)) err(ln, `Table: "${value}" is not "off", "auto", a number or a table name`);
           f.table = value.toLowerCase() === 'off' || value.toLowerCase() === 'auto' ? value.toLowerCase() : value;
           break;
         case 'preup':
-          f.preUp!.push(value);
+          f.preUp.push(value);
           break;
         case 'postup':
-          f.postUp!.push(value);
+          f.postUp.push(value);
           break;
         case 'predown':
-          f.preDown!.push(value);
+          f.preDown.push(value);
           break;
         case 'postdown':
-          f.postDown!.push(value);
+          f.postDown.push(value);
           break;
         case 'saveconfig':
-          if (!/^(true|false)$/i.test(value)) err(ln, `SaveConfig: "${value}" is not true or false`);
+          if (!/^(true|false)$/i.test(value)) err(ln, `SaveConfig: "${value}" is neither true nor false`);
           f.saveConfig = value.toLowerCase() === 'true';
           break;
       }
     } else {
       const p = peers[peers.length - 1];
       if (!PEER_KEYS.has(key)) {
-        err(ln, INTERFACE_KEYS.has(key) ? `${keyText} belongs in the [Interface] section` : `unknown key ${keyText} in [Peer]`);
+        err(ln, INTERFACE_KEYS.has(key) ? `${name} belongs in the [Interface] section, not [Peer]` : `unknown key ${name} in [Peer]`);
       }
       switch (key) {
         case 'publickey': {
-          const k = decodeKey(value);
-          if (!k) err(ln, 'PublicKey is not a valid key (expected 44 characters of base64)');
+          const k = decodeKey(packed);
+          if (!k) err(ln, 'PublicKey is not a valid base64 key (44 characters, as `wg pubkey` prints)');
           p.publicKey = k!;
           break;
         }
         case 'presharedkey': {
-          const k = decodeKey(value);
-          if (!k) err(ln, 'PresharedKey is not a valid key (expected 44 characters of base64, as `keymesh genpsk` prints)');
+          const k = decodeKey(packed);
+          if (!k) err(ln, 'PresharedKey is not a valid base64 key (44 characters, as `wg genpsk` prints)');
           p.presharedKey = k!;
           break;
         }
         case 'allowedips':
-          for (const item of list(value)) {
+          for (const item of packed.split(',')) {
+            if (item === '') continue;
             const c = parseCidr(item);
             if (typeof c === 'string') err(ln, `AllowedIPs: ${c}`);
             const cc = c as Exclude<typeof c, string>;
@@ -274,16 +334,16 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           }
           break;
         case 'endpoint': {
-          const e = parseEndpoint(value);
+          const e = parseEndpoint(packed);
           if (typeof e === 'string') err(ln, `Endpoint: ${e}`);
           p.endpoint = e as { host: string; port: number };
           break;
         }
         case 'persistentkeepalive': {
-          if (value.toLowerCase() === 'off') p.persistentKeepalive = undefined;
+          if (packed.toLowerCase() === 'off') p.persistentKeepalive = undefined;
           else {
-            const n = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-            if (!(n >= 0 && n <= 65535)) err(ln, `PersistentKeepalive: "${value}" is not a number of seconds (0–65535) or "off"`);
+            const n = /^\d{1,5}$/.test(packed) ? Number(packed) : NaN;
+            if (!(n >= 0 && n <= 65535)) err(ln, `PersistentKeepalive: "${packed}" is not a number of seconds (0–65535) or "off"`);
             p.persistentKeepalive = n === 0 ? undefined : n;
           }
           break;
@@ -292,9 +352,8 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
     }
   }
   if (!iface) return err(1, 'no [Interface] section');
-  const f = iface as InterfaceConfig & { line: number };
-  if (!f.privateKey) err(f.line, '[Interface] has no PrivateKey');
-  void privateKeyLine;
+  const { line: ifaceLine, privateKey, ...rest } = iface as PartialInterface;
+  if (!privateKey) err(ifaceLine, '[Interface] has no PrivateKey');
   const seen = new Map<string, number>();
   const out: PeerConfig[] = [];
   for (const p of peers) {
@@ -304,11 +363,14 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
     seen.set(id, p.line);
     out.push(p as PeerConfig);
   }
-  const { line: _line, ...rest } = f;
-  void _line;
-  return { file, interface: rest, peers: out };
+  return { file, interface: { privateKey: privateKey!, ...rest }, peers: out };
 }
 
+/**
+ * Read and parse a config file. Like wg-quick, a file that others can read is a warning, not an
+ * error (here: any group or other permission bit, since the file holds a private key). Read
+ * errors keep their Node `code` (ENOENT, EACCES) for the caller to report.
+ */
 export async function loadWgQuick(path: string): Promise<{ config: WgQuickConfig; warnings: string[] }> {
   const text = await readFile(path, 'utf8');
   const warnings: string[] = [];
@@ -319,7 +381,15 @@ export async function loadWgQuick(path: string): Promise<{ config: WgQuickConfig
   return { config: parseWgQuick(text, path), warnings };
 }
 
-/** Resolve an endpoint's host (IPv4 preferred, as `wg` does); literals pass through. */
+/**
+ * Resolve an endpoint's host; IP literals (with an IPv6 zone, if any) pass through untouched.
+ *
+ * Choice of address: `wg` takes the first answer getaddrinfo(3) gives, whose order depends on
+ * the host's gai.conf and routes. We prefer the first IPv4 answer and fall back to the first
+ * IPv6 one, so the same config picks the same path on every machine and a host with a broken
+ * IPv6 uplink still connects; a peer that should be reached over IPv6 can be given an IPv6
+ * literal. Failure throws (bad configuration), naming the host and the resolver's error code.
+ */
 export async function resolveEndpoint(ep: { host: string; port: number }): Promise<{ address: string; family: 4 | 6; port: number }> {
   const fam = isIP(ep.host);
   if (fam === 4 || fam === 6) return { address: ep.host, family: fam, port: ep.port };
@@ -334,7 +404,11 @@ export async function resolveEndpoint(ep: { host: string; port: number }): Promi
   return { address: pick.address, family: pick.family as 4 | 6, port: ep.port };
 }
 
-/** Write a config back (SaveConfig). The caller writes the file with mode 0600. */
+/**
+ * Write a config back (SaveConfig) in the form wg-quick's `save` produces; parsing the result
+ * gives back an equal config. It contains the private key: the caller writes it with mode 0600
+ * and nothing else should print it.
+ */
 export function serializeWgQuick(cfg: WgQuickConfig): string {
   const i = cfg.interface;
   const out: string[] = ['[Interface]', `PrivateKey = ${encodeKey(i.privateKey)}`];

@@ -52,15 +52,23 @@ export interface DeviceChange {
 export const EINVAL = 22;
 export const EPROTO = 71;
 
+/** A request the UAPI refuses; errno goes back to the client as "errno=N". */
 export class UapiError extends Error {
   constructor(
     readonly errno: number,
     message: string,
   ) {
     super(message);
+    this.name = 'UapiError';
   }
 }
 
+/**
+ * The body of a get=1 reply, in wireguard-go's order: device keys, then per peer public_key
+ * first (it opens the peer), preshared_key (zeros when none), protocol_version, endpoint,
+ * handshake time split into seconds and nanoseconds, counters, keepalive, allowed IPs. The
+ * caller appends "errno=0\n\n". A private key is present only when one is set.
+ */
 export function serializeGet(s: DeviceSnapshot): string {
   const out: string[] = [];
   if (s.privateKey) out.push(`private_key=${keyToHex(s.privateKey)}`);
@@ -84,6 +92,10 @@ export function serializeGet(s: DeviceSnapshot): string {
   return out.map((l) => l + '\n').join('');
 }
 
+function keyName(key: string): string {
+  return /^[a-z_]{1,40}$/.test(key) ? key : '(not shown)';
+}
+
 function num(key: string, v: string, max: number): number {
   if (!/^\d{1,10}$/.test(v) || Number(v) > max) throw new UapiError(EINVAL, `${key}: "${v}" is not a number in 0–${max}`);
   return Number(v);
@@ -95,14 +107,22 @@ function bool(key: string, v: string): boolean {
   throw new UapiError(EINVAL, `${key}: "${v}" is not true or false`);
 }
 
-/** Parse the lines of a set=1 request (without the set=1 line and the terminating blank line). */
+/**
+ * Parse the lines of a set=1 request (without the set=1 line and the terminating blank line)
+ * into one DeviceChange. The whole request is parsed before anything is applied, so a bad line
+ * changes nothing (wireguard-go applies line by line and may leave half a change behind).
+ * Throws UapiError: EINVAL for anything malformed or unknown, EPROTO for protocol_version != 1.
+ * An all-zero private_key or preshared_key means "clear" (null), as `wg … private-key /dev/null`
+ * sends.
+ */
 export function parseSet(body: string): DeviceChange {
   const change: DeviceChange = { replacePeers: false, peers: [] };
   let peer: PeerChange | null = null;
   for (const line of body.split('\n')) {
     if (line === '') continue;
     const eq = line.indexOf('=');
-    if (eq <= 0) throw new UapiError(EINVAL, `malformed line "${line.slice(0, 40)}"`);
+    // Line contents are never echoed: a mangled private_key line would otherwise end up in a log.
+    if (eq <= 0) throw new UapiError(EINVAL, 'malformed line (expected key=value)');
     const key = line.slice(0, eq);
     const value = line.slice(eq + 1);
     if (key === 'public_key') {
@@ -133,7 +153,7 @@ export function parseSet(body: string): DeviceChange {
           if (value !== '1') throw new UapiError(EPROTO, `protocol_version ${value} is not supported`);
           break;
         default:
-          throw new UapiError(EINVAL, `unknown device key ${key}`);
+          throw new UapiError(EINVAL, `unknown device key ${keyName(key)}`);
       }
       continue;
     }
@@ -153,8 +173,13 @@ export function parseSet(body: string): DeviceChange {
       case 'endpoint': {
         const e = parseEndpoint(value);
         if (typeof e === 'string') throw new UapiError(EINVAL, `endpoint: ${e}`);
-        const ip = parseIp(e.host);
-        if (!ip) throw new UapiError(EINVAL, `endpoint: "${e.host}" is not an IP address`);
+        // `wg` resolves names itself and sends numbers; an IPv6 link-local address may carry
+        // its zone ("fe80::1%eth0"), which is kept for the socket layer.
+        const zone = e.host.indexOf('%');
+        const ip = parseIp(zone >= 0 ? e.host.slice(0, zone) : e.host);
+        if (!ip || (zone >= 0 && (ip.family !== 6 || !/^[A-Za-z0-9_.-]{1,15}$/.test(e.host.slice(zone + 1))))) {
+          throw new UapiError(EINVAL, `endpoint: "${e.host}" is not an IP address`);
+        }
         peer.endpoint = { address: e.host, port: e.port, family: ip.family };
         break;
       }
@@ -174,7 +199,7 @@ export function parseSet(body: string): DeviceChange {
         if (value !== '1') throw new UapiError(EPROTO, `protocol_version ${value} is not supported`);
         break;
       default:
-        throw new UapiError(EINVAL, `unknown peer key ${key}`);
+        throw new UapiError(EINVAL, `unknown peer key ${keyName(key)}`);
     }
   }
   return change;
