@@ -100,7 +100,6 @@ export class UapiServer {
   private constructor(
     private readonly server: net.Server,
     readonly path: string,
-    private readonly ino: number,
   ) {}
 
   /**
@@ -133,23 +132,24 @@ export class UapiServer {
     });
     await listenPrivately(server, p);
     await chmod(p, 0o600);
-    const st = await lstat(p);
     // The socket must not keep the process alive by itself; the device's own handles do.
     server.unref();
-    self = new UapiServer(server, p, st.ino);
+    self = new UapiServer(server, p);
     return self;
   }
 
-  /** Stop serving, drop open connections, and remove the socket file if it is still ours. */
+  /**
+   * Stop serving, drop open connections, and remove the socket file. (libuv unlinks the path
+   * by name when the listening handle closes, so the file goes even if someone replaced it
+   * meanwhile; listen() refusing a live name keeps that from happening between our servers.)
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     const done = new Promise<void>((r) => this.server.close(() => r()));
     for (const c of this.conns) c.destroy();
     await done;
-    // Another process may have replaced a file we no longer serve; only remove our own.
-    const st = await lstat(this.path).catch(() => null);
-    if (st && st.ino === this.ino) await unlink(this.path).catch(() => undefined);
+    await unlink(this.path).catch(() => undefined);
   }
 }
 
