@@ -93,7 +93,15 @@ function errnoOf(e: unknown): number {
   return EIO;
 }
 
+/** What the socket has seen; refused counts requests answered with an error errno. */
+export interface UapiCounters {
+  get: number;
+  set: number;
+  refused: number;
+}
+
 export class UapiServer {
+  readonly counters: UapiCounters = { get: 0, set: 0, refused: 0 };
   private readonly conns = new Set<net.Socket>();
   private closed = false;
 
@@ -128,7 +136,7 @@ export class UapiServer {
       }
       self.conns.add(sock);
       sock.once('close', () => self?.conns.delete(sock));
-      serveConnection(sock, device);
+      serveConnection(sock, device, self.counters);
     });
     await listenPrivately(server, p);
     await chmod(p, 0o600);
@@ -153,11 +161,12 @@ export class UapiServer {
   }
 }
 
-function serveConnection(sock: net.Socket, device: UapiDevice): void {
+function serveConnection(sock: net.Socket, device: UapiDevice, n: UapiCounters): void {
   let buf = '';
   sock.setEncoding('utf8');
   sock.on('error', () => undefined);
   const refuse = () => {
+    n.refused++;
     buf = '';
     sock.end('errno=22\n\n');
   };
@@ -179,13 +188,16 @@ function serveConnection(sock: net.Socket, device: UapiDevice): void {
         const blank = buf[nl + 1] === '\n';
         buf = buf.slice(nl + 2);
         if (!blank) {
+          n.refused++;
           sock.write(`errno=${EINVAL}\n\n`);
           continue;
         }
+        n.get++;
         let reply: string;
         try {
           reply = serializeGet(device.snapshot()) + 'errno=0\n\n';
         } catch (e) {
+          n.refused++;
           reply = `errno=${errnoOf(e)}\n\n`;
         }
         sock.write(reply);
@@ -197,10 +209,12 @@ function serveConnection(sock: net.Socket, device: UapiDevice): void {
         if (end < 0) return;
         const body = buf.slice(nl + 1, end + 1);
         buf = buf.slice(end + 2);
+        n.set++;
         let errno = 0;
         try {
           device.apply(parseSet(body));
         } catch (e) {
+          n.refused++;
           errno = errnoOf(e);
         }
         sock.write(`errno=${errno}\n\n`);

@@ -363,6 +363,7 @@ describe('UAPI socket server (temporary directory)', () => {
     expect(bytes.startsWith('errno=0\n\n')).toBe(true);
     expect(bytes).toContain('listen_port=8\n');
     expect(dev.changes.map((c) => c.listenPort)).toEqual([7, undefined, 8]);
+    expect(server.counters).toEqual({ get: 3, set: 3, refused: 0 });
   });
 
   it('answers garbage with errno=22 and closes; a bad byte after get=1 is EINVAL; the server lives on', async () => {
@@ -372,6 +373,7 @@ describe('UAPI socket server (temporary directory)', () => {
     expect(await request(server.path, 'get=1\nx')).toBe('errno=22\n\n');
     expect(await request(server.path, '\u0000\u00ff\n\n')).toBe('errno=22\n\n');
     expect(await request(server.path, 'get=1\n\n')).toContain('errno=0\n\n');
+    expect(server.counters).toEqual({ get: 1, set: 0, refused: 4 });
   });
 
   it('refuses a second live server of the same name, replaces a stale socket, leaves other files alone', async () => {
