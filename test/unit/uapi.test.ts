@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { x25519 } from '@noble/curves/ed25519.js';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeKey, encodeKey, keyToHex } from '../../src/config/keys.js';
 import { formatAddress } from '../../src/core/ip.js';
 import {
@@ -25,7 +25,7 @@ import {
   type DeviceSnapshot,
   type PeerSnapshot,
 } from '../../src/uapi/protocol.js';
-import { UapiServer, type UapiDevice } from '../../src/uapi/server.js';
+import { UAPI_DIR, UapiServer, type UapiDevice } from '../../src/uapi/server.js';
 
 const K1 = 'a0'.repeat(32);
 const K2 = 'b1'.repeat(32);
@@ -318,11 +318,15 @@ function request(p: string, text: string | string[], count = 1): Promise<string>
 }
 
 describe('UAPI socket server (temporary directory)', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'keymesh-uapi-'));
+  // made in beforeAll, not at collection, so a filtered or skipped run leaves nothing behind
+  let dir = '';
   const servers: UapiServer[] = [];
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'keymesh-uapi-'));
+  });
   afterAll(async () => {
     for (const s of servers) await s.close().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
   async function serve(name: string, dev: UapiDevice, where = dir): Promise<UapiServer> {
     const s = await UapiServer.listen(name, dev, where);
@@ -455,7 +459,10 @@ function wg(args: string[]): Promise<{ code: number; out: string; err: string }>
 
 describe.skipIf(!isRoot || !haveWg)('UAPI interop with stock wg on /var/run/wireguard', () => {
   const name = `kmu${randomBytes(2).toString('hex')}`;
-  const tmp = mkdtempSync(path.join(tmpdir(), 'keymesh-uapi-wg-'));
+  let tmp = '';
+  beforeAll(() => {
+    tmp = mkdtempSync(path.join(tmpdir(), 'keymesh-uapi-wg-'));
+  });
   const priv = hex(K1);
   const peerPub = hex(K2);
   const dev = new FakeDevice({
@@ -466,13 +473,13 @@ describe.skipIf(!isRoot || !haveWg)('UAPI interop with stock wg on /var/run/wire
   let server: UapiServer | null = null;
   afterAll(async () => {
     await server?.close().catch(() => undefined);
-    rmSync(path.join('/var/run/wireguard', `${name}.sock`), { force: true });
-    rmSync(tmp, { recursive: true, force: true });
+    rmSync(path.join(UAPI_DIR, `${name}.sock`), { force: true });
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
   it('wg finds the interface with no network device of that name', async () => {
     server = await UapiServer.listen(name, dev);
-    expect(server.path).toBe(`/var/run/wireguard/${name}.sock`);
+    expect(server.path).toBe(path.join(UAPI_DIR, `${name}.sock`));
     expect(spawnSync('ip', ['link', 'show', name]).status).not.toBe(0);
     const r = await wg(['show', 'interfaces']);
     expect(r.code).toBe(0);
