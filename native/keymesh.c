@@ -6,8 +6,7 @@
  * sendmmsg), and wakes JavaScript when an fd becomes readable (uv_poll). All protocol state and
  * logic stays in JavaScript: nothing here parses or decides anything about a packet.
  */
-#define _GNU_SOURCE
-#include <node_api.h>
+#include "common.h"
 #include <uv.h>
 
 #include <errno.h>
@@ -36,59 +35,6 @@ static struct {
 } counters;
 
 /* ───────────────────────── helpers ───────────────────────── */
-
-#define CHECK(call)                                                         \
-  do {                                                                      \
-    if ((call) != napi_ok) {                                                \
-      napi_throw_error(env, "ENAPI", "internal N-API call failed: " #call); \
-      return NULL;                                                          \
-    }                                                                       \
-  } while (0)
-
-static napi_value throw_code(napi_env env, const char *code, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  napi_throw_error(env, code, msg);
-  return NULL;
-}
-
-/* The errno's own name ("ENETUNREACH"), so JavaScript gets a stable `code` for any failure. */
-static const char *errno_code(int e) {
-  const char *name = strerrorname_np(e);
-  return name ? name : "EIO";
-}
-
-static int get_int(napi_env env, napi_value v, int64_t *out) {
-  return napi_get_value_int64(env, v, out) == napi_ok;
-}
-
-/* Data pointer and byte length of a typed array (Buffer included), with an expected element type. */
-static void *typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *count) {
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
-  napi_typedarray_type t;
-  size_t len;
-  void *data;
-  napi_value ab;
-  size_t off;
-  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok) return NULL;
-  if (t != want && !(want == napi_uint8_array && t == napi_uint8_clamped_array)) return NULL;
-  *count = len;
-  return data;
-}
-
-static napi_value make_int(napi_env env, int64_t v) {
-  napi_value r;
-  napi_create_int64(env, v, &r);
-  return r;
-}
-
-static void set_prop(napi_env env, napi_value obj, const char *key, napi_value v) {
-  napi_set_named_property(env, obj, key, v);
-}
 
 /* ───────────────────────── TUN ───────────────────────── */
 
@@ -686,6 +632,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"counters", NULL, get_counters, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  km_register_aead(env, exports);
+  km_register_offload(env, exports);
   return exports;
 }
 
