@@ -28,6 +28,8 @@ export interface InterfaceConfig {
   preDown: string[];
   postDown: string[];
   saveConfig: boolean;
+  /** keymesh: this node is a lighthouse (answers lookups and relays for the peers in its config). */
+  isLighthouse: boolean;
 }
 
 export interface PeerConfig {
@@ -36,6 +38,8 @@ export interface PeerConfig {
   allowedIps: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6; text: string }>;
   endpoint?: { host: string; port: number };
   persistentKeepalive?: number;
+  /** keymesh: this peer is a lighthouse we register with and ask about other peers. */
+  lighthouse: boolean;
   line: number;
 }
 
@@ -157,8 +161,14 @@ const INTERFACE_KEYS = new Set([
   'predown',
   'postdown',
   'saveconfig',
+  'islighthouse',
 ]);
-const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive']);
+const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive', 'lighthouse']);
+
+/** keymesh's own boolean keys: true or false, case-insensitive, as SaveConfig. */
+function parseBool(value: string): boolean | null {
+  return /^true$/i.test(value) ? true : /^false$/i.test(value) ? false : null;
+}
 
 /**
  * Names are echoed in errors only when they look like names: a line such as
@@ -213,10 +223,11 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           preDown: [],
           postDown: [],
           saveConfig: false,
+          isLighthouse: false,
         };
         section = 'interface';
       } else if (name === 'peer') {
-        peers.push({ allowedIps: [], line: ln });
+        peers.push({ allowedIps: [], lighthouse: false, line: ln });
         section = 'peer';
       } else {
         const what = m && shown(m[1]) ? `[${m[1]}]` : 'header';
@@ -305,6 +316,12 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           if (!/^(true|false)$/i.test(value)) err(ln, `SaveConfig: "${value}" is neither true nor false`);
           f.saveConfig = value.toLowerCase() === 'true';
           break;
+        case 'islighthouse': {
+          const b = parseBool(value);
+          if (b === null) err(ln, `IsLighthouse: "${value}" is neither true nor false`);
+          f.isLighthouse = b!;
+          break;
+        }
       }
     } else {
       const p = peers[peers.length - 1];
@@ -348,6 +365,12 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           }
           break;
         }
+        case 'lighthouse': {
+          const b = parseBool(value);
+          if (b === null) err(ln, `Lighthouse: "${value}" is neither true nor false`);
+          p.lighthouse = b!;
+          break;
+        }
       }
     }
   }
@@ -358,6 +381,7 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
   const out: PeerConfig[] = [];
   for (const p of peers) {
     if (!p.publicKey) err(p.line, '[Peer] has no PublicKey');
+    if (p.lighthouse && !p.endpoint) err(p.line, 'this [Peer] has Lighthouse = true but no Endpoint (a lighthouse must be reachable at a known address)');
     const id = encodeKey(p.publicKey!);
     if (seen.has(id)) err(p.line, `this [Peer] has the same PublicKey as the one at line ${seen.get(id)}`);
     seen.set(id, p.line);
@@ -426,12 +450,14 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   ] as const)
     for (const c of v) out.push(`${k} = ${c}`);
   if (i.saveConfig) out.push('SaveConfig = true');
+  if (i.isLighthouse) out.push('IsLighthouse = true');
   for (const p of cfg.peers) {
     out.push('', '[Peer]', `PublicKey = ${encodeKey(p.publicKey)}`);
     if (p.presharedKey) out.push(`PresharedKey = ${encodeKey(p.presharedKey)}`);
     if (p.allowedIps.length) out.push(`AllowedIPs = ${p.allowedIps.map((a) => a.text).join(', ')}`);
     if (p.endpoint) out.push(`Endpoint = ${p.endpoint.host.includes(':') ? `[${p.endpoint.host}]` : p.endpoint.host}:${p.endpoint.port}`);
     if (p.persistentKeepalive) out.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
+    if (p.lighthouse) out.push('Lighthouse = true');
   }
   return out.join('\n') + '\n';
 }

@@ -34,6 +34,8 @@ export class Peer {
   txBytes = 0;
   lastHandshake: number | null = null;
   handshakesCompleted = 0;
+  /** Configured `Lighthouse = true`: we register with it and ask it about other peers. */
+  lighthouse = false;
   /** HELLOs sent on the extension channel without an answer yet. */
   hellosSent = 0;
 

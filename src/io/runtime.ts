@@ -559,6 +559,7 @@ export class Runtime {
         allowedIps: this.engine.allowedIpsOf(p).map((a) => ({ ...a, text: `${formatAddress(a.addr)}/${a.cidr}` })),
         endpoint: ep ? { host: ep.address, port: ep.port } : undefined,
         persistentKeepalive: p.persistentKeepalive || undefined,
+        lighthouse: p.lighthouse,
         line: i,
       };
     });
