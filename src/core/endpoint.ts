@@ -27,6 +27,13 @@
  *                              │ no response after MAX_CHALLENGES
  *                              ▼
  *                            failed ──(authenticated packet from it again, later)──▶ validating
+ *
+ * Relay paths (lighthouse.ts): a path whose `via` is set carries the peer's datagrams through a
+ * lighthouse. It is validated like any path, but a direct path always wins over it: a validated
+ * direct path replaces an active relay at once; a relay replaces a direct path only when that one
+ * is dead (or never worked); authenticated packets arriving over a relay never pull traffic off a
+ * working direct path (no flapping back); and relay spares are kept warm only while no direct
+ * path carries the traffic (so a lighthouse carries nothing for a pair that punched through).
  */
 
 export interface Path {
@@ -36,6 +43,12 @@ export interface Path {
   readonly hostId: string;
   /** Bytes naming the remote source for the cookie MAC (whitepaper §5.4.7: IP address ‖ port). */
   readonly cookieBytes: Uint8Array;
+  /** Set on relay paths only: the key id of the lighthouse that carries them. */
+  readonly via?: string;
+}
+
+export function isRelay(p: Path): boolean {
+  return p.via !== undefined;
 }
 
 export type PathStateName = 'new' | 'validating' | 'validated' | 'failed';
@@ -79,9 +92,14 @@ export function choosePath(entries: readonly PathEntry[], active: PathEntry | nu
   for (const e of entries) {
     if (e === active || e.state !== 'validated' || e.probeMisses > 0 || e.srtt === null) continue;
     if (!activeDead && now - e.abandonedAt < HOLD_DOWN) continue;
+    if (best && isRelay(e.path) !== isRelay(best.path)) {
+      if (isRelay(best.path)) best = e; // direct before relay, whatever the RTTs
+      continue;
+    }
     if (!best || e.srtt < best.srtt! || (e.srtt === best.srtt && e.lastReceive > best.lastReceive)) best = e;
   }
   if (!best || activeDead || !active) return best;
+  if (isRelay(active.path) !== isRelay(best.path)) return isRelay(active.path) ? best : null;
   if (active.srtt === null) return null;
   return best.srtt! < active.srtt * RTT_SWITCH_FRACTION && best.srtt! <= active.srtt - RTT_SWITCH_MARGIN ? best : null;
 }
@@ -111,6 +129,8 @@ export class PathEntry {
   announced = false;
   /** When we last switched away from this path (for the hold-down). */
   abandonedAt = -Infinity;
+  /** A lighthouse gave us this address as a candidate (hole punching). */
+  punched = false;
 
   constructor(readonly path: Path) {}
 
@@ -208,6 +228,8 @@ export class PeerEndpoint {
       return NONE;
     }
     if (this.activeEntry === null) return { change: this.activate(e, 'first contact'), challenge: null };
+    // Packets over a relay never pull traffic off a direct path that works (no flapping back).
+    if (isRelay(e.path) && !isRelay(this.activeEntry.path) && !this.activeDead()) return NONE;
     if (!this.speaksKeymesh) return { change: this.activate(e, 'roamed (WireGuard semantics)'), challenge: null };
     if (e.state === 'validated') return { change: this.activate(e, 'peer moved to a validated path'), challenge: null };
     if (e.state === 'validating') return NONE;
@@ -261,10 +283,16 @@ export class PeerEndpoint {
     e.token = null;
     e.retryAt = Infinity;
     e.challenges = 0;
+    const active = this.activeEntry;
+    if (!active) return this.activate(e, 'path validated');
+    // A direct path beats a relay; a relay is taken only when the direct path does not work.
+    if (isRelay(active.path) !== isRelay(e.path)) {
+      if (isRelay(active.path)) return this.activate(e, 'direct path validated: leaving the relay');
+      return this.activeDead() ? this.activate(e, `direct path not answering: relay via ${e.path.id}`) : null;
+    }
     // Switch only if the peer's own traffic now comes from there (it moved); an announced spare
     // that merely answered stays a spare.
-    const active = this.activeEntry;
-    if (!active || e.lastTraffic >= active.lastTraffic) return this.activate(e, 'path validated');
+    if (e.lastTraffic >= active.lastTraffic) return this.activate(e, 'path validated');
     return null;
   }
 
@@ -300,6 +328,50 @@ export class PeerEndpoint {
       out.push(e);
     }
     return out;
+  }
+
+  /**
+   * A lighthouse gave these paths as candidates for the peer (hole punching): each one not
+   * already working becomes a candidate with a fresh allowance of a few challenges. Unlike
+   * announced(), this does not wait for HELLO: a peer found through a lighthouse speaks keymesh.
+   */
+  candidates(paths: Path[]): PathEntry[] {
+    const out: PathEntry[] = [];
+    for (const p of paths) {
+      const e = this.entry(p);
+      if (e === this.activeEntry || e.state === 'validated' || e.state === 'validating') continue;
+      e.announced = true;
+      e.punched = true;
+      e.bytesReceived += Math.ceil(ANNOUNCED_ALLOWANCE / AMPLIFICATION_FACTOR);
+      e.state = 'new';
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** A relay path to the peer (through a lighthouse we have a session with); returns its entry. */
+  addRelay(path: Path): PathEntry {
+    return this.entry(path);
+  }
+
+  /** Entries never challenged yet (candidates that arrived before there was a session to challenge them with). */
+  unchallenged(): PathEntry[] {
+    const out: PathEntry[] = [];
+    for (const e of this.entries.values()) if (e.state === 'new' && e !== this.activeEntry && (e.punched || isRelay(e.path))) out.push(e);
+    return out;
+  }
+
+  /** The active path is missing, failing its probes, or never heard from. */
+  activeDead(): boolean {
+    const a = this.activeEntry;
+    return !a || a.state === 'failed' || a.probeMisses > 0 || a.lastReceive === -Infinity;
+  }
+
+  /** Relay spares are kept warm only while no direct path carries the traffic. */
+  private keepWarm(e: PathEntry): boolean {
+    if (!isRelay(e.path)) return true;
+    const a = this.activeEntry;
+    return !a || isRelay(a.path);
   }
 
   private probeTimeout(e: PathEntry): number {
@@ -357,7 +429,7 @@ export class PeerEndpoint {
     // active path, so their RTTs can be compared.
     let spares = false;
     for (const e of this.entries.values()) {
-      if (e === this.activeEntry) continue;
+      if (e === this.activeEntry || !this.keepWarm(e)) continue;
       if (e.state === 'failed' && e.srtt !== null && !e.probeToken && now >= e.nextProbeAt) {
         // it answered once: try it now and then (an answer makes it a validated spare again)
         probe.push(e);
@@ -406,7 +478,7 @@ export class PeerEndpoint {
     for (const e of this.entries.values()) {
       if (e.retryAt < t) t = e.retryAt;
       if (e.probeToken) t = Math.min(t, e.probeSentAt + this.probeTimeout(e));
-      else if (this.speaksKeymesh && e !== this.activeEntry && (e.state === 'validated' || (e.state === 'failed' && e.srtt !== null))) {
+      else if (this.speaksKeymesh && e !== this.activeEntry && this.keepWarm(e) && (e.state === 'validated' || (e.state === 'failed' && e.srtt !== null))) {
         t = Math.min(t, e.nextProbeAt);
       }
     }
@@ -430,7 +502,8 @@ export class PeerEndpoint {
 
   /** May `bytes` more go to e's path? Always for validated paths; within the budget otherwise. */
   mayAmplify(e: PathEntry, bytes: number): boolean {
-    if (e.state === 'validated') return true;
+    // a relay path ends at a lighthouse we hold an authenticated session with: no amplification there
+    if (e.state === 'validated' || isRelay(e.path)) return true;
     return e.bytesSentUnvalidated + bytes <= AMPLIFICATION_FACTOR * e.bytesReceived;
   }
 

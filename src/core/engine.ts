@@ -43,8 +43,40 @@ import {
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
-import type { EndpointChange, Path, PathEntry } from './endpoint.js';
-import { EXT_ADDRESSES, EXT_HELLO, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_VERSION, isExtension, parseExtension, TOKEN_LEN, writeExtension, type ExtMessage } from './extension.js';
+import { isRelay, type EndpointChange, type Path, type PathEntry } from './endpoint.js';
+import {
+  EXT_ADDRESSES,
+  EXT_CANDIDATES,
+  EXT_HELLO,
+  EXT_LOOKUP,
+  EXT_MARKER,
+  EXT_PATH_CHALLENGE,
+  EXT_PATH_RESPONSE,
+  EXT_RELAY,
+  EXT_RELAYED,
+  EXT_VERSION,
+  isExtension,
+  KEY_LEN,
+  MAX_ADDRESSES,
+  parseExtension,
+  RELAY_HEADER,
+  TOKEN_LEN,
+  writeExtension,
+  type ExtMessage,
+} from './extension.js';
+import {
+  DEFAULT_RELAY_RATE,
+  LOOKUP_BURST,
+  LOOKUP_MIN_INTERVAL,
+  LOOKUP_RATE,
+  MAX_DEFERRED,
+  newLighthouseStats,
+  RELAY_BURST_SECONDS,
+  RELAY_RETRY_DIRECT,
+  RelayPath,
+  TokenBuckets,
+  type LighthouseStats,
+} from './lighthouse.js';
 import { IndexTable } from './index-table.js';
 import { ipDeclaredLength, ipVersion, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET } from './ip.js';
 import { Keypair } from './keypair.js';
@@ -81,6 +113,8 @@ export type EngineEvent =
   | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path; reason: string }
   | { type: 'peer-speaks-keymesh'; peer: Peer }
   | { type: 'path-lost'; peer: Peer; path: Path }
+  /** A lighthouse told us where `peer` may be (answer = it answered our lookup; else a punch request). */
+  | { type: 'peer-found'; peer: Peer; lighthouse: Peer; answer: boolean; candidates: Path[] }
   | { type: 'keys-zeroed'; peer: Peer };
 
 export interface Sink {
@@ -129,6 +163,8 @@ export interface PeerOptions {
   /** Seconds; 0 or undefined disables. */
   persistentKeepalive?: number;
   allowedIps?: Array<{ addr: Uint8Array; cidr: number }>;
+  /** `Lighthouse = true`: register with this peer and ask it about others. */
+  lighthouse?: boolean;
 }
 
 export interface EngineOptions {
@@ -147,6 +183,12 @@ export interface EngineOptions {
    * it cannot use. Without it, announcements are ignored.
    */
   makePaths?: (addr: Uint8Array, port: number) => Path[];
+  /** `IsLighthouse = true`: answer lookups and relay between the peers in our config. */
+  isLighthouse?: boolean;
+  /** The remote address (16 bytes, IPv4-mapped) and port of a runtime path, for CANDIDATES; null if it has none. */
+  addressOf?: (p: Path) => { addr: Uint8Array; port: number } | null;
+  /** Lighthouse: relayed bytes per second allowed per member (default DEFAULT_RELAY_RATE). */
+  relayRate?: number;
 }
 
 export interface EngineStats {
@@ -156,6 +198,7 @@ export interface EngineStats {
   handshakesSent: number;
   handshakesReceived: number;
   underLoad: boolean;
+  lighthouse: LighthouseStats;
 }
 
 interface IndexEntry {
@@ -215,11 +258,34 @@ export class Engine {
   private readonly onePath: Path[] = [];
   private readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
   private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
+  /** The runtime's sink; `sink` wraps it to carry relay paths through their lighthouse. */
+  private readonly out: Sink;
+  private readonly sink: Sink;
+  readonly isLighthouse: boolean;
+  private readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
+  private readonly relayBudget: TokenBuckets;
+  private readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
+  private readonly lh = newLighthouseStats();
+  private readonly relayPaths = new Map<string, RelayPath>();
+  private readonly relayBuf: Uint8Array;
+  private readonly relayOffs = new Uint32Array(1);
+  private readonly relayLens = new Uint32Array(1);
+  /** Datagrams that arrived over a relay, handled after the batch that carried them. */
+  private deferred: Array<{ data: Uint8Array; path: Path }> = [];
+  private inbound = 0;
+  /** `now` of the latest call in (relay wrapping happens inside the sink, which has no `now`). */
+  private clock = 0;
 
-  constructor(
-    private readonly sink: Sink,
-    opts: EngineOptions,
-  ) {
+  constructor(sink: Sink, opts: EngineOptions) {
+    this.out = sink;
+    this.sink = {
+      send: (path, buf, off, len) => {
+        if (path.via === undefined) this.out.send(path, buf, off, len);
+        else this.relayOut(path as RelayPath, buf, off, len);
+      },
+      writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
+      event: (e) => this.out.event(e),
+    };
     this.crypto = opts.crypto ?? nobleCrypto;
     this.aead = opts.aead ?? createNobleTransportAead();
     this.mtu = opts.mtu ?? DEFAULT_MTU;
@@ -227,10 +293,16 @@ export class Engine {
     this.wallClockOffset = opts.wallClockOffset ?? 0;
     this.underLoadThreshold = opts.underLoadThreshold ?? UNDER_LOAD_HANDSHAKES_PER_SECOND;
     this.makePaths = opts.makePaths ?? null;
+    this.isLighthouse = opts.isLighthouse ?? false;
+    this.addressOf = opts.addressOf ?? null;
+    const rate = opts.relayRate ?? DEFAULT_RELAY_RATE;
+    this.relayBudget = new TokenBuckets(rate, Math.max(rate * RELAY_BURST_SECONDS, 65536));
+    // a relayed datagram (at most MTU + transport overhead) plus the RELAY header, padding and tag
+    this.relayBuf = new Uint8Array(TRANSPORT_HEADER_SIZE + RELAY_HEADER + this.mtu + TX_SLOT_EXTRA + PADDING_MULTIPLE + 16);
     this.indexes = new IndexTable<IndexEntry>(this.random);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
-    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false };
+    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh };
     this.setPrivateKey(opts.privateKey);
     this.growTx(64);
     this.growRx(64);
@@ -273,6 +345,7 @@ export class Engine {
     if (o.presharedKey !== undefined) peer.handshake.presharedKey = o.presharedKey ? o.presharedKey.slice() : new Uint8Array(32);
     if (o.endpoint) this.emitEndpointChange(peer, peer.endpoint.configure(o.endpoint));
     if (o.allowedIps) for (const a of o.allowedIps) this.routes.insert(a.addr, a.cidr, peer);
+    if (o.lighthouse !== undefined) peer.lighthouse = o.lighthouse;
     if (o.persistentKeepalive !== undefined) this.setPersistentKeepalive(peer, o.persistentKeepalive, now);
     return peer;
   }
@@ -292,6 +365,7 @@ export class Engine {
     peer.timers.stopAll();
     this.routes.removeValue(peer);
     this.peers.delete(peer.keyId);
+    for (const [k, r] of this.relayPaths) if (r.via === peer.keyId || r.targetKeyId === peer.keyId) this.relayPaths.delete(k);
     return true;
   }
 
@@ -339,7 +413,7 @@ export class Engine {
   }
 
   stats(now = 0): EngineStats {
-    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now) };
+    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh } };
   }
 
   /** Unix time in ms of the peer's last handshake, 0 if never (the UAPI's convention). */
@@ -354,6 +428,16 @@ export class Engine {
    * Returns what was done with it; hostile input is counted, never thrown.
    */
   handleDatagram(data: Uint8Array, path: Path, now: number): DatagramResult {
+    this.clock = now;
+    this.inbound++;
+    try {
+      return this.datagram(data, path, now);
+    } finally {
+      if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
+    }
+  }
+
+  private datagram(data: Uint8Array, path: Path, now: number): DatagramResult {
     const t = messageType(data, 0, data.length);
     switch (t) {
       case MESSAGE_TRANSPORT_DATA: {
@@ -378,12 +462,22 @@ export class Engine {
    * Consecutive transport packets for the same receiver index are opened with one AEAD call.
    */
   handleDatagramBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
+    this.clock = now;
+    this.inbound++;
+    try {
+      this.datagramBatch(buf, offs, lens, paths, count, now);
+    } finally {
+      if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
+    }
+  }
+
+  private datagramBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
     let i = 0;
     while (i < count) {
       const o = offs[i];
       if (messageType(buf, o, lens[i]) !== MESSAGE_TRANSPORT_DATA) {
         // Handshake messages are rare and may be kept (staged) by reference: give them their own bytes.
-        this.handleDatagram(buf.slice(o, o + lens[i]), paths[i], now);
+        this.datagram(buf.slice(o, o + lens[i]), paths[i], now);
         i++;
         continue;
       }
@@ -627,6 +721,7 @@ export class Engine {
    * destination, then each peer's share is padded, sealed with one AEAD call and framed, in place.
    */
   handleTunBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, now: number): void {
+    this.clock = now;
     if (count > this.txCap) this.growTx(count);
     let nPeers = 0;
     for (let i = 0; i < count; i++) {
@@ -684,21 +779,30 @@ export class Engine {
   }
 
   /** Seal buf at txSeal*[0..n) under kp, frame each with its header, and hand it to the sink. */
-  private sealAndSend(peer: Peer, kp: Keypair, path: Path, buf: Uint8Array, n: number, now: number): void {
+  private sealAndSend(
+    peer: Peer,
+    kp: Keypair,
+    path: Path,
+    buf: Uint8Array,
+    n: number,
+    now: number,
+    sealOffs: Uint32Array = this.txSealOffs,
+    sealLens: Uint32Array = this.txSealLens,
+  ): void {
     kp.reserve(n);
-    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, this.txSealOffs, this.txSealLens, n);
+    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, sealOffs, sealLens, n);
     let hi = kp.reservedHi;
     let lo = kp.reservedLo;
     let data = false;
     // Make-before-break: while a candidate path is being validated, copies go there too.
     const dups = path === peer.endpoint.path && peer.endpoint.list().length > 1 ? peer.endpoint.duplicateTargets(0) : null;
     for (let k = 0; k < n; k++) {
-      const start = this.txSealOffs[k] - TRANSPORT_HEADER_SIZE;
+      const start = sealOffs[k] - TRANSPORT_HEADER_SIZE;
       writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
       lo = (lo + 1) >>> 0;
       if (lo === 0) hi = (hi + 1) >>> 0;
-      const total = TRANSPORT_HEADER_SIZE + this.txSealLens[k] + 16;
-      if (this.txSealLens[k] > 0) data = true;
+      const total = TRANSPORT_HEADER_SIZE + sealLens[k] + 16;
+      if (sealLens[k] > 0) data = true;
       peer.txBytes += total;
       this.counters.txPackets++;
       this.sink.send(path, buf, start, total);
@@ -775,7 +879,11 @@ export class Engine {
     if (!retry) peer.timers.handshakeAttempts = 0;
     if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
     const path = peer.endpoint.path;
-    if (!path) {
+    // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
+    // initiation also goes over every relay and to every candidate address the lighthouses gave.
+    const extra = !path || retry ? this.initiationExtras(peer, path) : null;
+    if (extra) this.lookup(peer, now);
+    if (!path && (!extra || extra.length === 0)) {
       this.counters.drops.noEndpoint++;
       return;
     }
@@ -790,8 +898,10 @@ export class Engine {
     }
     peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
     peer.lastSentHandshake = now;
+    peer.lastInitiation = msg;
     this.counters.handshakesSent++;
-    this.sink.send(path, msg, 0, msg.length);
+    if (path) this.sink.send(path, msg, 0, msg.length);
+    if (extra) for (const p of extra) this.sink.send(p, msg, 0, msg.length);
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
     peer.timers.handshakeInitiated(now, this.jitter());
@@ -818,6 +928,14 @@ export class Engine {
     peer.handshakesCompleted++;
     peer.sentLastMinuteHandshake = false;
     this.sink.event({ type: 'handshake-complete', peer, initiator });
+    // candidates and relays that arrived before there was a session to challenge them with
+    for (const e of peer.endpoint.unchallenged()) this.sendChallenge(peer, e, now);
+    if (peer.lighthouse) {
+      // registered with a lighthouse: peers that were waiting for one can be looked up now
+      for (const p of this.peers.values()) {
+        if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) this.sendInitiation(p, false, now);
+      }
+    }
   }
 
   /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. */
@@ -849,14 +967,22 @@ export class Engine {
   nextDeadline(): number {
     let t = Infinity;
     for (const p of this.peers.values()) {
-      const n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
+      let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
+      if (this.onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
       if (n < t) t = n;
     }
     return t;
   }
 
+  /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. */
+  private onRelay(p: Peer): boolean {
+    const a = p.endpoint.path;
+    return a !== null && a.via !== undefined && p.keypairs.current !== null;
+  }
+
   /** Fire every timer whose deadline is ≤ now. Returns what fired, for tests and logs. */
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
+    this.clock = now;
     const fired: Array<{ peer: Peer; timer: TimerName }> = [];
     for (const peer of this.peers.values()) {
       if (peer.endpoint.nextDeadline() <= now) {
@@ -865,7 +991,10 @@ export class Engine {
         if (change) this.emitEndpointChange(peer, change);
         if (lost) this.sink.event({ type: 'path-lost', peer, path: lost });
         for (const e of probe) this.sendProbe(peer, e, now);
+        // lost the direct path (or fell back to a relay): ask the lighthouses where the peer is now
+        if (lost || (change && change.to.via !== undefined)) this.lookup(peer, now);
       }
+      if (this.onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) this.lookup(peer, now, true);
       if (peer.timers.next() > now) continue;
       for (const name of TIMER_NAMES) {
         if (peer.timers[name] > now) continue;
@@ -950,6 +1079,7 @@ export class Engine {
         }
         break;
       case EXT_ADDRESSES: {
+        peer.announcedAddresses = m.addresses;
         if (!this.makePaths) break;
         const paths: Path[] = [];
         for (const a of m.addresses) paths.push(...this.makePaths(a.addr, a.port));
@@ -965,8 +1095,230 @@ export class Engine {
         if (change) this.emitEndpointChange(peer, change);
         break;
       }
+      case EXT_LOOKUP:
+        this.answerLookup(peer, path, m.key, now);
+        break;
+      case EXT_CANDIDATES:
+        this.onCandidates(peer, m.answer, m.key, m.addresses, now);
+        break;
+      case EXT_RELAY:
+        this.relayOn(peer, m.key, m.data, now);
+        break;
+      case EXT_RELAYED:
+        this.onRelayed(peer, m.key, m.data);
+        break;
     }
     return 'extension';
+  }
+
+  // ───────────────────────────── lighthouses (lighthouse.ts) ─────────────────────────────
+
+  private hasLighthouses(): boolean {
+    for (const p of this.peers.values()) if (p.lighthouse) return true;
+    return false;
+  }
+
+  /** The relay path to `target` through the lighthouse `via` (one object per pair). */
+  relayPath(via: Peer, target: Peer): RelayPath {
+    const k = `${via.keyId}/${target.keyId}`;
+    let r = this.relayPaths.get(k);
+    if (!r) {
+      r = new RelayPath(via.keyId, via.publicKey, target.keyId, via.keyId.slice(0, 8));
+      this.relayPaths.set(k, r);
+    }
+    return r;
+  }
+
+  /** Lighthouses we hold a session with (they can carry a lookup or a relay now). */
+  private liveLighthouses(except: Peer): Peer[] {
+    const out: Peer[] = [];
+    for (const l of this.peers.values()) {
+      if (l.lighthouse && l !== except && l.keypairs.current && l.endpoint.path && l.endpoint.path.via === undefined) out.push(l);
+    }
+    return out;
+  }
+
+  /** Where else a handshake initiation for `peer` goes: every relay and every unconfirmed candidate; null without lighthouses. */
+  private initiationExtras(peer: Peer, path: Path | null): Path[] | null {
+    if (peer.lighthouse || !this.hasLighthouses()) return null;
+    const out: Path[] = [];
+    for (const l of this.liveLighthouses(peer)) {
+      const r = this.relayPath(l, peer);
+      if (r !== path) out.push(r);
+    }
+    for (const e of peer.endpoint.list()) {
+      if (e.punched && e.path !== path && (e.state === 'new' || e.state === 'validating')) out.push(e.path);
+    }
+    return out;
+  }
+
+  /** Ask every lighthouse where `peer` is, and make sure a relay to it exists through each. */
+  private lookup(peer: Peer, now: number, force = false): void {
+    if (peer.lighthouse || (!force && now - peer.lastLookup < LOOKUP_MIN_INTERVAL)) return;
+    peer.lastLookup = now;
+    const live = this.liveLighthouses(peer);
+    if (live.length === 0) return;
+    for (const l of live) {
+      if (this.sendExtension(l, l.endpoint.path!, { type: EXT_LOOKUP, key: peer.publicKey }, now)) this.lh.lookupsSent++;
+    }
+    this.ensureRelays(peer, live, now);
+  }
+
+  private ensureRelays(peer: Peer, live: Peer[], now: number): void {
+    for (const l of live) {
+      const e = peer.endpoint.addRelay(this.relayPath(l, peer));
+      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed') && peer.keypairs.current) this.sendChallenge(peer, e, now);
+    }
+  }
+
+  /** Lighthouse: where `m` may be reached — its reflexive address first, then what it announced. */
+  private candidatesOf(m: Peer): Array<{ addr: Uint8Array; port: number }> {
+    const out: Array<{ addr: Uint8Array; port: number }> = [];
+    const add = (a: { addr: Uint8Array; port: number } | null) => {
+      if (!a || out.length >= MAX_ADDRESSES) return;
+      for (const o of out) if (o.port === a.port && keyId(o.addr) === keyId(a.addr)) return;
+      out.push(a);
+    };
+    let latest: PathEntry | null = null;
+    for (const e of m.endpoint.list()) {
+      if (e.path.via === undefined && e.lastTraffic > -Infinity && (!latest || e.lastTraffic > latest.lastTraffic)) latest = e;
+    }
+    if (latest && this.addressOf) add(this.addressOf(latest.path));
+    const a = m.endpoint.path;
+    if (a && a.via === undefined && this.addressOf) add(this.addressOf(a));
+    for (const x of m.announcedAddresses) add(x);
+    return out;
+  }
+
+  /** Lighthouse: a member asks where `key` is. Answer it and, at once, tell `key` to probe back. */
+  private answerLookup(asker: Peer, path: Path, key: Uint8Array, now: number): void {
+    const target = this.peers.get(keyId(key));
+    if (!this.isLighthouse || !target || target === asker || !this.lookupBudget.take(asker.keyId, 1, now)) {
+      this.lh.lookupsRefused++;
+      return;
+    }
+    const theirs = this.candidatesOf(target);
+    if (theirs.length === 0 || !target.keypairs.current) {
+      this.lh.lookupsRefused++; // we do not know where it is (it has not registered)
+      return;
+    }
+    const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
+    // answer where the question came from (the asker may have just moved there)
+    if (!this.sendExtension(asker, path, answer, now) && asker.endpoint.path) this.sendExtension(asker, asker.endpoint.path, answer, now);
+    this.lh.lookupsAnswered++;
+    const tp = target.endpoint.path;
+    if (tp && this.sendExtension(target, tp, { type: EXT_CANDIDATES, answer: false, key: asker.publicKey, addresses: this.candidatesOf(asker) }, now)) {
+      this.lh.punchesSent++;
+    }
+  }
+
+  /** Member: a lighthouse says where `key` may be. Probe every candidate (and keep a relay ready). */
+  private onCandidates(from: Peer, answer: boolean, key: Uint8Array, addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
+    const target = this.peers.get(keyId(key));
+    if (!from.lighthouse || !target || target === from || target.lighthouse) {
+      this.lh.ignored++;
+      return;
+    }
+    this.lh.candidatesReceived++;
+    target.foundVia = from.keyId;
+    const paths: Path[] = [];
+    if (this.makePaths) {
+      for (const a of addresses) for (const p of this.makePaths(a.addr, a.port)) if (!paths.includes(p)) paths.push(p);
+    }
+    const fresh = target.endpoint.candidates(paths);
+    this.sink.event({ type: 'peer-found', peer: target, lighthouse: from, answer, candidates: paths });
+    if (target.keypairs.current?.canSend(now)) {
+      for (const e of fresh) this.sendChallenge(target, e, now);
+    } else if (target.lastInitiation && target.handshake.state === 'initiation-created' && now - target.lastSentHandshake < REKEY_TIMEOUT) {
+      // a handshake is in flight: send the same initiation to the new candidates too
+      for (const e of fresh) this.sink.send(e.path, target.lastInitiation, 0, target.lastInitiation.length);
+    }
+    this.ensureRelays(target, this.liveLighthouses(target), now);
+  }
+
+  /** Lighthouse: pass a member's datagram on to `key`, if both are ours and the member is within its rate. */
+  private relayOn(from: Peer, key: Uint8Array, data: Uint8Array, now: number): void {
+    const target = this.peers.get(keyId(key));
+    const tp = target?.endpoint.path;
+    const kp = target?.keypairs.current;
+    if (!this.isLighthouse || !target || target === from || !tp || tp.via !== undefined || !kp || !kp.canSend(now)) {
+      this.lh.relayRefused++;
+      return;
+    }
+    if (!this.relayBudget.take(from.keyId, data.length, now)) {
+      this.lh.relayRateLimited++;
+      return;
+    }
+    from.relayedPackets++;
+    from.relayedBytes += data.length;
+    this.lh.relayedPackets++;
+    this.lh.relayedBytes += data.length;
+    this.sealRelay(target, kp, tp, EXT_RELAYED, from.publicKey, data, 0, data.length, now);
+  }
+
+  /** Member: a datagram relayed by the lighthouse `via` from `key`: handled as if it came over the relay path. */
+  private onRelayed(via: Peer, key: Uint8Array, data: Uint8Array): void {
+    const source = this.peers.get(keyId(key));
+    if (!via.lighthouse || !source || source === via || source.lighthouse || this.deferred.length >= MAX_DEFERRED) {
+      this.lh.ignored++;
+      return;
+    }
+    this.lh.relayReceived++;
+    // not now: we are inside the receive loop of the batch that carried it (its scratch is in use)
+    this.deferred.push({ data: data.slice(), path: this.relayPath(via, source) });
+  }
+
+  private drainRelayed(now: number): void {
+    this.inbound++;
+    try {
+      for (let i = 0; i < this.deferred.length && i < MAX_DEFERRED * 4; i++) {
+        const d = this.deferred[i];
+        const t = messageType(d.data, 0, d.data.length);
+        // a relayed datagram never carries another relay's traffic: drop relay-in-relay
+        if (t === MESSAGE_TRANSPORT_DATA || t === MESSAGE_INITIATION || t === MESSAGE_RESPONSE || t === MESSAGE_COOKIE_REPLY) this.datagram(d.data, d.path, now);
+        else this.drop('malformed');
+      }
+    } finally {
+      this.deferred = [];
+      this.inbound--;
+    }
+  }
+
+  /** A datagram for `path`'s target, sent through its lighthouse inside a RELAY message. */
+  private relayOut(path: RelayPath, buf: Uint8Array, off: number, len: number): void {
+    const via = this.peers.get(path.via);
+    const target = this.peers.get(path.targetKeyId);
+    const kp = via?.keypairs.current;
+    const vp = via?.endpoint.path;
+    const now = this.clock;
+    if (!via || !target || !kp || !vp || vp.via !== undefined || !kp.canSend(now)) {
+      this.counters.drops.noEndpoint++;
+      return;
+    }
+    this.lh.relaySent++;
+    this.sealRelay(via, kp, vp, EXT_RELAY, target.publicKey, buf, off, len, now);
+  }
+
+  /** Seal RELAY/RELAYED(key, buf[off..off+len)) for `peer` in relayBuf and send it on `path`. */
+  private sealRelay(peer: Peer, kp: Keypair, path: Path, type: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number): void {
+    const b = this.relayBuf;
+    const base = TRANSPORT_HEADER_SIZE;
+    if (base + RELAY_HEADER + len + PADDING_MULTIPLE + 16 > b.length || len > 0xffff) {
+      this.counters.drops.tooBig++;
+      return;
+    }
+    b[base] = EXT_MARKER;
+    b[base + 1] = type;
+    b.set(key, base + 2);
+    b[base + 2 + KEY_LEN] = len >> 8;
+    b[base + 3 + KEY_LEN] = len & 0xff;
+    b.set(buf.subarray(off, off + len), base + RELAY_HEADER);
+    const n = RELAY_HEADER + len;
+    const padded = (n + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
+    b.fill(0, base + n, base + padded);
+    this.relayOffs[0] = base;
+    this.relayLens[0] = padded;
+    this.sealAndSend(peer, kp, path, b, 1, now, this.relayOffs, this.relayLens);
   }
 
   /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */

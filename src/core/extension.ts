@@ -17,6 +17,20 @@
  *   ADDRESSES       count:u8 ‖ count × (address:16 ‖ port:u16be)
  *                   — every local address the sender can be reached at (IPv4 as ::ffff:a.b.c.d);
  *                     sent when a session with a keymesh peer starts and whenever the set changes.
+ *
+ * Lighthouses (see lighthouse.ts), between a member and a lighthouse only:
+ *   LOOKUP          key:32                  — member → lighthouse: "where can I reach this peer?"
+ *   CANDIDATES      flags:u8 (bit 0 = answer to your LOOKUP; 0 = punch request) ‖ key:32 ‖
+ *                   count:u8 ‖ count × (address:16 ‖ port:u16be)
+ *                   — lighthouse → member: the addresses the peer `key` may be reached at (its
+ *                     reflexive address as the lighthouse sees it first, then the ones it
+ *                     announced); probe them now. Sent to the asker and, at the same time, to the
+ *                     peer it asked about (with the asker's addresses), so both NATs open.
+ *   RELAY           key:32 (to) ‖ len:u16be ‖ datagram:len
+ *                   — member → lighthouse: pass this WireGuard datagram (of the member's own
+ *                     session with `key`, so opaque to the lighthouse) on to `key`.
+ *   RELAYED         key:32 (from) ‖ len:u16be ‖ datagram:len
+ *                   — lighthouse → member: a datagram that `key` asked to be relayed to you.
  */
 
 export const EXT_MARKER = 0x0b;
@@ -26,6 +40,13 @@ export const EXT_HELLO = 1;
 export const EXT_PATH_CHALLENGE = 2;
 export const EXT_PATH_RESPONSE = 3;
 export const EXT_ADDRESSES = 4;
+export const EXT_LOOKUP = 5;
+export const EXT_CANDIDATES = 6;
+export const EXT_RELAY = 7;
+export const EXT_RELAYED = 8;
+export const KEY_LEN = 32;
+/** RELAY/RELAYED header before the datagram: marker, type, key, length. */
+export const RELAY_HEADER = 2 + KEY_LEN + 2;
 /** Enough for every address of a well-connected host, and well inside one MTU. */
 export const MAX_ADDRESSES = 32;
 
@@ -35,7 +56,12 @@ export type ExtMessage =
   | { type: typeof EXT_HELLO; reply: boolean; version: number }
   | { type: typeof EXT_PATH_CHALLENGE; token: Uint8Array }
   | { type: typeof EXT_PATH_RESPONSE; token: Uint8Array }
-  | { type: typeof EXT_ADDRESSES; addresses: Array<{ addr: Uint8Array; port: number }> };
+  | { type: typeof EXT_ADDRESSES; addresses: Array<{ addr: Uint8Array; port: number }> }
+  | { type: typeof EXT_LOOKUP; key: Uint8Array }
+  | { type: typeof EXT_CANDIDATES; answer: boolean; key: Uint8Array; addresses: Array<{ addr: Uint8Array; port: number }> }
+  /** `data` is a view into the caller's buffer: valid only while the message is handled. */
+  | { type: typeof EXT_RELAY; key: Uint8Array; data: Uint8Array }
+  | { type: typeof EXT_RELAYED; key: Uint8Array; data: Uint8Array };
 
 /** True if the decrypted payload at b[off..off+len) is an extension message (not an IP packet). */
 export function isExtension(b: Uint8Array, off: number, len: number): boolean {
@@ -55,15 +81,24 @@ export function parseExtension(b: Uint8Array, off: number, len: number): ExtMess
       if (len < 2 + TOKEN_LEN) return null;
       return { type, token: b.slice(off + 2, off + 2 + TOKEN_LEN) };
     case EXT_ADDRESSES: {
-      if (len < 3) return null;
-      const n = b[off + 2];
-      if (n > MAX_ADDRESSES || len < 3 + n * 18) return null;
-      const addresses: Array<{ addr: Uint8Array; port: number }> = [];
-      for (let i = 0; i < n; i++) {
-        const o = off + 3 + i * 18;
-        addresses.push({ addr: b.slice(o, o + 16), port: (b[o + 16] << 8) | b[o + 17] });
-      }
-      return { type, addresses };
+      const addresses = parseAddressList(b, off + 2, len - 2);
+      return addresses ? { type, addresses } : null;
+    }
+    case EXT_LOOKUP:
+      if (len < 2 + KEY_LEN) return null;
+      return { type, key: b.slice(off + 2, off + 2 + KEY_LEN) };
+    case EXT_CANDIDATES: {
+      if (len < 3 + KEY_LEN) return null;
+      const addresses = parseAddressList(b, off + 3 + KEY_LEN, len - 3 - KEY_LEN);
+      if (!addresses) return null;
+      return { type, answer: (b[off + 2] & 1) === 1, key: b.slice(off + 3, off + 3 + KEY_LEN), addresses };
+    }
+    case EXT_RELAY:
+    case EXT_RELAYED: {
+      if (len < RELAY_HEADER) return null;
+      const n = (b[off + 2 + KEY_LEN] << 8) | b[off + 3 + KEY_LEN];
+      if (n === 0 || len < RELAY_HEADER + n) return null;
+      return { type, key: b.slice(off + 2, off + 2 + KEY_LEN), data: b.subarray(off + RELAY_HEADER, off + RELAY_HEADER + n) } as ExtMessage;
     }
     default:
       return null;
@@ -79,17 +114,48 @@ export function writeExtension(b: Uint8Array, off: number, m: ExtMessage): numbe
     b[off + 3] = m.version;
     return 4;
   }
-  if (m.type === EXT_ADDRESSES) {
-    const n = Math.min(m.addresses.length, MAX_ADDRESSES);
-    b[off + 2] = n;
-    for (let i = 0; i < n; i++) {
-      const o = off + 3 + i * 18;
-      b.set(m.addresses[i].addr, o);
-      b[o + 16] = m.addresses[i].port >> 8;
-      b[o + 17] = m.addresses[i].port & 0xff;
-    }
-    return 3 + n * 18;
+  if (m.type === EXT_ADDRESSES) return 2 + writeAddressList(b, off + 2, m.addresses);
+  if (m.type === EXT_LOOKUP) {
+    b.set(m.key, off + 2);
+    return 2 + KEY_LEN;
   }
-  b.set(m.token, off + 2);
+  if (m.type === EXT_CANDIDATES) {
+    b[off + 2] = m.answer ? 1 : 0;
+    b.set(m.key, off + 3);
+    return 3 + KEY_LEN + writeAddressList(b, off + 3 + KEY_LEN, m.addresses);
+  }
+  if (m.type === EXT_RELAY || m.type === EXT_RELAYED) {
+    b.set(m.key, off + 2);
+    b[off + 2 + KEY_LEN] = m.data.length >> 8;
+    b[off + 3 + KEY_LEN] = m.data.length & 0xff;
+    b.set(m.data, off + RELAY_HEADER);
+    return RELAY_HEADER + m.data.length;
+  }
+  b.set((m as { token: Uint8Array }).token, off + 2);
   return 2 + TOKEN_LEN;
+}
+
+/** count:u8 ‖ count × (address:16 ‖ port:u16be) at b[off..off+len); null when malformed. */
+function parseAddressList(b: Uint8Array, off: number, len: number): Array<{ addr: Uint8Array; port: number }> | null {
+  if (len < 1) return null;
+  const n = b[off];
+  if (n > MAX_ADDRESSES || len < 1 + n * 18) return null;
+  const addresses: Array<{ addr: Uint8Array; port: number }> = [];
+  for (let i = 0; i < n; i++) {
+    const o = off + 1 + i * 18;
+    addresses.push({ addr: b.slice(o, o + 16), port: (b[o + 16] << 8) | b[o + 17] });
+  }
+  return addresses;
+}
+
+function writeAddressList(b: Uint8Array, off: number, list: Array<{ addr: Uint8Array; port: number }>): number {
+  const n = Math.min(list.length, MAX_ADDRESSES);
+  b[off] = n;
+  for (let i = 0; i < n; i++) {
+    const o = off + 1 + i * 18;
+    b.set(list[i].addr, o);
+    b[o + 16] = list[i].port >> 8;
+    b[o + 17] = list[i].port & 0xff;
+  }
+  return 1 + n * 18;
 }

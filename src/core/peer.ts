@@ -36,6 +36,17 @@ export class Peer {
   handshakesCompleted = 0;
   /** Configured `Lighthouse = true`: we register with it and ask it about other peers. */
   lighthouse = false;
+  /** Addresses it announced (ADDRESSES), as sent: what a lighthouse passes on in CANDIDATES. */
+  announcedAddresses: Array<{ addr: Uint8Array; port: number }> = [];
+  /** The latest handshake initiation we sent (re-sent unchanged to candidates that arrive while it is in flight). */
+  lastInitiation: Uint8Array | null = null;
+  /** Engine time we last asked our lighthouses about this peer. */
+  lastLookup = -Infinity;
+  /** Key id of the lighthouse whose CANDIDATES about this peer arrived last, or null. */
+  foundVia: string | null = null;
+  /** Lighthouse side: datagrams and bytes relayed from this peer to others. */
+  relayedPackets = 0;
+  relayedBytes = 0;
   /** HELLOs sent on the extension channel without an answer yet. */
   hellosSent = 0;
 

@@ -49,6 +49,7 @@ export class Node {
         const p = net.pathByAddr(addr, port);
         return p ? [p] : [];
       },
+      addressOf: (p) => ({ addr: fakeAddr(p), port: portOf(p) }),
       ...opts,
     });
   }
@@ -79,6 +80,65 @@ export class Node {
     this.net.nodes.set(path.id, this);
     this.net.paths.set(path.id, path);
   }
+
+  /** Put this host behind a NAT (its own address becomes private to it); null: on the public network. */
+  behind(nat: FakeNat | null): void {
+    if (nat) this.net.natOf.set(this.path.id, nat);
+    else this.net.natOf.delete(this.path.id);
+  }
+}
+
+export function portOf(p: Path): number {
+  return Number(p.id.slice(p.id.lastIndexOf(':') + 1));
+}
+
+/**
+ * A NAT in front of private hosts. Mapping: 'cone' keeps one public port per private source
+ * (endpoint-independent, port-preserving); 'symmetric' takes a new public port for every
+ * destination. Filtering (both): a datagram comes in on a public port only from an address and
+ * port that port has sent to (address- and port-dependent, as Linux conntrack).
+ */
+export class FakeNat {
+  private nextPort = 40000;
+  private readonly byPublic = new Map<string, { priv: Path; allowed: Set<string> }>();
+  private readonly byPrivate = new Map<string, Path>();
+  /** Datagrams dropped at the NAT (unsolicited). */
+  dropped = 0;
+  constructor(
+    readonly net: Net,
+    readonly name: string,
+    readonly kind: 'cone' | 'symmetric',
+  ) {
+    net.nats.set(name, this);
+  }
+
+  outbound(priv: Path, dst: Path): Path {
+    const key = this.kind === 'cone' ? priv.id : `${priv.id}>${dst.id}`;
+    let pub = this.byPrivate.get(key);
+    if (!pub) {
+      pub = makePath(this.name, this.kind === 'cone' ? portOf(priv) : this.nextPort++);
+      this.byPrivate.set(key, pub);
+      this.byPublic.set(pub.id, { priv, allowed: new Set() });
+      this.net.paths.set(pub.id, pub);
+    }
+    this.byPublic.get(pub.id)!.allowed.add(dst.id);
+    return pub;
+  }
+
+  inbound(pubId: string, src: Path): Path | null {
+    const m = this.byPublic.get(pubId);
+    if (!m || !m.allowed.has(src.id)) {
+      this.dropped++;
+      return null;
+    }
+    return m.priv;
+  }
+
+  /** Forget every mapping (a reboot, or conntrack flushed). */
+  flush(): void {
+    this.byPublic.clear();
+    this.byPrivate.clear();
+  }
 }
 
 /** A fake 16-byte address for a fake path (the host name's bytes), so ADDRESSES can carry it. */
@@ -98,6 +158,9 @@ export class Net {
     return null;
   }
   nodes = new Map<string, Node>();
+  /** NATs by name (their public host name), and which NAT each private source path is behind. */
+  nats = new Map<string, FakeNat>();
+  natOf = new Map<string, FakeNat>();
   /** Every path ever used as a source, by id (an attacker's too). */
   paths = new Map<string, Path>();
   now = 1_000_000;
@@ -115,8 +178,19 @@ export class Net {
     while (this.queue.length > 0 && moved < max) {
       const w = this.queue.shift()!;
       if (!filter(w) || this.blackholes.has(w.from) || this.blackholes.has(w.to)) continue;
-      const to = this.nodes.get(w.to);
-      const from = this.paths.get(w.from);
+      let from = this.paths.get(w.from);
+      let toId = w.to;
+      const outNat = this.natOf.get(w.from);
+      const dst = this.paths.get(w.to);
+      if (outNat && from && dst) from = outNat.outbound(from, dst);
+      const inNat = this.nats.get(w.to.slice(0, w.to.lastIndexOf(':')));
+      if (inNat && from) {
+        const priv = inNat.inbound(w.to, from);
+        if (!priv) continue;
+        toId = priv.id;
+      }
+      if (from && (this.blackholes.has(from.id) || this.blackholes.has(toId))) continue;
+      const to = this.nodes.get(toId);
       if (!to || !from) continue;
       to.engine.handleDatagram(w.data, from, this.now);
       moved++;
