@@ -7,7 +7,8 @@ export interface ShowStatus {
   mtu: number;
   fwmark: number;
   aead: string;
-  stats: { drops: Record<string, number>; rxPackets: number; txPackets: number; underLoad: boolean };
+  stats: { drops: Record<string, number>; rxPackets: number; txPackets: number; underLoad: boolean; lighthouse?: Record<string, number> };
+  isLighthouse?: boolean;
   peers: Array<{
     publicKey: string;
     endpoint: string | null;
@@ -22,7 +23,19 @@ export interface ShowStatus {
     session: { role: string; ageSeconds: number } | null;
     stagedPackets: number;
     speaksKeymesh?: boolean;
-    paths?: Array<{ path: string; local?: string | null; state: string; active: boolean; rttMs: number | null; lastReceiveSecondsAgo: number | null }>;
+    lighthouse?: boolean;
+    foundVia?: string | null;
+    relayed?: { packets: number; bytes: number };
+    paths?: Array<{
+      path: string;
+      kind?: 'direct' | 'relay';
+      via?: string | null;
+      local?: string | null;
+      state: string;
+      active: boolean;
+      rttMs: number | null;
+      lastReceiveSecondsAgo: number | null;
+    }>;
   }>;
 }
 
@@ -66,6 +79,13 @@ export function formatShow(s: ShowStatus): string {
   out.push(`  packets: ${s.stats.rxPackets} received, ${s.stats.txPackets} sent${s.stats.underLoad ? ' (under load: cookies required)' : ''}`);
   const drops = Object.entries(s.stats.drops).filter(([, v]) => v > 0);
   if (drops.length) out.push(`  dropped: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const lh = s.stats.lighthouse;
+  if (s.isLighthouse && lh) {
+    out.push(
+      `  lighthouse: ${lh.lookupsAnswered} lookups answered, ${lh.lookupsRefused} refused, ${lh.punchesSent} punches, ` +
+        `${lh.relayedPackets} packets (${humanBytes(lh.relayedBytes)}) relayed, ${lh.relayRefused} refused, ${lh.relayRateLimited} over the rate`,
+    );
+  }
   for (const p of s.peers) {
     out.push('');
     out.push(`peer: ${p.publicKey}`);
@@ -78,11 +98,16 @@ export function formatShow(s: ShowStatus): string {
     if (p.session) out.push(`  session: ${p.session.role}, keys ${p.session.ageSeconds} s old, ${p.handshakes} handshake(s)`);
     if (p.stagedPackets) out.push(`  waiting for handshake: ${p.stagedPackets} packet(s)`);
     out.push(`  peer speaks keymesh: ${p.speaksKeymesh ? 'yes (roaming needs path validation)' : 'no (WireGuard semantics)'}`);
+    if (p.lighthouse) out.push('  lighthouse: yes (registered; asked about other peers)');
+    if (p.foundVia) out.push(`  found via lighthouse: ${p.foundVia}`);
+    if (p.relayed && p.relayed.packets) out.push(`  relayed for this peer: ${p.relayed.packets} packets, ${humanBytes(p.relayed.bytes)}`);
     for (const path of p.paths ?? []) {
       const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;
       const rx = path.lastReceiveSecondsAgo === null ? '' : `, heard ${path.lastReceiveSecondsAgo} s ago`;
       const from = path.local ? `, from ${path.local}` : '';
-      out.push(`  path ${path.active ? '*' : ' '} ${path.path} ${path.state}${from}${rtt}${rx}`);
+      const name = path.kind === 'relay' ? `relay via lighthouse ${path.via ?? '?'}` : path.path;
+      const kind = path.kind ? ` [${path.kind}]` : '';
+      out.push(`  path ${path.active ? '*' : ' '} ${name} ${path.state}${from}${rtt}${rx}${kind}`);
     }
   }
   return out.join('\n') + '\n';

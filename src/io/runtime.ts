@@ -31,6 +31,12 @@ import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
+import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
+
+/** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
+function udpOf(p: unknown): UdpPath | null {
+  return p instanceof UdpPath ? p : null;
+}
 
 const BATCH = 64;
 const MAX_ROUNDS = 16;
@@ -120,6 +126,8 @@ export class Runtime {
       mtu: this.mtu,
       aead: createNodeTransportAead(),
       makePaths: (addr, port) => this.pathsTo(addr, port),
+      isLighthouse: opts.config.interface.isLighthouse,
+      addressOf: (p) => (p instanceof UdpPath ? { addr: p.addr16, port: p.port } : null),
       wallClockOffset: Date.now() - performance.now(),
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
@@ -170,6 +178,7 @@ export class Runtime {
           presharedKey: p.presharedKey ?? null,
           endpoint,
           allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
+          lighthouse: p.lighthouse,
         },
         now,
       );
@@ -197,10 +206,12 @@ export class Runtime {
     this.udpPoll = native.pollStart(this.udp.fd, () => this.onUdpReadable());
     this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
+    // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
     for (const p of cfg.peers) {
-      if (p.persistentKeepalive) {
+      const keepalive = p.persistentKeepalive ?? (p.lighthouse ? REGISTRATION_KEEPALIVE : 0);
+      if (keepalive) {
         const peer = this.engine.getPeer(p.publicKey);
-        if (peer) this.engine.setPersistentKeepalive(peer, p.persistentKeepalive, this.now());
+        if (peer) this.engine.setPersistentKeepalive(peer, keepalive, this.now());
       }
     }
     this.announceLocalAddresses();
@@ -356,6 +367,12 @@ export class Runtime {
         // may have changed (dynamic DNS): look again.
         if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'handshake retry');
         break;
+      case 'peer-found':
+        this.log(
+          `${this.name}: ${who} ${e.answer ? 'found' : 'is looking for us'} via lighthouse ${shortKey(e.lighthouse.publicKey)}: ` +
+            `probing ${e.candidates.map((c) => c.id).join(', ') || '(no usable address)'}`,
+        );
+        break;
       case 'path-lost':
         this.log(`${this.name}: ${who} active path ${e.path.id} stopped answering and there is no spare; probing`);
         if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'path lost');
@@ -370,7 +387,7 @@ export class Runtime {
       listenPort: this.listenPort,
       fwmark: this.fwmark,
       peers: this.engine.listPeers().map((p) => {
-        const ep = p.endpoint.path as UdpPath | null;
+        const ep = udpOf(p.endpoint.path);
         const psk = p.handshake.presharedKey;
         return {
           publicKey: p.publicKey,
@@ -440,7 +457,7 @@ export class Runtime {
     }
     await this.net.syncRoutes(routes);
     for (const p of this.engine.listPeers()) {
-      const ep = p.endpoint.path as UdpPath | null;
+      const ep = udpOf(p.endpoint.path);
       if (ep) await this.net.pinEndpoint(ep.address, ep.family);
     }
   }
@@ -551,7 +568,7 @@ export class Runtime {
   private async saveConfig(): Promise<void> {
     const cfg = this.opts.config;
     const peers: PeerConfig[] = this.engine.listPeers().map((p, i) => {
-      const ep = p.endpoint.path as UdpPath | null;
+      const ep = udpOf(p.endpoint.path);
       const psk = p.handshake.presharedKey;
       return {
         publicKey: p.publicKey,
@@ -600,7 +617,7 @@ export class Runtime {
     // from one goes back to "routing chooses" until its paths are validated again.
     if (gone.length > 0) {
       for (const peer of this.engine.listPeers()) {
-        const ep = peer.endpoint.path as UdpPath | null;
+        const ep = udpOf(peer.endpoint.path);
         if (!ep || !ep.hasLocal) continue;
         if (gone.some((g) => g.ifindex === ep.ifindex && g.addr.every((b, i) => b === ep.local16[i]))) {
           this.engine.setEndpoint(peer, this.paths.get(ep.addr16, 0, ep.port));
@@ -624,6 +641,10 @@ export class Runtime {
   /** Everything `keymesh show` prints, beyond what the UAPI carries. */
   status(): object {
     const now = this.now();
+    const keyOf = (id: string | null | undefined) => {
+      const l = id ? this.engine.listPeers().find((x) => x.keyId === id) : undefined;
+      return l ? encodeKey(l.publicKey) : null;
+    };
     return {
       interface: this.name,
       publicKey: this.engine.publicKey ? encodeKey(this.engine.publicKey) : null,
@@ -633,6 +654,7 @@ export class Runtime {
       aead: this.engine.aead.name,
       stats: this.engine.stats(now),
       runtime: { ...this.counters, native: native.counters() },
+      isLighthouse: this.engine.isLighthouse,
       peers: this.engine.listPeers().map((p: Peer) => ({
         publicKey: encodeKey(p.publicKey),
         endpoint: p.endpoint.path?.id ?? null,
@@ -652,9 +674,14 @@ export class Runtime {
           : null,
         stagedPackets: p.staged.length,
         speaksKeymesh: p.endpoint.speaksKeymesh,
+        lighthouse: p.lighthouse,
+        foundVia: keyOf(p.foundVia),
+        relayed: { packets: p.relayedPackets, bytes: p.relayedBytes },
         paths: p.endpoint.list().map((e) => ({
-          path: (e.path as UdpPath).remoteId ?? e.path.id,
-          local: (e.path as UdpPath).local || null,
+          path: udpOf(e.path)?.remoteId ?? e.path.id,
+          kind: e.path.via === undefined ? 'direct' : 'relay',
+          via: keyOf(e.path.via),
+          local: udpOf(e.path)?.local || null,
           state: e.state,
           active: e === p.endpoint.active,
           rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
