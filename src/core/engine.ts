@@ -811,7 +811,7 @@ export class Engine {
     peer.timers.anyAuthenticatedPacketTraversal(now);
     peer.timers.anyAuthenticatedPacketSent();
     if (data) {
-      peer.timers.dataSent(now, this.jitter());
+      peer.timers.dataSent(now, this.jitterFn);
       if (path === peer.endpoint.path) peer.endpoint.dataSent(now);
     }
   }
@@ -1390,6 +1390,8 @@ export class Engine {
   }
 
   // ───────────────────────────── helpers ─────────────────────────────
+
+  private readonly jitterFn = (): number => this.jitter();
 
   private jitter(): number {
     const r = this.random(2);
