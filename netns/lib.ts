@@ -241,6 +241,8 @@ export interface PeerSpec {
   endpoint?: string;
   presharedKey?: string;
   persistentKeepalive?: number;
+  /** keymesh only: `Lighthouse = true` (the peer is a lighthouse this node registers with). */
+  lighthouse?: boolean;
 }
 
 export interface NodeSpec {
@@ -268,6 +270,7 @@ export function wgQuickConfig(n: NodeSpec): string {
     if (p.presharedKey) lines.push(`PresharedKey = ${p.presharedKey}`);
     if (p.endpoint) lines.push(`Endpoint = ${p.endpoint}`);
     if (p.persistentKeepalive) lines.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
+    if (p.lighthouse) lines.push('Lighthouse = true');
   }
   return lines.join('\n') + '\n';
 }

@@ -513,6 +513,11 @@ export class PeerEndpoint {
     if (e.state !== 'validated') e.bytesSentUnvalidated += bytes;
   }
 
+  /** Forget paths that can no longer work (e.g. their local address is gone); never the active one. */
+  forget(pred: (p: Path) => boolean): void {
+    for (const [id, e] of this.entries) if (e !== this.activeEntry && pred(e.path)) this.entries.delete(id);
+  }
+
   entryFor(path: Path): PathEntry | undefined {
     return this.entries.get(path.id);
   }

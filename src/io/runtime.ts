@@ -619,12 +619,16 @@ export class Runtime {
     // Never keep sending from an address that no longer exists: a peer whose active path left
     // from one goes back to "routing chooses" until its paths are validated again.
     if (gone.length > 0) {
+      const isGone = (p: UdpPath) => p.hasLocal && gone.some((g) => g.ifindex === p.ifindex && g.addr.every((b, i) => b === p.local16[i]));
       for (const peer of this.engine.listPeers()) {
         const ep = udpOf(peer.endpoint.path);
-        if (!ep || !ep.hasLocal) continue;
-        if (gone.some((g) => g.ifindex === ep.ifindex && g.addr.every((b, i) => b === ep.local16[i]))) {
-          this.engine.setEndpoint(peer, this.paths.get(ep.addr16, 0, ep.port));
-        }
+        // the same remote from a local end that exists now (so answers come back on the path we probe)
+        if (ep && isGone(ep)) this.engine.setEndpoint(peer, this.pathsTo(ep.addr16, ep.port)[0]);
+        // and no failover to a spare that leaves from the vanished address
+        peer.endpoint.forget((p) => {
+          const u = udpOf(p);
+          return u !== null && isGone(u);
+        });
       }
     }
     this.engine.setLocalAddresses(list, this.now());
