@@ -2,16 +2,15 @@
  * NAT traversal: two lighthouses on a public network, two members each behind its own NAT
  * router, spare NAT routers to move the members to, and a stranger on the public network.
  *
- *                               public network 203.0.113.0/24 (bridge)
- *   ┌──────────────┬──────────────┬───────────┬───────────┬───────────┬───────────┬───────────┬───────────┬──────────────┐
- *   L1 .1          L2 .2          c1 .11      c2 .12      c3 .13      c4 .14      s1 .15      s2 .16      S .66
- *   lighthouse     lighthouse     [NAT cone]  [NAT cone]  [NAT cone]  [NAT cone]  [NAT sym]   [NAT sym]   stranger
- *   tunnel .1      tunnel .2      10.1.0.1    10.2.0.1    10.3.0.1    10.4.0.1    10.5.0.1    10.6.0.1    tunnel .66
- *                                   │           │           │           │           │           │
- *                                   └─ A ───────┼───────────┘ (A: links c1, c3, s1)  │           │
- *                                     10.k.0.2  └─ B ───────────────────┴───────────┼───────────┘
- *                                               10.k.0.3 (B: links c2, c4, s2)      │
- *                                     (A's s1 link) ────────────────────────────────┘
+ *                         public network 203.0.113.0/24 (one bridge)
+ *   ──┬──────────┬──────────┬───────┬───────┬───────┬───────┬───────┬───────┬───────┬───────┬──────────┬──
+ *     L1 .1      L2 .2      c1 .11  c2 .12  c3 .13  c4 .14  s1 .15  s2 .16  s3 .17  s4 .18  S .66
+ *     lighthouse lighthouse  cone    cone    cone    cone    sym     sym     sym     sym    stranger
+ *                            NAT     NAT     NAT     NAT     NAT     NAT     NAT     NAT
+ *                           10.1/24 10.2/24 10.3/24 10.4/24 10.5/24 10.6/24 10.7/24 10.8/24
+ *                             │       │       │       │       │       │       │       │
+ *                             A ──────┼───────A───────┼───────A───────┼───────A       │   A = 10.k.0.2 (links c1 c3 s1 s3)
+ *                                     B ──────────────B───────────────B───────────────B   B = 10.k.0.3 (links c2 c4 s2 s4)
  *
  * Tunnel addresses 10.99.0.0/24: L1 .1, L2 .2, A .11, B .12, S .66. A member has one link to
  * each NAT router it may sit behind; only the current one has an address and the default route,
@@ -52,6 +51,8 @@ const ROUTERS: Array<Omit<NatRouter, 'ns' | 'public'>> = [
   { name: 'c4', kind: 'cone', lan: 4 },
   { name: 's1', kind: 'symmetric', lan: 5 },
   { name: 's2', kind: 'symmetric', lan: 6 },
+  { name: 's3', kind: 'symmetric', lan: 7 },
+  { name: 's4', kind: 'symmetric', lan: 8 },
 ];
 
 export function natTopology(lab: Lab, opts: { aAt?: string; bAt?: string } = {}) {
@@ -119,11 +120,11 @@ export function natTopology(lab: Lab, opts: { aAt?: string; bAt?: string } = {})
       spec: { ns, ifname: lab.name(role), privateKey: key.privateKey, listenPort: 51820, addresses: [`${tunnel}/24`], peers: [...lighthousePeers(), ...other] },
     };
   };
-  const a = member('a', ka, 2, ['c1', 'c3', 's1'], opts.aAt ?? 'c1', NAT_TUNNEL.a, [
+  const a = member('a', ka, 2, ['c1', 'c3', 's1', 's3'], opts.aAt ?? 'c1', NAT_TUNNEL.a, [
     { publicKey: kb.publicKey, allowedIps: [`${NAT_TUNNEL.b}/32`] },
     { publicKey: ks.publicKey, allowedIps: [`${NAT_TUNNEL.s}/32`] },
   ]);
-  const b = member('b', kb, 3, ['c2', 'c4', 's2'], opts.bAt ?? 'c2', NAT_TUNNEL.b, [{ publicKey: ka.publicKey, allowedIps: [`${NAT_TUNNEL.a}/32`] }]);
+  const b = member('b', kb, 3, ['c2', 'c4', 's2', 's4'], opts.bAt ?? 'c2', NAT_TUNNEL.b, [{ publicKey: ka.publicKey, allowedIps: [`${NAT_TUNNEL.a}/32`] }]);
   const stranger: NodeSpec = {
     ns: nsS,
     ifname: lab.name('s'),
