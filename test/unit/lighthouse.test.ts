@@ -303,3 +303,35 @@ describe('access control', () => {
     expect(got).toBeGreaterThan(0);
   });
 });
+
+describe('lighthouse extension messages', () => {
+  it('LOOKUP, CANDIDATES, RELAY and RELAYED round-trip; truncated or oversized ones are rejected', async () => {
+    const { parseExtension, writeExtension, EXT_RELAY, EXT_RELAYED, MAX_ADDRESSES } = await import('../../src/core/extension.js');
+    const key = new Uint8Array(32).map((_, i) => i + 1);
+    const buf = new Uint8Array(4096);
+    const addr = new Uint8Array(16).fill(7);
+    const msgs = [
+      { type: EXT_LOOKUP, key },
+      { type: EXT_CANDIDATES, answer: true, key, addresses: [{ addr, port: 51820 }] },
+      { type: EXT_CANDIDATES, answer: false, key, addresses: [] },
+      { type: EXT_RELAY, key, data: new Uint8Array([4, 0, 0, 0, 9, 9]) },
+      { type: EXT_RELAYED, key, data: new Uint8Array(1500).fill(3) },
+    ] as const;
+    for (const m of msgs) {
+      const n = writeExtension(buf, 0, m as never);
+      const back = parseExtension(buf, 0, n + 13); // transport padding after the body is ignored
+      expect(back).toEqual(m);
+      for (const cut of [1, 2, 3, n - 1]) if (cut < n) expect(parseExtension(buf, 0, cut)).toBeNull();
+    }
+    // a RELAY whose length runs past the payload, or is zero
+    const n = writeExtension(buf, 0, { type: EXT_RELAY, key, data: new Uint8Array(10) });
+    expect(parseExtension(buf, 0, n - 1)).toBeNull();
+    buf[34] = 0;
+    buf[35] = 0;
+    expect(parseExtension(buf, 0, n)).toBeNull();
+    // more addresses than allowed
+    writeExtension(buf, 0, { type: EXT_CANDIDATES, answer: true, key, addresses: [] });
+    buf[35] = MAX_ADDRESSES + 1;
+    expect(parseExtension(buf, 0, 4000)).toBeNull();
+  });
+});
