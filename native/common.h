@@ -71,5 +71,6 @@ static inline void set_prop(napi_env env, napi_value obj, const char *key, napi_
 /* Each C file adds its functions to the addon's exports. */
 void km_register_aead(napi_env env, napi_value exports);
 void km_register_offload(napi_env env, napi_value exports);
+void km_register_hash(napi_env env, napi_value exports);
 
 #endif
