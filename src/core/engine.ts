@@ -99,6 +99,7 @@ import {
   createResponse,
   deriveTransportKeys,
   LocalIdentity,
+  ZERO_KEY,
 } from './noise.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -209,10 +210,12 @@ interface IndexEntry {
 /** What handleDatagram did with a datagram; for tests and diagnostics. */
 export type DatagramResult = 'data' | 'keepalive' | 'extension' | 'initiation' | 'response' | 'cookie' | DropReason;
 
+/**
+ * A map key for 32-byte keys and addresses: one character per byte (a flat one-byte string of
+ * key.length characters — not a hex rope, which costs ~1.5 KB per peer at 10,000 peers). Never shown.
+ */
 export function keyId(key: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < key.length; i++) s += (key[i] < 16 ? '0' : '') + key[i].toString(16);
-  return s;
+  return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
 const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
@@ -342,7 +345,7 @@ export class Engine {
       peer = new Peer(o.publicKey.slice(), id, this.local ?? new LocalIdentity(this.crypto, new Uint8Array(32)), this.crypto);
       this.peers.set(id, peer);
     }
-    if (o.presharedKey !== undefined) peer.handshake.presharedKey = o.presharedKey ? o.presharedKey.slice() : new Uint8Array(32);
+    if (o.presharedKey !== undefined) peer.handshake.presharedKey = o.presharedKey ? o.presharedKey.slice() : ZERO_KEY;
     if (o.endpoint) this.emitEndpointChange(peer, peer.endpoint.configure(o.endpoint));
     if (o.allowedIps) for (const a of o.allowedIps) this.routes.insert(a.addr, a.cidr, peer);
     if (o.lighthouse !== undefined) peer.lighthouse = o.lighthouse;
@@ -537,12 +540,15 @@ export class Engine {
         result = 'badAead';
         continue;
       }
+      // Only the highest-numbered packet so far may move the peer's endpoint (as RFC 9000 §9.3):
+      // one overtaken on an old path must not drag the session back there.
+      const newest = keypair !== peer.keypairs.previous && keypair.replay.isNewest(this.rxHis[q], this.rxLos[q]);
       if (!keypair.replay.commit(this.rxHis[q], this.rxLos[q])) {
         this.counters.drops.replay++;
         result = 'replay';
         continue;
       }
-      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now);
+      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now, newest);
     }
     return result;
   }
@@ -557,13 +563,14 @@ export class Engine {
     wireLen: number,
     path: Path,
     now: number,
+    newest: boolean,
   ): DatagramResult {
     this.counters.rxPackets++;
     peer.rxBytes += wireLen;
     keypair.receivedAny = true;
     const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
     if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) peer.endpoint.heard(path, now, wireLen);
-    else this.onAuthenticated(peer, path, wireLen, now);
+    else this.onAuthenticated(peer, path, wireLen, now, newest);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.timers.anyAuthenticatedPacketTraversal(now);
     if (keypair === peer.keypairs.next) {
@@ -1045,8 +1052,8 @@ export class Engine {
   // ───────────────────────────── paths and the extension channel ─────────────────────────────
 
   /** Every authenticated packet goes through here: the endpoint cache decides what it means. */
-  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number): void {
-    const r = peer.endpoint.authenticatedFrom(path, now, bytes);
+  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number, newest = true): void {
+    const r = peer.endpoint.authenticatedFrom(path, now, bytes, newest);
     if (r.change) this.emitEndpointChange(peer, r.change);
     if (r.challenge) this.sendChallenge(peer, r.challenge, now);
   }
