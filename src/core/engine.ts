@@ -1130,7 +1130,9 @@ export class Engine {
     const k = `${via.keyId}/${target.keyId}`;
     let r = this.relayPaths.get(k);
     if (!r) {
-      r = new RelayPath(via.keyId, via.publicKey, target.keyId, via.keyId.slice(0, 8));
+      let label = '';
+      for (let i = 0; i < 4; i++) label += (via.publicKey[i] < 16 ? '0' : '') + via.publicKey[i].toString(16);
+      r = new RelayPath(via.keyId, via.publicKey, target.keyId, label);
       this.relayPaths.set(k, r);
     }
     return r;

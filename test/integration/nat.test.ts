@@ -48,6 +48,13 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
       .join('\n');
   }
 
+  /** ping; on failure, give the node logs a moment to arrive (ping blocks this process) and show them. */
+  async function pingOk(ns: string, addr: string, count: number): Promise<void> {
+    const ok = ping(lab, ns, addr, count);
+    if (!ok) await sleep(300);
+    expect(ok, `ping ${addr} from ${ns}\n${kmLogs()}`).toBe(true);
+  }
+
   /** Relayed packets the lighthouses carried from A and from B so far. */
   function relayedForPair(): number {
     let n = 0;
@@ -85,7 +92,7 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
   });
 
   it('(a) port-preserving NATs: the pair punches through to a direct path; the lighthouses then carry none of its data', async () => {
-    expect(ping(lab, t.a.spec.ns, NAT_TUNNEL.b, 2), lab.logs()).toBe(true);
+    await pingOk(t.a.spec.ns, NAT_TUNNEL.b, 2);
     await bothActive('direct', 6000);
     const found = peer(t.a.spec.ifname, t.keys.b).foundVia;
     expect([t.keys.l1, t.keys.l2]).toContain(found);
@@ -125,7 +132,7 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
       [t.a, 's1'],
       [t.b, 's2'],
     ]);
-    expect(ping(lab, t.a.spec.ns, NAT_TUNNEL.b, 3), kmLogs()).toBe(true);
+    await pingOk(t.a.spec.ns, NAT_TUNNEL.b, 3);
     await bothActive('relay', 6000);
     const before = relayedForPair();
     const r = await tcpTransfer(lab, t.a.spec.ns, t.b.spec.ns, NAT_TUNNEL.b, 20 * 1024 * 1024);
@@ -165,7 +172,7 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
     ]);
     await bothActive('direct', 8000);
     await procs[t.l1.ifname].stop('SIGTERM', 3000);
-    expect(ping(lab, t.a.spec.ns, NAT_TUNNEL.b, 3), kmLogs()).toBe(true);
+    await pingOk(t.a.spec.ns, NAT_TUNNEL.b, 3);
     const answered = status(t.l2.ifname).stats.lighthouse.lookupsAnswered;
     // a new lookup: both move again; only L2 can answer it
     await t.move([
@@ -173,7 +180,7 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
       [t.b, 'c4'],
     ]);
     await bothActive('direct', 8000);
-    expect(ping(lab, t.a.spec.ns, NAT_TUNNEL.b, 2)).toBe(true);
+    await pingOk(t.a.spec.ns, NAT_TUNNEL.b, 2);
     expect(status(t.l2.ifname).stats.lighthouse.lookupsAnswered).toBeGreaterThan(answered);
     expect(peer(t.a.spec.ifname, t.keys.b).foundVia).toBe(t.keys.l2);
     expect(peer(t.b.spec.ifname, t.keys.a).foundVia).toBe(t.keys.l2);
