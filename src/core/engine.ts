@@ -382,6 +382,7 @@ export class Engine {
 
   /** Seconds; 0 disables. As in wireguard-go, enabling it sends a keepalive at once. */
   setPersistentKeepalive(peer: Peer, seconds: number, now: number): void {
+    this.clock = now;
     const before = peer.timers.persistentKeepaliveInterval;
     peer.timers.persistentKeepaliveInterval = seconds * 1000;
     if (seconds === 0) peer.timers.persistentKeepalive = Infinity;
@@ -917,6 +918,7 @@ export class Engine {
 
   /** Public entry: start a handshake with a peer now (e.g. after an endpoint change). */
   initiateHandshake(peer: Peer, now: number): void {
+    this.clock = now;
     this.sendInitiation(peer, false, now);
   }
 
@@ -1363,6 +1365,7 @@ export class Engine {
    * When the set changes, every keymesh peer is told.
    */
   setLocalAddresses(addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
+    this.clock = now;
     const key = (l: Array<{ addr: Uint8Array; port: number }>) => l.map((a) => `${keyId(a.addr)}:${a.port}`).sort().join(',');
     if (key(addresses) === key(this.localAddresses)) return;
     this.localAddresses = addresses.map((a) => ({ addr: a.addr.slice(), port: a.port }));
@@ -1393,6 +1396,7 @@ export class Engine {
    * for a keymesh peer), instead of waiting for the next timer.
    */
   localAddressesChanged(now: number): void {
+    this.clock = now;
     for (const peer of this.peers.values()) {
       if (peer.keypairs.current && peer.endpoint.path) this.sendKeepalive(peer, now);
     }
