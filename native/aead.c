@@ -119,6 +119,48 @@ static napi_value open_batch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * aeadOne(encrypt, key, nonce12, input, aad, out) → boolean: one ChaCha20-Poly1305 with
+ * additional data, for the handshake's small messages (whitepaper §5.4: AEAD(k, 0, x, H)).
+ * Seal writes input.length + 16 bytes to out; open writes input.length − 16 and returns false
+ * (out zeroed) when the tag does not verify.
+ */
+static napi_value aead_one(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool enc = false;
+  size_t kl = 0, nl = 0, il = 0, al = 0, ol = 0;
+  static uint8_t empty[1];
+  if (argc < 6 || napi_get_value_bool(env, argv[0], &enc) != napi_ok) return throw_code(env, "EINVAL", "aeadOne(encrypt, key, nonce12, input, aad, out)");
+  uint8_t *key = typed(env, argv[1], napi_uint8_array, &kl);
+  uint8_t *nonce = typed(env, argv[2], napi_uint8_array, &nl);
+  uint8_t *in = typed(env, argv[3], napi_uint8_array, &il);
+  uint8_t *aad = typed(env, argv[4], napi_uint8_array, &al);
+  uint8_t *out = typed(env, argv[5], napi_uint8_array, &ol);
+  if (!in && il == 0) in = empty;
+  if (!aad && al == 0) aad = empty;
+  if (!out && ol == 0) out = empty;
+  if (!key || kl != KEY_LEN || !nonce || nl != 12 || (enc ? ol != il + TAG_LEN : (il < TAG_LEN || ol != il - TAG_LEN)))
+    return throw_code(env, "EINVAL", "aeadOne: bad key, nonce or lengths");
+  if (!ready(env)) return NULL;
+  int n = 0, f = 0, ok;
+  if (enc) {
+    ok = EVP_EncryptInit_ex2(g_ctx, g_cipher, key, nonce, NULL) && EVP_EncryptUpdate(g_ctx, NULL, &n, aad, (int)al) &&
+         EVP_EncryptUpdate(g_ctx, out, &n, in, (int)il) && EVP_EncryptFinal_ex(g_ctx, out + n, &f) &&
+         EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + il);
+  } else {
+    size_t cl = il - TAG_LEN;
+    ok = EVP_DecryptInit_ex2(g_ctx, g_cipher, key, nonce, NULL) && EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, in + cl) &&
+         EVP_DecryptUpdate(g_ctx, NULL, &n, aad, (int)al) && EVP_DecryptUpdate(g_ctx, out, &n, in, (int)cl) &&
+         EVP_DecryptFinal_ex(g_ctx, out + n, &f) > 0;
+    if (!ok && ol) memset(out, 0, ol);
+  }
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
 /* ───────────────────────── X25519 (RFC 7748) ───────────────────────── */
 
 /*
@@ -199,6 +241,7 @@ void km_register_aead(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"aeadSealBatch", NULL, seal_batch, NULL, NULL, NULL, napi_default, NULL},
       {"aeadOpenBatch", NULL, open_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"aeadOne", NULL, aead_one, NULL, NULL, NULL, napi_default, NULL},
       {"x25519", NULL, x25519, NULL, NULL, NULL, napi_default, NULL},
       {"x25519Base", NULL, x25519, NULL, NULL, NULL, napi_default, NULL},
       {"x25519Backend", NULL, x25519_backend, NULL, NULL, NULL, napi_default, NULL},

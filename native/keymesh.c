@@ -664,6 +664,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   km_register_aead(env, exports);
   km_register_offload(env, exports);
+  km_register_hash(env, exports);
   return exports;
 }
 

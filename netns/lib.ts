@@ -252,6 +252,8 @@ export interface NodeSpec {
   peers: PeerSpec[];
   /** Extra [Interface] lines (e.g. "SaveConfig = true", "PostUp = …"); keymesh only. */
   extra?: string[];
+  /** Environment for the keymesh process (e.g. { KEYMESH_CRYPTO: 'noble' }); keymesh only. */
+  env?: Record<string, string>;
   /** Set by startKeymesh: where the config file was written. */
   configFile?: string;
 }
@@ -306,7 +308,8 @@ export function uapiGet(ifname: string, timeoutMs = 3000): Promise<string[]> {
 export async function startKeymesh(lab: Lab, n: NodeSpec): Promise<Proc> {
   const conf = lab.file(`${n.ifname}.conf`, wgQuickConfig(n));
   n.configFile = conf;
-  const p = lab.spawn(n.ns, [process.execPath, KEYMESH_BIN, 'up', conf], `keymesh ${n.ifname}`);
+  const env = Object.entries(n.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const p = lab.spawn(n.ns, [...(env.length ? ['env', ...env] : []), process.execPath, KEYMESH_BIN, 'up', conf], `keymesh ${n.ifname}`);
   await waitFor(`keymesh ${n.ifname} to come up`, () => {
     if (!p.running) throw new Error(`keymesh ${n.ifname} exited (${p.exitCode}):\n${p.output}`);
     return existsSync(uapiSocket(n.ifname));

@@ -9,11 +9,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { nobleCrypto } from '../src/core/crypto.js';
+import { nobleCrypto, type Crypto } from '../src/core/crypto.js';
 import { Engine, type Sink } from '../src/core/engine.js';
 import type { Path } from '../src/core/endpoint.js';
 import { createNobleTransportAead, type TransportAead } from '../src/core/transport-aead.js';
 import { createNodeTransportAead } from '../src/io/node-aead.js';
+import { createNativeCrypto, createNativeTransportAead, nativeX25519Backend } from '../src/io/native-crypto.js';
 
 const random = (n: number) => new Uint8Array(randomBytes(n));
 const BATCH = 64;
@@ -112,7 +113,7 @@ function benchEngine(aead: TransportAead, size: number): number {
   return us;
 }
 
-function benchHandshakes(): number {
+function benchHandshakes(crypto: Crypto): { complete: number; responder: number; initiator: number } {
   const mk = (name: string): Path => ({ id: name, hostId: name, cookieBytes: new TextEncoder().encode(name) });
   const pa = mk('a');
   const pb = mk('b');
@@ -121,31 +122,35 @@ function benchHandshakes(): number {
   const toB: Uint8Array[] = [];
   const toA: Uint8Array[] = [];
   let done = 0;
-  const A = new Engine({ send: (_p, b, o, n) => toB.push(b.slice(o, o + n)), writeTun: () => undefined, event: (e) => void (e.type === 'handshake-complete' && done++) }, { privateKey: ka, random });
-  const B = new Engine({ send: (_p, b, o, n) => toA.push(b.slice(o, o + n)), writeTun: () => undefined, event: () => undefined }, { privateKey: kb, random, underLoadThreshold: 1e9 });
+  const A = new Engine({ send: (_p, b, o, n) => toB.push(b.slice(o, o + n)), writeTun: () => undefined, event: (e) => void (e.type === 'handshake-complete' && done++) }, { privateKey: ka, random, crypto });
+  const B = new Engine({ send: (_p, b, o, n) => toA.push(b.slice(o, o + n)), writeTun: () => undefined, event: () => undefined }, { privateKey: kb, random, crypto, underLoadThreshold: 1e9 });
   let now = 1000;
   const peer = A.upsertPeer({ publicKey: nobleCrypto.publicKey(kb), endpoint: pb }, now);
   B.upsertPeer({ publicKey: nobleCrypto.publicKey(ka), endpoint: pa }, now);
   const t0 = performance.now();
   let n = 0;
+  let inB = 0; // ms spent in the responder (consume initiation, create response)
   while (performance.now() - t0 < 1500) {
     now += 6000; // past REKEY_TIMEOUT and the initiation rate limit
     A.initiateHandshake(peer, now);
+    const t1 = performance.now();
     B.handleDatagram(toB.shift()!, pa, now);
+    inB += performance.now() - t1;
     A.handleDatagram(toA.shift()!, pb, now);
     toB.length = 0;
     toA.length = 0;
     n++;
   }
-  const s = (performance.now() - t0) / 1000;
+  const ms = performance.now() - t0;
   if (done !== n) throw new Error(`handshake bench: ${done} of ${n} completed`);
-  return n / s;
+  return { complete: (n * 1000) / ms, responder: (n * 1000) / inB, initiator: (n * 1000) / (ms - inB) };
 }
 
 const results: Record<string, unknown> = {};
 console.log('keymesh core benchmark (one core, in-process; µs per packet, batches of 64)\n');
 console.log('backend                     size   seal µs   open µs   engine round µs');
-for (const aead of [createNobleTransportAead(), createNodeTransportAead()]) {
+const nativeAead = createNativeTransportAead();
+for (const aead of [createNobleTransportAead(), createNodeTransportAead(), ...(nativeAead ? [nativeAead] : [])]) {
   for (const size of [64, 512, 1420]) {
     const { seal, open } = benchAead(aead, size);
     const round = benchEngine(aead, size);
@@ -153,9 +158,17 @@ for (const aead of [createNobleTransportAead(), createNodeTransportAead()]) {
     console.log(`${aead.name.padEnd(26)} ${String(size).padStart(5)} ${seal.toFixed(2).padStart(9)} ${open.toFixed(2).padStart(9)} ${round.toFixed(2).padStart(17)}`);
   }
 }
-const hs = benchHandshakes();
-results.handshakesPerSecond = hs;
-console.log(`\ncomplete handshakes (both sides, noble X25519): ${hs.toFixed(0)}/s`);
+console.log('\nhandshakes per second on one core   complete (both sides)   responder side   initiator side');
+const nativeCrypto = createNativeCrypto();
+const backends: Array<[string, Crypto]> = [['noble X25519', nobleCrypto]];
+if (nativeCrypto) backends.push([`native X25519 (${nativeX25519Backend()})`, nativeCrypto]);
+const hsResults: Record<string, unknown> = {};
+for (const [name, c] of backends) {
+  const hs = benchHandshakes(c);
+  hsResults[name] = hs;
+  console.log(`${name.padEnd(36)} ${hs.complete.toFixed(0).padStart(20)} ${hs.responder.toFixed(0).padStart(16)} ${hs.initiator.toFixed(0).padStart(16)}`);
+}
+results.handshakesPerSecond = hsResults;
 mkdirSync('bench-results', { recursive: true });
 writeFileSync('bench-results/core.json', JSON.stringify(results, null, 2));
 console.log('written to bench-results/core.json');

@@ -29,6 +29,9 @@ import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
+import { createNativeCrypto, createNativeTransportAead } from './native-crypto.js';
+import { nobleCrypto, type Crypto } from '../core/crypto.js';
+import { createNobleTransportAead, type TransportAead } from '../core/transport-aead.js';
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
 
@@ -118,7 +121,7 @@ export class Runtime {
       privateKey: opts.config.interface.privateKey,
       random: (n) => new Uint8Array(randomBytes(n)),
       mtu: this.mtu,
-      aead: createNodeTransportAead(),
+      ...cryptoBackends(process.env.KEYMESH_CRYPTO),
       makePaths: (addr, port) => this.pathsTo(addr, port),
       wallClockOffset: Date.now() - performance.now(),
     });
@@ -726,6 +729,19 @@ class OutQueue {
   clear(): void {
     this.count = 0;
   }
+}
+
+/**
+ * The crypto backends: native (OpenSSL through the addon: batched transport AEAD, X25519, BLAKE2s)
+ * by default; KEYMESH_CRYPTO=node uses node:crypto for transport data, KEYMESH_CRYPTO=noble the
+ * pure-TS reference for everything (slow; for comparisons and byte-identity tests).
+ */
+function cryptoBackends(choice: string | undefined): { aead: TransportAead; crypto?: Crypto } {
+  if (choice === 'noble') return { aead: createNobleTransportAead(), crypto: nobleCrypto };
+  if (choice === 'node') return { aead: createNodeTransportAead() };
+  const aead = createNativeTransportAead();
+  const crypto = createNativeCrypto();
+  return { aead: aead ?? createNodeTransportAead(), ...(crypto ? { crypto } : {}) };
 }
 
 function resolvconf(args: string[], input?: string): Promise<void> {

@@ -49,6 +49,20 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     await checkPair(lab, a.ns, b.ns, 50);
   }, 120_000);
 
+  it('native crypto ↔ pure-TS reference crypto (KEYMESH_CRYPTO=noble): 20 MB TCP each way, matching sha256', async () => {
+    lab = new Lab();
+    const { a, b } = twoHosts(lab);
+    b.env = { KEYMESH_CRYPTO: 'noble' };
+    await startKeymesh(lab, b);
+    await startKeymesh(lab, a);
+    await checkPair(lab, a.ns, b.ns, 20);
+    const back = await tcpTransfer(lab, b.ns, a.ns, TUNNEL.a, 20 * 1024 * 1024, 5202);
+    expect(back.received.bytes).toBe(20 * 1024 * 1024);
+    expect(back.received.sha256).toBe(back.sent.sha256);
+    const show = JSON.parse(sh('ip', ['netns', 'exec', b.ns, process.execPath, KEYMESH_BIN, 'show', b.ifname, '--json']));
+    expect(show.aead ?? show.interface?.aead).toBe('noble');
+  }, 120_000);
+
   it('keymesh ↔ wireguard-go, keymesh initiating', async () => {
     lab = new Lab();
     const { a, b } = twoHosts(lab);

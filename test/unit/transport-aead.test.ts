@@ -4,9 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { counterNonce } from '../../src/core/crypto.js';
 import { createNobleTransportAead } from '../../src/core/transport-aead.js';
 import { createNodeTransportAead } from '../../src/io/node-aead.js';
+import { createNativeTransportAead } from '../../src/io/native-crypto.js';
 import { messageType, parseInitiation, parseResponse, parseCookieReply } from '../../src/core/messages.js';
 
-for (const aead of [createNobleTransportAead(), createNodeTransportAead()]) {
+const nativeAead = createNativeTransportAead();
+if (!nativeAead) throw new Error('the native addon is not built (npm run build:native)');
+for (const aead of [createNobleTransportAead(), createNodeTransportAead(), nativeAead]) {
   describe(`TransportAead: ${aead.name}`, () => {
     it('seals a batch with consecutive counters (crossing 2^32) exactly as the reference, and opens it', () => {
       const key = new Uint8Array(randomBytes(32));
