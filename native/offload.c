@@ -360,12 +360,13 @@ static int can_append(const bucket *b, const tcpseg *q) {
  * rewritten headers of the first segment followed by every segment's payload (coalesced).
  * Returns -1 to stop the batch (EAGAIN).
  */
-typedef int (*emit_fn)(void *ctx, struct iovec *iov, int iovcnt, int packets, int coalesced);
+/* idx: for a coalesced write, the indexes of its segments in the batch (else NULL). */
+typedef int (*emit_fn)(void *ctx, struct iovec *iov, int iovcnt, int packets, const int *idx);
 
 static int emit_single(const uint8_t *p, uint32_t len, emit_fn emit, void *ctx) {
   static const uint8_t zero[VNET_LEN];
   struct iovec iov[2] = {{(void *)zero, VNET_LEN}, {(void *)p, len}};
-  return emit(ctx, iov, 2, 1, 0);
+  return emit(ctx, iov, 2, 1, NULL);
 }
 
 /* A batch being coalesced: the packets (by index) and the open buckets. */
@@ -408,7 +409,7 @@ static int flush_b(plan *pl, bucket *b, emit_fn emit, void *ctx) {
     const uint8_t *p = pl->buf + pl->offs[b->idx[k]];
     iov[2 + k] = (struct iovec){(void *)(p + hlen), pl->lens[b->idx[k]] - hlen};
   }
-  return emit(ctx, iov, 2 + b->n, b->n, 1);
+  return emit(ctx, iov, 2 + b->n, b->n, b->idx);
 }
 
 /* Oldest first, so flows keep roughly the order they arrived in. */
@@ -620,9 +621,11 @@ typedef struct {
   int fd;
   int64_t done;
   int stop;
+  const uint8_t *buf;
+  const uint32_t *offs, *lens;
 } write_ctx;
 
-static int emit_write(void *c, struct iovec *iov, int iovcnt, int packets, int coalesced) {
+static int emit_write(void *c, struct iovec *iov, int iovcnt, int packets, const int *idx) {
   write_ctx *w = c;
   if (w->stop) return -1;
   ssize_t r;
@@ -634,10 +637,21 @@ static int emit_write(void *c, struct iovec *iov, int iovcnt, int packets, int c
       return -1;
     }
     ctr.tun_write_errors++;
+    if (!idx) return 0;
+    /* The kernel refused the super-packet: its segments are still good packets, one by one. */
+    for (int k = 0; k < packets; k++) {
+      static const uint8_t zero[VNET_LEN];
+      struct iovec one[2] = {{(void *)zero, VNET_LEN}, {(void *)(w->buf + w->offs[idx[k]]), w->lens[idx[k]]}};
+      do r = writev(w->fd, one, 2);
+      while (r < 0 && errno == EINTR);
+      if (r >= 0) w->done++;
+      else if (errno == EAGAIN) return w->stop = 1, -1;
+      else ctr.tun_write_errors++;
+    }
     return 0;
   }
   w->done += packets;
-  if (coalesced) ctr.tun_super_written++, ctr.tun_segments_written += packets;
+  if (idx) ctr.tun_super_written++, ctr.tun_segments_written += packets;
   return 0;
 }
 
@@ -657,7 +671,7 @@ static napi_value tun_write_vnet(napi_env env, napi_callback_info info) {
     return throw_code(env, "EINVAL", "tunWriteBatchVnet: bad arguments");
   for (int64_t i = 0; i < count; i++)
     if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatchVnet: packet %lld lies outside the buffer", (long long)i);
-  write_ctx w = {(int)fd, 0, 0};
+  write_ctx w = {(int)fd, 0, 0, buf, offs, lens};
   coalesce(buf, offs, lens, (int)count, emit_write, &w);
   return make_int(env, w.done);
 }
@@ -1084,7 +1098,7 @@ typedef struct {
   uint32_t n;
 } collect_ctx;
 
-static int emit_collect(void *c, struct iovec *iov, int iovcnt, int packets, int coalesced) {
+static int emit_collect(void *c, struct iovec *iov, int iovcnt, int packets, const int *idx) {
   collect_ctx *cc = c;
   size_t total = 0;
   for (int i = 1; i < iovcnt; i++) total += iov[i].iov_len;
@@ -1104,7 +1118,7 @@ static int emit_collect(void *c, struct iovec *iov, int iovcnt, int packets, int
   set_prop(cc->env, obj, "packet", pv);
   set_prop(cc->env, obj, "segments", cnt);
   napi_set_element(cc->env, cc->arr, cc->n++, obj);
-  (void)coalesced;
+  (void)idx;
   return 0;
 }
 

@@ -258,22 +258,34 @@ export class Runtime {
   // ───────────────────────────── data path ─────────────────────────────
 
   private onTunReadable(): void {
+    this.tunAgain = false;
     if (!this.tun) return;
+    let n = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
-      const n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
+      n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
       if (n === 0) break;
       this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
       this.flush();
       if (n < BATCH) break;
     }
+    // Stopped on a full batch: more may wait, and with offloads part of it can be segments
+    // pending inside the addon, which epoll does not see. Come back after other I/O.
+    if (n === BATCH && !this.tunAgain) {
+      this.tunAgain = true;
+      setImmediate(() => this.onTunReadable());
+    }
     this.armTimer();
   }
+  private tunAgain = false;
+  private udpAgain = false;
 
   private onUdpReadable(): void {
+    this.udpAgain = false;
     if (!this.udp) return;
+    let n = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const n = this.udpRecv(
+      n = this.udpRecv(
         this.udp.fd,
         this.udpIn,
         this.slot,
@@ -293,6 +305,10 @@ export class Runtime {
       this.engine.handleDatagramBatch(this.udpIn, this.udpInOffs, this.udpInLens, this.udpInPaths, n, this.now());
       this.flush();
       if (n < BATCH) break;
+    }
+    if (n === BATCH && !this.udpAgain) {
+      this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
+      setImmediate(() => this.onUdpReadable());
     }
     this.armTimer();
   }

@@ -468,3 +468,98 @@ describe.skipIf(skip)('offload: malformed input never crashes', () => {
     }
   });
 });
+
+describe.skipIf(skip)('offload: UDP_SEGMENT and UDP_GRO on real sockets (loopback)', () => {
+  function recvAll(fd: number, want: number, max: number, gro: boolean) {
+    const SLOT = 2048;
+    const buf = new Uint8Array(SLOT * max);
+    const lens = new Uint32Array(max);
+    const addrs = new Uint8Array(16 * max);
+    const ports = new Uint16Array(max);
+    const locals = new Uint8Array(16 * max);
+    const ifx = new Uint32Array(max);
+    const got: Array<{ data: Buffer; port: number; local: string }> = [];
+    const end = Date.now() + 3000;
+    while (got.length < want && Date.now() < end) {
+      const n = (gro ? native.udpRecvBatchGro : native.udpRecvBatch)(fd, buf, SLOT, lens, addrs, ports, max, locals, ifx);
+      for (let i = 0; i < n; i++) {
+        got.push({ data: Buffer.from(buf.subarray(i * SLOT, i * SLOT + lens[i])), port: ports[i], local: Buffer.from(locals.subarray(i * 16, i * 16 + 16)).toString('hex') });
+      }
+    }
+    return got;
+  }
+
+  it('100 datagrams go out in a few GSO sends and come back one by one through small receive batches, in order', () => {
+    const a = native.udpOpen(0);
+    const b = native.udpOpen(0);
+    try {
+      expect(native.udpOffload(a.fd)).toEqual({ gso: true, gro: true });
+      expect(native.udpOffload(b.fd).gro).toBe(true);
+      const count = 100;
+      const sizes = Array.from({ length: count }, (_, i) => (i === 63 || i === count - 1 ? 500 : 1000));
+      const datagrams = sizes.map((n) => new Uint8Array(randomBytes(n)));
+      const buf = new Uint8Array(2048 * count);
+      const offs = new Uint32Array(count);
+      const lens = new Uint32Array(count);
+      const addrs = new Uint8Array(16 * count);
+      const ports = new Uint16Array(count);
+      const to = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]);
+      datagrams.forEach((d, i) => {
+        offs[i] = i * 2048 + 7; // not contiguous: one iovec per datagram
+        lens[i] = d.length;
+        buf.set(d, offs[i]);
+        addrs.set(to, i * 16);
+        ports[i] = b.port;
+      });
+      const c0 = native.offloadCounters()!;
+      expect(native.udpSendBatchGso(a.fd, buf, offs, lens, addrs, ports, count)).toBe(count);
+      const c1 = native.offloadCounters()!;
+      // runs: 0..63 (64 max, the 64th is the shorter last one), 64..99 (last shorter)
+      expect(c1.udpGsoSends - c0.udpGsoSends).toBe(2);
+      expect(c1.udpGsoSegments - c0.udpGsoSegments).toBe(count);
+      const got = recvAll(b.fd, count, 7, true);
+      expect(got.map((g) => g.data)).toEqual(datagrams.map((d) => Buffer.from(d)));
+      for (const g of got) {
+        expect(g.port).toBe(a.port);
+        expect(g.local).toBe(Buffer.from(to).toString('hex')); // the local end still comes with each
+      }
+      expect(native.offloadCounters()!.udpGroReceives).toBeGreaterThan(c1.udpGroReceives);
+      expect(recvAll(b.fd, 1, 7, true).length).toBe(0); // nothing left over, nothing duplicated
+    } finally {
+      native.closeFd(a.fd);
+      native.closeFd(b.fd);
+    }
+  });
+
+  it('a socket without UDP_GRO receives GSO sends as ordinary datagrams; different destinations are not grouped', () => {
+    const a = native.udpOpen(0);
+    const b = native.udpOpen(0);
+    const c = native.udpOpen(0);
+    try {
+      native.udpOffload(a.fd);
+      const count = 12;
+      const buf = new Uint8Array(1200 * count);
+      const offs = new Uint32Array(count);
+      const lens = new Uint32Array(count).fill(1200);
+      const addrs = new Uint8Array(16 * count);
+      const ports = new Uint16Array(count);
+      const to = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]);
+      for (let i = 0; i < count; i++) {
+        offs[i] = i * 1200;
+        buf.set(randomBytes(1200), offs[i]);
+        addrs.set(to, i * 16);
+        ports[i] = i < 6 || i >= 9 ? b.port : c.port; // b ×6, c ×3, b ×3
+      }
+      const c0 = native.offloadCounters()!;
+      expect(native.udpSendBatchGso(a.fd, buf, offs, lens, addrs, ports, count)).toBe(count);
+      expect(native.offloadCounters()!.udpGsoSends - c0.udpGsoSends).toBe(3);
+      const atB = recvAll(b.fd, 9, 64, false);
+      const atC = recvAll(c.fd, 3, 64, false);
+      const slice = (i: number) => Buffer.from(buf.subarray(offs[i], offs[i] + 1200));
+      expect(atB.map((g) => g.data)).toEqual([0, 1, 2, 3, 4, 5, 9, 10, 11].map(slice));
+      expect(atC.map((g) => g.data)).toEqual([6, 7, 8].map(slice));
+    } finally {
+      for (const s of [a, b, c]) native.closeFd(s.fd);
+    }
+  });
+});
