@@ -5,31 +5,52 @@
  *   (a) the client (A) moves to a new address
  *   (b) the server (B) moves while A keeps the old address in its config
  *   (c) NAT rebinding: A behind a masquerading router whose conntrack table is flushed
+ *   (d) two uplinks (netns/two-uplinks.ts): the router of the preferred one starts dropping
+ *       everything (nftables drop, links stay up); keymesh has a warm spare via the second uplink,
+ *       wireguard-go has one endpoint and follows the routing table into the dead uplink
  *   (e) the IPv4 underlay silently drops everything while IPv6 keeps working
  * A silence that lasts to the end of the observation window is printed as "> window".
- * Writes bench-results/roam.json.
+ * ROAM_SCENARIOS=ad runs only the scenarios listed. Writes bench-results/roam.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { Lab, sleep, startKeymesh, startProbe, startWireguardGo } from '../netns/lib.js';
+import { KEYMESH_BIN, Lab, sh, sleep, startKeymesh, startProbe, startWireguardGo, waitFor, type NodeSpec } from '../netns/lib.js';
 import { TUNNEL, twoHosts, UNDERLAY } from '../netns/two-hosts.js';
 import { routed } from '../netns/routed.js';
+import { twoUplinks } from '../netns/two-uplinks.js';
 
 const WINDOW = Number(process.env.ROAM_WINDOW_SECONDS ?? 20) * 1000;
+const ONLY = process.env.ROAM_SCENARIOS ?? null;
 
-type Which = 'a' | 'b' | 'c' | 'e';
+type Which = 'a' | 'b' | 'c' | 'd' | 'e';
 
 async function scenario(impl: 'keymesh' | 'wireguard-go', which: Which): Promise<number> {
   const lab = new Lab();
   try {
-    const nat = which === 'c';
-    const { a, b, r } = nat ? routed(lab) : { ...twoHosts(lab), r: '' };
-    const target = nat ? '10.0.0.2' : TUNNEL.b;
-    if (nat) lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; chain kmfw { type filter hook forward priority 0; iifname "rb" oifname "ra" ct state new drop; }; }');
+    // a/b/e: two hosts on one link; c: A behind a NAT router; d: a client with two uplinks
+    let a: NodeSpec, b: NodeSpec, target: string;
+    let r = '';
+    if (which === 'd') {
+      const t = twoUplinks(lab);
+      [a, b, r, target] = [t.c, t.s, t.r1, '10.0.0.2'];
+    } else if (which === 'c') {
+      ({ a, b, r } = routed(lab));
+      target = '10.0.0.2';
+      lab.exec(r, ['nft', '-f', '-'], 'table ip kmnat { chain kmpost { type nat hook postrouting priority 100; oifname "rb" masquerade random; }; chain kmfw { type filter hook forward priority 0; iifname "rb" oifname "ra" ct state new drop; }; }');
+    } else {
+      ({ a, b } = twoHosts(lab));
+      target = TUNNEL.b;
+    }
     const start = impl === 'keymesh' ? startKeymesh : startWireguardGo;
     await start(lab, b);
     await start(lab, a);
     lab.exec(a.ns, ['ping', '-c', '2', '-i', '0.2', target]);
     await sleep(1000); // let keymesh peers exchange and validate their addresses
+    if (which === 'd' && impl === 'keymesh') {
+      // the path via the second uplink must be a warm spare before the first one dies
+      await waitFor('a spare via the second uplink', () => /validated, from 10\.2\.0\.2%/.test(sh(process.execPath, [KEYMESH_BIN, 'show', a.ifname])), 8000).catch((e: Error) =>
+        console.error(`(d) keymesh: ${e.message}; measuring anyway`),
+      );
+    }
     const probe = await startProbe(lab, a.ns, b.ns, target);
     await sleep(1000);
     if (which === 'a' || which === 'b') {
@@ -38,6 +59,9 @@ async function scenario(impl: 'keymesh' | 'wireguard-go', which: Which): Promise
       lab.exec(ns, ['ip', 'addr', 'add', `${to}/24`, 'dev', 'eth0']);
     } else if (which === 'c') {
       lab.exec(r, ['conntrack', '-F']);
+    } else if (which === 'd') {
+      // R1 silently drops everything; its links stay up and A's routes still prefer it
+      lab.exec(r, ['nft', '-f', '-'], 'table inet kmr1 { chain kmfwd { type filter hook forward priority 0; drop; }; }');
     } else {
       lab.exec(b.ns, ['nft', '-f', '-'], 'table ip kmdrop { chain kmin { type filter hook input priority 0; udp dport 51820 drop; }; chain kmout { type filter hook output priority 0; udp sport 51820 drop; }; }');
     }
@@ -63,8 +87,10 @@ for (const [which, label] of [
   ['a', '(a) client moves to a new address'],
   ['b', '(b) server moves, client keeps old address'],
   ['c', '(c) NAT rebinding (conntrack flushed)'],
+  ['d', '(d) two uplinks, the preferred one drops all'],
   ['e', '(e) IPv4 underlay lost, IPv6 remains'],
 ] as const) {
+  if (ONLY && !ONLY.includes(which)) continue;
   const k = await scenario('keymesh', which);
   const w = await scenario('wireguard-go', which);
   results[label] = { keymesh: k, wireguardGo: w };

@@ -83,8 +83,9 @@ export class CookieChecker {
 }
 
 export class CookieGenerator {
-  private readonly mac1Key: Uint8Array;
-  private readonly cookieDecryptionKey: Uint8Array;
+  // Derived from the peer's key on first use: an idle peer never sends a handshake message.
+  private mac1KeyCache: Uint8Array | null = null;
+  private cookieKeyCache: Uint8Array | null = null;
   private cookie: Uint8Array | null = null;
   private cookieSetAt = -Infinity;
   /** mac1 of the last handshake message we sent: the AAD a genuine cookie reply must carry. */
@@ -92,10 +93,15 @@ export class CookieGenerator {
 
   constructor(
     private readonly c: Crypto,
-    peerPublicKey: Uint8Array,
-  ) {
-    this.mac1Key = mac1Key(c, peerPublicKey);
-    this.cookieDecryptionKey = cookieKey(c, peerPublicKey);
+    private readonly peerPublicKey: Uint8Array,
+  ) {}
+
+  private get mac1Key(): Uint8Array {
+    return (this.mac1KeyCache ??= mac1Key(this.c, this.peerPublicKey));
+  }
+
+  private get cookieDecryptionKey(): Uint8Array {
+    return (this.cookieKeyCache ??= cookieKey(this.c, this.peerPublicKey));
   }
 
   /** Fill in mac1 and (with a fresh cookie) mac2 of an outgoing handshake message, in place. */

@@ -16,7 +16,9 @@ import { serializeInitiation, serializeResponse, type Initiation, type Response 
 
 const enc = new TextEncoder();
 const EMPTY = new Uint8Array(0);
-const ZERO_KEY = new Uint8Array(32);
+/** Shared all-zero constants: never written (the handshake replaces, not mutates, its buffers). */
+export const ZERO_KEY = new Uint8Array(32);
+const ZERO_TIMESTAMP = new Uint8Array(12);
 
 export type HandshakeStateName =
   | 'zeroed'
@@ -49,8 +51,10 @@ export class LocalIdentity {
 /** Per-peer handshake state (one in flight at a time, as in WireGuard). */
 export class Handshake {
   state: HandshakeStateName = 'zeroed';
-  hash: Uint8Array = new Uint8Array(32);
-  chainingKey: Uint8Array = new Uint8Array(32);
+  // Idle handshakes share the zero constants (replaced, never written in place, by every step),
+  // so an idle peer costs no buffers here beyond its precomputed DH.
+  hash: Uint8Array = ZERO_KEY;
+  chainingKey: Uint8Array = ZERO_KEY;
   localEphemeral: Uint8Array | null = null;
   remoteEphemeral: Uint8Array | null = null;
   localIndex = 0;
@@ -58,7 +62,7 @@ export class Handshake {
   /** DH(Spriv_local, Spub_remote), computed once per peer; null if the peer's key is a low-order point. */
   precomputedStaticStatic: Uint8Array | null;
   /** Greatest TAI64N timestamp accepted from this peer's initiations (replay defence). */
-  latestTimestamp: Uint8Array = new Uint8Array(12);
+  latestTimestamp: Uint8Array = ZERO_TIMESTAMP;
   /** Engine time of the last initiation from this peer that we consumed (flood defence). */
   lastInitiationConsumed = -Infinity;
 
@@ -77,11 +81,13 @@ export class Handshake {
   }
 
   clear(): void {
-    wipe(this.localEphemeral, this.hash, this.chainingKey);
+    if (this.hash !== ZERO_KEY) wipe(this.hash);
+    if (this.chainingKey !== ZERO_KEY) wipe(this.chainingKey);
+    wipe(this.localEphemeral);
     this.localEphemeral = null;
     this.remoteEphemeral = null;
-    this.hash = new Uint8Array(32);
-    this.chainingKey = new Uint8Array(32);
+    this.hash = ZERO_KEY;
+    this.chainingKey = ZERO_KEY;
     this.state = 'zeroed';
   }
 }

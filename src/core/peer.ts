@@ -44,7 +44,7 @@ export class Peer {
     c: Crypto,
     presharedKey?: Uint8Array,
   ) {
-    this.handshake = new Handshake(local, publicKey, presharedKey ?? new Uint8Array(32));
+    this.handshake = new Handshake(local, publicKey, presharedKey);
     this.cookie = new CookieGenerator(c, publicKey);
     this.endpoint = new PeerEndpoint();
   }

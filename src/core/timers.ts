@@ -35,8 +35,9 @@ export class PeerTimers {
   persistentKeepaliveInterval = 0;
 
   /** Should be called after an authenticated data packet (not a keepalive) is sent. */
-  dataSent(now: number, jitter: number): void {
-    if (this.newHandshake === Infinity) this.newHandshake = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter;
+  dataSent(now: number, jitter: () => number): void {
+    // jitter is drawn only when the timer is armed: once per quiet period, not per packet
+    if (this.newHandshake === Infinity) this.newHandshake = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter();
   }
 
   /** Should be called after an authenticated data packet (not a keepalive) is received. */

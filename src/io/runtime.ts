@@ -127,7 +127,7 @@ export class Runtime {
     };
     this.engine = new Engine(sink, {
       privateKey: opts.config.interface.privateKey,
-      random: (n) => new Uint8Array(randomBytes(n)),
+      random: randomPool(),
       mtu: this.mtu,
       ...cryptoBackends(process.env.KEYMESH_CRYPTO),
       makePaths: (addr, port) => this.pathsTo(addr, port),
@@ -772,6 +772,28 @@ class OutQueue {
   clear(): void {
     this.count = 0;
   }
+}
+
+/**
+ * Random bytes from the system CSPRNG, fetched 4 KiB at a time: each randomBytes() call costs a
+ * few microseconds whatever its size, and the engine asks for a few bytes at a time (indexes,
+ * jitter, challenge tokens, ephemeral keys). Every byte is handed out once; the caller gets its
+ * own copy.
+ */
+function randomPool(): (n: number) => Uint8Array {
+  let pool = new Uint8Array(0);
+  let at = 0;
+  return (n) => {
+    if (n > 1024) return new Uint8Array(randomBytes(n));
+    if (at + n > pool.length) {
+      pool = new Uint8Array(randomBytes(4096));
+      at = 0;
+    }
+    const out = pool.slice(at, at + n);
+    pool.fill(0, at, at + n);
+    at += n;
+    return out;
+  };
 }
 
 /**

@@ -2,6 +2,13 @@
  * Two (or more) engines joined by an in-memory network, with a fake clock. Datagrams are queued
  * per destination and moved by deliver(); nothing is sent until the test says so, so tests can
  * drop, reorder, replay or rewrite traffic.
+ *
+ * The network can also be made hostile on its own (`impair`): random loss, reordering (a datagram
+ * held back for a while on the fake clock, so later ones overtake it) and duplication, drawn from a
+ * seeded PRNG so every run is the same; and NAT (`nat`): a host's source address rewritten to an
+ * outside address and port, which can be rebound mid-stream. Every datagram's fate is logged
+ * (`log`), with the transport header's receiver index and counter, so tests can tell exactly
+ * which inner packets the network lost.
  */
 import { randomBytes } from 'node:crypto';
 import { Engine, type EngineEvent, type EngineOptions, type Sink } from '../../../src/core/engine.js';
@@ -20,6 +27,55 @@ export interface Wire {
   from: string;
   to: string;
   data: Uint8Array;
+  /** Its entry in Net.log (absent for datagrams a test pushes itself). */
+  rec?: WireRecord;
+  /** The datagram whose handling made the node send this one (null: a timer or the TUN device). */
+  cause?: WireRecord | null;
+}
+
+export type Fate = 'queued' | 'held' | 'lost' | 'delivered' | 'filtered' | 'blackholed' | 'noHost';
+
+/** What happened to one datagram (a duplicate gets its own record). */
+export interface WireRecord {
+  /** Fake-clock time it was sent. */
+  at: number;
+  from: string;
+  to: string;
+  len: number;
+  /** WireGuard message type (first byte). */
+  type: number;
+  /** For transport data: "receiver/counter", the same for every copy of one sealed packet. */
+  key: string | null;
+  fate: Fate;
+  duplicate: boolean;
+  /** The delivered datagram whose handling sent this one (null: a timer or a TUN packet). */
+  cause: WireRecord | null;
+}
+
+/** Random impairments applied to datagrams as they are sent (those `applies` accepts). */
+export interface Impairments {
+  /** Probability that a datagram is lost. */
+  loss?: number;
+  /** Probability that a datagram is held back (so later ones overtake it)… */
+  reorder?: number;
+  /** …for holdMinMs…holdMs ms of the fake clock (default 1…30). */
+  holdMs?: number;
+  holdMinMs?: number;
+  /** Probability that a datagram arrives twice. */
+  duplicate?: number;
+  /** Which datagrams are impaired (default: all). */
+  applies?: (w: Wire) => boolean;
+}
+
+/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+export function seeded(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(t ^ (t >>> 15), 1 | t);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 export class Node {
@@ -38,7 +94,7 @@ export class Node {
     this.publicKey = nobleCrypto.publicKey(this.privateKey);
     this.path = makePath(name);
     const sink: Sink = {
-      send: (path, buf, off, len) => net.queue.push({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
+      send: (path, buf, off, len) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
       writeTun: (buf, off, len) => this.tun.push(buf.slice(off, off + len)),
       event: (e) => this.events.push(e),
     };
@@ -92,6 +148,84 @@ export class Net {
   queue: Wire[] = [];
   /** Path ids whose datagrams silently vanish (in either direction). */
   blackholes = new Set<string>();
+  /** Every datagram sent by a node, in order, with its fate. */
+  log: WireRecord[] = [];
+  /** Datagrams held back by `reorder`, with the fake-clock time they are let go. */
+  held: Array<{ at: number; w: Wire }> = [];
+  private impairments: Impairments | null = null;
+  private rnd: () => number = seeded(1);
+  /** NAT: inside source path id → outside path (rewritten as datagrams leave), and back. */
+  private natOut = new Map<string, Path>();
+  private natIn = new Map<string, string>();
+  /** The datagram being handled right now (what anything sent meanwhile answers). */
+  private current: WireRecord | null = null;
+
+  /** Make the network lossy / reordering / duplicating from now on (null: a perfect network again). */
+  impair(opts: Impairments | null, seed = 1): void {
+    this.impairments = opts;
+    this.rnd = seeded(seed);
+  }
+
+  /**
+   * Put `inside` (a host's own path) behind a NAT: its datagrams leave with source `outside`, and
+   * datagrams to `outside` reach it. Calling it again rebinds (conntrack flushed, a new port): the
+   * previous outside address no longer reaches the host.
+   */
+  nat(inside: Path, outside: Path): void {
+    const old = this.natOut.get(inside.id);
+    if (old) this.natIn.delete(old.id);
+    this.natOut.set(inside.id, outside);
+    this.natIn.set(outside.id, inside.id);
+    this.paths.set(outside.id, outside);
+  }
+
+  /** A node hands a datagram to the network: NAT, then the impairments, decide what is queued. */
+  send(w: Wire): void {
+    w.cause = this.current;
+    const out = this.natOut.get(w.from);
+    if (out) w.from = out.id;
+    const d = w.data;
+    const type = d.length > 0 ? d[0] : -1;
+    let key: string | null = null;
+    if (type === 4 && d.length >= 32) {
+      const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
+      key = `${v.getUint32(4, true)}/${v.getUint32(12, true) * 2 ** 32 + v.getUint32(8, true)}`;
+    }
+    const rec = (duplicate: boolean): WireRecord => {
+      const r: WireRecord = { at: this.now, from: w.from, to: w.to, len: d.length, type, key, fate: 'queued', duplicate, cause: w.cause ?? null };
+      this.log.push(r);
+      return r;
+    };
+    const imp = this.impairments;
+    if (!imp || (imp.applies && !imp.applies(w))) {
+      this.queue.push({ ...w, rec: rec(false) });
+      return;
+    }
+    const copies = this.rnd() < (imp.duplicate ?? 0) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const c: Wire = { from: w.from, to: w.to, data: i === 0 ? d : d.slice(), cause: w.cause, rec: rec(i > 0) };
+      if (this.rnd() < (imp.loss ?? 0)) {
+        c.rec!.fate = 'lost';
+      } else if (this.rnd() < (imp.reorder ?? 0)) {
+        c.rec!.fate = 'held';
+        const min = imp.holdMinMs ?? 1;
+        this.held.push({ at: this.now + min + Math.floor(this.rnd() * (Math.max(imp.holdMs ?? 30, min) - min + 1)), w: c });
+      } else this.queue.push(c);
+    }
+  }
+
+  /** Held datagrams whose time has come join the end of the queue (behind what overtook them). */
+  private release(): void {
+    if (this.held.length === 0) return;
+    const due = this.held.filter((h) => h.at <= this.now);
+    if (due.length === 0) return;
+    this.held = this.held.filter((h) => h.at > this.now);
+    due.sort((x, y) => x.at - y.at);
+    for (const h of due) {
+      h.w.rec!.fate = 'queued';
+      this.queue.push(h.w);
+    }
+  }
 
   pathByAddr(addr: Uint8Array, port: number): Path | null {
     for (const p of this.paths.values()) if (Buffer.from(fakeAddr(p)).equals(Buffer.from(addr)) && p.id.endsWith(`:${port}`)) return p;
@@ -111,14 +245,34 @@ export class Net {
 
   /** Deliver queued datagrams (and whatever they provoke) until the network is quiet. Returns how many moved. */
   deliver(filter: (w: Wire) => boolean = () => true, max = 10_000): number {
+    this.release();
     let moved = 0;
     while (this.queue.length > 0 && moved < max) {
       const w = this.queue.shift()!;
-      if (!filter(w) || this.blackholes.has(w.from) || this.blackholes.has(w.to)) continue;
-      const to = this.nodes.get(w.to);
+      const fate = (f: Fate) => {
+        if (w.rec) w.rec.fate = f;
+      };
+      if (!filter(w)) {
+        fate('filtered');
+        continue;
+      }
+      if (this.blackholes.has(w.from) || this.blackholes.has(w.to)) {
+        fate('blackholed');
+        continue;
+      }
+      const to = this.nodes.get(this.natIn.get(w.to) ?? w.to);
       const from = this.paths.get(w.from);
-      if (!to || !from) continue;
-      to.engine.handleDatagram(w.data, from, this.now);
+      if (!to || !from) {
+        fate('noHost');
+        continue;
+      }
+      fate('delivered');
+      this.current = w.rec ?? null;
+      try {
+        to.engine.handleDatagram(w.data, from, this.now);
+      } finally {
+        this.current = null;
+      }
       moved++;
     }
     return moved;
@@ -130,11 +284,13 @@ export class Net {
     for (let guard = 0; ; guard++) {
       if (guard > 100_000) throw new Error(`timers never settle at ${this.now}: ${[...this.nodes.values()].map((n) => n.engine.nextDeadline()).join(', ')}`);
       let next = Infinity;
-      for (const n of this.nodes.values()) next = Math.min(next, n.engine.nextDeadline());
+      for (const n of new Set(this.nodes.values())) next = Math.min(next, n.engine.nextDeadline());
+      for (const h of this.held) next = Math.min(next, h.at);
       if (next > end) break;
       this.now = Math.max(this.now, next);
-      for (const n of this.nodes.values()) n.engine.tick(this.now);
+      for (const n of new Set(this.nodes.values())) n.engine.tick(this.now);
       if (deliver) this.deliver();
+      else this.release();
     }
     this.now = end;
   }
