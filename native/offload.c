@@ -296,7 +296,8 @@ typedef struct {
   layout L;
 } tcpseg;
 
-/* A TCP segment that may be coalesced: plain IPv4 (no options, not a fragment) or IPv6 without
+/* A TCP segment that may be coalesced: plain IPv4 (no options, not a fragment, valid header
+ * checksum) or IPv6 without
  * extension headers, exact lengths, payload, ACK and no SYN/RST/URG/FIN, and a valid checksum (a
  * coalesced super-packet's checksum is trusted by the receiving stack, so a bad one must not
  * hide inside it). */
@@ -306,6 +307,7 @@ static int tcp_candidate(const uint8_t *p, uint32_t len, tcpseg *t) {
     if ((uint32_t)rd16(p + 4) + 40 != len) return 0;
   } else {
     if (t->L.iphlen != 20 || rd16(p + 2) != len || (rd16(p + 6) & 0x3fff)) return 0;
+    if (csum_fold(csum_add(p, 20, 0)) != 0xffff) return 0; /* a bad header must not be "fixed" by merging */
   }
   uint32_t hlen = t->L.iphlen + t->L.l4hlen;
   if (len <= hlen) return 0;
@@ -340,6 +342,7 @@ static int can_append(const bucket *b, const tcpseg *q) {
     if (memcmp(a, c, 4) || a[7] != c[7]) return 0; /* traffic class, flow label, hop limit */
   } else {
     if (a[1] != c[1] || a[6] != c[6] || a[8] != c[8]) return 0; /* TOS, DF, TTL */
+    if (rd16(c + 4) != (uint16_t)(rd16(a + 4) + b->n)) return 0;  /* IDs count up, as segmentation will make them */
   }
   if (f->L.l4hlen != q->L.l4hlen) return 0;
   const uint8_t *ta = a + f->L.iphlen, *tc = c + q->L.iphlen;
