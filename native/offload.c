@@ -670,7 +670,7 @@ static napi_value tun_write_vnet(napi_env env, napi_callback_info info) {
   uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
   uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
   uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  if (!buf || !offs || !lens || count < 0 || count > MAX_BATCH || (size_t)count > olen || (size_t)count > llen)
+  if (!buf || !offs || !lens || count < 0 || (size_t)count > olen || (size_t)count > llen)
     return throw_code(env, "EINVAL", "tunWriteBatchVnet: bad arguments");
   for (int64_t i = 0; i < count; i++)
     if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatchVnet: packet %lld lies outside the buffer", (long long)i);
