@@ -195,13 +195,15 @@ export class PeerEndpoint {
 
   /**
    * Should be called after a packet of `bytes` bytes from `path` authenticated (a handshake
-   * message, or a transport packet that passed AEAD and the replay check).
+   * message, or a transport packet that passed AEAD and the replay check). `newest` is false for a
+   * transport packet numbered below one already received (overtaken in the network): it shows
+   * the path works, but says nothing about where the peer is now, so it never moves the session.
    */
-  authenticatedFrom(path: Path, now: number, bytes: number): AuthResult {
+  authenticatedFrom(path: Path, now: number, bytes: number, newest = true): AuthResult {
     this.clock = now;
     const e = this.entry(path);
     e.lastReceive = now;
-    e.lastTraffic = now;
+    if (newest) e.lastTraffic = now;
     e.bytesReceived += bytes;
     if (e === this.activeEntry) {
       this.alive();
@@ -209,7 +211,7 @@ export class PeerEndpoint {
     }
     if (this.activeEntry === null) return { change: this.activate(e, 'first contact'), challenge: null };
     if (!this.speaksKeymesh) return { change: this.activate(e, 'roamed (WireGuard semantics)'), challenge: null };
-    if (e.state === 'validated') return { change: this.activate(e, 'peer moved to a validated path'), challenge: null };
+    if (e.state === 'validated') return newest ? { change: this.activate(e, 'peer moved to a validated path'), challenge: null } : NONE;
     if (e.state === 'validating') return NONE;
     // new or failed: it must prove it can receive
     return { change: null, challenge: e };
@@ -251,8 +253,12 @@ export class PeerEndpoint {
       e.probeToken = null;
       e.probeMisses = 0;
       if (e.state === 'failed') e.state = 'validated';
-      const better = choosePath(this.list(), this.activeEntry, false, now);
-      return better ? this.activate(better, `lower RTT (${better.srtt!.toFixed(1)} ms vs ${this.activeEntry!.srtt!.toFixed(1)} ms)`) : null;
+      const active = this.activeEntry;
+      // the active path missed its last probe and nothing came back on it since: any working path beats it
+      const activeSilent = active !== null && active !== e && active.probeMisses > 0 && active.lastReceive <= active.probeSentAt;
+      const better = choosePath(this.list(), active, activeSilent, now);
+      if (better && activeSilent) return this.activate(better, 'active path went silent: failover to a path that answered');
+      return better ? this.activate(better, `lower RTT (${better.srtt!.toFixed(1)} ms vs ${active!.srtt!.toFixed(1)} ms)`) : null;
     }
     if (!e || e.state !== 'validating' || !e.token || !sameBytes(e.token, token)) return null;
     const sample = now - e.challengeSentAt;
@@ -333,6 +339,12 @@ export class PeerEndpoint {
     for (const e of [...this.entries.values()]) {
       if (e.probeToken && now - e.probeSentAt >= this.probeTimeout(e)) {
         e.probeToken = null;
+        if (e.lastReceive > e.probeSentAt) {
+          // the probe or its answer was lost, but authenticated packets kept arriving on this
+          // path after it went out: the path works, and a lost probe is not a miss
+          e.probeMisses = 0;
+          continue;
+        }
         e.probeMisses++;
         if (e === active) {
           const spare = choosePath(this.list(), e, true, now);
@@ -342,6 +354,11 @@ export class PeerEndpoint {
             change = this.activate(spare, 'active path went silent: failover to a validated spare');
           } else if (now - this.lastDataSent < SENDING_WINDOW * 10) {
             if (e.probeMisses === 1) lost = e.path; // first miss with no spare: worth reporting once
+            // paths that worked before but missed a probe lately (perhaps only from loss) are
+            // re-probed now, at this backoff's pace, rather than at their next regular interval
+            for (const f of this.entries.values()) {
+              if (f !== e && f.srtt !== null && !f.probeToken && (f.state === 'failed' || f.probeMisses > 0)) f.nextProbeAt = now;
+            }
             // no spare: keep probing (backing off to once a second) so recovery is quick
             this.nextLivenessAt = now + Math.min(PROBE_TIMEOUT_MIN * 2 ** e.probeMisses, SENDING_WINDOW);
           }

@@ -446,12 +446,15 @@ export class Engine {
         result = 'badAead';
         continue;
       }
+      // Only the highest-numbered packet so far may move the peer's endpoint (as RFC 9000 §9.3):
+      // one overtaken on an old path must not drag the session back there.
+      const newest = keypair !== peer.keypairs.previous && keypair.replay.isNewest(this.rxHis[q], this.rxLos[q]);
       if (!keypair.replay.commit(this.rxHis[q], this.rxLos[q])) {
         this.counters.drops.replay++;
         result = 'replay';
         continue;
       }
-      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now);
+      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now, newest);
     }
     return result;
   }
@@ -466,13 +469,14 @@ export class Engine {
     wireLen: number,
     path: Path,
     now: number,
+    newest: boolean,
   ): DatagramResult {
     this.counters.rxPackets++;
     peer.rxBytes += wireLen;
     keypair.receivedAny = true;
     const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
     if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) peer.endpoint.heard(path, now, wireLen);
-    else this.onAuthenticated(peer, path, wireLen, now);
+    else this.onAuthenticated(peer, path, wireLen, now, newest);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.timers.anyAuthenticatedPacketTraversal(now);
     if (keypair === peer.keypairs.next) {
@@ -919,8 +923,8 @@ export class Engine {
   // ───────────────────────────── paths and the extension channel ─────────────────────────────
 
   /** Every authenticated packet goes through here: the endpoint cache decides what it means. */
-  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number): void {
-    const r = peer.endpoint.authenticatedFrom(path, now, bytes);
+  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number, newest = true): void {
+    const r = peer.endpoint.authenticatedFrom(path, now, bytes, newest);
     if (r.change) this.emitEndpointChange(peer, r.change);
     if (r.challenge) this.sendChallenge(peer, r.challenge, now);
   }

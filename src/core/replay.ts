@@ -38,6 +38,11 @@ export class ReplayWindow {
     return (this.ring[wordIndex(lo)] & bit(lo)) === 0;
   }
 
+  /** True if (hi, lo) is above every counter accepted so far (ask before commit). */
+  isNewest(hi: number, lo: number): boolean {
+    return this.empty || (hi - this.lastHi) * TWO32 + (lo - this.lastLo) > 0;
+  }
+
   /** Record (hi, lo) as seen. Returns false if it was already seen or is now outside the window. */
   commit(hi: number, lo: number): boolean {
     if (!this.check(hi, lo)) return false;

@@ -211,14 +211,10 @@ function isCopy(net: Net, r: WireRecord): boolean {
 }
 
 describe('reordering and duplication', () => {
-  // BUG (src/core/endpoint.ts, PeerEndpoint.authenticatedFrom): a packet from a *validated*
-  // non-active path moves the active path at once ("peer moved to a validated path"), whatever
-  // its age. The path the peer just left stays 'validated' for a few seconds, so one of its
-  // packets overtaken by the first ones from the new address switches the session back to the
-  // address the peer has left, until the next packet from the new one (or a liveness failover)
-  // switches it forward again. RFC 9000 §9.3 moves only on the highest-numbered packet; here that
-  // would be the transport counter, which the engine knows but does not pass to the endpoint cache.
-  it.fails('a packet from the old path that arrives after the switch does not switch back', () => {
+  // The path the peer just left stays 'validated' for a while; one of its packets overtaken by the
+  // first ones from the new address must not switch the session back. As RFC 9000 §9.3, only the
+  // highest-numbered packet so far (the transport counter) may move the endpoint.
+  it('a packet from the old path that arrives after the switch does not switch back', () => {
     const { net, a, b, pb } = established();
     const moved = makePath('A-wifi', 40000);
     // A's last packet from its old address is held back 50 ms
@@ -342,23 +338,26 @@ describe('multihomed failover on a lossy network', () => {
     });
   }
 
-  // Consequence of the bug below: with the loss already there before the active path dies, a lost
-  // periodic probe had earlier marked the (working) other path failed; when the active one really
-  // dies there is no spare left, and delivery stops until the failed path's next re-probe
-  // (FAILED_PROBE_INTERVAL, 5 s).
-  it.fails('with 20% loss everywhere beforehand (seed 21), a dead active path still fails over within 500 ms', () => {
-    const r = failover(21, 'start');
-    expect(r.now).not.toBe(r.dead);
-    expect(r.maxGap, r.switches.join('\n')).toBeLessThanOrEqual(500);
+  // With loss already there before the active path dies, lost periodic probes may have marked the
+  // (working) other path failed; when the active one really dies, paths that worked before are
+  // re-probed at once instead of at their next FAILED_PROBE_INTERVAL (5 s).
+  it('with 20% loss everywhere beforehand (30 seeds), a dead active path fails over: median ≤ 500 ms, worst ≤ 1.2 s', () => {
+    const gaps: number[] = [];
+    for (let seed = 21; seed <= 50; seed++) {
+      const r = failover(seed, 'start');
+      expect(r.now, `seed ${seed}: ${r.switches.join(' | ')}`).not.toBe(r.dead);
+      gaps.push(r.maxGap);
+    }
+    gaps.sort((x, y) => x - y);
+    // each probe round trip is lost with probability 36% here, so some runs need a retry or two
+    expect(gaps[Math.floor(gaps.length / 2)], gaps.join(' ')).toBeLessThanOrEqual(500);
+    expect(gaps[gaps.length - 1], gaps.join(' ')).toBeLessThanOrEqual(1200);
   });
 
-  // BUG (src/core/endpoint.ts, PeerEndpoint.dueProbes): while a spare exists, the active path is
-  // probed every SPARE_PROBE_INTERVAL, and when one such probe (or its answer) is lost, the active
-  // path is declared "silent", marked failed and abandoned for the spare — even though authenticated
-  // traffic kept arriving on it after the probe went out. On a path with a few % loss the session
-  // flaps between two working paths, bypassing the hysteresis and hold-down. A probe timeout should
-  // count as a miss only if nothing authenticated arrived on that path since the probe was sent.
-  it.fails('a working active path with 5% loss is not declared silent because a probe was lost', () => {
+  // A probe timeout counts as a miss only if nothing authenticated arrived on that path since the
+  // probe went out; otherwise a path with a few % loss would be declared silent and abandoned now
+  // and then, flapping between two working paths past the hysteresis and hold-down.
+  it('a working active path with 5% loss is not declared silent because a probe was lost', () => {
     const { net, a, b } = established({ spares: true });
     net.impair({ loss: 0.05 }, 9);
     for (let i = 1; i <= 3000; i++) {
