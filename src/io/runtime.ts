@@ -102,6 +102,8 @@ export class Runtime {
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
+    // One packet per slot, offloads or not: TSO super-packets and coalesced UDP receives are
+    // staged inside the addon (64 KiB per fd) and handed over already split to MTU-sized packets.
     this.slot = Math.max(2048, (this.mtu + 256 + 63) & ~63);
     this.tunIn = new Uint8Array(BATCH * this.slot + TRANSPORT_HEADROOM);
     this.tunInView = this.tunIn.subarray(TRANSPORT_HEADROOM);

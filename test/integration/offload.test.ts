@@ -25,6 +25,7 @@ afterEach(async () => {
 });
 
 interface Status {
+  aead: string;
   offload: {
     tun: { vnetHdr: boolean; tso4: boolean; tso6: boolean; csum: boolean } | null;
     udp: { gso: boolean; gro: boolean };
@@ -50,6 +51,7 @@ describe.skipIf(skip)('offloads: bulk TCP arrives byte-identical', () => {
     const sa = show(l, a);
     expect(sa.offload.tun).toMatchObject({ vnetHdr: true, csum: true, tso4: true, tso6: true });
     expect(sa.offload.udp).toEqual({ gso: true, gro: true });
+    expect(l.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname])).toMatch(/^ {2}offloads: tun csum, tun tso4, tun tso6.*, udp gso, udp gro$/m);
     await transfer(l, a, b, TUNNEL.b, 32 << 20);
     await transfer(l, a, b, TUNNEL.b6, 8 << 20, 5202);
     await transfer(l, b, a, TUNNEL.a, 8 << 20, 5203);
@@ -74,10 +76,28 @@ describe.skipIf(skip)('offloads: bulk TCP arrives byte-identical', () => {
     const sa = show(l, a);
     expect(sa.offload.tun).toBeNull();
     expect(sa.offload.udp).toEqual({ gso: false, gro: false });
+    expect(l.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname])).toMatch(/^ {2}offloads: off$/m);
     await transfer(l, a, b, TUNNEL.b, 16 << 20);
     await transfer(l, a, b, TUNNEL.b6, 4 << 20, 5202);
     const c = show(l, a).offload.counters!;
     expect(c.tunSuperRead + c.udpGsoSends + c.udpGroReceives + c.tunSuperWritten).toBe(0);
+  }, 120_000);
+
+  it('mixed: offloads on with the pure-TS crypto (KEYMESH_CRYPTO=noble) ↔ offloads off with native crypto', async () => {
+    const l = (lab = new Lab());
+    const { a, b } = twoHosts(l);
+    a.env = { KEYMESH_CRYPTO: 'noble' };
+    b.env = { KEYMESH_OFFLOAD: '0' };
+    await startKeymesh(l, b);
+    await startKeymesh(l, a);
+    expect(ping(l, a.ns, TUNNEL.b), l.logs()).toBe(true);
+    expect(show(l, a).aead).toBe('noble');
+    expect(show(l, b).aead).toMatch(/native/);
+    await transfer(l, a, b, TUNNEL.b, 6 << 20);
+    await transfer(l, b, a, TUNNEL.a6, 6 << 20, 5202);
+    const c = show(l, a).offload.counters!;
+    expect(c.tunSuperRead, JSON.stringify(c)).toBeGreaterThan(0);
+    expect(c.tunSuperWritten, JSON.stringify(c)).toBeGreaterThan(0);
   }, 120_000);
 
   it('keymesh (offloads on) ↔ wireguard-go, both directions', async () => {
