@@ -77,7 +77,14 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (want_offload ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, nlen);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+  int setiff = ioctl(fd, TUNSETIFF, &ifr);
+  if (setiff < 0 && errno == EINVAL && want_offload) {
+    /* a kernel without IFF_VNET_HDR for TUN: a plain device, offload reported as null */
+    want_offload = false;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    setiff = ioctl(fd, TUNSETIFF, &ifr);
+  }
+  if (setiff < 0) {
     int e = errno;
     close(fd);
     if (e == EPERM || e == EACCES)
