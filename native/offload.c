@@ -862,7 +862,6 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
      * offload on the route's device, xfrm) and EOPNOTSUPP will not change: GSO stays off here. */
     ctr.udp_gso_fallbacks++;
     if (st && (e == EIO || e == EOPNOTSUPP || e == ENOPROTOOPT)) st->gso_off = 1;
-    struct msghdr *g = &o_msgs[start].msg_hdr;
     int first = o_first[start];
     int stopped = 0;
     for (int k = 0; k < o_n[start] && !stopped; k++) {
@@ -881,7 +880,6 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
       else if (errno == EAGAIN || errno == ENOBUFS) stopped = 1;
       else ctr.udp_send_errors++;
     }
-    (void)g;
     if (stopped) break;
     start++;
   }
