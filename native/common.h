@@ -72,5 +72,9 @@ static inline void set_prop(napi_env env, napi_value obj, const char *key, napi_
 void km_register_aead(napi_env env, napi_value exports);
 void km_register_offload(napi_env env, napi_value exports);
 void km_register_hash(napi_env env, napi_value exports);
+/* offload.c: after TUNSETIFF with IFF_VNET_HDR, the TUN_F_* offloads obtained (0: none). */
+unsigned km_offload_tun_setup(int fd);
+/* offload.c: drop what is pending for an fd number that is being closed. */
+void km_offload_forget(int fd);
 
 #endif

@@ -38,10 +38,14 @@ static struct {
 
 /* ───────────────────────── TUN ───────────────────────── */
 
-/* tunOpen(name: string) → { fd, name } */
+/*
+ * tunOpen(name: string, options?: { offload?: boolean }) → { fd, name, offload }
+ * With offload: IFF_VNET_HDR, then TUNSETVNETHDRSZ and TUNSETOFFLOAD (offload.c), reported as
+ * offload = { vnetHdr, csum, tso4, tso6, ecn, uso }. Without: offload = null.
+ */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[IFNAMSIZ + 1] = {0};
   size_t nlen = 0;
@@ -49,6 +53,14 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     return throw_code(env, "EINVAL", "tunOpen: expected an interface name string");
   }
   if (nlen >= IFNAMSIZ) return throw_code(env, "EINVAL", "interface name \"%s\" is too long (15 characters at most)", name);
+  bool want_offload = false;
+  napi_valuetype ot;
+  if (argc >= 2 && napi_typeof(env, argv[1], &ot) == napi_ok && ot == napi_object) {
+    napi_value v;
+    bool has = false;
+    if (napi_has_named_property(env, argv[1], "offload", &has) == napi_ok && has && napi_get_named_property(env, argv[1], "offload", &v) == napi_ok)
+      napi_get_value_bool(env, v, &want_offload);
+  }
   if (nlen > 0 && if_nametoindex(name) != 0) {
     return throw_code(env, "EBUSY", "interface %s already exists and is in use", name);
   }
@@ -63,9 +75,16 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (want_offload ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, nlen);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+  int setiff = ioctl(fd, TUNSETIFF, &ifr);
+  if (setiff < 0 && errno == EINVAL && want_offload) {
+    /* a kernel without IFF_VNET_HDR for TUN: a plain device, offload reported as null */
+    want_offload = false;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    setiff = ioctl(fd, TUNSETIFF, &ifr);
+  }
+  if (setiff < 0) {
     int e = errno;
     close(fd);
     if (e == EPERM || e == EACCES)
@@ -74,11 +93,28 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     if (e == EINVAL) return throw_code(env, "EINVAL", "cannot create TUN interface \"%s\": invalid name or an interface of another type has it", name);
     return throw_code(env, errno_code(e), "TUNSETIFF %s: %s", name, strerror(e));
   }
-  napi_value obj, nm;
+  napi_value obj, nm, off;
   CHECK(napi_create_object(env, &obj));
   set_prop(env, obj, "fd", make_int(env, fd));
   CHECK(napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &nm));
   set_prop(env, obj, "name", nm);
+  if (want_offload) {
+    unsigned f = km_offload_tun_setup(fd);
+    napi_value b;
+    CHECK(napi_create_object(env, &off));
+    static const struct { const char *key; unsigned bits; } names[] = {
+        {"csum", TUN_F_CSUM}, {"tso4", TUN_F_TSO4}, {"tso6", TUN_F_TSO6}, {"ecn", TUN_F_TSO_ECN}, {"uso", 0x20 | 0x40},
+    };
+    napi_get_boolean(env, true, &b);
+    set_prop(env, off, "vnetHdr", b);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+      napi_get_boolean(env, (f & names[i].bits) == names[i].bits, &b);
+      set_prop(env, off, names[i].key, b);
+    }
+  } else {
+    napi_get_null(env, &off);
+  }
+  set_prop(env, obj, "offload", off);
   return obj;
 }
 
@@ -599,6 +635,7 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   if (argc < 1 || !get_int(env, argv[0], &fd)) return throw_code(env, "EINVAL", "closeFd(fd)");
   for (int i = 0; i < MAX_POLLS; i++)
     if (g_polls[i] && g_polls[i]->fd == fd) release(g_polls[i]); /* out of epoll before the number is reused */
+  km_offload_forget((int)fd); /* and nothing pending for the old file is handed to the next one */
   close((int)fd);
   return NULL;
 }

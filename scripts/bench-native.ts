@@ -5,6 +5,8 @@
  * What it measures, per datagram of SIZE bytes:
  *   - native: wall time inside udpSendBatch (sendmmsg, batches of BATCH) and inside udpRecvBatch
  *     (recvmmsg) draining the receiving socket right after each send batch;
+ *   - native with offloads: the same with udpSendBatchGso (UDP_SEGMENT: the batch is one message)
+ *     and udpRecvBatchGro (UDP_GRO: loopback keeps the GSO packet whole; the addon cuts it up);
  *   - dgram: wall time of a round of BATCH socket.send() calls plus the 'message' events that
  *     deliver them to another dgram socket (send and receive cannot be told apart there).
  * Loopback delivers inside the sending syscall, so the kernel half of receiving is counted in the
@@ -18,9 +20,15 @@ const SIZE = 1420;
 const BATCH = 64;
 const DURATION_MS = 1000;
 
-function benchNative(): { sendUs: number; recvUs: number; packets: number; dropped: number } {
+function benchNative(offload = false): { sendUs: number; recvUs: number; packets: number; dropped: number } {
   const tx = native.udpOpen(0);
   const rx = native.udpOpen(0);
+  if (offload) {
+    native.udpOffload(tx.fd);
+    native.udpOffload(rx.fd);
+  }
+  const send = offload ? native.udpSendBatchGso : native.udpSendBatch;
+  const recv = offload ? native.udpRecvBatchGro : native.udpRecvBatch;
   const slot = 2048;
   const out = new Uint8Array(BATCH * SIZE).fill(0xab);
   const offs = new Uint32Array(BATCH).map((_, i) => i * SIZE);
@@ -39,11 +47,11 @@ function benchNative(): { sendUs: number; recvUs: number; packets: number; dropp
   const end = performance.now() + DURATION_MS;
   while (performance.now() < end) {
     const t0 = performance.now();
-    sent += native.udpSendBatch(tx.fd, out, offs, lens, addrs, ports, BATCH);
+    sent += send(tx.fd, out, offs, lens, addrs, ports, BATCH);
     const t1 = performance.now();
     let n: number;
     do {
-      n = native.udpRecvBatch(rx.fd, inBuf, slot, inLens, inAddrs, inPorts, BATCH);
+      n = recv(rx.fd, inBuf, slot, inLens, inAddrs, inPorts, BATCH);
       received += n;
     } while (n === BATCH);
     recvMs += performance.now() - t1;
@@ -87,10 +95,16 @@ async function benchDgram(): Promise<{ roundUs: number; packets: number }> {
 }
 
 const n = benchNative();
+const g = native.hasOffload() ? benchNative(true) : null;
 const d = await benchDgram();
 console.log(`UDP on loopback, ${SIZE}-byte datagrams, batches of ${BATCH}, ${DURATION_MS} ms each:`);
 console.log(`  native  sendmmsg  ${n.sendUs.toFixed(2)} µs/datagram`);
 console.log(`  native  recvmmsg  ${n.recvUs.toFixed(2)} µs/datagram   (${n.packets} datagrams, ${n.dropped} not received)`);
 console.log(`  native  send+recv ${(n.sendUs + n.recvUs).toFixed(2)} µs/datagram`);
+if (g) {
+  console.log(`  native  UDP_SEGMENT ${g.sendUs.toFixed(2)} µs/datagram`);
+  console.log(`  native  UDP_GRO     ${g.recvUs.toFixed(2)} µs/datagram   (${g.packets} datagrams, ${g.dropped} not received)`);
+  console.log(`  native  send+recv ${(g.sendUs + g.recvUs).toFixed(2)} µs/datagram with offloads`);
+}
 console.log(`  dgram   send+recv ${d.roundUs.toFixed(2)} µs/datagram   (${d.packets} datagrams, includes event-loop turns)`);
 console.log(`  counters: ${JSON.stringify(native.counters())}`);

@@ -7,6 +7,7 @@ export interface ShowStatus {
   mtu: number;
   fwmark: number;
   aead: string;
+  offload?: { tun: Record<string, boolean> | null; udp: { gso: boolean; gro: boolean } };
   stats: { drops: Record<string, number>; rxPackets: number; txPackets: number; underLoad: boolean; lighthouse?: Record<string, number> };
   isLighthouse?: boolean;
   peers: Array<{
@@ -76,6 +77,16 @@ export function formatShow(s: ShowStatus): string {
   out.push(`  listening port: ${s.listenPort}`);
   if (s.fwmark) out.push(`  fwmark: 0x${s.fwmark.toString(16)}`);
   out.push(`  mtu: ${s.mtu}`);
+  if (s.offload) {
+    const on = [
+      ...Object.entries(s.offload.tun ?? {})
+        .filter(([k, v]) => v && k !== 'vnetHdr')
+        .map(([k]) => `tun ${k}`),
+      ...(s.offload.udp.gso ? ['udp gso'] : []),
+      ...(s.offload.udp.gro ? ['udp gro'] : []),
+    ];
+    out.push(`  offloads: ${on.length ? on.join(', ') : 'off'}`);
+  }
   out.push(`  packets: ${s.stats.rxPackets} received, ${s.stats.txPackets} sent${s.stats.underLoad ? ' (under load: cookies required)' : ''}`);
   const drops = Object.entries(s.stats.drops).filter(([, v]) => v > 0);
   if (drops.length) out.push(`  dropped: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}`);

@@ -7,9 +7,20 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** What TUNSETOFFLOAD granted (IFF_VNET_HDR is on whenever this is not null). */
+export interface TunOffload {
+  vnetHdr: boolean;
+  csum: boolean;
+  tso4: boolean;
+  tso6: boolean;
+  ecn: boolean;
+  uso: boolean;
+}
 export interface TunHandle {
   fd: number;
   name: string;
+  /** null: a plain TUN device (no virtio header); read/write it with tunReadBatch/tunWriteBatch. */
+  offload: TunOffload | null;
 }
 export interface UdpHandle {
   fd: number;
@@ -17,8 +28,30 @@ export interface UdpHandle {
   family: 4 | 6;
 }
 
+export interface OffloadCounters {
+  tunSuperRead: number;
+  tunSegmentsRead: number;
+  tunCsumCompleted: number;
+  tunBad: number;
+  tunTooBig: number;
+  tunSuperWritten: number;
+  tunSegmentsWritten: number;
+  tunWriteErrors: number;
+  udpGsoSends: number;
+  udpGsoSegments: number;
+  udpGsoFallbacks: number;
+  udpSendErrors: number;
+  udpGroReceives: number;
+  udpGroSegments: number;
+  udpTruncated: number;
+  udpSoErrors: number;
+}
+
+type RecvBatch = (fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number, locals?: Uint8Array, ifindexes?: Uint32Array) => number;
+type SendBatch = (fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number, locals?: Uint8Array, ifindexes?: Uint32Array) => number;
+
 interface Addon {
-  tunOpen(name: string): TunHandle;
+  tunOpen(name: string, options?: { offload?: boolean }): TunHandle;
   tunReadBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number;
   tunWriteBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   udpOpen(port: number): UdpHandle;
@@ -29,6 +62,15 @@ interface Addon {
   pollStop(id: number): void;
   closeFd(fd: number): void;
   counters(): { tunWriteErrors: number; udpSendErrors: number; udpTruncated: number; udpSoErrors: number };
+  // offload.c (absent from an addon built before it)
+  tunReadBatchVnet?: (fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number) => number;
+  tunWriteBatchVnet?: (fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number) => number;
+  udpOffload?: (fd: number) => { gso: boolean; gro: boolean };
+  udpRecvBatchGro?: RecvBatch;
+  udpSendBatchGso?: SendBatch;
+  offloadSplit?: (vnetHeader: Uint8Array, packet: Uint8Array, slotSize?: number) => Uint8Array[] | null;
+  offloadCoalesce?: (packets: Uint8Array[]) => Array<{ vnet: Uint8Array; packet: Uint8Array; segments: number }>;
+  offloadCounters?: () => OffloadCounters;
 }
 
 /**
@@ -55,8 +97,18 @@ function a(): Addon {
   return (addon ??= load());
 }
 
-/** Open /dev/net/tun as interface `name` (IFF_TUN | IFF_NO_PI, non-blocking). Errors carry `code`: ENOTUN, EPERM, EBUSY, EINVAL. */
-export const tunOpen = (name: string): TunHandle => a().tunOpen(name);
+/**
+ * Open /dev/net/tun as interface `name` (IFF_TUN | IFF_NO_PI, non-blocking). Errors carry `code`:
+ * ENOTUN, EPERM, EBUSY, EINVAL. With `{ offload: true }` (and an addon that has offload.c) the
+ * device gets IFF_VNET_HDR and whatever TUNSETOFFLOAD grants (`handle.offload`); such a device
+ * must be read and written with tunReadBatchVnet / tunWriteBatchVnet only.
+ */
+export const tunOpen = (name: string, options?: { offload?: boolean }): TunHandle => {
+  const h = options?.offload && hasOffload() ? a().tunOpen(name, { offload: true }) : a().tunOpen(name);
+  return { fd: h.fd, name: h.name, offload: h.offload ?? null };
+};
+/** Whether the addon has the offload functions (offload.c). */
+export const hasOffload = (): boolean => typeof a().tunReadBatchVnet === 'function' && typeof a().udpOffload === 'function';
 /** Read up to maxPackets packets; packet i lands at buf[i*slotSize], length in lengths[i]. Returns the count. */
 export const tunReadBatch = (fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number =>
   a().tunReadBatch(fd, buf, slotSize, lengths, maxPackets);
@@ -131,3 +183,36 @@ export const closeFd = (fd: number): void => a().closeFd(fd);
 /** Process-wide drop counters kept by the addon (numbers, exact up to 2^53). */
 export const counters = (): { tunWriteErrors: number; udpSendErrors: number; udpTruncated: number; udpSoErrors: number } =>
   a().counters();
+
+// ───────────────────────── offloads (native/offload.c) ─────────────────────────
+
+/**
+ * tunReadBatch for an IFF_VNET_HDR device: TSO/USO super-packets come back split into segments
+ * (packet i at buf[i*slotSize], lengths[i]) with lengths, IDs, sequence numbers, flags and
+ * checksums fixed; segments that do not fit stay pending in the addon for the next call.
+ */
+export const tunReadBatchVnet = (fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number =>
+  a().tunReadBatchVnet!(fd, buf, slotSize, lengths, maxPackets);
+/** tunWriteBatch for an IFF_VNET_HDR device: same-flow TCP segments are coalesced (GRO). Returns packets written. */
+export const tunWriteBatchVnet = (fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number =>
+  a().tunWriteBatchVnet!(fd, buf, offsets, lengths, count);
+/** Turn UDP_GRO on for a socket and ask whether UDP_SEGMENT exists. Once gro is true, receive with udpRecvBatchGro only. */
+export const udpOffload = (fd: number): { gso: boolean; gro: boolean } => a().udpOffload!(fd);
+/** udpRecvBatch for a UDP_GRO socket (same contract; coalesced receives are cut back into datagrams). */
+export const udpRecvBatchGro: RecvBatch = (fd, buf, slotSize, lengths, addrs, ports, maxPackets, locals, ifindexes) =>
+  locals && ifindexes
+    ? a().udpRecvBatchGro!(fd, buf, slotSize, lengths, addrs, ports, maxPackets, locals, ifindexes)
+    : a().udpRecvBatchGro!(fd, buf, slotSize, lengths, addrs, ports, maxPackets);
+/** udpSendBatch with UDP_SEGMENT (same contract): runs of equal-length datagrams to one destination go as one message. */
+export const udpSendBatchGso: SendBatch = (fd, buf, offsets, lengths, addrs, ports, count, locals, ifindexes) =>
+  locals && ifindexes
+    ? a().udpSendBatchGso!(fd, buf, offsets, lengths, addrs, ports, count, locals, ifindexes)
+    : a().udpSendBatchGso!(fd, buf, offsets, lengths, addrs, ports, count);
+/** Pure (for tests): what tunReadBatchVnet makes of one read (virtio header + packet); null = dropped (counted). */
+export const offloadSplit = (vnetHeader: Uint8Array, packet: Uint8Array, slotSize?: number): Uint8Array[] | null =>
+  slotSize === undefined ? a().offloadSplit!(vnetHeader, packet) : a().offloadSplit!(vnetHeader, packet, slotSize);
+/** Pure (for tests): the writes tunWriteBatchVnet would make of these packets, in order. */
+export const offloadCoalesce = (packets: Uint8Array[]): Array<{ vnet: Uint8Array; packet: Uint8Array; segments: number }> =>
+  a().offloadCoalesce!(packets);
+/** Process-wide offload counters (segments split and coalesced, GSO sends, GRO receives, drops). */
+export const offloadCounters = (): OffloadCounters | null => (hasOffload() ? a().offloadCounters!() : null);

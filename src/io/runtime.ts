@@ -43,6 +43,8 @@ function udpOf(p: unknown): UdpPath | null {
 
 const BATCH = 64;
 const MAX_ROUNDS = 16;
+/** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
+const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
 
 export interface RuntimeOptions {
   interfaceName: string;
@@ -96,10 +98,18 @@ export class Runtime {
   private readonly tunOut = new OutQueue(BATCH, false);
   private readonly tunOutSide = new OutQueue(BATCH, false);
   readonly counters = { udpSendShort: 0, tunWriteShort: 0 };
+  // Offloads in use (native/offload.c): chosen once per fd, with the matching batch functions.
+  private udpOff = { gso: false, gro: false };
+  private tunRead = native.tunReadBatch;
+  private tunWrite = native.tunWriteBatch;
+  private udpRecv = native.udpRecvBatch;
+  private udpSend = native.udpSendBatch;
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
+    // One packet per slot, offloads or not: TSO super-packets and coalesced UDP receives are
+    // staged inside the addon (64 KiB per fd) and handed over already split to MTU-sized packets.
     this.slot = Math.max(2048, (this.mtu + 256 + 63) & ~63);
     this.tunIn = new Uint8Array(BATCH * this.slot + TRANSPORT_HEADROOM);
     this.tunInView = this.tunIn.subarray(TRANSPORT_HEADROOM);
@@ -164,8 +174,14 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preUp) await runHook(h, name);
-    this.tun = native.tunOpen(name);
+    this.tun = native.tunOpen(name, { offload: OFFLOAD });
+    // An IFF_VNET_HDR device carries a virtio header on every packet: only the vnet functions fit it.
+    if (this.tun.offload) {
+      this.tunRead = native.tunReadBatchVnet;
+      this.tunWrite = native.tunWriteBatchVnet;
+    }
     this.udp = native.udpOpen(cfg.interface.listenPort ?? 0);
+    this.useUdpOffload(this.udp);
     this.fwmark = cfg.interface.fwmark ?? 0;
     if (this.fwmark) native.udpSetMark(this.udp.fd, this.fwmark);
     const now = this.now();
@@ -255,22 +271,34 @@ export class Runtime {
   // ───────────────────────────── data path ─────────────────────────────
 
   private onTunReadable(): void {
+    this.tunAgain = false;
     if (!this.tun) return;
+    let n = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
-      const n = native.tunReadBatch(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
+      n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
       if (n === 0) break;
       this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
       this.flush();
       if (n < BATCH) break;
     }
+    // Stopped on a full batch: more may wait, and with offloads part of it can be segments
+    // pending inside the addon, which epoll does not see. Come back after other I/O.
+    if (n === BATCH && !this.tunAgain) {
+      this.tunAgain = true;
+      setImmediate(() => this.onTunReadable());
+    }
     this.armTimer();
   }
+  private tunAgain = false;
+  private udpAgain = false;
 
   private onUdpReadable(): void {
+    this.udpAgain = false;
     if (!this.udp) return;
+    let n = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const n = native.udpRecvBatch(
+      n = this.udpRecv(
         this.udp.fd,
         this.udpIn,
         this.slot,
@@ -291,6 +319,10 @@ export class Runtime {
       this.flush();
       if (n < BATCH) break;
     }
+    if (n === BATCH && !this.udpAgain) {
+      this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
+      setImmediate(() => this.onUdpReadable());
+    }
     this.armTimer();
   }
 
@@ -298,7 +330,7 @@ export class Runtime {
     for (const q of [this.udpOutSide, this.udpOut]) {
       if (q.count === 0) continue;
       if (this.udp) {
-        const sent = native.udpSendBatch(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count, q.locals, q.ifindexes);
+        const sent = this.udpSend(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count, q.locals, q.ifindexes);
         if (sent < q.count) this.counters.udpSendShort += q.count - sent;
       }
       q.clear();
@@ -309,7 +341,7 @@ export class Runtime {
     for (const q of [this.tunOutSide, this.tunOut]) {
       if (q.count === 0) continue;
       if (this.tun) {
-        const written = native.tunWriteBatch(this.tun.fd, q.buf!, q.offs, q.lens, q.count);
+        const written = this.tunWrite(this.tun.fd, q.buf!, q.offs, q.lens, q.count);
         if (written < q.count) this.counters.tunWriteShort += q.count - written;
       }
       q.clear();
@@ -448,9 +480,17 @@ export class Runtime {
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     if (this.udp) native.closeFd(this.udp.fd);
     this.udp = next;
+    this.useUdpOffload(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, () => this.onUdpReadable());
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
+  }
+
+  /** UDP_SEGMENT / UDP_GRO on a (new) socket when the kernel and the addon have them. */
+  private useUdpOffload(u: native.UdpHandle): void {
+    this.udpOff = OFFLOAD && native.hasOffload() ? native.udpOffload(u.fd) : { gso: false, gro: false };
+    this.udpRecv = this.udpOff.gro ? native.udpRecvBatchGro : native.udpRecvBatch;
+    this.udpSend = this.udpOff.gso ? native.udpSendBatchGso : native.udpSendBatch;
   }
 
   private async syncRoutes(): Promise<void> {
@@ -660,6 +700,11 @@ export class Runtime {
       fwmark: this.fwmark,
       aead: this.engine.aead.name,
       stats: this.engine.stats(now),
+      offload: {
+        tun: this.tun?.offload ?? null,
+        udp: this.udpOff,
+        counters: native.offloadCounters(),
+      },
       runtime: { ...this.counters, native: native.counters() },
       isLighthouse: this.engine.isLighthouse,
       peers: this.engine.listPeers().map((p: Peer) => ({
