@@ -273,18 +273,9 @@ export class Runtime {
   private onTunReadable(): void {
     this.tunAgain = false;
     if (!this.tun) return;
-    let n = 0;
-    for (let round = 0; round < MAX_ROUNDS; round++) {
-      // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
-      n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
-      if (n === 0) break;
-      this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
-      this.flush();
-      if (n < BATCH) break;
-    }
     // Stopped on a full batch: more may wait, and with offloads part of it can be segments
     // pending inside the addon, which epoll does not see. Come back after other I/O.
-    if (n === BATCH && !this.tunAgain) {
+    if (this.drainTun() === BATCH && !this.tunAgain) {
       this.tunAgain = true;
       setImmediate(() => this.onTunReadable());
     }
@@ -292,12 +283,45 @@ export class Runtime {
   }
   private tunAgain = false;
   private udpAgain = false;
+  private tunWritten = false;
 
   private onUdpReadable(): void {
     this.udpAgain = false;
     if (!this.udp) return;
+    if (this.drainUdp() === BATCH && !this.udpAgain) {
+      this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
+      setImmediate(() => this.onUdpReadable());
+    }
+    // Writing to the TUN device often makes the kernel answer at once, in the write itself (an
+    // ICMP echo reply, TCP ACKs): take those now rather than after another trip through epoll.
+    if (this.tunWritten && this.tun) {
+      this.tunWritten = false;
+      if (this.drainTun() === BATCH && !this.tunAgain) {
+        this.tunAgain = true;
+        setImmediate(() => this.onTunReadable());
+      }
+    }
+    this.armTimer();
+  }
+
+  /** Read, process and send TUN packets until drained (or MAX_ROUNDS batches); returns the last batch's size. */
+  private drainTun(): number {
     let n = 0;
-    for (let round = 0; round < MAX_ROUNDS; round++) {
+    for (let round = 0; round < MAX_ROUNDS && this.tun; round++) {
+      // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
+      n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
+      if (n === 0) break;
+      this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
+      this.flush();
+      if (n < BATCH) break;
+    }
+    return n;
+  }
+
+  /** Receive, process and deliver datagrams until drained (or MAX_ROUNDS batches); returns the last batch's size. */
+  private drainUdp(): number {
+    let n = 0;
+    for (let round = 0; round < MAX_ROUNDS && this.udp; round++) {
       n = this.udpRecv(
         this.udp.fd,
         this.udpIn,
@@ -319,12 +343,9 @@ export class Runtime {
       this.flush();
       if (n < BATCH) break;
     }
-    if (n === BATCH && !this.udpAgain) {
-      this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
-      setImmediate(() => this.onUdpReadable());
-    }
-    this.armTimer();
+    return n;
   }
+
 
   private flushUdp(): void {
     for (const q of [this.udpOutSide, this.udpOut]) {
@@ -342,6 +363,7 @@ export class Runtime {
       if (q.count === 0) continue;
       if (this.tun) {
         const written = this.tunWrite(this.tun.fd, q.buf!, q.offs, q.lens, q.count);
+        this.tunWritten = true;
         if (written < q.count) this.counters.tunWriteShort += q.count - written;
       }
       q.clear();
