@@ -13,7 +13,11 @@
  * keymesh runs twice: with its segmentation offloads (the default) and with KEYMESH_OFFLOAD=0.
  * Prints a table with keymesh/wireguard-go ratios and writes bench-results/bench.json.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { Lab, startKeymesh, startWireguardGo, type NodeSpec, type Proc } from '../netns/lib.js';
 import { TUNNEL, twoHosts } from '../netns/two-hosts.js';
 
@@ -65,6 +69,8 @@ interface Result {
   rttMin: number;
   usPerPacket: number;
   usPer1420: number;
+  /** CPU of the busier tunnel process during the 1-stream run, in % of one core. */
+  busiestCore: number;
 }
 
 async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string>): Promise<Result> {
@@ -77,11 +83,17 @@ async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string
     const pa: Proc = await start(lab, a);
     lab.exec(a.ns, ['ping', '-c', '3', '-i', '0.2', TUNNEL.b]); // handshake + warm-up
     const rtt = pingRtt(lab, a);
-    const cpu0 = cpuSeconds(pa.child.pid!) + cpuSeconds(pb.child.pid!);
+    const ca0 = cpuSeconds(pa.child.pid!);
+    const cb0 = cpuSeconds(pb.child.pid!);
+    const cpu0 = ca0 + cb0;
+    const t0 = performance.now();
     const pk0 = ifPackets(lab, a) + ifPackets(lab, b);
     const by0 = ifBytes(lab, a) + ifBytes(lab, b);
     const one = iperf(lab, a, b, 1);
-    const cpu1 = cpuSeconds(pa.child.pid!) + cpuSeconds(pb.child.pid!);
+    const wall = (performance.now() - t0) / 1000;
+    const ca1 = cpuSeconds(pa.child.pid!);
+    const cb1 = cpuSeconds(pb.child.pid!);
+    const cpu1 = ca1 + cb1;
     const pk1 = ifPackets(lab, a) + ifPackets(lab, b);
     const by1 = ifBytes(lab, a) + ifBytes(lab, b);
     execWait(500);
@@ -95,6 +107,7 @@ async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string
       rttMin: rtt.min,
       usPerPacket: ((cpu1 - cpu0) * 1e6) / (pk1 - pk0),
       usPer1420: ((cpu1 - cpu0) * 1e6) / ((by1 - by0) / 1420),
+      busiestCore: (Math.max(ca1 - ca0, cb1 - cb0) / wall) * 100,
     };
   } finally {
     await lab.cleanup();
@@ -121,7 +134,20 @@ row('ping RTT avg', km.rttAvg, kmOff.rttAvg, wg.rttAvg, 'ms', 3);
 row('ping RTT min', km.rttMin, kmOff.rttMin, wg.rttMin, 'ms', 3);
 row('CPU per packet (both ends)', km.usPerPacket, kmOff.usPerPacket, wg.usPerPacket, 'µs', 2);
 row('CPU per 1420 B (both ends)', km.usPer1420, kmOff.usPer1420, wg.usPer1420, 'µs', 2);
+row('busiest process, 1 stream', km.busiestCore, kmOff.busiestCore, wg.busiestCore, '% core', 0);
+
+// In-process figures (keymesh only: wireguard-go has no in-process harness here), from the
+// core and scale benchmarks run as child processes.
+const here = path.dirname(fileURLToPath(import.meta.url));
+execFileSync(process.execPath, [path.join(here, 'bench-core.js')], { stdio: 'ignore' });
+execFileSync(process.execPath, ['--expose-gc', path.join(here, 'bench-scale.js')], { stdio: 'ignore' });
+const core = JSON.parse(readFileSync('bench-results/core.json', 'utf8'));
+const scale = JSON.parse(readFileSync('bench-results/scale.json', 'utf8'));
+const hs = Object.entries(core.handshakesPerSecond as Record<string, { responder: number; complete: number }>).find(([k]) => k.startsWith('native'));
+console.log('');
+if (hs) console.log(`handshakes per second, one core: ${hs[1].responder.toFixed(0)} as responder, ${hs[1].complete.toFixed(0)} complete (both sides on one core) — ${hs[0]}`);
+console.log(`10,000 peers in one node: ${scale.memory.perPeerHeap.toFixed(0)} B per idle peer (${scale.memory.beyondKeys.toFixed(0)} B beyond its keys), allowed-IPs lookup ${scale.lookups['10000'].v4ns.toFixed(0)} ns (IPv4) / ${scale.lookups['10000'].v6ns.toFixed(0)} ns (IPv6)`);
 mkdirSync('bench-results', { recursive: true });
-const out = { date: new Date().toISOString(), seconds: SECONDS, keymesh: km, keymeshNoOffload: kmOff, wireguardGo: wg };
+const out = { date: new Date().toISOString(), seconds: SECONDS, keymesh: km, keymeshNoOffload: kmOff, wireguardGo: wg, handshakes: core.handshakesPerSecond, scale };
 writeFileSync('bench-results/bench.json', JSON.stringify(out, null, 2));
 console.log('\nwritten to bench-results/bench.json');
