@@ -115,8 +115,12 @@ export class PathEntry {
   bytesReceived = 0;
   /** Bytes sent while unvalidated: bounded by AMPLIFICATION_FACTOR × bytesReceived. */
   bytesSentUnvalidated = 0;
-  token: Uint8Array | null = null;
-  challengeSentAt = -Infinity;
+  /**
+   * Outstanding challenges on this path, oldest first (at most MAX_CHALLENGES): an answer to any
+   * of them validates it, so a path whose round trip exceeds the retry timer still validates in
+   * about one round trip; the RTT sample is taken from the challenge answered.
+   */
+  challengesOut: Array<{ token: Uint8Array; sentAt: number }> = [];
   challenges = 0;
   /** When the next challenge retransmission is due (Infinity when none). */
   retryAt = Infinity;
@@ -253,8 +257,8 @@ export class PeerEndpoint {
   /** The engine sent a challenge with `token` on e's path. */
   challengeSent(e: PathEntry, token: Uint8Array, now: number): void {
     e.state = 'validating';
-    e.token = token;
-    e.challengeSentAt = now;
+    e.challengesOut.push({ token, sentAt: now });
+    if (e.challengesOut.length > MAX_CHALLENGES) e.challengesOut.shift();
     e.challenges++;
     e.lastSend = now;
     const rto = e.srtt !== null ? Math.max(2 * e.srtt, 50) : INITIAL_CHALLENGE_TIMEOUT * 2 ** (e.challenges - 1);
@@ -282,11 +286,12 @@ export class PeerEndpoint {
       if (better && activeSilent) return this.activate(better, 'active path went silent: failover to a path that answered');
       return better ? this.activate(better, `lower RTT (${better.srtt!.toFixed(1)} ms vs ${active!.srtt!.toFixed(1)} ms)`) : null;
     }
-    if (!e || e.state !== 'validating' || !e.token || !sameBytes(e.token, token)) return null;
-    const sample = now - e.challengeSentAt;
+    const answered = e && e.state === 'validating' ? e.challengesOut.find((c) => sameBytes(c.token, token)) : undefined;
+    if (!e || !answered) return null;
+    const sample = now - answered.sentAt;
     e.srtt = e.srtt === null ? sample : (7 * e.srtt + sample) / 8;
     e.state = 'validated';
-    e.token = null;
+    e.challengesOut = [];
     e.retryAt = Infinity;
     e.challenges = 0;
     const active = this.activeEntry;
@@ -309,7 +314,7 @@ export class PeerEndpoint {
       if (e.state !== 'validating' || e.retryAt > now) continue;
       if (e.challenges >= MAX_CHALLENGES) {
         e.state = 'failed';
-        e.token = null;
+        e.challengesOut = [];
         e.retryAt = Infinity;
         e.challenges = 0;
       } else due.push(e);
@@ -472,7 +477,7 @@ export class PeerEndpoint {
   /** A challenge could not be sent (no session, or over the amplification budget): give up on e for now. */
   challengeBlocked(e: PathEntry): void {
     e.state = 'failed';
-    e.token = null;
+    e.challengesOut = [];
     e.retryAt = Infinity;
     e.challenges = 0;
   }

@@ -157,6 +157,29 @@ describe('path validation under loss', () => {
     expect(before[before.length - 1].tunA - before[0].tunA).toBeGreaterThan(0);
   });
 
+  for (const oneWay of [150, 300, 600]) {
+    it(`a new path with ${oneWay} ms one-way delay validates in about one round trip: an answer to any outstanding challenge counts`, () => {
+      const { net, a, b, pb } = established();
+      const moved = makePath('A-wifi', 40000);
+      // everything to and from the new address is delayed (a satellite or congested uplink)
+      net.impair({ reorder: 1, holdMinMs: oneWay, holdMs: oneWay, applies: (w) => w.from === moved.id || w.to === moved.id });
+      a.moveTo(moved);
+      let firstHeard = -1;
+      let switchedAt = -1;
+      for (let i = 1; i <= 600 && switchedAt < 0; i++) {
+        send(net, a, '10.0.0.1', '10.0.0.2', i);
+        net.deliver();
+        if (firstHeard < 0 && net.log.some((r) => r.from === moved.id && r.fate === 'delivered')) firstHeard = net.now;
+        if (pb.endpoint.path?.id === moved.id) switchedAt = net.now;
+        net.advance(10);
+      }
+      expect(switchedAt, 'never switched').toBeGreaterThan(0);
+      // B's first challenge goes out when A's first packet arrives; its answer is back one round trip later
+      expect(switchedAt - firstHeard).toBeLessThanOrEqual(2 * oneWay + 20);
+      expect(switches(b)).toEqual(['A:51820: configured', `${moved.id}: path validated`]);
+    });
+  }
+
   it('behind a NAT that rebinds mid-stream, the server moves to the new outside address only once a challenge there is answered', () => {
     const { net, a, b, pb } = established({ natA: '40001' });
     expect(pb.endpoint.path?.id).toBe('N:40001');
