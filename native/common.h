@@ -68,6 +68,20 @@ static inline void set_prop(napi_env env, napi_value obj, const char *key, napi_
 }
 
 
+/* UDP drop counters, one set for the plain and the offloaded paths (defined in keymesh.c). */
+typedef struct {
+  double udp_send_errors; /* datagrams the kernel refused (skipped) */
+  double udp_truncated;   /* datagrams longer than the caller's slot (dropped) */
+  double udp_so_errors;   /* queued socket errors (ICMP reports) consumed */
+} km_udp_counters_t;
+extern km_udp_counters_t km_udp_counters;
+
+/*
+ * The datagram sender behind udpSendBatch (gso = 0: one datagram per message, sendmmsg) and
+ * udpSendBatchGso (gso = 1: runs to one destination as UDP_SEGMENT messages); offload.c.
+ */
+napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const char *name);
+
 /* Each C file adds its functions to the addon's exports. */
 void km_register_aead(napi_env env, napi_value exports);
 void km_register_offload(napi_env env, napi_value exports);

@@ -29,10 +29,8 @@
 
 static struct {
   double tun_write_errors;
-  double udp_send_errors;
-  double udp_truncated;
-  double udp_so_errors;
 } counters;
+km_udp_counters_t km_udp_counters;
 
 /* ───────────────────────── helpers ───────────────────────── */
 
@@ -332,13 +330,13 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     /* A queued socket error (an ICMP report: ECONNREFUSED, EHOSTUNREACH, ...) is returned once
      * instead of data, and returning it cleared it. Count it and read again: datagrams may be
      * queued behind it, and answering 0 would make the caller stop draining. */
-    counters.udp_so_errors++;
+    km_udp_counters.udp_so_errors++;
     if (++tries >= 4) return make_int(env, 0);
   }
   int64_t n = 0;
   for (int i = 0; i < r; i++) {
     if (g_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      counters.udp_truncated++;
+      km_udp_counters.udp_truncated++;
       continue;
     }
     if (n != i) memmove(buf + n * slot, buf + (int64_t)i * slot, g_msgs[i].msg_len);
@@ -361,119 +359,9 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   return make_int(env, n);
 }
 
-static struct sockaddr_in g_sa4[MAX_BATCH];
-
-/* udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count) → sent */
-static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, count;
-  size_t blen = 0, olen = 0, llen = 0, alen = 0, plen = 0;
-  if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[6], &count))
-    return throw_code(env, "EINVAL", "udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count)");
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
-  uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
-  if (!buf || !offs || !lens || !addrs || !ports || count < 0 || count > MAX_BATCH || (size_t)count > olen ||
-      (size_t)count > llen || (size_t)count > plen || (size_t)count * 16 > alen)
-    return throw_code(env, "EINVAL", "udpSendBatch: bad arguments");
-  /* Optional: the local end each datagram must leave from (source address, interface index);
-   * all-zero means "let routing choose". Sent as IPV6_PKTINFO (dual-stack socket, IPv4 as mapped
-   * addresses, which the kernel accepts for IPv4 destinations) or IP_PKTINFO (IPv4 socket). */
-  size_t loclen = 0, iflen = 0;
-  uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
-  uint32_t *ifindexes = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
-  if (locals && ifindexes && ((size_t)count * 16 > loclen || (size_t)count > iflen))
-    return throw_code(env, "EINVAL", "udpSendBatch: locals/ifindexes too small for count");
-  if (!locals || !ifindexes) locals = NULL, ifindexes = NULL;
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname((int)fd, (struct sockaddr *)&ss, &sl);
-  int v6 = ss.ss_family == AF_INET6;
-  static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  int m = 0;
-  for (int64_t i = 0; i < count; i++) {
-    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "udpSendBatch: datagram %lld lies outside the buffer", (long long)i);
-    const uint8_t *a = addrs + i * 16;
-    memset(&g_msgs[m].msg_hdr, 0, sizeof g_msgs[m].msg_hdr);
-    if (v6) {
-      memset(&g_sa[m], 0, sizeof g_sa[m]);
-      g_sa[m].sin6_family = AF_INET6;
-      memcpy(&g_sa[m].sin6_addr, a, 16);
-      g_sa[m].sin6_port = htons(ports[i]);
-      g_msgs[m].msg_hdr.msg_name = &g_sa[m];
-      g_msgs[m].msg_hdr.msg_namelen = sizeof g_sa[m];
-    } else {
-      if (memcmp(a, mapped_prefix, 12) != 0) {
-        counters.udp_send_errors++; /* IPv6 destination on an IPv4-only socket */
-        continue;
-      }
-      memset(&g_sa4[m], 0, sizeof g_sa4[m]);
-      g_sa4[m].sin_family = AF_INET;
-      memcpy(&g_sa4[m].sin_addr, a + 12, 4);
-      g_sa4[m].sin_port = htons(ports[i]);
-      g_msgs[m].msg_hdr.msg_name = &g_sa4[m];
-      g_msgs[m].msg_hdr.msg_namelen = sizeof g_sa4[m];
-    }
-    g_iov[m].iov_base = buf + offs[i];
-    g_iov[m].iov_len = lens[i];
-    g_msgs[m].msg_hdr.msg_iov = &g_iov[m];
-    g_msgs[m].msg_hdr.msg_iovlen = 1;
-    if (locals) {
-      const uint8_t *l = locals + i * 16;
-      int any = ifindexes[i] != 0;
-      for (int k = 0; k < 16 && !any; k++) any = l[k] != 0;
-      if (any) {
-        memset(g_ctrl[m], 0, CTRL_LEN);
-        g_msgs[m].msg_hdr.msg_control = g_ctrl[m];
-        struct cmsghdr *c;
-        if (v6) {
-          g_msgs[m].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
-          c = CMSG_FIRSTHDR(&g_msgs[m].msg_hdr);
-          c->cmsg_level = IPPROTO_IPV6;
-          c->cmsg_type = IPV6_PKTINFO;
-          c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
-          struct in6_pktinfo pi;
-          memset(&pi, 0, sizeof pi);
-          memcpy(&pi.ipi6_addr, l, 16);
-          pi.ipi6_ifindex = (int)ifindexes[i];
-          memcpy(CMSG_DATA(c), &pi, sizeof pi);
-        } else {
-          g_msgs[m].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
-          c = CMSG_FIRSTHDR(&g_msgs[m].msg_hdr);
-          c->cmsg_level = IPPROTO_IP;
-          c->cmsg_type = IP_PKTINFO;
-          c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
-          struct in_pktinfo pi;
-          memset(&pi, 0, sizeof pi);
-          memcpy(&pi.ipi_spec_dst, l + 12, 4);
-          pi.ipi_ifindex = (int)ifindexes[i];
-          memcpy(CMSG_DATA(c), &pi, sizeof pi);
-        }
-      }
-    }
-    m++;
-  }
-  int start = 0;
-  int64_t sent = 0;
-  while (start < m) {
-    int r = sendmmsg((int)fd, g_msgs + start, (unsigned)(m - start), 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == ENOBUFS) break; /* socket buffer full: the rest are dropped by the caller */
-      counters.udp_send_errors++; /* this datagram failed (ENETUNREACH, EPERM, ...): skip it, send the rest */
-      start++;
-      continue;
-    }
-    if (r == 0) break;
-    start += r;
-    sent += r;
-  }
-  return make_int(env, sent);
-}
+/* udpSendBatch(fd, buf, offsets, lengths, addrs, ports, count, locals?, ifindexes?) → sent: one
+ * message per datagram through sendmmsg; the same code as udpSendBatchGso with grouping off. */
+static napi_value udp_send_batch(napi_env env, napi_callback_info info) { return km_udp_send(env, info, 0, "udpSendBatch"); }
 
 /* ───────────────────────── polling ───────────────────────── */
 
@@ -559,7 +447,7 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0) {
-      counters.udp_so_errors++;
+      km_udp_counters.udp_so_errors++;
       uv_poll_start(&p->handle, UV_READABLE, poll_cb);
       call_js(p, NULL);
     } else {
@@ -645,11 +533,11 @@ static napi_value get_counters(napi_env env, napi_callback_info info) {
   CHECK(napi_create_object(env, &obj));
   napi_create_double(env, counters.tun_write_errors, &v);
   set_prop(env, obj, "tunWriteErrors", v);
-  napi_create_double(env, counters.udp_send_errors, &v);
+  napi_create_double(env, km_udp_counters.udp_send_errors, &v);
   set_prop(env, obj, "udpSendErrors", v);
-  napi_create_double(env, counters.udp_truncated, &v);
+  napi_create_double(env, km_udp_counters.udp_truncated, &v);
   set_prop(env, obj, "udpTruncated", v);
-  napi_create_double(env, counters.udp_so_errors, &v);
+  napi_create_double(env, km_udp_counters.udp_so_errors, &v);
   set_prop(env, obj, "udpSoErrors", v);
   return obj;
 }

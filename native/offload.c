@@ -71,11 +71,8 @@ static struct {
   double udp_gso_sends;      /* messages sent with UDP_SEGMENT */
   double udp_gso_segments;   /* datagrams they carried */
   double udp_gso_fallbacks;  /* groups resent one by one after the kernel refused UDP_SEGMENT */
-  double udp_send_errors;
   double udp_gro_receives;   /* receives that carried more than one datagram */
   double udp_gro_segments;   /* datagrams they carried */
-  double udp_truncated;
-  double udp_so_errors;
 } ctr;
 
 /* ───────────────────────── checksums (RFC 1071) ───────────────────────── */
@@ -782,14 +779,16 @@ static int same_dest(int i, int j, const uint8_t *addrs, const uint16_t *ports, 
 }
 
 /* udpSendBatchGso(fd, buf, offsets, lengths, addrs, ports, count, locals?, ifindexes?) → sent */
-static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
+static napi_value udp_send_gso(napi_env env, napi_callback_info info) { return km_udp_send(env, info, 1, "udpSendBatchGso"); }
+
+napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const char *name) {
   size_t argc = 9;
   napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t fd, count;
   size_t blen = 0, olen = 0, llen = 0, alen = 0, plen = 0;
   if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[6], &count))
-    return throw_code(env, "EINVAL", "udpSendBatchGso(fd, buf, offsets, lengths, addrs, ports, count)");
+    return throw_code(env, "EINVAL", "%s(fd, buf, offsets, lengths, addrs, ports, count)", name);
   uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
   uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
   uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
@@ -797,16 +796,16 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
   uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
   if (!buf || !offs || !lens || !addrs || !ports || count < 0 || count > MAX_BATCH || (size_t)count > olen ||
       (size_t)count > llen || (size_t)count > plen || (size_t)count * 16 > alen)
-    return throw_code(env, "EINVAL", "udpSendBatchGso: bad arguments");
+    return throw_code(env, "EINVAL", "%s: bad arguments", name);
   size_t loclen = 0, iflen = 0;
   uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
   uint32_t *ifx = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
   if (locals && ifx && ((size_t)count * 16 > loclen || (size_t)count > iflen))
-    return throw_code(env, "EINVAL", "udpSendBatchGso: locals/ifindexes too small for count");
+    return throw_code(env, "EINVAL", "%s: locals/ifindexes too small for count", name);
   if (!locals || !ifx) locals = NULL, ifx = NULL;
   for (int64_t i = 0; i < count; i++)
-    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "udpSendBatchGso: datagram %lld lies outside the buffer", (long long)i);
-  fdstate *st = state_for((int)fd);
+    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "%s: datagram %lld lies outside the buffer", name, (long long)i);
+  fdstate *st = gso ? state_for((int)fd) : NULL; /* per-socket memory of a refused UDP_SEGMENT */
   int gso_ok = st && !st->gso_off;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
@@ -825,7 +824,7 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
     }
     struct msghdr *h = &o_msgs[m].msg_hdr;
     if (!fill_dest(h, &o_sa[m], o_ctrl[m], v6, addrs + i * 16, ports[i], locals ? locals + i * 16 : NULL, ifx ? ifx[i] : 0)) {
-      ctr.udp_send_errors += n; /* IPv6 destination on an IPv4-only socket */
+      km_udp_counters.udp_send_errors += n; /* IPv6 destination on an IPv4-only socket */
       i += n;
       continue;
     }
@@ -854,7 +853,7 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
     if (r == 0 || errno == EAGAIN || errno == ENOBUFS) break;
     int e = errno;
     if (o_n[start] == 1) {
-      ctr.udp_send_errors++;
+      km_udp_counters.udp_send_errors++;
       start++;
       continue;
     }
@@ -878,7 +877,7 @@ static napi_value udp_send_gso(napi_env env, napi_callback_info info) {
       while (s < 0 && errno == EINTR);
       if (s >= 0) sent++;
       else if (errno == EAGAIN || errno == ENOBUFS) stopped = 1;
-      else ctr.udp_send_errors++;
+      else km_udp_counters.udp_send_errors++;
     }
     if (stopped) break;
     start++;
@@ -940,7 +939,7 @@ static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
       }
       uint32_t seg = len - st->uoff < gso ? len - st->uoff : gso;
       if (seg > (uint32_t)slot) {
-        ctr.udp_truncated++;
+        km_udp_counters.udp_truncated++;
         st->ucur++, st->uoff = 0;
         continue;
       }
@@ -969,7 +968,7 @@ static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      ctr.udp_so_errors++; /* a queued ICMP error, cleared by reading it: datagrams may follow */
+      km_udp_counters.udp_so_errors++; /* a queued ICMP error, cleared by reading it: datagrams may follow */
       if (++tries >= 4) break;
       continue;
     }
@@ -979,7 +978,7 @@ static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
     for (int k = 0; k < r; k++) {
       struct msghdr *h = &i_msgs[k].msg_hdr;
       st->ulen[k] = (h->msg_flags & MSG_TRUNC) ? 0 : i_msgs[k].msg_len;
-      if (h->msg_flags & MSG_TRUNC) ctr.udp_truncated++;
+      if (h->msg_flags & MSG_TRUNC) km_udp_counters.udp_truncated++;
       st->ugso[k] = 0;
       memset(st->uloc[k], 0, 16);
       st->uif[k] = 0;
@@ -1173,11 +1172,8 @@ static napi_value offload_counters(napi_env env, napi_callback_info info) {
   C("udpGsoSends", udp_gso_sends);
   C("udpGsoSegments", udp_gso_segments);
   C("udpGsoFallbacks", udp_gso_fallbacks);
-  C("udpSendErrors", udp_send_errors);
   C("udpGroReceives", udp_gro_receives);
   C("udpGroSegments", udp_gro_segments);
-  C("udpTruncated", udp_truncated);
-  C("udpSoErrors", udp_so_errors);
 #undef C
   return obj;
 }
