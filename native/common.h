@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #define CHECK(call)                                                         \
   do {                                                                      \
@@ -67,6 +69,85 @@ static inline void set_prop(napi_env env, napi_value obj, const char *key, napi_
   napi_set_named_property(env, obj, key, v);
 }
 
+
+/* ───────────── shared by the UDP receivers (udpRecvBatch, udpRecvBatchGro) ───────────── */
+
+#define KM_MAX_BATCH 1024
+#define KM_MAX_SLOT (1 << 20) /* bytes per packet slot: far above any MTU or 64 KiB GSO packet */
+
+/* The arguments of udpRecvBatch and udpRecvBatchGro: (fd, buf, slotSize, lengths, addrs, ports, max, locals?, ifindexes?). */
+typedef struct {
+  int64_t fd, slot, max;
+  uint8_t *buf, *addrs, *locals;
+  uint32_t *lens, *ifindexes;
+  uint16_t *ports;
+} km_recv_args;
+
+/* Parse and check them; on misuse throw EINVAL naming `name` and return 0. */
+static inline int km_parse_recv_args(napi_env env, napi_callback_info info, const char *name, km_recv_args *a) {
+  size_t argc = 9;
+  napi_value argv[9];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  size_t blen = 0, llen = 0, alen = 0, plen = 0, loclen = 0, iflen = 0;
+  if (argc < 7 || !get_int(env, argv[0], &a->fd) || !get_int(env, argv[2], &a->slot) || !get_int(env, argv[6], &a->max)) {
+    throw_code(env, "EINVAL", "%s(fd, buf, slotSize, lengths, addrs, ports, maxPackets)", name);
+    return 0;
+  }
+  a->buf = typed(env, argv[1], napi_uint8_array, &blen);
+  a->lens = typed(env, argv[3], napi_uint32_array, &llen);
+  a->addrs = typed(env, argv[4], napi_uint8_array, &alen);
+  a->ports = typed(env, argv[5], napi_uint16_array, &plen);
+  if (!a->buf || !a->lens || !a->addrs || !a->ports || a->slot <= 0 || a->slot > KM_MAX_SLOT || a->max < 0 || a->max > KM_MAX_BATCH ||
+      (size_t)a->max > llen || (size_t)a->max > plen || (size_t)a->max * 16 > alen || (size_t)(a->slot * a->max) > blen) {
+    throw_code(env, "EINVAL", "%s: buffers too small for slotSize × maxPackets", name);
+    return 0;
+  }
+  /* Optional: where each datagram arrived (local address, 16 bytes, and interface index). */
+  a->locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
+  a->ifindexes = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
+  if (a->locals && a->ifindexes && ((size_t)a->max * 16 > loclen || (size_t)a->max > iflen)) {
+    throw_code(env, "EINVAL", "%s: locals/ifindexes too small for maxPackets", name);
+    return 0;
+  }
+  if (!a->locals || !a->ifindexes) a->locals = NULL, a->ifindexes = NULL;
+  return 1;
+}
+
+/* A socket address as 16 bytes (IPv4 as ::ffff:a.b.c.d) and a port in host order. */
+static inline void km_addr16(const struct sockaddr *sa, uint8_t a[16], uint16_t *port) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    memcpy(a, &s6->sin6_addr, 16);
+    *port = ntohs(s6->sin6_port);
+  } else {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    memset(a, 0, 10);
+    a[10] = a[11] = 0xff;
+    memcpy(a + 12, &s4->sin_addr, 4);
+    *port = ntohs(s4->sin_port);
+  }
+}
+
+/* If c is an IPV6_PKTINFO or IP_PKTINFO control message, the local end it reports; returns 1 then. */
+static inline int km_pktinfo(const struct cmsghdr *c, uint8_t local16[16], uint32_t *ifindex) {
+  if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+    struct in6_pktinfo pi;
+    memcpy(&pi, CMSG_DATA(c), sizeof pi);
+    memcpy(local16, &pi.ipi6_addr, 16);
+    *ifindex = (uint32_t)pi.ipi6_ifindex;
+    return 1;
+  }
+  if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+    struct in_pktinfo pi;
+    memcpy(&pi, CMSG_DATA(c), sizeof pi);
+    memset(local16, 0, 10);
+    local16[10] = local16[11] = 0xff;
+    memcpy(local16 + 12, &pi.ipi_addr, 4);
+    *ifindex = (uint32_t)pi.ipi_ifindex;
+    return 1;
+  }
+  return 0;
+}
 
 /* UDP drop counters, one set for the plain and the offloaded paths (defined in keymesh.c). */
 typedef struct {

@@ -23,9 +23,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_BATCH 1024
+#define MAX_BATCH KM_MAX_BATCH
 #define MAX_POLLS 64
-#define MAX_SLOT (1 << 20) /* bytes per packet slot: far above any MTU or 64 KiB GSO packet */
+#define MAX_SLOT KM_MAX_SLOT
 
 static struct {
   double tun_write_errors;
@@ -272,44 +272,16 @@ static uint8_t g_ctrl[MAX_BATCH][CTRL_LEN];
 static void read_pktinfo(struct msghdr *h, uint8_t *local16, uint32_t *ifindex) {
   memset(local16, 0, 16);
   *ifindex = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-      struct in6_pktinfo pi;
-      memcpy(&pi, CMSG_DATA(c), sizeof pi);
-      memcpy(local16, &pi.ipi6_addr, 16);
-      *ifindex = (uint32_t)pi.ipi6_ifindex;
-    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-      struct in_pktinfo pi;
-      memcpy(&pi, CMSG_DATA(c), sizeof pi);
-      local16[10] = local16[11] = 0xff;
-      memcpy(local16 + 12, &pi.ipi_addr, 4);
-      *ifindex = (uint32_t)pi.ipi_ifindex;
-    }
-  }
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) km_pktinfo(c, local16, ifindex);
 }
 
 static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, slot, max;
-  size_t blen = 0, llen = 0, alen = 0, plen = 0;
-  if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[2], &slot) || !get_int(env, argv[6], &max))
-    return throw_code(env, "EINVAL", "udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, maxPackets)");
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
-  uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
-  if (!buf || !lens || !addrs || !ports || slot <= 0 || slot > MAX_SLOT || max < 0 || max > MAX_BATCH || (size_t)max > llen ||
-      (size_t)max > plen || (size_t)max * 16 > alen || (size_t)(slot * max) > blen)
-    return throw_code(env, "EINVAL", "udpRecvBatch: buffers too small for slotSize × maxPackets");
-  /* Optional: where each datagram arrived (local address, 16 bytes, and interface index). */
-  size_t loclen = 0, iflen = 0;
-  uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
-  uint32_t *ifindexes = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
-  if (locals && ifindexes && ((size_t)max * 16 > loclen || (size_t)max > iflen))
-    return throw_code(env, "EINVAL", "udpRecvBatch: locals/ifindexes too small for maxPackets");
-  if (!locals || !ifindexes) locals = NULL, ifindexes = NULL;
+  km_recv_args args;
+  if (!km_parse_recv_args(env, info, "udpRecvBatch", &args)) return NULL;
+  const int64_t fd = args.fd, slot = args.slot, max = args.max;
+  uint8_t *buf = args.buf, *addrs = args.addrs, *locals = args.locals;
+  uint32_t *lens = args.lens, *ifindexes = args.ifindexes;
+  uint16_t *ports = args.ports;
   for (int64_t i = 0; i < max; i++) {
     g_iov[i].iov_base = buf + i * slot;
     g_iov[i].iov_len = (size_t)slot;
@@ -342,18 +314,7 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     if (n != i) memmove(buf + n * slot, buf + (int64_t)i * slot, g_msgs[i].msg_len);
     lens[n] = g_msgs[i].msg_len;
     if (locals) read_pktinfo(&g_msgs[i].msg_hdr, locals + n * 16, ifindexes + n);
-    uint8_t *a = addrs + n * 16;
-    struct sockaddr *sa = (struct sockaddr *)&g_sa[i];
-    if (sa->sa_family == AF_INET6) {
-      memcpy(a, &g_sa[i].sin6_addr, 16);
-      ports[n] = ntohs(g_sa[i].sin6_port);
-    } else {
-      struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-      memset(a, 0, 10);
-      a[10] = a[11] = 0xff;
-      memcpy(a + 12, &s4->sin_addr, 4);
-      ports[n] = ntohs(s4->sin_port);
-    }
+    km_addr16((struct sockaddr *)&g_sa[i], addrs + n * 16, &ports[n]);
     n++;
   }
   return make_int(env, n);

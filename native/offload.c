@@ -48,8 +48,8 @@
 #endif
 
 #define VNET_LEN 10             /* sizeof(struct virtio_net_hdr): TUNSETVNETHDRSZ is set to this */
-#define MAX_BATCH 1024          /* as keymesh.c */
-#define MAX_SLOT (1 << 20)      /* as keymesh.c */
+#define MAX_BATCH KM_MAX_BATCH
+#define MAX_SLOT KM_MAX_SLOT
 #define STAGE (65536 + 256)     /* one TUN read: the largest super-packet the kernel hands a TUN */
 #define MAX_COALESCE 64         /* segments per written super-packet */
 #define MAX_BUCKETS 8           /* TCP flows coalesced at once within one write batch */
@@ -890,40 +890,14 @@ static struct iovec i_iov[URX_N];
 static addr_u i_sa[URX_N];
 static uint8_t i_ctrl[URX_N][CTRL_LEN];
 
-static void to16(const addr_u *sa, uint8_t *a, uint16_t *port) {
-  if (sa->sa.sa_family == AF_INET6) {
-    memcpy(a, &sa->s6.sin6_addr, 16);
-    *port = ntohs(sa->s6.sin6_port);
-  } else {
-    memset(a, 0, 10);
-    a[10] = a[11] = 0xff;
-    memcpy(a + 12, &sa->s4.sin_addr, 4);
-    *port = ntohs(sa->s4.sin_port);
-  }
-}
-
 /* udpRecvBatchGro(fd, buf, slotSize, lengths, addrs, ports, max, locals?, ifindexes?) → count */
 static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, slot, max;
-  size_t blen = 0, llen = 0, alen = 0, plen = 0;
-  if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[2], &slot) || !get_int(env, argv[6], &max))
-    return throw_code(env, "EINVAL", "udpRecvBatchGro(fd, buf, slotSize, lengths, addrs, ports, maxPackets)");
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
-  uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
-  if (!buf || !lens || !addrs || !ports || slot <= 0 || slot > MAX_SLOT || max < 0 || max > MAX_BATCH || (size_t)max > llen ||
-      (size_t)max > plen || (size_t)max * 16 > alen || (size_t)(slot * max) > blen)
-    return throw_code(env, "EINVAL", "udpRecvBatchGro: buffers too small for slotSize × maxPackets");
-  size_t loclen = 0, iflen = 0;
-  uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
-  uint32_t *ifx = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
-  if (locals && ifx && ((size_t)max * 16 > loclen || (size_t)max > iflen))
-    return throw_code(env, "EINVAL", "udpRecvBatchGro: locals/ifindexes too small for maxPackets");
-  if (!locals || !ifx) locals = NULL, ifx = NULL;
+  km_recv_args args;
+  if (!km_parse_recv_args(env, info, "udpRecvBatchGro", &args)) return NULL;
+  const int64_t fd = args.fd, slot = args.slot, max = args.max;
+  uint8_t *buf = args.buf, *addrs = args.addrs, *locals = args.locals;
+  uint32_t *lens = args.lens, *ifx = args.ifindexes;
+  uint16_t *ports = args.ports;
   fdstate *st = state_for((int)fd);
   if (!st) return throw_code(env, "ENOMEM", "udpRecvBatchGro: out of memory");
   if (!st->ustage && !(st->ustage = malloc((size_t)URX_N * URX_SIZE))) return throw_code(env, "ENOMEM", "udpRecvBatchGro: out of memory");
@@ -987,22 +961,12 @@ static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
           int g;
           memcpy(&g, CMSG_DATA(c), sizeof g);
           st->ugso[k] = g > 0 && g < 65536 ? (uint16_t)g : 0;
-        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-          struct in6_pktinfo pi;
-          memcpy(&pi, CMSG_DATA(c), sizeof pi);
-          memcpy(st->uloc[k], &pi.ipi6_addr, 16);
-          st->uif[k] = (uint32_t)pi.ipi6_ifindex;
-        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-          struct in_pktinfo pi;
-          memcpy(&pi, CMSG_DATA(c), sizeof pi);
-          memset(st->uloc[k], 0, 10);
-          st->uloc[k][10] = st->uloc[k][11] = 0xff;
-          memcpy(st->uloc[k] + 12, &pi.ipi_addr, 4);
-          st->uif[k] = (uint32_t)pi.ipi_ifindex;
+        } else {
+          km_pktinfo(c, st->uloc[k], &st->uif[k]);
         }
       }
       if (st->ugso[k] && st->ulen[k] > st->ugso[k]) ctr.udp_gro_receives++, ctr.udp_gro_segments += (st->ulen[k] + st->ugso[k] - 1) / st->ugso[k];
-      to16(&i_sa[k], st->uaddr[k], &st->uport[k]);
+      km_addr16(&i_sa[k].sa, st->uaddr[k], &st->uport[k]);
     }
   }
   return make_int(env, n);
