@@ -70,6 +70,38 @@ static inline void set_prop(napi_env env, napi_value obj, const char *key, napi_
 }
 
 
+/*
+ * The (fd, buf, offsets, lengths, count) arguments of the batched writers: packet i is
+ * buf[offsets[i] .. +lengths[i]]. Every slice is checked before anything is written, so a misuse
+ * error never leaves half a batch done. On misuse throws EINVAL naming `name` and returns 0.
+ */
+typedef struct {
+  int64_t fd, count;
+  uint8_t *buf;
+  uint32_t *offs, *lens;
+} km_packet_args;
+
+static inline int km_parse_packet_args(napi_env env, napi_value *argv, size_t argc, int count_at, int64_t max_count, const char *name, km_packet_args *a) {
+  size_t blen = 0, olen = 0, llen = 0;
+  if ((int)argc <= count_at || !get_int(env, argv[0], &a->fd) || !get_int(env, argv[count_at], &a->count)) {
+    throw_code(env, "EINVAL", "%s(fd, buf, offsets, lengths, …, count): missing or non-numeric arguments", name);
+    return 0;
+  }
+  a->buf = typed(env, argv[1], napi_uint8_array, &blen);
+  a->offs = typed(env, argv[2], napi_uint32_array, &olen);
+  a->lens = typed(env, argv[3], napi_uint32_array, &llen);
+  if (!a->buf || !a->offs || !a->lens || a->count < 0 || (max_count && a->count > max_count) || (size_t)a->count > olen || (size_t)a->count > llen) {
+    throw_code(env, "EINVAL", "%s: bad arguments", name);
+    return 0;
+  }
+  for (int64_t i = 0; i < a->count; i++)
+    if ((size_t)a->offs[i] + a->lens[i] > blen) {
+      throw_code(env, "EINVAL", "%s: packet %lld lies outside the buffer", name, (long long)i);
+      return 0;
+    }
+  return 1;
+}
+
 /* ───────────── shared by the UDP receivers (udpRecvBatch, udpRecvBatchGro) ───────────── */
 
 #define KM_MAX_BATCH 1024

@@ -147,18 +147,11 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, count;
-  size_t blen = 0, olen = 0, llen = 0;
-  if (argc < 5 || !get_int(env, argv[0], &fd) || !get_int(env, argv[4], &count))
-    return throw_code(env, "EINVAL", "tunWriteBatch(fd, buf, offsets, lengths, count)");
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  if (!buf || !offs || !lens || count < 0 || (size_t)count > olen || (size_t)count > llen)
-    return throw_code(env, "EINVAL", "tunWriteBatch: bad arguments");
-  /* Check every slice before writing any, so a misuse error never leaves half a batch written. */
-  for (int64_t i = 0; i < count; i++)
-    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatch: packet %lld lies outside the buffer", (long long)i);
+  km_packet_args p;
+  if (!km_parse_packet_args(env, argv, argc, 4, 0, "tunWriteBatch", &p)) return NULL;
+  const int64_t fd = p.fd, count = p.count;
+  uint8_t *buf = p.buf;
+  uint32_t *offs = p.offs, *lens = p.lens;
   int64_t done = 0;
   for (int64_t i = 0; i < count; i++) {
     ssize_t r;

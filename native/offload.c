@@ -660,17 +660,11 @@ static napi_value tun_write_vnet(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, count;
-  size_t blen = 0, olen = 0, llen = 0;
-  if (argc < 5 || !get_int(env, argv[0], &fd) || !get_int(env, argv[4], &count))
-    return throw_code(env, "EINVAL", "tunWriteBatchVnet(fd, buf, offsets, lengths, count)");
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  if (!buf || !offs || !lens || count < 0 || (size_t)count > olen || (size_t)count > llen)
-    return throw_code(env, "EINVAL", "tunWriteBatchVnet: bad arguments");
-  for (int64_t i = 0; i < count; i++)
-    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "tunWriteBatchVnet: packet %lld lies outside the buffer", (long long)i);
+  km_packet_args p;
+  if (!km_parse_packet_args(env, argv, argc, 4, 0, "tunWriteBatchVnet", &p)) return NULL;
+  const int64_t fd = p.fd, count = p.count;
+  uint8_t *buf = p.buf;
+  uint32_t *offs = p.offs, *lens = p.lens;
   write_ctx w = {(int)fd, 0, 0, buf, offs, lens};
   coalesce(buf, offs, lens, (int)count, emit_write, &w);
   return make_int(env, w.done);
@@ -785,26 +779,21 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
   size_t argc = 9;
   napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, count;
-  size_t blen = 0, olen = 0, llen = 0, alen = 0, plen = 0;
-  if (argc < 7 || !get_int(env, argv[0], &fd) || !get_int(env, argv[6], &count))
-    return throw_code(env, "EINVAL", "%s(fd, buf, offsets, lengths, addrs, ports, count)", name);
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *offs = typed(env, argv[2], napi_uint32_array, &olen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
+  km_packet_args p;
+  if (!km_parse_packet_args(env, argv, argc, 6, MAX_BATCH, name, &p)) return NULL;
+  const int64_t fd = p.fd, count = p.count;
+  uint8_t *buf = p.buf;
+  uint32_t *offs = p.offs, *lens = p.lens;
+  size_t alen = 0, plen = 0;
   uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
   uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
-  if (!buf || !offs || !lens || !addrs || !ports || count < 0 || count > MAX_BATCH || (size_t)count > olen ||
-      (size_t)count > llen || (size_t)count > plen || (size_t)count * 16 > alen)
-    return throw_code(env, "EINVAL", "%s: bad arguments", name);
+  if (!addrs || !ports || (size_t)count > plen || (size_t)count * 16 > alen) return throw_code(env, "EINVAL", "%s: bad arguments", name);
   size_t loclen = 0, iflen = 0;
   uint8_t *locals = argc >= 9 ? typed(env, argv[7], napi_uint8_array, &loclen) : NULL;
   uint32_t *ifx = argc >= 9 ? typed(env, argv[8], napi_uint32_array, &iflen) : NULL;
   if (locals && ifx && ((size_t)count * 16 > loclen || (size_t)count > iflen))
     return throw_code(env, "EINVAL", "%s: locals/ifindexes too small for count", name);
   if (!locals || !ifx) locals = NULL, ifx = NULL;
-  for (int64_t i = 0; i < count; i++)
-    if ((size_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "%s: datagram %lld lies outside the buffer", name, (long long)i);
   fdstate *st = gso ? state_for((int)fd) : NULL; /* per-socket memory of a refused UDP_SEGMENT */
   int gso_ok = st && !st->gso_off;
   struct sockaddr_storage ss;
