@@ -320,6 +320,45 @@ describe('reordering and duplication', () => {
   });
 });
 
+describe('a single path that dies and comes back', () => {
+  for (const outage of [2000, 8000, 30000]) {
+    it(`no spare: after a ${outage / 1000} s outage traffic resumes both ways within 1 s of the path coming back`, () => {
+      const { net, a, b, pa } = established();
+      expect(pa.endpoint.list()).toHaveLength(1);
+      let i = 0;
+      const stream = (ms: number) => {
+        for (const end = net.now + ms; net.now < end; ) {
+          send(net, a, '10.0.0.1', '10.0.0.2', ++i);
+          send(net, b, '10.0.0.2', '10.0.0.1', i);
+          net.deliver();
+          net.advance(10);
+        }
+      };
+      stream(500);
+      net.blackholes.add('B:51820');
+      stream(outage);
+      net.blackholes.delete('B:51820');
+      const back = net.now;
+      const beforeB = b.tun.length;
+      const beforeA = a.tun.length;
+      let atB = -1;
+      let atA = -1;
+      for (let k = 0; k < 300 && (atB < 0 || atA < 0); k++) {
+        send(net, a, '10.0.0.1', '10.0.0.2', ++i);
+        send(net, b, '10.0.0.2', '10.0.0.1', i);
+        net.deliver();
+        if (atB < 0 && b.tun.length > beforeB) atB = net.now;
+        if (atA < 0 && a.tun.length > beforeA) atA = net.now;
+        net.advance(10);
+      }
+      expect(atB, 'A → B never resumed').toBeGreaterThan(0);
+      expect(atA, 'B → A never resumed').toBeGreaterThan(0);
+      expect(Math.max(atA, atB) - back).toBeLessThanOrEqual(1000);
+      expect(pa.endpoint.path?.id).toBe('B:51820');
+    });
+  }
+});
+
 describe('multihomed failover on a lossy network', () => {
   /** One-way traffic A → B every 10 ms; `lossFrom` 'start' or 'kill'; returns the longest gap at B after A's active path dies. */
   function failover(seed: number, lossFrom: 'start' | 'kill') {
