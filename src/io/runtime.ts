@@ -381,7 +381,10 @@ export class Runtime {
   private armTimer(): void {
     if (this.stopped) return;
     const at = this.engine.nextDeadline();
-    if (at === this.timerAt) return;
+    // A deadline that moved later (traffic pushes keepalive and liveness checks out) keeps the
+    // armed timer: it fires early, ticks nothing, and re-arms. Re-arming on every packet would
+    // cost a clearTimeout/setTimeout pair per batch, on the latency path.
+    if (at === this.timerAt || (this.timer && at > this.timerAt)) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.timerAt = at;
