@@ -169,6 +169,11 @@ export interface PeerOptions {
 }
 
 export interface EngineOptions {
+  /**
+   * Tests: check the deadline index against a full scan of every peer at each nextDeadline() call
+   * and throw on a difference (the index's naive twin).
+   */
+  checkDeadlines?: boolean;
   privateKey: Uint8Array | null;
   random: (n: number) => Uint8Array;
   crypto?: Crypto;
@@ -289,6 +294,7 @@ export class Engine {
       writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
       event: (e) => this.out.event(e),
     };
+    this.checkDeadlines = opts.checkDeadlines ?? false;
     this.crypto = opts.crypto ?? nobleCrypto;
     this.aead = opts.aead ?? createNobleTransportAead();
     this.mtu = opts.mtu ?? DEFAULT_MTU;
@@ -323,6 +329,7 @@ export class Engine {
 
   /** Set or clear the static private key. Existing sessions are dropped (their keys no longer match). */
   setPrivateKey(privateKey: Uint8Array | null): void {
+    this.allDirty = true;
     if (privateKey && this.local && keyId(privateKey) === keyId(this.local.privateKey)) return;
     this.local = privateKey ? new LocalIdentity(this.crypto, privateKey.slice()) : null;
     if (this.local) {
@@ -337,6 +344,7 @@ export class Engine {
 
   /** Add a peer, or update an existing one with the given fields. Returns the peer. */
   upsertPeer(o: PeerOptions, now: number): Peer {
+    this.allDirty = true;
     const id = keyId(o.publicKey);
     let peer = this.peers.get(id);
     if (!peer) {
@@ -362,6 +370,7 @@ export class Engine {
   }
 
   removePeer(publicKey: Uint8Array): boolean {
+    this.allDirty = true;
     const peer = this.peers.get(keyId(publicKey));
     if (!peer) return false;
     this.dropSessions(peer);
@@ -377,11 +386,13 @@ export class Engine {
   }
 
   setEndpoint(peer: Peer, path: Path): void {
+    this.allDirty = true;
     this.emitEndpointChange(peer, peer.endpoint.configure(path));
   }
 
   /** Seconds; 0 disables. As in wireguard-go, enabling it sends a keepalive at once. */
   setPersistentKeepalive(peer: Peer, seconds: number, now: number): void {
+    this.allDirty = true;
     this.clock = now;
     const before = peer.timers.persistentKeepaliveInterval;
     peer.timers.persistentKeepaliveInterval = seconds * 1000;
@@ -570,6 +581,10 @@ export class Engine {
     peer.rxBytes += wireLen;
     keypair.receivedAny = true;
     const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
+    this.touch(peer);
+    // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
+    // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
+    if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) this.allDirty = true;
     if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) peer.endpoint.heard(path, now, wireLen);
     else this.onAuthenticated(peer, path, wireLen, now, newest);
     peer.timers.anyAuthenticatedPacketReceived();
@@ -598,6 +613,7 @@ export class Engine {
   }
 
   private handleInitiation(data: Uint8Array, path: Path, now: number): DatagramResult {
+    this.allDirty = true; // rare: rebuild the deadline index
     if (!this.local || !this.checker) return this.drop('noPrivateKey');
     const msg = parseInitiation(data);
     if (!msg) return this.drop('malformed');
@@ -639,6 +655,7 @@ export class Engine {
   }
 
   private handleResponse(data: Uint8Array, path: Path, now: number): DatagramResult {
+    this.allDirty = true; // rare: rebuild the deadline index
     if (!this.local || !this.checker) return this.drop('noPrivateKey');
     const msg = parseResponse(data);
     if (!msg) return this.drop('malformed');
@@ -669,6 +686,7 @@ export class Engine {
   }
 
   private handleCookieReply(data: Uint8Array, now: number): DatagramResult {
+    this.allDirty = true; // rare: rebuild the deadline index
     const msg = parseCookieReply(data);
     if (!msg) return this.drop('malformed');
     const entry = this.indexes.get(msg.receiverIndex);
@@ -797,6 +815,7 @@ export class Engine {
     sealOffs: Uint32Array = this.txSealOffs,
     sealLens: Uint32Array = this.txSealLens,
   ): void {
+    this.touch(peer);
     kp.reserve(n);
     this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, sealOffs, sealLens, n);
     let hi = kp.reservedHi;
@@ -825,6 +844,7 @@ export class Engine {
   }
 
   private stage(peer: Peer, packet: Uint8Array): void {
+    this.touch(peer);
     if (peer.staged.length >= MAX_STAGED_PACKETS) {
       peer.staged.shift();
       this.counters.drops.stagedOverflow++;
@@ -880,6 +900,7 @@ export class Engine {
 
   /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
   private sendInitiation(peer: Peer, retry: boolean, now: number): void {
+    this.touch(peer);
     if (!this.local) {
       this.counters.drops.noPrivateKey++;
       return;
@@ -918,6 +939,7 @@ export class Engine {
 
   /** Public entry: start a handshake with a peer now (e.g. after an endpoint change). */
   initiateHandshake(peer: Peer, now: number): void {
+    this.allDirty = true;
     this.clock = now;
     this.sendInitiation(peer, false, now);
   }
@@ -973,15 +995,90 @@ export class Engine {
   // ───────────────────────────── timers ─────────────────────────────
 
   /** The earliest time tick() has work to do, or Infinity. */
+  /**
+   * The earliest deadline of any peer. With thousands of peers a scan of all of them per batch
+   * would dominate the data path (≈0.5 ms at 10,000 peers), so the engine keeps an index: a
+   * min-heap of (peer, deadline) entries, refreshed only for the peers touched since the last
+   * call (every packet, handshake, probe or relay for a peer touches it), with stale entries
+   * dropped lazily when they reach the top. Configuration calls and rare events (handshake
+   * messages, control messages) mark everything for a rebuild. `checkDeadlines` verifies the
+   * index against the full scan on every call (tests run with it).
+   */
   nextDeadline(): number {
-    let t = Infinity;
-    for (const p of this.peers.values()) {
-      let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
-      if (this.onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
-      if (n < t) t = n;
+    const t = this.indexedNextDeadline();
+    if (this.checkDeadlines) {
+      let full = Infinity;
+      for (const p of this.peers.values()) full = Math.min(full, this.peerDeadline(p));
+      if (full !== t) throw new Error(`deadline index out of step: index says ${t}, a full scan ${full}`);
     }
     return t;
   }
+
+  private peerDeadline(p: Peer): number {
+    let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
+    if (this.onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
+    return n;
+  }
+
+  private indexedNextDeadline(): number {
+    const heap = this.deadlineHeap;
+    if (this.allDirty || heap.length > 4 * this.peers.size + 64) {
+      heap.length = 0;
+      for (const p of this.peers.values()) {
+        p.indexedDeadline = this.peerDeadline(p);
+        if (p.indexedDeadline !== Infinity) heap.push({ peer: p, at: p.indexedDeadline });
+      }
+      heap.sort((x, y) => x.at - y.at); // a sorted array is a valid min-heap
+      this.allDirty = false;
+      this.dirtyPeers.clear();
+    } else if (this.dirtyPeers.size > 0) {
+      for (const p of this.dirtyPeers) {
+        if (this.peers.get(p.keyId) !== p) continue; // removed
+        const d = this.peerDeadline(p);
+        if (d === p.indexedDeadline) continue;
+        p.indexedDeadline = d;
+        if (d !== Infinity) heapPush(heap, { peer: p, at: d });
+      }
+      this.dirtyPeers.clear();
+    }
+    while (heap.length > 0) {
+      const top = heap[0];
+      if (top.at === top.peer.indexedDeadline && this.peers.get(top.peer.keyId) === top.peer) return top.at;
+      heapPop(heap); // stale: the peer's deadline moved, or it was removed
+    }
+    return Infinity;
+  }
+
+  /** The peers with a deadline at or before `now`, taken off the index (tick re-indexes them). */
+  private duePeers(now: number): Set<Peer> {
+    this.indexedNextDeadline(); // bring the index up to date
+    const heap = this.deadlineHeap;
+    const due = new Set<Peer>();
+    while (heap.length > 0 && heap[0].at <= now) {
+      const top = heap[0];
+      heapPop(heap);
+      if (top.at !== top.peer.indexedDeadline || this.peers.get(top.peer.keyId) !== top.peer) continue; // stale
+      top.peer.indexedDeadline = Infinity; // no entry left for it: touch() re-indexes it
+      due.add(top.peer);
+    }
+    if (this.checkDeadlines) {
+      for (const p of this.peers.values()) {
+        if (this.peerDeadline(p) <= now && !due.has(p)) throw new Error('deadline index out of step: a due peer is missing');
+      }
+    }
+    return due;
+  }
+
+  /** Something about this peer changed: its deadline is recomputed at the next nextDeadline(). */
+  private touch(peer: Peer): void {
+    this.dirtyPeers.add(peer);
+  }
+
+  private readonly deadlineHeap: Array<{ peer: Peer; at: number }> = [];
+  private readonly dirtyPeers = new Set<Peer>();
+  /** Rebuild the whole deadline index at the next nextDeadline(). */
+  private allDirty = true;
+  private readonly checkDeadlines: boolean;
 
   /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. */
   private onRelay(p: Peer): boolean {
@@ -993,7 +1090,8 @@ export class Engine {
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
     this.clock = now;
     const fired: Array<{ peer: Peer; timer: TimerName }> = [];
-    for (const peer of this.peers.values()) {
+    for (const peer of this.duePeers(now)) {
+      this.touch(peer);
       if (peer.endpoint.nextDeadline() <= now) {
         for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
         const { probe, change, lost } = peer.endpoint.dueProbes(now);
@@ -1298,6 +1396,7 @@ export class Engine {
   /** A datagram for `path`'s target, sent through its lighthouse inside a RELAY message. */
   private relayOut(path: RelayPath, buf: Uint8Array, off: number, len: number): void {
     const via = this.peers.get(path.via);
+    if (via) this.touch(via);
     const target = this.peers.get(path.targetKeyId);
     const kp = via?.keypairs.current;
     const vp = via?.endpoint.path;
@@ -1312,6 +1411,7 @@ export class Engine {
 
   /** Seal RELAY/RELAYED(key, buf[off..off+len)) for `peer` in relayBuf and send it on `path`. */
   private sealRelay(peer: Peer, kp: Keypair, path: Path, type: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number): void {
+    this.touch(peer);
     const b = this.relayBuf;
     const base = TRANSPORT_HEADER_SIZE;
     if (base + RELAY_HEADER + len + PADDING_MULTIPLE + 16 > b.length || len > 0xffff) {
@@ -1334,6 +1434,7 @@ export class Engine {
 
   /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */
   private sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
+    this.touch(peer);
     const kp = peer.keypairs.current;
     if (!kp || !kp.canSend(now)) return false;
     const base = TRANSPORT_HEADER_SIZE;
@@ -1365,6 +1466,7 @@ export class Engine {
    * When the set changes, every keymesh peer is told.
    */
   setLocalAddresses(addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
+    this.allDirty = true;
     this.clock = now;
     const key = (l: Array<{ addr: Uint8Array; port: number }>) => l.map((a) => `${keyId(a.addr)}:${a.port}`).sort().join(',');
     if (key(addresses) === key(this.localAddresses)) return;
@@ -1396,6 +1498,7 @@ export class Engine {
    * for a keymesh peer), instead of waiting for the next timer.
    */
   localAddressesChanged(now: number): void {
+    this.allDirty = true;
     this.clock = now;
     for (const peer of this.peers.values()) {
       if (peer.keypairs.current && peer.endpoint.path) this.sendKeepalive(peer, now);
@@ -1439,4 +1542,31 @@ export class Engine {
     this.rxOk = new Uint8Array(cap);
     this.rxIdx = new Uint32Array(cap);
   }
+}
+
+/** Binary min-heap on `at` (the engine's deadline index). */
+function heapPush(h: Array<{ peer: Peer; at: number }>, e: { peer: Peer; at: number }): void {
+  let i = h.push(e) - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (h[parent].at <= e.at) break;
+    h[i] = h[parent];
+    i = parent;
+  }
+  h[i] = e;
+}
+
+function heapPop(h: Array<{ peer: Peer; at: number }>): void {
+  const last = h.pop()!;
+  if (h.length === 0) return;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= h.length) break;
+    const c = l + 1 < h.length && h[l + 1].at < h[l].at ? l + 1 : l;
+    if (h[c].at >= last.at) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = last;
 }

@@ -42,6 +42,8 @@ export class Peer {
   lastInitiation: Uint8Array | null = null;
   /** Engine time we last asked our lighthouses about this peer. */
   lastLookup = -Infinity;
+  /** The engine's deadline index: this peer's next deadline as last computed (see Engine.nextDeadline). */
+  indexedDeadline = Infinity;
   /** Key id of the lighthouse whose CANDIDATES about this peer arrived last, or null. */
   foundVia: string | null = null;
   /** Lighthouse side: datagrams and bytes relayed from this peer to others. */

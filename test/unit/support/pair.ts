@@ -99,6 +99,7 @@ export class Node {
       event: (e) => this.events.push(e),
     };
     this.engine = new Engine(sink, {
+      checkDeadlines: true,
       privateKey: this.privateKey,
       random,
       makePaths: (addr, port) => {
