@@ -335,3 +335,71 @@ describe('lighthouse extension messages', () => {
     expect(parseExtension(buf, 0, 4000)).toBeNull();
   });
 });
+
+describe('hostile members', () => {
+  it('an authenticated member sending 3,000 random control messages (any type, random keys, addresses, relay payloads) crashes nobody; the others keep working', async () => {
+    const { parseExtension, EXT_HELLO, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_ADDRESSES, EXT_RELAY, EXT_RELAYED, MAX_ADDRESSES } = await import(
+      '../../src/core/extension.js'
+    );
+    const { seeded } = await import('./support/pair.js');
+    // raw bytes first: the parser returns a message or null, never throws
+    const rnd = seeded(7);
+    const buf = new Uint8Array(1500);
+    for (let i = 0; i < 20_000; i++) {
+      const n = Math.floor(rnd() * 300);
+      for (let k = 0; k < n; k++) buf[k] = Math.floor(rnd() * 256);
+      buf[0] = 0x0b;
+      buf[1] = Math.floor(rnd() * 10);
+      expect(() => parseExtension(buf, 0, n)).not.toThrow();
+    }
+    // then messages that parse, sent inside real sessions by a member gone rogue
+    const { net, lhs, a, b } = setup('cone');
+    const l = lhs[0];
+    start(net, a);
+    traffic(net, a, b, 300);
+    const keys = [l.publicKey, a.publicKey, b.publicKey, new Uint8Array(32), Uint8Array.from({ length: 32 }, () => Math.floor(rnd() * 256))];
+    // IPv4 (unspecified, loopback, multicast, private, any) or any 16 bytes
+    const v4 = (x: number[]) => Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...x]);
+    const specials = [v4([0, 0, 0, 0]), v4([127, 0, 0, 1]), v4([224, 0, 0, 1]), v4([10, 0, 0, 2]), v4([198, 51, 100, 7])];
+    const addr = () => (rnd() < 0.5 ? specials[Math.floor(rnd() * specials.length)] : Uint8Array.from({ length: 16 }, () => Math.floor(rnd() * 256)));
+    const rogue = a.engine as unknown as { sendExtension(peer: unknown, path: unknown, m: unknown, now: number): boolean };
+    for (let i = 0; i < 3000; i++) {
+      const to = rnd() < 0.6 ? l : b;
+      const peer = a.engine.getPeer(to.publicKey)!;
+      const path = peer.endpoint.path;
+      if (!path) continue;
+      const type = [EXT_HELLO, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_ADDRESSES, EXT_LOOKUP, EXT_CANDIDATES, EXT_RELAY, EXT_RELAYED][Math.floor(rnd() * 8)];
+      const key = keys[Math.floor(rnd() * keys.length)];
+      const addresses = Array.from({ length: Math.floor(rnd() * (MAX_ADDRESSES + 1)) }, () => ({ addr: addr(), port: Math.floor(rnd() * 65536) }));
+      const data = Uint8Array.from({ length: 1 + Math.floor(rnd() * 200) }, () => Math.floor(rnd() * 256));
+      if (rnd() < 0.5 && data.length >= 32) data.set([4, 0, 0, 0], 0); // looks like transport data
+      const m =
+        type === EXT_HELLO
+          ? { type, reply: rnd() < 0.5, version: Math.floor(rnd() * 256) }
+          : type === EXT_PATH_CHALLENGE || type === EXT_PATH_RESPONSE
+            ? { type, token: data.subarray(0, 8).length === 8 ? data.slice(0, 8) : new Uint8Array(8) }
+            : type === EXT_ADDRESSES
+              ? { type, addresses }
+              : type === EXT_LOOKUP
+                ? { type, key }
+                : type === EXT_CANDIDATES
+                  ? { type, answer: rnd() < 0.5, key, addresses }
+                  : type === EXT_RELAY || type === EXT_RELAYED
+                    ? { type, key, data }
+                    : null;
+      expect(() => rogue.sendExtension(peer, path, m, net.now)).not.toThrow();
+      if (i % 50 === 0) {
+        expect(() => net.deliver()).not.toThrow();
+        expect(() => net.advance(5)).not.toThrow();
+      }
+    }
+    expect(() => net.deliver()).not.toThrow();
+    expect(() => net.advance(3000)).not.toThrow();
+    // the lighthouse still serves: B (who did nothing wrong) still talks to it and to A
+    const before = texts(b).length;
+    const gap = traffic(net, a, b, 1000);
+    expect(texts(b).length).toBeGreaterThan(before);
+    expect(gap).toBeLessThan(1000);
+    expect(peerOf(b, l).keypairs.current).not.toBeNull();
+  });
+});
