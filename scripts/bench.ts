@@ -32,6 +32,14 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
 }
 
+/** Busy and total jiffies of the whole machine (all CPUs), from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + f[4]; // idle + iowait
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
 function ifPackets(lab: Lab, n: NodeSpec): number {
   const j = JSON.parse(lab.exec(n.ns, ['ip', '-s', '-j', 'link', 'show', n.ifname]))[0];
   return j.stats64.rx.packets + j.stats64.tx.packets;
@@ -75,6 +83,8 @@ interface Result {
   usPer1420: number;
   /** CPU of the busier tunnel process during the 1-stream run, in % of one core. */
   busiestCore: number;
+  /** The whole machine's CPU use during the 1-stream run, % of all its cores. */
+  machineBusy: number;
 }
 
 async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string>): Promise<Result> {
@@ -91,10 +101,12 @@ async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string
     const cb0 = cpuSeconds(pb.child.pid!);
     const cpu0 = ca0 + cb0;
     const t0 = performance.now();
+    const m0 = machineJiffies();
     const pk0 = ifPackets(lab, a) + ifPackets(lab, b);
     const by0 = ifBytes(lab, a) + ifBytes(lab, b);
     const one = iperf(lab, a, b, 1);
     const wall = (performance.now() - t0) / 1000;
+    const m1 = machineJiffies();
     const ca1 = cpuSeconds(pa.child.pid!);
     const cb1 = cpuSeconds(pb.child.pid!);
     const cpu1 = ca1 + cb1;
@@ -115,6 +127,7 @@ async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string
       usPerPacket: ((cpu1 - cpu0) * 1e6) / (pk1 - pk0),
       usPer1420: ((cpu1 - cpu0) * 1e6) / ((by1 - by0) / 1420),
       busiestCore: (Math.max(ca1 - ca0, cb1 - cb0) / wall) * 100,
+      machineBusy: ((m1.busy - m0.busy) / (m1.total - m0.total)) * 100,
     };
   } finally {
     await lab.cleanup();
@@ -143,6 +156,7 @@ row('ping RTT avg, just started', km.rttColdAvg, kmOff.rttColdAvg, wg.rttColdAvg
 row('CPU per packet (both ends)', km.usPerPacket, kmOff.usPerPacket, wg.usPerPacket, 'µs', 2);
 row('CPU per 1420 B (both ends)', km.usPer1420, kmOff.usPer1420, wg.usPer1420, 'µs', 2);
 row('busiest process, 1 stream', km.busiestCore, kmOff.busiestCore, wg.busiestCore, '% core', 0);
+row('machine CPU busy, 1 stream', km.machineBusy, kmOff.machineBusy, wg.machineBusy, '% all', 0);
 
 // In-process figures (keymesh only: wireguard-go has no in-process harness here), from the
 // core and scale benchmarks run as child processes.
