@@ -294,6 +294,7 @@ export class PeerEndpoint {
     e.challengesOut = [];
     e.retryAt = Infinity;
     e.challenges = 0;
+    e.probeMisses = 0; // it answered: whatever probes it missed before, it works now
     const active = this.activeEntry;
     if (!active) return this.activate(e, 'path validated');
     // A direct path beats a relay; a relay is taken only when the direct path does not work.
@@ -382,7 +383,8 @@ export class PeerEndpoint {
   private keepWarm(e: PathEntry): boolean {
     if (!isRelay(e.path)) return true;
     const a = this.activeEntry;
-    return !a || isRelay(a.path);
+    // …and while the direct path is failing, so one is ready to take over
+    return !a || isRelay(a.path) || this.activeDead();
   }
 
   private probeTimeout(e: PathEntry): number {

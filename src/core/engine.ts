@@ -1276,7 +1276,10 @@ export class Engine {
   private ensureRelays(peer: Peer, live: Peer[], now: number): void {
     for (const l of live) {
       const e = peer.endpoint.addRelay(this.relayPath(l, peer));
-      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed') && peer.keypairs.current) this.sendChallenge(peer, e, now);
+      // new, failed, or validated once but missing its probes since (it was not kept warm while a
+      // direct path carried the traffic): prove it works now
+      const stale = e.state === 'validated' && e.probeMisses > 0;
+      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed' || stale) && peer.keypairs.current) this.sendChallenge(peer, e, now);
     }
   }
 

@@ -198,6 +198,28 @@ describe('both ends move at once', () => {
 });
 
 describe('several lighthouses', () => {
+  for (const lighthouses of [1, 2]) {
+    it(`from cone NATs (direct path) both move at once to symmetric NATs: the relay takes over within 2 s (${lighthouses} lighthouse(s))`, () => {
+      const { net, lhs, a, b } = setup('cone', lighthouses);
+      start(net, a);
+      traffic(net, a, b, 3000); // direct path; the relays validated at first contact are left cold since
+      expect(isRelay(peerOf(a, b).endpoint.path!)).toBe(false);
+      const na2 = new FakeNat(net, 'NATS1', 'symmetric');
+      const nb2 = new FakeNat(net, 'NATS2', 'symmetric');
+      a.moveTo(makePath('A-lan3'));
+      a.behind(na2);
+      b.moveTo(makePath('B-lan3'));
+      b.behind(nb2);
+      a.engine.localAddressesChanged(net.now);
+      b.engine.localAddressesChanged(net.now);
+      const gap = traffic(net, a, b, 4000, 10, 'sym');
+      expect(gap).toBeLessThanOrEqual(2000);
+      expect(isRelay(peerOf(a, b).endpoint.path!)).toBe(true);
+      expect(isRelay(peerOf(b, a).endpoint.path!)).toBe(true);
+      expect(lhs.reduce((n, l) => n + relayedBy(l), 0)).toBeGreaterThan(0);
+    });
+  }
+
   it('members register with all; when one is lost, sessions continue and new lookups are answered by the other', () => {
     const { net, lhs, a, b } = setup('cone', 2);
     const [l1, l2] = lhs;
