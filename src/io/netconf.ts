@@ -24,6 +24,31 @@ export async function ip(args: string[]): Promise<string> {
   }
 }
 
+/**
+ * Run many `ip` commands in one process (`ip -batch -`, one command per line on stdin): a
+ * configuration with thousands of allowed IPs would otherwise spawn thousands of processes.
+ * Without `force`, ip stops at the first failing line; the error then says which line (1-based)
+ * in `failedLine`.
+ */
+export function ipBatch(lines: string[], force = false): Promise<void> {
+  if (lines.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const child = execFile('ip', [...(force ? ['-force'] : []), '-batch', '-'], { encoding: 'utf8' }, (e, _out, stderr) => {
+      if (!e) return resolve();
+      if ((e as { code?: string }).code === 'ENOENT') return reject(new Error('the `ip` command (iproute2) is not installed'));
+      const m = /Command failed -:(\d+)/.exec(stderr);
+      const line = m ? Number(m[1]) : 0;
+      const what = line > 0 ? `ip ${lines[line - 1]}` : 'ip -batch';
+      const msg = stderr.split('\n').filter((l) => l && !l.startsWith('Command failed')).join('; ');
+      reject(Object.assign(new Error(`${what}: ${msg || e.message}`), { failedLine: line }));
+    });
+    // if ip dies first (killed with our process group, say), writing to it fails with EPIPE: the
+    // exit callback above reports that; the stream error must not be left unhandled
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(lines.join('\n') + '\n');
+  });
+}
+
 export interface RouteSpec {
   /** "10.0.0.0/24" or "fd00::/64" */
   cidr: string;
@@ -68,16 +93,20 @@ export class InterfaceConfigurator {
     if (this.table === 'off') return;
     const want = new Map<string, RouteSpec>();
     for (const r of routes) for (const e of this.expand(r)) want.set(e.cidr, e);
-    for (const key of [...this.installed]) {
-      if (want.has(key)) continue;
-      const fam = key.includes(':') ? 6 : 4;
-      await ip([`-${fam}`, 'route', 'del', key, 'dev', this.name, ...this.tableArgs()]).catch(() => undefined);
-      this.installed.delete(key);
-    }
-    for (const [key, r] of want) {
-      if (this.installed.has(key)) continue;
-      await ip([`-${r.family}`, 'route', 'replace', key, 'dev', this.name, ...this.tableArgs()]);
-      this.installed.add(key);
+    const table = this.tableArgs().join(' ');
+    const gone = [...this.installed].filter((key) => !want.has(key));
+    // removals: whatever the kernel says (the route may already be gone with the interface)
+    await ipBatch(gone.map((key) => `route del ${key} dev ${this.name} ${table}`.trim()), true).catch(() => undefined);
+    for (const key of gone) this.installed.delete(key);
+    const add = [...want.keys()].filter((key) => !this.installed.has(key));
+    try {
+      await ipBatch(add.map((key) => `route replace ${key} dev ${this.name} ${table}`.trim()));
+      for (const key of add) this.installed.add(key);
+    } catch (e) {
+      // ip stopped at the failing line: the ones before it are in
+      const done = Math.max(0, ((e as { failedLine?: number }).failedLine ?? 1) - 1);
+      for (const key of add.slice(0, done)) this.installed.add(key);
+      throw e;
     }
   }
 

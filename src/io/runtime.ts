@@ -874,6 +874,7 @@ function resolvconf(args: string[], input?: string): Promise<void> {
       if (err) reject(new Error((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'resolvconf is not installed' : stderr.trim() || err.message));
       else resolve();
     });
+    child.stdin?.on('error', () => undefined); // EPIPE if resolvconf exits early: reported by its exit status
     if (input !== undefined) child.stdin?.end(input);
   });
 }
