@@ -107,7 +107,11 @@ static inline int km_parse_packet_args(napi_env env, napi_value *argv, size_t ar
 #define KM_MAX_BATCH 1024
 #define KM_MAX_SLOT (1 << 20) /* bytes per packet slot: far above any MTU or 64 KiB GSO packet */
 
-/* The arguments of udpRecvBatch and udpRecvBatchGro: (fd, buf, slotSize, lengths, addrs, ports, max, locals?, ifindexes?). */
+/*
+ * The slot arguments of the batched readers (tunReadBatch[Vnet]: fd, buf, slotSize, lengths, max;
+ * udpRecvBatch[Gro]: … addrs, ports, max, locals?, ifindexes?): packet i lands at buf[i * slot],
+ * its length in lengths[i]. On misuse throws EINVAL naming `name` and returns 0.
+ */
 typedef struct {
   int64_t fd, slot, max;
   uint8_t *buf, *addrs, *locals;
@@ -115,22 +119,32 @@ typedef struct {
   uint16_t *ports;
 } km_recv_args;
 
-/* Parse and check them; on misuse throw EINVAL naming `name` and return 0. */
-static inline int km_parse_recv_args(napi_env env, napi_callback_info info, const char *name, km_recv_args *a) {
-  size_t argc = 9;
-  napi_value argv[9];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
-  size_t blen = 0, llen = 0, alen = 0, plen = 0, loclen = 0, iflen = 0;
-  if (argc < 7 || !get_int(env, argv[0], &a->fd) || !get_int(env, argv[2], &a->slot) || !get_int(env, argv[6], &a->max)) {
-    throw_code(env, "EINVAL", "%s(fd, buf, slotSize, lengths, addrs, ports, maxPackets)", name);
+static inline int km_parse_slot_args(napi_env env, napi_value *argv, size_t argc, int max_at, const char *name, km_recv_args *a) {
+  size_t blen = 0, llen = 0;
+  if ((int)argc <= max_at || !get_int(env, argv[0], &a->fd) || !get_int(env, argv[2], &a->slot) || !get_int(env, argv[max_at], &a->max)) {
+    throw_code(env, "EINVAL", "%s(fd, buf, slotSize, lengths, …, maxPackets): missing or non-numeric arguments", name);
     return 0;
   }
   a->buf = typed(env, argv[1], napi_uint8_array, &blen);
   a->lens = typed(env, argv[3], napi_uint32_array, &llen);
+  if (!a->buf || !a->lens || a->slot <= 0 || a->slot > KM_MAX_SLOT || a->max < 0 || a->max > KM_MAX_BATCH || (size_t)a->max > llen ||
+      (size_t)(a->slot * a->max) > blen) {
+    throw_code(env, "EINVAL", "%s: buffers too small for slotSize × maxPackets", name);
+    return 0;
+  }
+  return 1;
+}
+
+/* The UDP receivers' arguments: the slots, then addrs/ports (and optionally where each arrived). */
+static inline int km_parse_recv_args(napi_env env, napi_callback_info info, const char *name, km_recv_args *a) {
+  size_t argc = 9;
+  napi_value argv[9];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  if (!km_parse_slot_args(env, argv, argc, 6, name, a)) return 0;
+  size_t alen = 0, plen = 0, loclen = 0, iflen = 0;
   a->addrs = typed(env, argv[4], napi_uint8_array, &alen);
   a->ports = typed(env, argv[5], napi_uint16_array, &plen);
-  if (!a->buf || !a->lens || !a->addrs || !a->ports || a->slot <= 0 || a->slot > KM_MAX_SLOT || a->max < 0 || a->max > KM_MAX_BATCH ||
-      (size_t)a->max > llen || (size_t)a->max > plen || (size_t)a->max * 16 > alen || (size_t)(a->slot * a->max) > blen) {
+  if (!a->addrs || !a->ports || (size_t)a->max > plen || (size_t)a->max * 16 > alen) {
     throw_code(env, "EINVAL", "%s: buffers too small for slotSize × maxPackets", name);
     return 0;
   }

@@ -121,14 +121,11 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t fd, slot, max;
-  size_t blen = 0, llen = 0;
-  if (argc < 5 || !get_int(env, argv[0], &fd) || !get_int(env, argv[2], &slot) || !get_int(env, argv[4], &max))
-    return throw_code(env, "EINVAL", "tunReadBatch(fd, buf, slotSize, lengths, maxPackets)");
-  uint8_t *buf = typed(env, argv[1], napi_uint8_array, &blen);
-  uint32_t *lens = typed(env, argv[3], napi_uint32_array, &llen);
-  if (!buf || !lens || slot <= 0 || slot > MAX_SLOT || max < 0 || max > MAX_BATCH || (size_t)max > llen || (size_t)(slot * max) > blen)
-    return throw_code(env, "EINVAL", "tunReadBatch: buffers too small for slotSize × maxPackets");
+  km_recv_args args;
+  if (!km_parse_slot_args(env, argv, argc, 4, "tunReadBatch", &args)) return NULL;
+  const int64_t fd = args.fd, slot = args.slot, max = args.max;
+  uint8_t *buf = args.buf;
+  uint32_t *lens = args.lens;
   int64_t n = 0;
   while (n < max) {
     ssize_t r = read((int)fd, buf + n * slot, (size_t)slot);
