@@ -25,6 +25,21 @@ function send(net: Net, from: Node, src: string, dst: string, n: number): void {
   from.engine.handleTunPacket(ipPacket(src, dst, payload), net.now);
 }
 
+/** One data packet each way (inner payload numbered n), delivered. */
+function exchange(net: Net, a: Node, b: Node, n: number): void {
+  send(net, a, '10.0.0.1', '10.0.0.2', n);
+  send(net, b, '10.0.0.2', '10.0.0.1', n);
+  net.deliver();
+}
+
+/** `count` packets each way, `stepMs` apart on the fake clock. */
+function stream(net: Net, a: Node, b: Node, count: number, stepMs: number): void {
+  for (let i = 1; i <= count; i++) {
+    exchange(net, a, b, i);
+    net.advance(stepMs);
+  }
+}
+
 /** Two keymesh nodes with a session, past HELLO (and, with `spares`, with each other's second address validated). */
 function established(opts: { spares?: boolean; natA?: string } = {}) {
   const net = new Net();
@@ -78,9 +93,7 @@ describe('a client move over a lossy, reordering network', () => {
       a.moveTo(moved);
       let switchedAt: number | null = null;
       for (let i = 1; i <= 300; i++) {
-        send(net, a, '10.0.0.1', '10.0.0.2', i);
-        send(net, b, '10.0.0.2', '10.0.0.1', i);
-        net.deliver();
+        exchange(net, a, b, i);
         net.advance(10);
         if (switchedAt === null && pb.endpoint.path?.id === moved.id) switchedAt = net.now;
       }
@@ -130,9 +143,7 @@ describe('path validation under loss', () => {
     a.moveTo(moved);
     const timeline: Array<{ at: number; active: string | undefined; tunB: number; tunA: number }> = [];
     for (let i = 1; i <= 60; i++) {
-      send(net, a, '10.0.0.1', '10.0.0.2', i);
-      send(net, b, '10.0.0.2', '10.0.0.1', i);
-      net.deliver();
+      exchange(net, a, b, i);
       timeline.push({ at: net.now, active: pb.endpoint.path?.id, tunB: b.tun.length, tunA: a.tun.length });
       net.advance(10);
     }
@@ -190,9 +201,7 @@ describe('path validation under loss', () => {
     net.impair({ loss: 1, applies: (w) => blockAnswers && w.from === 'N:40002' && isResponse(w) });
     const tun0 = { a: a.tun.length, b: b.tun.length };
     for (let i = 1; i <= 100; i++) {
-      send(net, a, '10.0.0.1', '10.0.0.2', i);
-      send(net, b, '10.0.0.2', '10.0.0.1', i);
-      net.deliver();
+      exchange(net, a, b, i);
       net.advance(10);
       expect(pb.endpoint.path?.id).toBe('N:40001'); // authenticated data alone never moves it
     }
@@ -210,9 +219,7 @@ describe('path validation under loss', () => {
     blockAnswers = false;
     let switchedAt: number | null = null;
     for (let i = 101; i <= 250 && switchedAt === null; i++) {
-      send(net, a, '10.0.0.1', '10.0.0.2', i);
-      send(net, b, '10.0.0.2', '10.0.0.1', i);
-      net.deliver();
+      exchange(net, a, b, i);
       if (pb.endpoint.path?.id === 'N:40002') switchedAt = net.now;
       net.advance(10);
     }
@@ -272,12 +279,7 @@ describe('reordering and duplication', () => {
   it('packets overtaken within the replay window are all delivered, and the path does not change', () => {
     const { net, a, b, pa, pb } = established();
     net.impair({ reorder: 0.3, holdMs: 40 }, 11);
-    for (let i = 1; i <= 200; i++) {
-      send(net, a, '10.0.0.1', '10.0.0.2', i);
-      send(net, b, '10.0.0.2', '10.0.0.1', i);
-      net.deliver();
-      net.advance(5);
-    }
+    stream(net, a, b, 200, 5);
     net.impair(null);
     net.advance(100);
     const overtaken = net.log.filter((r) => r.len === DATA_WIRE && r.to === 'B:51820').map((r) => r.key);
@@ -299,12 +301,7 @@ describe('reordering and duplication', () => {
     const replays0 = b.engine.stats().drops.replay;
     const log0 = net.log.length;
     net.impair({ duplicate: 0.3, reorder: 0.1, holdMs: 20 }, 5);
-    for (let i = 1; i <= 200; i++) {
-      send(net, a, '10.0.0.1', '10.0.0.2', i);
-      send(net, b, '10.0.0.2', '10.0.0.1', i);
-      net.deliver();
-      net.advance(10);
-    }
+    stream(net, a, b, 200, 10);
     net.impair(null);
     net.advance(100);
     const toB = net.log.filter((r) => r.to === 'B:51820' && r.key !== null && r.fate === 'delivered');
@@ -328,9 +325,7 @@ describe('a single path that dies and comes back', () => {
       let i = 0;
       const stream = (ms: number) => {
         for (const end = net.now + ms; net.now < end; ) {
-          send(net, a, '10.0.0.1', '10.0.0.2', ++i);
-          send(net, b, '10.0.0.2', '10.0.0.1', i);
-          net.deliver();
+          exchange(net, a, b, ++i);
           net.advance(10);
         }
       };
@@ -344,9 +339,7 @@ describe('a single path that dies and comes back', () => {
       let atB = -1;
       let atA = -1;
       for (let k = 0; k < 300 && (atB < 0 || atA < 0); k++) {
-        send(net, a, '10.0.0.1', '10.0.0.2', ++i);
-        send(net, b, '10.0.0.2', '10.0.0.1', i);
-        net.deliver();
+        exchange(net, a, b, ++i);
         if (atB < 0 && b.tun.length > beforeB) atB = net.now;
         if (atA < 0 && a.tun.length > beforeA) atA = net.now;
         net.advance(10);
@@ -422,12 +415,7 @@ describe('multihomed failover on a lossy network', () => {
   it('a working active path with 5% loss is not declared silent because a probe was lost', () => {
     const { net, a, b } = established({ spares: true });
     net.impair({ loss: 0.05 }, 9);
-    for (let i = 1; i <= 3000; i++) {
-      send(net, a, '10.0.0.1', '10.0.0.2', i);
-      send(net, b, '10.0.0.2', '10.0.0.1', i);
-      net.deliver();
-      net.advance(10);
-    }
+    stream(net, a, b, 3000, 10);
     // both paths deliver 95% of everything for 30 s: neither ever went silent
     const silent = [...switches(a), ...switches(b)].filter((s) => s.includes('went silent'));
     expect(silent, [...switches(a), '--', ...switches(b)].join('\n')).toEqual([]);
