@@ -521,6 +521,7 @@ export class Engine {
       return 'unknownIndex';
     }
     const { peer, keypair } = entry;
+    this.touch(peer); // once per run of datagrams for this keypair: its timers are about to move
     if (!keypair.canReceive(now)) {
       this.counters.drops.expiredKeypair += n;
       return 'expiredKeypair';
@@ -581,7 +582,6 @@ export class Engine {
     peer.rxBytes += wireLen;
     keypair.receivedAny = true;
     const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
-    this.touch(peer);
     // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
     // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
     if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) this.allDirty = true;
