@@ -493,6 +493,8 @@ typedef struct {
   uint32_t uif[URX_N];
   /* UDP GSO send: the kernel refused UDP_SEGMENT on this socket */
   int gso_off;
+  /* UDP send: the socket's address family, learnt once (0: not yet) */
+  int family;
 } fdstate;
 
 static fdstate *g_fds[MAX_FDS];
@@ -791,12 +793,18 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
   if (locals && ifx && ((size_t)count * 16 > loclen || (size_t)count > iflen))
     return throw_code(env, "EINVAL", "%s: locals/ifindexes too small for count", name);
   if (!locals || !ifx) locals = NULL, ifx = NULL;
-  fdstate *st = gso ? state_for((int)fd) : NULL; /* per-socket memory of a refused UDP_SEGMENT */
-  int gso_ok = st && !st->gso_off;
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname((int)fd, (struct sockaddr *)&ss, &sl);
-  int v6 = ss.ss_family == AF_INET6;
+  fdstate *st = state_for((int)fd); /* per-socket memory: its family, a refused UDP_SEGMENT */
+  int gso_ok = gso && st && !st->gso_off;
+  /* The socket's family decides how destinations are written (IPv4-mapped on a dual-stack
+   * socket). It cannot change while the fd is open, so ask the kernel once, not per batch. */
+  int family = st ? st->family : 0;
+  if (!family) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname((int)fd, (struct sockaddr *)&ss, &sl) == 0) family = ss.ss_family;
+    if (st) st->family = family;
+  }
+  int v6 = family == AF_INET6;
 
   /* Groups: consecutive, same destination and local end, equal lengths (last may be shorter). */
   int m = 0;

@@ -60,7 +60,12 @@ function benchAead(aead: TransportAead, size: number): { seal: number; open: num
   return { seal, open };
 }
 
-function benchEngine(aead: TransportAead, size: number): number {
+/**
+ * A full engine round (A seals a TUN batch, B opens the datagrams) in µs per packet. With
+ * `evictBytes`, that much memory is written between rounds and only the rounds are timed: the
+ * caches and TLBs are cold as they are for a lone packet after an idle gap (a ping every 20 ms).
+ */
+function benchEngine(aead: TransportAead, size: number, batch = BATCH, evictBytes = 0): number {
   const mk = (name: string): Path => ({ id: name, hostId: name, cookieBytes: new TextEncoder().encode(name) });
   const pa = mk('a');
   const pb = mk('b');
@@ -88,27 +93,32 @@ function benchEngine(aead: TransportAead, size: number): number {
     while (toA.length) A.handleDatagram(toA.shift()!, pb, now);
   }
   const slot = 2048;
-  const tunBuf = new Uint8Array(BATCH * slot);
-  const offs = new Uint32Array(BATCH).map((_, i) => i * slot + 16); // TRANSPORT_HEADROOM before each packet
-  const lens = new Uint32Array(BATCH).fill(size);
-  const roffs = new Uint32Array(BATCH).map((_, i) => i * slot);
-  const rx = new Uint8Array(BATCH * slot);
-  const rlens = new Uint32Array(BATCH);
-  const paths = new Array<Path>(BATCH).fill(pa);
+  const tunBuf = new Uint8Array(batch * slot);
+  const offs = new Uint32Array(batch).map((_, i) => i * slot + 16); // TRANSPORT_HEADROOM before each packet
+  const lens = new Uint32Array(batch).fill(size);
+  const roffs = new Uint32Array(batch).map((_, i) => i * slot);
+  const rx = new Uint8Array(batch * slot);
+  const rlens = new Uint32Array(batch);
+  const paths = new Array<Path>(batch).fill(pa);
   let n = 0;
   const t0 = performance.now();
+  const evict = evictBytes > 0 ? new Uint8Array(evictBytes) : null;
+  let inRound = 0;
   while (performance.now() - t0 < 500) {
+    if (evict) for (let j = 0; j < evict.length; j += 64) evict[j]++;
+    const r0 = performance.now();
     toB.length = 0;
-    for (let i = 0; i < BATCH; i++) tunBuf.set(pkt, offs[i]); // sealing happens in place
-    A.handleTunBatch(tunBuf, offs, lens, BATCH, now);
+    for (let i = 0; i < batch; i++) tunBuf.set(pkt, offs[i]); // sealing happens in place
+    A.handleTunBatch(tunBuf, offs, lens, batch, now);
     for (let i = 0; i < toB.length; i++) {
       rx.set(toB[i], i * slot);
       rlens[i] = toB[i].length;
     }
     B.handleDatagramBatch(rx, roffs, rlens, paths, toB.length, now);
-    n += BATCH;
+    n += batch;
+    inRound += performance.now() - r0;
   }
-  const us = ((performance.now() - t0) * 1000) / n;
+  const us = ((evict ? inRound : performance.now() - t0) * 1000) / n;
   if (delivered < n) throw new Error(`engine bench: delivered ${delivered} of ${n}`);
   return us;
 }
@@ -157,6 +167,14 @@ for (const aead of [createNobleTransportAead(), createNodeTransportAead(), ...(n
     results[`${aead.name}/${size}`] = { seal, open, engineRound: round };
     console.log(`${aead.name.padEnd(26)} ${String(size).padStart(5)} ${seal.toFixed(2).padStart(9)} ${open.toFixed(2).padStart(9)} ${round.toFixed(2).padStart(17)}`);
   }
+}
+if (nativeAead) {
+  // The latency case: one lone 84-byte ping per batch, as the engine sees it with caches warm
+  // (pings back to back) and cold (8 MB of other memory touched in between, as after an idle gap).
+  const hot = benchEngine(nativeAead, 84, 1);
+  const cold = benchEngine(nativeAead, 84, 1, 8 << 20);
+  results['native/84/one-packet-batches'] = { engineRoundHot: hot, engineRoundCold: cold };
+  console.log(`\nengine round, one 84-byte packet per batch (a ping), native AEAD: ${hot.toFixed(2)} µs with warm caches, ${cold.toFixed(2)} µs after evicting 8 MB`);
 }
 console.log('\nhandshakes per second on one core   complete (both sides)   responder side   initiator side');
 const nativeCrypto = createNativeCrypto();

@@ -658,13 +658,13 @@ export class Runtime {
 
   /**
    * Every address this host can be reached at, for keymesh peers (multihoming): all interfaces'
-   * IPv4 and global IPv6 addresses except loopback, link-local and our own tunnel.
+   * IPv4 and global IPv6 addresses except loopback, link-local, our own tunnel and other tunnels.
    */
   private announceLocalAddresses(): void {
     const list: Array<{ addr: Uint8Array; port: number }> = [];
     const ends: Array<{ addr: Uint8Array; ifindex: number; family: 4 | 6 }> = [];
     for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
-      if (ifname === this.name) continue;
+      if (ifname === this.name || isTunnelDevice(ifname)) continue;
       let ifindex = 0;
       try {
         ifindex = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim()) || 0;
@@ -880,6 +880,25 @@ function resolvconf(args: string[], input?: string): Promise<void> {
 }
 
 /** Addresses worth offering or trying as paths: not unspecified, loopback, link-local or multicast. */
+/**
+ * Is this interface another overlay tunnel — a TUN/TAP device (another keymesh, wireguard-go,
+ * OpenVPN…) or a kernel WireGuard interface? Its addresses are not announced: a path through
+ * another tunnel nests one encryption in another, and its smaller MTU does not carry keymesh's
+ * full-size datagrams, so failing over onto it would break large packets.
+ */
+export function isTunnelDevice(ifname: string, read: (path: string) => string | null = readSys): boolean {
+  if (read(`/sys/class/net/${ifname}/tun_flags`) !== null) return true;
+  return /^DEVTYPE=wireguard$/m.test(read(`/sys/class/net/${ifname}/uevent`) ?? '');
+}
+
+function readSys(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
 function usableRemote(a: Uint8Array): boolean {
   const mapped = a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((x) => x === 0);
   if (mapped) {

@@ -74,6 +74,11 @@ export function addressTo16(address: string): Uint8Array | null {
   return out;
 }
 
+function same16(a: Uint8Array, off: number, b: Uint8Array): boolean {
+  for (let i = 15; i >= 0; i--) if (a[off + i] !== b[i]) return false;
+  return true;
+}
+
 function v4Key(a: Uint8Array, off: number): number {
   return ((a[off + 12] << 24) | (a[off + 13] << 16) | (a[off + 14] << 8) | a[off + 15]) >>> 0;
 }
@@ -90,6 +95,17 @@ export class PathTable {
    * from) the local end at locals[loff..loff+16) through interface ifindex (omit for unspecified).
    */
   get(addrs: Uint8Array, off: number, port: number, locals: Uint8Array = NO_LOCAL, loff = 0, ifindex = 0): UdpPath {
+    // Datagrams come in runs from one path: the last answer, checked byte by byte, saves the
+    // lookup (and the boxed 48-bit keys it builds).
+    const last = this.last;
+    if (last !== null && port === last.port && ifindex === last.ifindex && same16(addrs, off, last.addr16) && same16(locals, loff, last.local16)) return last;
+    const p = this.lookup(addrs, off, port, locals, loff, ifindex);
+    this.last = p;
+    return p;
+  }
+  private last: UdpPath | null = null;
+
+  private lookup(addrs: Uint8Array, off: number, port: number, locals: Uint8Array, loff: number, ifindex: number): UdpPath {
     if (this.count > 65536) this.clear();
     const localIsV4 = isMapped(locals, loff) || (ifindex === 0 && locals === NO_LOCAL);
     if (isMapped(addrs, off) && localIsV4 && ifindex < 2 ** 20) {
@@ -128,6 +144,7 @@ export class PathTable {
   }
 
   private clear(): void {
+    this.last = null;
     this.v4.clear();
     this.other.clear();
     this.count = 0;
