@@ -27,7 +27,7 @@
 #define TAG_LEN 16
 
 static EVP_CIPHER *g_cipher;  /* fetched once: an implicit fetch on every init costs a lookup */
-static EVP_CIPHER_CTX *g_ctx; /* one context, re-keyed per batch (the JS thread is the only user) */
+static EVP_CIPHER_CTX *g_ctx; /* the JS thread's context, re-keyed per batch (the seal thread has its own) */
 
 static int ready(napi_env env) {
   if (g_ctx) return 1;
@@ -50,6 +50,35 @@ static int get_u32(napi_env env, napi_value v, uint32_t *out) {
   return napi_get_value_uint32(env, v, out) == napi_ok;
 }
 
+/*
+ * The batched seal itself, for any thread with its own context: packet i, buf[offs[i] .. +lens[i]],
+ * is sealed in place under key with counter (hi, lo) + i, its tag written right after it. Returns
+ * 0 if OpenSSL failed (the batch is then partly sealed). Used by aeadSealBatch below (the JS
+ * thread's context) and by the seal thread (seal-thread.c, its own context).
+ */
+int km_aead_seal(EVP_CIPHER_CTX *ctx, const uint8_t key[32], uint32_t hi, uint32_t lo, uint8_t *buf, const uint32_t *offs,
+                 const uint32_t *lens, uint32_t count) {
+  if (count == 0) return 1;
+  uint8_t nonce[12];
+  if (!EVP_EncryptInit_ex2(ctx, g_cipher, key, NULL, NULL)) return 0;
+  for (uint32_t i = 0; i < count; i++) {
+    put_nonce(nonce, hi, lo);
+    uint8_t *p = buf + offs[i];
+    int n = 0, f = 0;
+    if (!EVP_EncryptInit_ex2(ctx, NULL, NULL, nonce, NULL) || !EVP_EncryptUpdate(ctx, p, &n, p, (int)lens[i]) ||
+        !EVP_EncryptFinal_ex(ctx, p + n, &f) || !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, p + lens[i]))
+      return 0;
+    if (++lo == 0) hi++;
+  }
+  return 1;
+}
+
+/* The fetched cipher (fetched on the JS thread first) and a fresh context for another thread. */
+EVP_CIPHER_CTX *km_aead_thread_ctx(napi_env env) {
+  if (!ready(env)) return NULL;
+  return EVP_CIPHER_CTX_new();
+}
+
 static napi_value seal_batch(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
@@ -67,18 +96,7 @@ static napi_value seal_batch(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < count; i++)
     if ((uint64_t)offs[i] + lens[i] + TAG_LEN > blen) return throw_code(env, "EINVAL", "aeadSealBatch: packet %u (and its tag) lies outside the buffer", i);
   if (!ready(env)) return NULL;
-  if (count == 0) return NULL;
-  uint8_t nonce[12];
-  if (!EVP_EncryptInit_ex2(g_ctx, g_cipher, key, NULL, NULL)) return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 key setup failed");
-  for (uint32_t i = 0; i < count; i++) {
-    put_nonce(nonce, hi, lo);
-    uint8_t *p = buf + offs[i];
-    int n = 0, f = 0;
-    if (!EVP_EncryptInit_ex2(g_ctx, NULL, NULL, nonce, NULL) || !EVP_EncryptUpdate(g_ctx, p, &n, p, (int)lens[i]) ||
-        !EVP_EncryptFinal_ex(g_ctx, p + n, &f) || !EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, p + lens[i]))
-      return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 seal failed");
-    if (++lo == 0) hi++;
-  }
+  if (!km_aead_seal(g_ctx, key, hi, lo, buf, offs, lens, count)) return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 seal failed");
   return NULL;
 }
 

@@ -209,10 +209,34 @@ extern km_udp_counters_t km_udp_counters;
  */
 napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const char *name);
 
+/*
+ * The sender's core, for the N-API functions above and for the seal thread (seal-thread.c): each
+ * caller brings its own scratch arrays and gets its counts back in a km_udp_send_stats, which only
+ * the JS thread folds into the process-wide counters (km_udp_add_stats).
+ */
+typedef struct km_udp_scratch km_udp_scratch;
+typedef struct {
+  double send_errors, gso_sends, gso_segments, gso_fallbacks;
+} km_udp_send_stats;
+km_udp_scratch *km_udp_scratch_new(void);
+void km_udp_scratch_free(km_udp_scratch *s);
+int *km_udp_gso_flag(int fd);
+void km_udp_add_stats(const km_udp_send_stats *st);
+int64_t km_udp_send_core(km_udp_scratch *s, int fd, int *gso_off, uint8_t *buf, const uint32_t *offs, const uint32_t *lens,
+                         const uint8_t *addrs, const uint16_t *ports, const uint8_t *locals, const uint32_t *ifx, int count,
+                         km_udp_send_stats *st);
+
+/* aead.c: the batched seal on a caller's own OpenSSL context (void * to keep OpenSSL out of here). */
+struct evp_cipher_ctx_st;
+int km_aead_seal(struct evp_cipher_ctx_st *ctx, const uint8_t key[32], uint32_t hi, uint32_t lo, uint8_t *buf, const uint32_t *offs,
+                 const uint32_t *lens, uint32_t count);
+struct evp_cipher_ctx_st *km_aead_thread_ctx(napi_env env);
+
 /* Each C file adds its functions to the addon's exports. */
 void km_register_aead(napi_env env, napi_value exports);
 void km_register_offload(napi_env env, napi_value exports);
 void km_register_hash(napi_env env, napi_value exports);
+void km_register_seal_thread(napi_env env, napi_value exports);
 /* offload.c: after TUNSETIFF with IFF_VNET_HDR, the TUN_F_* offloads obtained (0: none). */
 unsigned km_offload_tun_setup(int fd);
 /* offload.c: drop what is pending for an fd number that is being closed. */

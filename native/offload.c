@@ -701,11 +701,18 @@ typedef union {
 
 #define CTRL_LEN 160
 
-static struct mmsghdr o_msgs[MAX_BATCH];
-static struct iovec o_iov[MAX_BATCH];
-static addr_u o_sa[MAX_BATCH];
-static uint8_t o_ctrl[MAX_BATCH][CTRL_LEN];
-static int o_first[MAX_BATCH], o_n[MAX_BATCH];
+/* sendmmsg's arrays: one set for the JS thread (g_send), one per seal thread (km_udp_scratch_new). */
+struct km_udp_scratch {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  addr_u sa[MAX_BATCH];
+  uint8_t ctrl[MAX_BATCH][CTRL_LEN];
+  int first[MAX_BATCH], n[MAX_BATCH];
+};
+static km_udp_scratch g_send;
+
+km_udp_scratch *km_udp_scratch_new(void) { return calloc(1, sizeof(km_udp_scratch)); }
+void km_udp_scratch_free(km_udp_scratch *s) { free(s); }
 
 /* Destination (and the local end, if any) of datagram i into a msghdr; 0 when unsendable here. */
 static int fill_dest(struct msghdr *h, addr_u *sa, uint8_t *ctrl, int v6, const uint8_t *a, uint16_t port, const uint8_t *l,
@@ -772,15 +779,27 @@ static int same_dest(int i, int j, const uint8_t *addrs, const uint16_t *ports, 
 /* udpSendBatchGso(fd, buf, offsets, lengths, addrs, ports, count, locals?, ifindexes?) → sent */
 static napi_value udp_send_gso(napi_env env, napi_callback_info info) { return km_udp_send(env, info, 1, "udpSendBatchGso"); }
 
+/* The per-socket "kernel refused UDP_SEGMENT" flag (JS thread only: it may allocate the fd's state). */
+int *km_udp_gso_flag(int fd) {
+  fdstate *st = state_for(fd);
+  return st ? &st->gso_off : NULL;
+}
+
+/* Fold a sender's counts into the process-wide counters (JS thread only). */
+void km_udp_add_stats(const km_udp_send_stats *st) {
+  km_udp_counters.udp_send_errors += st->send_errors;
+  ctr.udp_gso_sends += st->gso_sends;
+  ctr.udp_gso_segments += st->gso_segments;
+  ctr.udp_gso_fallbacks += st->gso_fallbacks;
+}
+
 napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const char *name) {
   size_t argc = 9;
   napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   km_packet_args p;
   if (!km_parse_packet_args(env, argv, argc, 6, MAX_BATCH, name, &p)) return NULL;
-  const int64_t fd = p.fd, count = p.count;
-  uint8_t *buf = p.buf;
-  uint32_t *offs = p.offs, *lens = p.lens;
+  const int64_t count = p.count;
   size_t alen = 0, plen = 0;
   uint8_t *addrs = typed(env, argv[4], napi_uint8_array, &alen);
   uint16_t *ports = typed(env, argv[5], napi_uint16_array, &plen);
@@ -791,11 +810,26 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
   if (locals && ifx && ((size_t)count * 16 > loclen || (size_t)count > iflen))
     return throw_code(env, "EINVAL", "%s: locals/ifindexes too small for count", name);
   if (!locals || !ifx) locals = NULL, ifx = NULL;
-  fdstate *st = gso ? state_for((int)fd) : NULL; /* per-socket memory of a refused UDP_SEGMENT */
-  int gso_ok = st && !st->gso_off;
+  km_udp_send_stats st = {0};
+  int64_t sent = km_udp_send_core(&g_send, (int)p.fd, gso ? km_udp_gso_flag((int)p.fd) : NULL, p.buf, p.offs, p.lens, addrs, ports,
+                                  locals, ifx, (int)count, &st);
+  km_udp_add_stats(&st);
+  return make_int(env, sent);
+}
+
+/*
+ * The sender itself, callable from any thread with its own scratch: datagram i is
+ * buf[offs[i] .. +lens[i]] to addrs/ports[i] (from locals/ifx[i] when given). With gso_off
+ * non-NULL (and *gso_off clear), runs to one destination go as UDP_SEGMENT messages. Counts go
+ * to *st, not to the globals. Returns how many datagrams were sent.
+ */
+int64_t km_udp_send_core(km_udp_scratch *S, int fd, int *gso_off, uint8_t *buf, const uint32_t *offs, const uint32_t *lens,
+                         const uint8_t *addrs, const uint16_t *ports, const uint8_t *locals, const uint32_t *ifx, int count,
+                         km_udp_send_stats *stats) {
+  int gso_ok = gso_off && !__atomic_load_n(gso_off, __ATOMIC_RELAXED);
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
-  getsockname((int)fd, (struct sockaddr *)&ss, &sl);
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
   int v6 = ss.ss_family == AF_INET6;
 
   /* Groups: consecutive, same destination and local end, equal lengths (last may be shorter). */
@@ -808,29 +842,29 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
              total + lens[i + n] <= UDP_MAX_GSO_BYTES && same_dest(i, i + n, addrs, ports, locals, ifx))
         total += lens[i + n++];
     }
-    struct msghdr *h = &o_msgs[m].msg_hdr;
-    if (!fill_dest(h, &o_sa[m], o_ctrl[m], v6, addrs + i * 16, ports[i], locals ? locals + i * 16 : NULL, ifx ? ifx[i] : 0)) {
-      km_udp_counters.udp_send_errors += n; /* IPv6 destination on an IPv4-only socket */
+    struct msghdr *h = &S->msgs[m].msg_hdr;
+    if (!fill_dest(h, &S->sa[m], S->ctrl[m], v6, addrs + i * 16, ports[i], locals ? locals + i * 16 : NULL, ifx ? ifx[i] : 0)) {
+      stats->send_errors += n; /* IPv6 destination on an IPv4-only socket */
       i += n;
       continue;
     }
-    for (int k = 0; k < n; k++) o_iov[i + k] = (struct iovec){buf + offs[i + k], lens[i + k]};
-    h->msg_iov = &o_iov[i];
+    for (int k = 0; k < n; k++) S->iov[i + k] = (struct iovec){buf + offs[i + k], lens[i + k]};
+    h->msg_iov = &S->iov[i];
     h->msg_iovlen = (size_t)n;
     if (n > 1) add_segment_cmsg(h, (uint16_t)lens[i]);
     if (h->msg_controllen == 0) h->msg_control = NULL;
-    o_first[m] = i, o_n[m] = n;
+    S->first[m] = i, S->n[m] = n;
     m++;
     i += n;
   }
   int start = 0;
   int64_t sent = 0;
   while (start < m) {
-    int r = sendmmsg((int)fd, o_msgs + start, (unsigned)(m - start), 0);
+    int r = sendmmsg(fd, S->msgs + start, (unsigned)(m - start), 0);
     if (r > 0) {
       for (int k = start; k < start + r; k++) {
-        sent += o_n[k];
-        if (o_n[k] > 1) ctr.udp_gso_sends++, ctr.udp_gso_segments += o_n[k];
+        sent += S->n[k];
+        if (S->n[k] > 1) stats->gso_sends++, stats->gso_segments += S->n[k];
       }
       start += r;
       continue;
@@ -838,37 +872,37 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
     if (r < 0 && errno == EINTR) continue;
     if (r == 0 || errno == EAGAIN || errno == ENOBUFS) break;
     int e = errno;
-    if (o_n[start] == 1) {
-      km_udp_counters.udp_send_errors++;
+    if (S->n[start] == 1) {
+      stats->send_errors++;
       start++;
       continue;
     }
     /* The kernel refused this UDP_SEGMENT message: send its datagrams one by one. EIO (no checksum
      * offload on the route's device, xfrm) and EOPNOTSUPP will not change: GSO stays off here. */
-    ctr.udp_gso_fallbacks++;
-    if (st && (e == EIO || e == EOPNOTSUPP || e == ENOPROTOOPT)) st->gso_off = 1;
-    int first = o_first[start];
+    stats->gso_fallbacks++;
+    if (gso_off && (e == EIO || e == EOPNOTSUPP || e == ENOPROTOOPT)) __atomic_store_n(gso_off, 1, __ATOMIC_RELAXED);
+    int first = S->first[start];
     int stopped = 0;
-    for (int k = 0; k < o_n[start] && !stopped; k++) {
+    for (int k = 0; k < S->n[start] && !stopped; k++) {
       struct msghdr one;
       addr_u sa1;
       uint8_t c1[CTRL_LEN];
       fill_dest(&one, &sa1, c1, v6, addrs + (first + k) * 16, ports[first + k], locals ? locals + (first + k) * 16 : NULL,
                 ifx ? ifx[first + k] : 0);
       if (one.msg_controllen == 0) one.msg_control = NULL;
-      one.msg_iov = &o_iov[first + k];
+      one.msg_iov = &S->iov[first + k];
       one.msg_iovlen = 1;
       ssize_t s;
-      do s = sendmsg((int)fd, &one, 0);
+      do s = sendmsg(fd, &one, 0);
       while (s < 0 && errno == EINTR);
       if (s >= 0) sent++;
       else if (errno == EAGAIN || errno == ENOBUFS) stopped = 1;
-      else km_udp_counters.udp_send_errors++;
+      else stats->send_errors++;
     }
     if (stopped) break;
     start++;
   }
-  return make_int(env, sent);
+  return sent;
 }
 
 static struct mmsghdr i_msgs[URX_N];

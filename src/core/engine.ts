@@ -1409,6 +1409,7 @@ export class Engine {
       return;
     }
     this.lh.relaySent++;
+    this.aead.sealPending?.(); // the datagram's bytes are read back here: they must be sealed already
     this.sealRelay(via, kp, vp, EXT_RELAY, target.publicKey, buf, off, len, now);
   }
 

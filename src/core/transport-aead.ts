@@ -32,6 +32,12 @@ export interface TransportAead {
     ok: Uint8Array,
   ): void;
   readonly name: string;
+  /**
+   * Optional, for a backend that defers sealing (the runtime's seal-thread experiment): seal now
+   * whatever was recorded but not sealed yet. The engine calls it before it reads back bytes it
+   * has sealed (wrapping a datagram for a relay).
+   */
+  sealPending?(): void;
 }
 
 function writeNonce(nonce: Uint8Array, hi: number, lo: number): void {

@@ -71,6 +71,25 @@ interface Addon {
   offloadSplit?: (vnetHeader: Uint8Array, packet: Uint8Array, slotSize?: number) => Uint8Array[] | null;
   offloadCoalesce?: (packets: Uint8Array[]) => Array<{ vnet: Uint8Array; packet: Uint8Array; segments: number }>;
   offloadCounters?: () => OffloadCounters;
+  // seal-thread.c (the KEYMESH_SEAL_THREAD experiment)
+  sealThreadStart?: (state: Int32Array) => void;
+  sealThreadSubmit?: (
+    set: number, fd: number, gso: number, buf: Uint8Array, keys: Uint8Array, his: Uint32Array, los: Uint32Array, jobCounts: Uint32Array, jobs: number,
+    sealOffs: Uint32Array, sealLens: Uint32Array, offs: Uint32Array, lens: Uint32Array, addrs: Uint8Array, ports: Uint16Array, locals: Uint8Array,
+    ifindexes: Uint32Array, count: number,
+  ) => void;
+  sealThreadWait?: (set: number) => void;
+  sealThreadStop?: () => void;
+  sealThreadStats?: () => SealThreadStats;
+}
+
+export interface SealThreadStats {
+  running: number;
+  units: number;
+  datagrams: number;
+  sent: number;
+  sealFailures: number;
+  waits: number;
 }
 
 /**
@@ -216,3 +235,15 @@ export const offloadCoalesce = (packets: Uint8Array[]): Array<{ vnet: Uint8Array
   a().offloadCoalesce!(packets);
 /** Process-wide offload counters (segments split and coalesced, GSO sends, GRO receives, drops). */
 export const offloadCounters = (): OffloadCounters | null => (hasOffload() ? a().offloadCounters!() : null);
+
+/** Whether the addon has the seal thread (native/seal-thread.c). */
+export const hasSealThread = (): boolean => typeof a().sealThreadStart === 'function';
+/** Start the native seal-and-send thread; `state` (Int32Array on a SharedArrayBuffer, ≥ 2) gets 1 while a set is busy. */
+export const sealThreadStart = (state: Int32Array): void => a().sealThreadStart!(state);
+/** Hand buffer set `set` to the seal thread: seal its recorded jobs in place, then send its out-queue. */
+export const sealThreadSubmit: NonNullable<Addon['sealThreadSubmit']> = (...args) => a().sealThreadSubmit!(...args);
+/** Block until set `set` (-1: all) is idle. */
+export const sealThreadWait = (set: number): void => a().sealThreadWait!(set);
+/** Finish what was submitted and join the thread (idempotent). */
+export const sealThreadStop = (): void => a().sealThreadStop!();
+export const sealThreadStats = (): SealThreadStats => a().sealThreadStats!();

@@ -35,6 +35,7 @@ import { createNobleTransportAead, type TransportAead } from '../core/transport-
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
+import { DeferredTransportAead, SealRecord } from './seal-thread.js';
 
 /** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
 function udpOf(p: unknown): UdpPath | null {
@@ -45,6 +46,20 @@ const BATCH = 64;
 const MAX_ROUNDS = 16;
 /** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
 const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
+/**
+ * KEYMESH_SEAL_THREAD=1 (experiment, off by default): TUN packets are sealed and sent by a native
+ * worker thread (native/seal-thread.c) while the JS thread handles the next batch; two TUN buffer
+ * sets alternate. Needs the native AEAD (ignored with KEYMESH_CRYPTO=node/noble).
+ */
+const SEAL_THREAD = process.env.KEYMESH_SEAL_THREAD === '1';
+
+/** One TUN buffer set of the seal-thread mode: packets read, sealed in place, queued by reference. */
+interface TunSet {
+  tunIn: Uint8Array;
+  tunInView: Uint8Array;
+  udpOut: OutQueue;
+  rec: SealRecord;
+}
 
 export interface RuntimeOptions {
   interfaceName: string;
@@ -78,8 +93,9 @@ export class Runtime {
   startedAt = Date.now();
 
   // TUN packets in: slot i holds a packet at i*slot + TRANSPORT_HEADROOM, sealed there in place
-  private readonly tunIn: Uint8Array;
-  private readonly tunInView: Uint8Array; // tunIn from TRANSPORT_HEADROOM on, for tunReadBatch
+  // (with the seal thread: the current one of two sets, see `sets`)
+  private tunIn: Uint8Array;
+  private tunInView: Uint8Array; // tunIn from TRANSPORT_HEADROOM on, for tunReadBatch
   private readonly tunInOffs = new Uint32Array(BATCH);
   private readonly tunInLens = new Uint32Array(BATCH);
   // datagrams in: slot i at i*slot, opened there in place
@@ -92,7 +108,7 @@ export class Runtime {
   private readonly udpInIfindexes = new Uint32Array(BATCH);
   private readonly udpInPaths: UdpPath[] = new Array(BATCH);
   // outgoing datagrams: sealed TUN packets (pointing into tunIn) and copies of everything else (in side)
-  private readonly udpOut = new OutQueue(BATCH, true);
+  private udpOut = new OutQueue(BATCH, true);
   private readonly udpOutSide = new OutQueue(BATCH, true);
   // outgoing TUN packets: opened datagrams (pointing into udpIn) and copies
   private readonly tunOut = new OutQueue(BATCH, false);
@@ -104,6 +120,12 @@ export class Runtime {
   private tunWrite = native.tunWriteBatch;
   private udpRecv = native.udpRecvBatch;
   private udpSend = native.udpSendBatch;
+  // KEYMESH_SEAL_THREAD=1: two TUN buffer sets; sealState[s] is 1 while the seal thread owns set s
+  private readonly sets: TunSet[] | null = null;
+  private readonly sealState: Int32Array | null = null;
+  private readonly deferred: DeferredTransportAead | null = null;
+  private cur = 0;
+  private inTunBatch = false;
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
@@ -119,6 +141,16 @@ export class Runtime {
       this.udpInOffs[i] = i * this.slot;
     }
     this.udpOutSide.arena(this.slot);
+    const backends = cryptoBackends(process.env.KEYMESH_CRYPTO);
+    if (SEAL_THREAD && process.env.KEYMESH_CRYPTO === undefined && native.hasSealThread() && createNativeTransportAead()) {
+      this.deferred = new DeferredTransportAead(backends.aead);
+      backends.aead = this.deferred;
+      this.sealState = new Int32Array(new SharedArrayBuffer(64));
+      this.sets = [0, 1].map((k) => {
+        const tunIn = k === 0 ? this.tunIn : new Uint8Array(BATCH * this.slot + TRANSPORT_HEADROOM);
+        return { tunIn, tunInView: tunIn.subarray(TRANSPORT_HEADROOM), udpOut: k === 0 ? this.udpOut : new OutQueue(BATCH, true), rec: new SealRecord(BATCH, BATCH) };
+      });
+    }
     this.tunOutSide.arena(this.slot);
     const sink: Sink = {
       send: (path, buf, off, len) => {
@@ -137,7 +169,7 @@ export class Runtime {
       privateKey: opts.config.interface.privateKey,
       random: randomPool(),
       mtu: this.mtu,
-      ...cryptoBackends(process.env.KEYMESH_CRYPTO),
+      ...backends,
       makePaths: (addr, port) => this.pathsTo(addr, port),
       isLighthouse: opts.config.interface.isLighthouse,
       addressOf: (p) => (p instanceof UdpPath ? { addr: p.addr16, port: p.port } : null),
@@ -182,6 +214,7 @@ export class Runtime {
     }
     this.udp = native.udpOpen(cfg.interface.listenPort ?? 0);
     this.useUdpOffload(this.udp);
+    if (this.sealState) native.sealThreadStart(this.sealState);
     this.fwmark = cfg.interface.fwmark ?? 0;
     if (this.fwmark) native.udpSetMark(this.udp.fd, this.fwmark);
     const now = this.now();
@@ -260,6 +293,10 @@ export class Runtime {
     this.tunPoll = this.udpPoll = -1;
     await this.uapi?.close().catch(() => undefined);
     await this.net.teardown();
+    if (this.sets) {
+      native.sealThreadStop(); // sends what was submitted, joins the thread
+      for (const t of this.sets) t.rec.keys.fill(0);
+    }
     if (this.udp) native.closeFd(this.udp.fd);
     if (this.tun) native.closeFd(this.tun.fd); // closing a non-persistent TUN removes the interface
     this.udp = null;
@@ -306,6 +343,7 @@ export class Runtime {
 
   /** Read, process and send TUN packets until drained (or MAX_ROUNDS batches); returns the last batch's size. */
   private drainTun(): number {
+    if (this.sets) return this.drainTunThreaded(this.sets);
     let n = 0;
     for (let round = 0; round < MAX_ROUNDS && this.tun; round++) {
       // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
@@ -347,7 +385,70 @@ export class Runtime {
   }
 
 
+  /**
+   * drainTun with the seal thread: batch k's set is sealed and sent by the thread while this
+   * thread reads and routes batch k+1 into the other set; a set is reused only once the thread
+   * is done with it (an atomic check; blocks only if it is still busy).
+   */
+  private drainTunThreaded(sets: TunSet[]): number {
+    let n = 0;
+    const d = this.deferred!;
+    for (let round = 0; round < MAX_ROUNDS && this.tun; round++) {
+      const s = this.cur;
+      const set = sets[s];
+      if (Atomics.load(this.sealState!, s) !== 0) native.sealThreadWait(s);
+      this.tunIn = set.tunIn;
+      this.tunInView = set.tunInView;
+      this.udpOut = set.udpOut;
+      n = this.tunRead(this.tun.fd, set.tunInView, this.slot, this.tunInLens, BATCH);
+      if (n === 0) break;
+      set.rec.clear();
+      d.target = set.tunIn;
+      d.record = set.rec;
+      this.inTunBatch = true;
+      try {
+        this.engine.handleTunBatch(set.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
+      } finally {
+        this.inTunBatch = false;
+        d.target = null;
+        d.record = null;
+      }
+      this.flush(); // submits set s to the thread
+      this.cur = s ^ 1;
+      if (n < BATCH) break;
+    }
+    return n;
+  }
+
+  /** With the seal thread: side queue synchronously (after the thread drained, so nothing is overtaken), then the current set. */
+  private flushUdpThreaded(sets: TunSet[]): void {
+    const side = this.udpOutSide;
+    const st = this.sealState!;
+    if (side.count > 0) {
+      if (this.udp) {
+        if (Atomics.load(st, 0) !== 0 || Atomics.load(st, 1) !== 0) native.sealThreadWait(-1);
+        const sent = this.udpSend(this.udp.fd, side.buf!, side.offs, side.lens, side.addrs, side.ports, side.count, side.locals, side.ifindexes);
+        if (sent < side.count) this.counters.udpSendShort += side.count - sent;
+      }
+      side.clear();
+    }
+    const set = sets[this.cur];
+    const q = set.udpOut;
+    const r = set.rec;
+    if (q.count === 0 && r.jobs === 0) return;
+    if (this.udp && q.buf === set.tunIn) {
+      const u = this.udp;
+      native.sealThreadSubmit(this.cur, u.fd, this.udpOff.gso ? 1 : 0, set.tunIn, r.keys, r.his, r.los, r.jobCounts, r.jobs, r.sealOffs, r.sealLens,
+        q.offs, q.lens, q.addrs, q.ports, q.locals, q.ifindexes, q.count);
+      // A full queue in the middle of a batch: the engine goes on in this same set, so wait.
+      if (this.inTunBatch) native.sealThreadWait(this.cur);
+    }
+    q.clear();
+    r.clear();
+  }
+
   private flushUdp(): void {
+    if (this.sets) return this.flushUdpThreaded(this.sets);
     for (const q of [this.udpOutSide, this.udpOut]) {
       if (q.count === 0) continue;
       if (this.udp) {
@@ -503,6 +604,7 @@ export class Runtime {
   private rebind(port: number): void {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
+    if (this.sets) native.sealThreadWait(-1); // the thread may still be sending on the old socket
     if (this.udp) native.closeFd(this.udp.fd);
     this.udp = next;
     this.useUdpOffload(next);
@@ -730,7 +832,7 @@ export class Runtime {
         udp: this.udpOff,
         counters: native.offloadCounters(),
       },
-      runtime: { ...this.counters, native: native.counters() },
+      runtime: { ...this.counters, native: native.counters(), sealThread: this.sets ? native.sealThreadStats() : null },
       isLighthouse: this.engine.isLighthouse,
       peers: this.engine.listPeers().map((p: Peer) => ({
         publicKey: encodeKey(p.publicKey),
