@@ -163,6 +163,7 @@ static napi_value seal_thread_start(napi_env env, napi_callback_info info) {
     T.state_ref = NULL;
     return throw_code(env, errno_code(e), "sealThreadStart: pthread_create: %s", strerror(e));
   }
+  pthread_setname_np(T.tid, "km-seal"); /* visible in top -H, perf and /proc/PID/task */
   T.running = 1;
   napi_add_env_cleanup_hook(env, cleanup_hook, NULL);
   return NULL;
