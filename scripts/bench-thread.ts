@@ -12,6 +12,7 @@
  * libuv/V8 helpers). Appends one JSON line to bench-results/thread-ab.jsonl and prints it;
  * `node dist/scripts/bench-thread.js summary` prints medians and ranges per variant.
  */
+import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { KEYMESH_BIN, Lab, startKeymesh, type NodeSpec } from '../netns/lib.js';
@@ -19,7 +20,9 @@ import { TUNNEL, twoHosts } from '../netns/two-hosts.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CLK_TCK = 100;
-const OUT = 'bench-results/thread-ab.jsonl';
+/** BENCH_PERF=1: also `perf record -e cpu-clock -a -g` during the 1-stream run (results kept apart: perf costs CPU). */
+const PERF = process.env.BENCH_PERF === '1';
+const OUT = PERF ? 'bench-results/thread-ab-perf.jsonl' : 'bench-results/thread-ab.jsonl';
 const VARIANTS: Record<string, Record<string, string>> = { base: {}, thread: { KEYMESH_SEAL_THREAD: '1' } };
 
 const ticks = (stat: string) => {
@@ -79,8 +82,12 @@ async function once(variant: string): Promise<object> {
     const th0 = pids.map(threadCpu);
     const m0 = machineJiffies();
     const by0 = ifBytes(lab, a) + ifBytes(lab, b);
+    const perf = PERF
+      ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-a', '-g', '-o', `bench-results/perf-${variant}.data`, '--', 'sleep', String(SECONDS - 1)], { stdio: 'ignore' })
+      : null;
     const t0 = performance.now();
     const one = iperf(lab, a, b, 1);
+    if (perf && perf.exitCode === null) await new Promise((r) => perf.once('exit', r));
     const wall = (performance.now() - t0) / 1000;
     const m1 = machineJiffies();
     const c1 = pids.map(cpuSeconds);
@@ -92,6 +99,24 @@ async function once(variant: string): Promise<object> {
     const rtt = pingRtt(lab, a);
     const used = c1.map((c, i) => c - c0[i]);
     const busier = used[0] >= used[1] ? 0 : 1;
+    // Where packets were lost, if any: UDP socket buffer overflows per namespace, engine drops per node.
+    const udpErr = (n: NodeSpec) => {
+      const lines = lab.exec(n.ns, ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Udp:'));
+      const [h, v] = lines.map((l) => l.trim().split(/\s+/));
+      const get = (k: string) => Number(v[h.indexOf(k)]);
+      return { rcvbufErrors: get('RcvbufErrors'), sndbufErrors: get('SndbufErrors') };
+    };
+    const drops = (n: NodeSpec) => {
+      const st = JSON.parse(lab.exec(n.ns, [process.execPath, KEYMESH_BIN, 'show', n.ifname, '--json']));
+      const d = Object.entries(st.stats.drops as Record<string, number>).filter(([, x]) => x > 0);
+      return { drops: Object.fromEntries(d), udpSendShort: st.runtime.udpSendShort };
+    };
+    const tunDrops = (n: NodeSpec) => {
+      const j = JSON.parse(lab.exec(n.ns, ['ip', '-s', '-j', 'link', 'show', n.ifname]))[0];
+      return { tunRxDropped: j.stats64.rx.dropped, tunTxDropped: j.stats64.tx.dropped };
+    };
+    const lossA = { ...udpErr(a), ...drops(a), ...tunDrops(a) };
+    const lossB = { ...udpErr(b), ...drops(b), ...tunDrops(b) };
     const seal = variant === 'thread' ? JSON.parse(lab.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])).runtime.sealThread : null;
     return {
       date: new Date().toISOString(),
@@ -112,6 +137,8 @@ async function once(variant: string): Promise<object> {
       rttAvg: rtt.avg,
       rttMin: rtt.min,
       sealThreadA: seal,
+      lossA,
+      lossB,
     };
   } finally {
     await lab.cleanup();
