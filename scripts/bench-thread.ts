@@ -115,7 +115,14 @@ async function once(variant: string): Promise<object> {
       const j = JSON.parse(lab.exec(n.ns, ['ip', '-s', '-j', 'link', 'show', n.ifname]))[0];
       return { tunRxDropped: j.stats64.rx.dropped, tunTxDropped: j.stats64.tx.dropped };
     };
-    const lossA = { ...udpErr(a), ...drops(a), ...tunDrops(a) };
+    // The TCP sender's view (ns a, cumulative): real losses vs reordering and spurious retransmits.
+    const tcpA = (() => {
+      const lines = lab.exec(a.ns, ['cat', '/proc/net/netstat']).split('\n').filter((l) => l.startsWith('TcpExt:'));
+      const [h, v] = lines.map((l) => l.trim().split(/\s+/));
+      const want = ['TCPLostRetransmit', 'TCPSACKReorder', 'TCPTSReorder', 'TCPDSACKRecv', 'TCPSpuriousRTOs', 'TCPTimeouts', 'TCPFastRetrans', 'TCPLossProbes'];
+      return Object.fromEntries(want.map((k) => [k, Number(v[h.indexOf(k)])]));
+    })();
+    const lossA = { ...udpErr(a), ...drops(a), ...tunDrops(a), tcp: tcpA };
     const lossB = { ...udpErr(b), ...drops(b), ...tunDrops(b) };
     const seal = variant === 'thread' ? JSON.parse(lab.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])).runtime.sealThread : null;
     return {
