@@ -1,7 +1,8 @@
 /**
- * `sudo node dist/scripts/bench-thread.js base|thread`: ONE keymesh ↔ keymesh run of the
- * KEYMESH_SEAL_THREAD A/B comparison (both ends of the tunnel get the variant's environment), so
- * that each run can be taken under a lock and runs of the two variants interleaved from outside:
+ * `sudo node dist/scripts/bench-thread.js base|thread|thread-a`: ONE keymesh ↔ keymesh run of the
+ * KEYMESH_SEAL_THREAD A/B comparison (thread: both ends of the tunnel have the thread; thread-a:
+ * only the data sender), so that each run can be taken under a lock and runs of the variants
+ * interleaved from outside:
  *
  *   for i in 1 2 3 4; do for v in base thread; do flock /tmp/lock node dist/scripts/bench-thread.js $v; done; done
  *
@@ -23,7 +24,13 @@ const CLK_TCK = 100;
 /** BENCH_PERF=1: also `perf record -e cpu-clock -a -g` during the 1-stream run (results kept apart: perf costs CPU). */
 const PERF = process.env.BENCH_PERF === '1';
 const OUT = PERF ? 'bench-results/thread-ab-perf.jsonl' : 'bench-results/thread-ab.jsonl';
-const VARIANTS: Record<string, Record<string, string>> = { base: {}, thread: { KEYMESH_SEAL_THREAD: '1' } };
+/** Per variant, the environment of node a (the iperf3 client, data sender) and node b. */
+const T = { KEYMESH_SEAL_THREAD: '1' };
+const VARIANTS: Record<string, { a: Record<string, string>; b: Record<string, string> }> = {
+  base: { a: {}, b: {} },
+  thread: { a: T, b: T },
+  'thread-a': { a: T, b: {} }, // only the data sender has the thread
+};
 
 const ticks = (stat: string) => {
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -73,7 +80,8 @@ async function once(variant: string): Promise<object> {
   const lab = new Lab();
   try {
     const { a, b } = twoHosts(lab);
-    a.env = b.env = VARIANTS[variant];
+    a.env = VARIANTS[variant].a;
+    b.env = VARIANTS[variant].b;
     const pb = await startKeymesh(lab, b);
     const pa = await startKeymesh(lab, a);
     lab.exec(a.ns, ['ping', '-c', '3', '-i', '0.2', TUNNEL.b]); // handshake + warm-up
@@ -124,7 +132,7 @@ async function once(variant: string): Promise<object> {
     })();
     const lossA = { ...udpErr(a), ...drops(a), ...tunDrops(a), tcp: tcpA };
     const lossB = { ...udpErr(b), ...drops(b), ...tunDrops(b) };
-    const seal = variant === 'thread' ? JSON.parse(lab.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])).runtime.sealThread : null;
+    const seal = variant !== 'base' ? JSON.parse(lab.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])).runtime.sealThread : null;
     return {
       date: new Date().toISOString(),
       variant,
@@ -173,7 +181,7 @@ function summary(): void {
 const arg = process.argv[2] ?? '';
 if (arg === 'summary') summary();
 else if (!(arg in VARIANTS)) {
-  console.error('usage: bench-thread.js base|thread|summary');
+  console.error(`usage: bench-thread.js ${Object.keys(VARIANTS).join('|')}|summary`);
   process.exit(2);
 } else {
   if (process.getuid?.() !== 0) {
