@@ -4,9 +4,10 @@
  * Topology: netns/two-hosts.ts (two namespaces, one veth). For each implementation in turn:
  * bring up both ends, warm the tunnel, then measure
  *   - TCP throughput with iperf3, one stream and four streams (A → B);
- *   - ping RTT through the tunnel (50 pings, 20 ms apart), after the throughput runs (steady
- *     state, both implementations warm) and, for the record, right after start (keymesh's
- *     JavaScript is not yet optimized by V8's JIT then: ~0.15 ms more);
+ *   - ping RTT through the tunnel (bench-rtt.ts): keymesh and wireguard-go up side by side
+ *     between the same namespaces, pinged in alternating blocks (150 pings each, 20 ms apart),
+ *     right after start and again after bulk traffic — the two see the same machine state,
+ *     which two separate runs minutes apart do not;
  *   - CPU per packet: CPU seconds of both tunnel processes divided by the packets their tunnel
  *     interfaces carried during the single-stream run (µs per packet per direction). With TUN
  *     offloads an interface counts a 64 KB super-packet as one packet, so the row that compares
@@ -22,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Lab, startKeymesh, startWireguardGo, type NodeSpec, type Proc } from '../netns/lib.js';
 import { TUNNEL, twoHosts } from '../netns/two-hosts.js';
+import { measureRtt } from './bench-rtt.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CLK_TCK = 100;
@@ -63,22 +65,11 @@ function execWait(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-function pingRtt(lab: Lab, a: NodeSpec): { avg: number; min: number; max: number } {
-  const out = lab.exec(a.ns, ['ping', '-c', '50', '-i', '0.02', '-q', TUNNEL.b]);
-  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)/.exec(out);
-  if (!m) throw new Error(`ping output: ${out}`);
-  return { min: Number(m[1]), avg: Number(m[2]), max: Number(m[3]) };
-}
-
 interface Result {
   mbps1: number;
   retr1: number;
   mbps4: number;
   retr4: number;
-  rttAvg: number;
-  rttMin: number;
-  /** Right after start (the JIT has not optimized keymesh's data path yet). */
-  rttColdAvg: number;
   usPerPacket: number;
   usPer1420: number;
   /** CPU of the busier tunnel process during the 1-stream run, in % of one core. */
@@ -95,8 +86,7 @@ async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string
     const start = impl === 'keymesh' ? startKeymesh : startWireguardGo;
     const pb: Proc = await start(lab, b);
     const pa: Proc = await start(lab, a);
-    lab.exec(a.ns, ['ping', '-c', '3', '-i', '0.2', TUNNEL.b]); // handshake + warm-up
-    const cold = pingRtt(lab, a);
+    lab.exec(a.ns, ['ping', '-c', '3', '-i', '0.2', TUNNEL.b]); // handshake
     const ca0 = cpuSeconds(pa.child.pid!);
     const cb0 = cpuSeconds(pb.child.pid!);
     const cpu0 = ca0 + cb0;
@@ -114,16 +104,11 @@ async function run(impl: 'keymesh' | 'wireguard-go', env?: Record<string, string
     const by1 = ifBytes(lab, a) + ifBytes(lab, b);
     execWait(500);
     const four = iperf(lab, a, b, 4);
-    execWait(500);
-    const rtt = pingRtt(lab, a); // steady state: both implementations warm
     return {
       mbps1: one.mbps,
       retr1: one.retransmits,
       mbps4: four.mbps,
       retr4: four.retransmits,
-      rttAvg: rtt.avg,
-      rttMin: rtt.min,
-      rttColdAvg: cold.avg,
       usPerPacket: ((cpu1 - cpu0) * 1e6) / (pk1 - pk0),
       usPer1420: ((cpu1 - cpu0) * 1e6) / ((by1 - by0) / 1420),
       busiestCore: (Math.max(ca1 - ca0, cb1 - cb0) / wall) * 100,
@@ -150,9 +135,13 @@ console.log(`${''.padEnd(28)} ${'keymesh'.padStart(10)} ${'no offload'.padStart(
 row('TCP, 1 stream', km.mbps1, kmOff.mbps1, wg.mbps1, 'Mbit/s');
 row('TCP, 4 streams', km.mbps4, kmOff.mbps4, wg.mbps4, 'Mbit/s');
 row('retransmits, 1 stream', km.retr1, kmOff.retr1, wg.retr1, '', 0);
-row('ping RTT avg', km.rttAvg, kmOff.rttAvg, wg.rttAvg, 'ms', 3);
-row('ping RTT min', km.rttMin, kmOff.rttMin, wg.rttMin, 'ms', 3);
-row('ping RTT avg, just started', km.rttColdAvg, kmOff.rttColdAvg, wg.rttColdAvg, 'ms', 3);
+const rtt = await measureRtt();
+const rttRow = (name: string, k: number, w: number) =>
+  console.log(`${name.padEnd(28)} ${k.toFixed(3).padStart(10)} ${'—'.padStart(12)} ${w.toFixed(3).padStart(14)}  ${'ms'.padEnd(8)} ${(k / w).toFixed(2).padStart(6)}×`);
+rttRow('ping RTT p50', rtt.steady.keymesh.p50, rtt.steady.wireguardGo.p50);
+rttRow('ping RTT avg', rtt.steady.keymesh.avg, rtt.steady.wireguardGo.avg);
+rttRow('ping RTT p90', rtt.steady.keymesh.p90, rtt.steady.wireguardGo.p90);
+rttRow('ping RTT p50, just started', rtt.justStarted.keymesh.p50, rtt.justStarted.wireguardGo.p50);
 row('CPU per packet (both ends)', km.usPerPacket, kmOff.usPerPacket, wg.usPerPacket, 'µs', 2);
 row('CPU per 1420 B (both ends)', km.usPer1420, kmOff.usPer1420, wg.usPer1420, 'µs', 2);
 row('busiest process, 1 stream', km.busiestCore, kmOff.busiestCore, wg.busiestCore, '% core', 0);
@@ -170,6 +159,6 @@ console.log('');
 if (hs) console.log(`handshakes per second, one core: ${hs[1].responder.toFixed(0)} as responder, ${hs[1].complete.toFixed(0)} complete (both sides on one core) — ${hs[0]}`);
 console.log(`10,000 peers in one node: ${scale.memory.perPeerHeap.toFixed(0)} B per idle peer (${scale.memory.beyondKeys.toFixed(0)} B beyond its keys), allowed-IPs lookup ${scale.lookups['10000'].v4ns.toFixed(0)} ns (IPv4) / ${scale.lookups['10000'].v6ns.toFixed(0)} ns (IPv6)`);
 mkdirSync('bench-results', { recursive: true });
-const out = { date: new Date().toISOString(), seconds: SECONDS, keymesh: km, keymeshNoOffload: kmOff, wireguardGo: wg, handshakes: core.handshakesPerSecond, scale };
+const out = { date: new Date().toISOString(), seconds: SECONDS, keymesh: km, keymeshNoOffload: kmOff, wireguardGo: wg, rtt, handshakes: core.handshakesPerSecond, scale };
 writeFileSync('bench-results/bench.json', JSON.stringify(out, null, 2));
 console.log('\nwritten to bench-results/bench.json');

@@ -181,6 +181,11 @@ export class PeerEndpoint {
     return [...this.entries.values()];
   }
 
+  /** How many paths are known (without building the list: the data path asks per batch). */
+  get size(): number {
+    return this.entries.size;
+  }
+
   private entry(path: Path): PathEntry {
     let e = this.entries.get(path.id);
     if (!e) {

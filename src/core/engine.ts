@@ -822,7 +822,7 @@ export class Engine {
     let lo = kp.reservedLo;
     let data = false;
     // Make-before-break: while a candidate path is being validated, copies go there too.
-    const dups = path === peer.endpoint.path && peer.endpoint.list().length > 1 ? peer.endpoint.duplicateTargets(0) : null;
+    const dups = path === peer.endpoint.path && peer.endpoint.size > 1 ? peer.endpoint.duplicateTargets(0) : null;
     for (let k = 0; k < n; k++) {
       const start = sealOffs[k] - TRANSPORT_HEADER_SIZE;
       writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
