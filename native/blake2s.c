@@ -6,6 +6,9 @@
  *
  *   blake2s(out, key|null, ...parts)  out.length bytes (1..32) of BLAKE2s over the parts
  *   hmacBlake2s(out32, key, input)    HMAC (RFC 2104) with BLAKE2s-256, 64-byte blocks
+ *   hkdfBlake2s(out1, out2|null, out3|null, key, input)
+ *                                     the whitepaper's KDF1/2/3 in one call (three or four
+ *                                     HMACs: one N-API crossing instead of one per HMAC)
  */
 #include "common.h"
 
@@ -178,10 +181,56 @@ static napi_value hmac_blake2s(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* An optional 32-byte output: a Uint8Array of 32 bytes, or null/undefined (NULL here, *ok stays). */
+static uint8_t *opt_out32(napi_env env, napi_value v, bool *ok) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return *ok = false, NULL;
+  if (t == napi_null || t == napi_undefined) return NULL;
+  size_t len = 0;
+  uint8_t *p = typed(env, v, napi_uint8_array, &len);
+  if (!p || len != 32) *ok = false;
+  return p;
+}
+
+/*
+ * KDF_n(key, input) of the whitepaper (§5.4, HKDF with HMAC-BLAKE2s):
+ *   τ0 = HMAC(key, input), τ1 = HMAC(τ0, 0x1), τi = HMAC(τ0, τ(i−1) ‖ i);
+ * outputs τ1..τn, n = how many of out1..out3 are given (out1 always). τ0 is wiped.
+ */
+static napi_value hkdf_blake2s(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool ok = argc >= 5;
+  size_t klen = 0, ilen = 0;
+  uint8_t *outs[3] = {NULL, NULL, NULL};
+  for (int i = 0; ok && i < 3; i++) outs[i] = opt_out32(env, argv[i], &ok);
+  uint8_t *key = ok ? typed(env, argv[3], napi_uint8_array, &klen) : NULL;
+  uint8_t *in = ok ? typed(env, argv[4], napi_uint8_array, &ilen) : NULL;
+  static const uint8_t empty[1];
+  bool is = false;
+  if (ok && !key) napi_is_typedarray(env, argv[3], &is), key = is ? (uint8_t *)empty : NULL;
+  if (ok && !in) napi_is_typedarray(env, argv[4], &is), in = is ? (uint8_t *)empty : NULL;
+  if (!ok || !outs[0] || (outs[2] && !outs[1]) || !key || !in)
+    return throw_code(env, "EINVAL", "hkdfBlake2s(out1, out2|null, out3|null, key, input)");
+  uint8_t t0[32], msg[33];
+  hmac(t0, key, klen, in, ilen);
+  size_t mlen = 0;
+  for (int i = 0; i < 3 && outs[i]; i++) {
+    msg[mlen] = (uint8_t)(i + 1);
+    hmac(outs[i], t0, 32, msg, mlen + 1);
+    memcpy(msg, outs[i], 32);
+    mlen = 32;
+  }
+  memset(t0, 0, sizeof t0), memset(msg, 0, sizeof msg);
+  return NULL;
+}
+
 void km_register_hash(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"blake2s", NULL, blake2s, NULL, NULL, NULL, napi_default, NULL},
       {"hmacBlake2s", NULL, hmac_blake2s, NULL, NULL, NULL, napi_default, NULL},
+      {"hkdfBlake2s", NULL, hkdf_blake2s, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

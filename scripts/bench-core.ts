@@ -15,8 +15,11 @@ import type { Path } from '../src/core/endpoint.js';
 import { createNobleTransportAead, type TransportAead } from '../src/core/transport-aead.js';
 import { createNodeTransportAead } from '../src/io/node-aead.js';
 import { createNativeCrypto, createNativeTransportAead, nativeX25519Backend } from '../src/io/native-crypto.js';
+import { randomPool } from '../src/io/random-pool.js';
 
 const random = (n: number) => new Uint8Array(randomBytes(n));
+/** The random source the runtime gives the engine (handshakes draw ephemeral keys and indexes from it). */
+const runtimeRandom = randomPool();
 const BATCH = 64;
 
 function benchAead(aead: TransportAead, size: number): { seal: number; open: number } {
@@ -132,8 +135,8 @@ function benchHandshakes(crypto: Crypto): { complete: number; responder: number;
   const toB: Uint8Array[] = [];
   const toA: Uint8Array[] = [];
   let done = 0;
-  const A = new Engine({ send: (_p, b, o, n) => toB.push(b.slice(o, o + n)), writeTun: () => undefined, event: (e) => void (e.type === 'handshake-complete' && done++) }, { privateKey: ka, random, crypto });
-  const B = new Engine({ send: (_p, b, o, n) => toA.push(b.slice(o, o + n)), writeTun: () => undefined, event: () => undefined }, { privateKey: kb, random, crypto, underLoadThreshold: 1e9 });
+  const A = new Engine({ send: (_p, b, o, n) => toB.push(b.slice(o, o + n)), writeTun: () => undefined, event: (e) => void (e.type === 'handshake-complete' && done++) }, { privateKey: ka, random: runtimeRandom, crypto });
+  const B = new Engine({ send: (_p, b, o, n) => toA.push(b.slice(o, o + n)), writeTun: () => undefined, event: () => undefined }, { privateKey: kb, random: runtimeRandom, crypto, underLoadThreshold: 1e9 });
   let now = 1000;
   const peer = A.upsertPeer({ publicKey: nobleCrypto.publicKey(kb), endpoint: pb }, now);
   B.upsertPeer({ publicKey: nobleCrypto.publicKey(ka), endpoint: pa }, now);

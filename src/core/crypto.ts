@@ -36,6 +36,8 @@ export interface Crypto {
   mac(key: Uint8Array, input: Uint8Array): Uint8Array;
   /** HMAC(key, input) over BLAKE2s. */
   hmac(key: Uint8Array, input: Uint8Array): Uint8Array;
+  /** Optional: KDF_n(key, input) in one step (else `kdf` below builds it from `hmac`). Must equal it. */
+  kdf?(n: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Uint8Array[];
   /** AEAD(key, counter, plaintext, aad): ChaCha20-Poly1305, nonce = 32 zero bits ‖ counter (LE64). */
   aeadSeal(key: Uint8Array, counter: bigint, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   /** Inverse of aeadSeal; null when authentication fails. */
@@ -130,6 +132,12 @@ export const nobleCrypto: Crypto = {
 
 /** KDF1/KDF2/KDF3 of the whitepaper §5.4: τ0 = HMAC(key, input); τi = HMAC(τ0, τi−1 ‖ i). */
 export function kdf(c: Crypto, n: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Uint8Array[] {
+  if (c.kdf) return c.kdf(n, key, input);
+  return kdfFromHmac(c, n, key, input);
+}
+
+/** KDF_n built from HMAC, step by step as the whitepaper writes it (the reference for `Crypto.kdf`). */
+export function kdfFromHmac(c: Crypto, n: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Uint8Array[] {
   const t0 = c.hmac(key, input);
   const out: Uint8Array[] = [];
   let prev: Uint8Array = new Uint8Array(0);

@@ -21,6 +21,7 @@ interface CryptoAddon {
   x25519Backend(): string;
   blake2s(out: Uint8Array, key: Uint8Array | null, ...parts: Uint8Array[]): void;
   hmacBlake2s(out: Uint8Array, key: Uint8Array, input: Uint8Array): void;
+  hkdfBlake2s(out1: Uint8Array, out2: Uint8Array | null, out3: Uint8Array | null, key: Uint8Array, input: Uint8Array): void;
   aeadOne(encrypt: boolean, key: Uint8Array, nonce: Uint8Array, input: Uint8Array, aad: Uint8Array, out: Uint8Array): boolean;
 }
 
@@ -88,6 +89,13 @@ export function createNativeCrypto(): Crypto | null {
       const out = new Uint8Array(32);
       a.hmacBlake2s(out, key, input);
       return out;
+    },
+    kdf(n, key, input) {
+      const t1 = new Uint8Array(32);
+      const t2 = n >= 2 ? new Uint8Array(32) : null;
+      const t3 = n === 3 ? new Uint8Array(32) : null;
+      a.hkdfBlake2s(t1, t2, t3, key, input);
+      return t3 ? [t1, t2!, t3] : t2 ? [t1, t2] : [t1];
     },
   };
 }

@@ -16,7 +16,6 @@ import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve4 as dnsResolve4 } from 'node:dns/promises';
-import { randomBytes } from 'node:crypto';
 import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
@@ -35,6 +34,7 @@ import { createNobleTransportAead, type TransportAead } from '../core/transport-
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
+import { randomPool } from './random-pool.js';
 
 /** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
 function udpOf(p: unknown): UdpPath | null {
@@ -831,28 +831,6 @@ class OutQueue {
   clear(): void {
     this.count = 0;
   }
-}
-
-/**
- * Random bytes from the system CSPRNG, fetched 4 KiB at a time: each randomBytes() call costs a
- * few microseconds whatever its size, and the engine asks for a few bytes at a time (indexes,
- * jitter, challenge tokens, ephemeral keys). Every byte is handed out once; the caller gets its
- * own copy.
- */
-function randomPool(): (n: number) => Uint8Array {
-  let pool = new Uint8Array(0);
-  let at = 0;
-  return (n) => {
-    if (n > 1024) return new Uint8Array(randomBytes(n));
-    if (at + n > pool.length) {
-      pool = new Uint8Array(randomBytes(4096));
-      at = 0;
-    }
-    const out = pool.slice(at, at + n);
-    pool.fill(0, at, at + n);
-    at += n;
-    return out;
-  };
 }
 
 /**

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { nobleCrypto } from '../../src/core/crypto.js';
+import { kdf, kdfFromHmac, nobleCrypto } from '../../src/core/crypto.js';
 import { createNobleTransportAead } from '../../src/core/transport-aead.js';
 import { Engine, type Sink } from '../../src/core/engine.js';
 import type { Path } from '../../src/core/endpoint.js';
@@ -54,6 +54,22 @@ describe('BLAKE2s, MAC, HMAC: native = noble', () => {
   });
   it('rejects bad arguments with an error instead of crashing', () => {
     expect(() => native.mac(rnd(33), rnd(3))).toThrow(/blake2s/);
+  });
+  it('KDF1/2/3 in one native call = the whitepaper KDF built from noble HMAC', () => {
+    expect(native.kdf).toBeTypeOf('function');
+    for (const kl of [0, 32, 64, 65]) {
+      for (const il of [0, 1, 32, 33, 64, 100]) {
+        for (const n of [1, 2, 3] as const) {
+          const k = rnd(kl);
+          const x = rnd(il);
+          const got = native.kdf!(n, k, x);
+          const want = kdfFromHmac(nobleCrypto, n, k, x);
+          expect(got.map(hex)).toEqual(want.map(hex));
+          // and kdf() picks the one-call route for the native backend
+          expect(kdf(native, n, k, x).map(hex)).toEqual(want.map(hex));
+        }
+      }
+    }
   });
 });
 
