@@ -171,14 +171,18 @@ static void set_bufsize(int fd, int force_opt, int opt, int size) {
   setsockopt(fd, SOL_SOCKET, opt, &size, sizeof size);
 }
 
-/* udpOpen(port) → { fd, port, family } */
+/* udpOpen(port[, loopbackOnly]) → { fd, port, family }. loopbackOnly binds to 127.0.0.1 (as
+ * ::ffff:127.0.0.1 on the dual-stack socket) instead of every address: a socket the start-up
+ * warm-up talks to itself through, unreachable from any network. */
 static napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t port;
   if (argc < 1 || !get_int(env, argv[0], &port) || port < 0 || port > 65535)
     return throw_code(env, "EINVAL", "udpOpen: port must be 0–65535");
+  bool loopback = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &loopback);
   int family = 6;
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd >= 0) {
@@ -193,6 +197,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     memset(&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
     sa.sin6_addr = in6addr_any;
+    if (loopback) sa.sin6_addr.s6_addr[10] = sa.sin6_addr.s6_addr[11] = 0xff, sa.sin6_addr.s6_addr[12] = 127, sa.sin6_addr.s6_addr[15] = 1;
     sa.sin6_port = htons((uint16_t)port);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
       int e = errno;
@@ -211,7 +216,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_ANY);
+    sa.sin_addr.s_addr = htonl(loopback ? INADDR_LOOPBACK : INADDR_ANY);
     sa.sin_port = htons((uint16_t)port);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
       int e = errno;
@@ -232,6 +237,23 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   set_prop(env, obj, "port", make_int(env, real));
   set_prop(env, obj, "family", make_int(env, family));
   return obj;
+}
+
+/* packetPair() → [fd, fd]: a connected pair of non-blocking AF_UNIX SOCK_SEQPACKET sockets. Each
+ * write is one message and each read returns one, as on a TUN device, so the TUN batch functions
+ * work on either end: the start-up warm-up stands one in for a TUN device and plays the kernel
+ * on the other. */
+static napi_value packet_pair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+    return throw_code(env, errno_code(errno), "socketpair: %s", strerror(errno));
+  for (int i = 0; i < 2; i++) set_bufsize(sv[i], SO_SNDBUFFORCE, SO_SNDBUF, 1 << 20);
+  napi_value arr;
+  CHECK(napi_create_array_with_length(env, 2, &arr));
+  napi_set_element(env, arr, 0, make_int(env, sv[0]));
+  napi_set_element(env, arr, 1, make_int(env, sv[1]));
+  return arr;
 }
 
 /* udpSetMark(fd, mark): SO_MARK on outgoing packets (wg's fwmark), for policy routing. */
@@ -505,6 +527,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL},
       {"pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"packetPair", NULL, packet_pair, NULL, NULL, NULL, napi_default, NULL},
       {"counters", NULL, get_counters, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -238,7 +238,8 @@ export class Engine {
   private readonly routes = new AllowedIps<Peer>();
   private readonly ratelimiter = new RateLimiter();
   private readonly underLoadThreshold: number;
-  private handshakeWindowStart = 0;
+  // -Infinity, not 0: the first handshake (in the runtime's warm-up) opens a window whatever the clock says
+  private handshakeWindowStart = -Infinity;
   private handshakeWindowCount = 0;
   private underLoadUntil = -Infinity;
   private forcedUnderLoad = false;
@@ -379,6 +380,14 @@ export class Engine {
     this.peers.delete(peer.keyId);
     for (const [k, r] of this.relayPaths) if (r.via === peer.keyId || r.targetKeyId === peer.keyId) this.relayPaths.delete(k);
     return true;
+  }
+
+  /** Zero the counters (drops, packets, handshakes, lighthouse): after the runtime's warm-up traffic. */
+  resetCounters(): void {
+    const c = this.counters;
+    for (const r of DROP_REASONS) c.drops[r] = 0;
+    c.rxPackets = c.txPackets = c.handshakesSent = c.handshakesReceived = 0;
+    for (const k of Object.keys(this.lh) as Array<keyof typeof this.lh>) this.lh[k] = 0;
   }
 
   removeAllPeers(): void {

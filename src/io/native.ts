@@ -54,7 +54,8 @@ interface Addon {
   tunOpen(name: string, options?: { offload?: boolean }): TunHandle;
   tunReadBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number;
   tunWriteBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
-  udpOpen(port: number): UdpHandle;
+  udpOpen(port: number, loopbackOnly?: boolean): UdpHandle;
+  packetPair(): [number, number];
   udpSetMark(fd: number, mark: number): void;
   udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
   udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
@@ -120,7 +121,9 @@ export const tunReadBatch = (fd: number, buf: Uint8Array, slotSize: number, leng
 export const tunWriteBatch = (fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number =>
   a().tunWriteBatch(fd, buf, offsets, lengths, count);
 /** A dual-stack UDP socket on `port` (0: the kernel picks). Errors carry `code`, e.g. EADDRINUSE. */
-export const udpOpen = (port: number): UdpHandle => a().udpOpen(port);
+export const udpOpen = (port: number, loopbackOnly = false): UdpHandle => a().udpOpen(port, loopbackOnly);
+/** A connected pair of AF_UNIX SOCK_SEQPACKET sockets: one message per write and per read, as on a TUN device. */
+export const packetPair = (): [number, number] => a().packetPair();
 /** SO_MARK: outgoing tunnel packets carry this firewall mark (0 clears it), for policy routing. */
 export const udpSetMark = (fd: number, mark: number): void => a().udpSetMark(fd, mark);
 /**

@@ -35,6 +35,7 @@ import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
 import { randomPool } from './random-pool.js';
+import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
 
 /** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
 function udpOf(p: unknown): UdpPath | null {
@@ -45,6 +46,8 @@ const BATCH = 64;
 const MAX_ROUNDS = 16;
 /** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
 const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
+/** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
+const WARMUP = process.env.KEYMESH_WARMUP !== '0';
 
 export interface RuntimeOptions {
   interfaceName: string;
@@ -170,20 +173,109 @@ export class Runtime {
     return rt;
   }
 
+  /**
+   * Before the interface comes up: run this very Runtime (its functions, its engine, its sink and
+   * queues — what V8's type feedback is about) through warmup.ts against a private partner, then
+   * take the warm-up's peer, sockets and counters away again.
+   */
+  private warmUp(offload: native.TunOffload | null): void {
+    const publicKey = this.engine.publicKey;
+    if (!publicKey) return;
+    const w = warmUp(
+      { publicKey, attach: (tunFd, offload, udp, peers) => this.attachForWarmUp(tunFd, offload, udp, peers) },
+      Runtime.warmupNode,
+      offload,
+      this.mtu,
+    );
+    this.log(w.error ? `${this.name}: data path warm-up skipped: ${w.error}` : `${this.name}: data path warmed up (${w.packets} packets in ${w.ms.toFixed(0)} ms)`);
+    // The addon's counters are per process: report only what real traffic adds to them.
+    this.nativeBase.io = native.counters();
+    this.nativeBase.offload = native.offloadCounters();
+  }
+  /** Peers whose events are not logged: the warm-up's partner. */
+  private readonly quietPeers = new Set<Peer>();
+  private readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
+
+  /**
+   * A throwaway Runtime that can stand on the warm-up's wire (the warm-up's partner; tests use it
+   * as the node too). Nothing is opened until the warm-up attaches it, and it logs nothing.
+   */
+  static warmupNode(config: WgQuickConfig): WarmupNode & { stats: () => ReturnType<Engine['stats']>; peers: () => number } {
+    const rt = new Runtime({ interfaceName: 'warmup', config, log: () => undefined });
+    return {
+      publicKey: rt.engine.publicKey!,
+      attach: (tunFd, offload, udp, peers) => rt.attachForWarmUp(tunFd, offload, udp, peers),
+      stats: () => rt.engine.stats(rt.now()),
+      peers: () => rt.engine.listPeers().length,
+    };
+  }
+
+  /**
+   * Stand on the warm-up's wire: one end of a packet socket pair for the TUN device, a UDP socket
+   * on 127.0.0.1, the same batch functions a real device would get, and `peers` (literal
+   * endpoints). No routes, addresses, UAPI or polls: the warm-up calls the readiness handlers.
+   */
+  private attachForWarmUp(tunFd: number, offload: native.TunOffload | null, udp: native.UdpHandle, peers: PeerConfig[]): WarmupAttachment {
+    this.useTun({ fd: tunFd, name: this.name, offload });
+    this.useUdp(udp);
+    // V8 compiles a field that has kept its first value as a constant, and the first write to it
+    // afterwards throws that code away. Bring-up writes these once, after the warm-up; write them
+    // here first (and put the values back).
+    const keep = { tunPoll: this.tunPoll, udpPoll: this.udpPoll, uapi: this.uapi, watcher: this.watcher };
+    this.tunPoll = this.udpPoll = -2;
+    this.uapi = undefined as unknown as null;
+    this.watcher = undefined as unknown as null;
+    this.localEnds = [];
+    Object.assign(this, keep);
+    const now = this.now();
+    for (const p of peers) {
+      const peer = this.engine.upsertPeer(
+        {
+          publicKey: p.publicKey,
+          presharedKey: p.presharedKey ?? null,
+          endpoint: p.endpoint ? this.paths.fromLiteral(p.endpoint.host, p.endpoint.port) : null,
+          allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
+          lighthouse: p.lighthouse,
+        },
+        now,
+      );
+      this.quietPeers.add(peer);
+    }
+    // Announce our address, as a real node does, so the partner runs the multipath code too.
+    this.engine.setLocalAddresses([{ addr: addressTo16('127.0.0.1')!, port: udp.port }], now);
+    return {
+      tunReadable: () => this.onTunReadable(),
+      udpReadable: () => this.onUdpReadable(),
+      timer: () => this.onTimer(),
+      detach: () => {
+        if (this.timer) clearTimeout(this.timer);
+        this.timer = null;
+        this.timerAt = Infinity;
+        for (const p of peers) this.engine.removePeer(p.publicKey);
+        this.quietPeers.clear();
+        this.engine.setLocalAddresses([], this.now());
+        this.engine.resetCounters();
+        this.counters.udpSendShort = this.counters.tunWriteShort = 0;
+        this.tun = this.udp = null;
+      },
+    };
+  }
+
   private async bringUp(): Promise<void> {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preUp) await runHook(h, name);
-    this.tun = native.tunOpen(name, { offload: OFFLOAD });
-    // An IFF_VNET_HDR device carries a virtio header on every packet: only the vnet functions fit it.
-    if (this.tun.offload) {
-      this.tunRead = native.tunReadBatchVnet;
-      this.tunWrite = native.tunWriteBatchVnet;
-    }
-    this.udp = native.udpOpen(cfg.interface.listenPort ?? 0);
-    this.useUdpOffload(this.udp);
+    const tun = this.useTun(native.tunOpen(name, { offload: OFFLOAD }));
+    const udp = this.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0));
     this.fwmark = cfg.interface.fwmark ?? 0;
-    if (this.fwmark) native.udpSetMark(this.udp.fd, this.fwmark);
+    if (this.fwmark) native.udpSetMark(udp.fd, this.fwmark);
+    if (WARMUP) {
+      // The device and socket exist (so their handles have the shapes the warm-up must see) but
+      // nothing polls them yet and the interface is down: warm up, then take them back.
+      this.warmUp(tun.offload);
+      this.useTun(tun);
+      this.useUdp(udp);
+    }
     const now = this.now();
     for (const p of cfg.peers) {
       let endpoint: UdpPath | null = null;
@@ -211,7 +303,7 @@ export class Runtime {
     await this.net.up();
     await this.syncRoutes();
     await this.applyDns();
-    this.tunPoll = native.pollStart(this.tun.fd, (err) => {
+    this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
         // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
         this.tunPoll = -1;
@@ -222,7 +314,7 @@ export class Runtime {
       }
       this.onTunReadable();
     });
-    this.udpPoll = native.pollStart(this.udp.fd, () => this.onUdpReadable());
+    this.udpPoll = native.pollStart(udp.fd, () => this.onUdpReadable());
     this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
@@ -238,7 +330,7 @@ export class Runtime {
     this.armTimer();
     this.watchLocalChanges();
     for (const h of cfg.interface.postUp) await runHook(h, name);
-    this.log(`${name}: up, listening on UDP port ${this.udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
+    this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
   }
 
   /** Tear everything down; safe to call more than once. */
@@ -405,6 +497,7 @@ export class Runtime {
   // ───────────────────────────── events and control ─────────────────────────────
 
   private onEvent(e: EngineEvent): void {
+    if (this.quietPeers.has(e.peer)) return; // the warm-up's partner: nothing to tell the user
     const who = `peer ${shortKey(e.peer.publicKey)}`;
     switch (e.type) {
       case 'handshake-complete':
@@ -504,11 +597,29 @@ export class Runtime {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     if (this.udp) native.closeFd(this.udp.fd);
-    this.udp = next;
-    this.useUdpOffload(next);
+    this.useUdp(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, () => this.onUdpReadable());
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
+  }
+
+  /**
+   * The TUN device (or, in the warm-up, what stands in for it) and the batch functions that fit
+   * it. Handles are copied into plain objects of one shape, whoever made them (the addon, the
+   * warm-up), so the data path sees one hidden class.
+   */
+  private useTun(h: native.TunHandle): native.TunHandle {
+    const tun = (this.tun = { fd: h.fd, name: h.name, offload: h.offload });
+    // An IFF_VNET_HDR device carries a virtio header on every packet: only the vnet functions fit it.
+    this.tunRead = h.offload ? native.tunReadBatchVnet : native.tunReadBatch;
+    this.tunWrite = h.offload ? native.tunWriteBatchVnet : native.tunWriteBatch;
+    return tun;
+  }
+
+  private useUdp(u: native.UdpHandle): native.UdpHandle {
+    const udp = (this.udp = { fd: u.fd, port: u.port, family: u.family });
+    this.useUdpOffload(udp);
+    return udp;
   }
 
   /** UDP_SEGMENT / UDP_GRO on a (new) socket when the kernel and the addon have them. */
@@ -728,9 +839,9 @@ export class Runtime {
       offload: {
         tun: this.tun?.offload ?? null,
         udp: this.udpOff,
-        counters: native.offloadCounters(),
+        counters: since(native.offloadCounters(), this.nativeBase.offload),
       },
-      runtime: { ...this.counters, native: native.counters() },
+      runtime: { ...this.counters, native: since(native.counters(), this.nativeBase.io) },
       isLighthouse: this.engine.isLighthouse,
       peers: this.engine.listPeers().map((p: Peer) => ({
         publicKey: encodeKey(p.publicKey),
@@ -858,6 +969,14 @@ function resolvconf(args: string[], input?: string): Promise<void> {
 }
 
 /** Addresses worth offering or trying as paths: not unspecified, loopback, link-local or multicast. */
+/** Counters now minus counters at `base` (numeric fields; a null base leaves them as they are). */
+function since<T extends object | null>(now: T, base: object | null): T {
+  if (!now || !base) return now;
+  const out: Record<string, unknown> = { ...now };
+  for (const [k, v] of Object.entries(base)) if (typeof v === 'number' && typeof out[k] === 'number') out[k] = (out[k] as number) - v;
+  return out as T;
+}
+
 /**
  * Is this interface another overlay tunnel — a TUN/TAP device (another keymesh, wireguard-go,
  * OpenVPN…) or a kernel WireGuard interface? Its addresses are not announced: a path through
