@@ -49,6 +49,11 @@ export interface WgQuickConfig {
   peers: PeerConfig[];
 }
 
+/** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
+export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false };
+}
+
 export class ConfigError extends Error {
   constructor(
     readonly file: string,
@@ -213,18 +218,7 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
       const name = m?.[1].toLowerCase();
       if (name === 'interface') {
         if (iface) err(ln, `a second [Interface] section (the first is at line ${iface.line}; only one is allowed)`);
-        iface = {
-          line: ln,
-          addresses: [],
-          dns: [],
-          dnsSearch: [],
-          preUp: [],
-          postUp: [],
-          preDown: [],
-          postDown: [],
-          saveConfig: false,
-          isLighthouse: false,
-        };
+        iface = { line: ln, ...interfaceDefaults() };
         section = 'interface';
       } else if (name === 'peer') {
         peers.push({ allowedIps: [], lighthouse: false, line: ln });

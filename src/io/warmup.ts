@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { nobleCrypto } from '../core/crypto.js';
 import { DEFAULT_MTU } from '../core/constants.js';
-import type { PeerConfig, WgQuickConfig } from '../config/wgquick.js';
+import { interfaceDefaults, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import * as native from './native.js';
 import { addressTo16 } from './udp-path.js';
 
@@ -148,20 +148,7 @@ function reply(p: Uint8Array): Uint8Array {
 export function partnerConfig(privateKey: Uint8Array, mtu: number): WgQuickConfig {
   return {
     file: '(warm-up)',
-    interface: {
-      privateKey,
-      listenPort: 0,
-      addresses: [],
-      mtu,
-      dns: [],
-      dnsSearch: [],
-      preUp: [],
-      postUp: [],
-      preDown: [],
-      postDown: [],
-      saveConfig: false,
-      isLighthouse: false,
-    },
+    interface: { privateKey, listenPort: 0, mtu, ...interfaceDefaults() },
     peers: [],
   };
 }
