@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import { DEFAULT_MTU } from '../core/constants.js';
-import { Engine, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
+import { Engine, keyId, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
@@ -192,8 +192,8 @@ export class Runtime {
     this.nativeBase.io = native.counters();
     this.nativeBase.offload = native.offloadCounters();
   }
-  /** Peers whose events are not logged: the warm-up's partner. */
-  private readonly quietPeers = new Set<Peer>();
+  /** Peers (by key) whose events are not logged: the warm-up's partner. */
+  private readonly quietPeers = new Set<string>();
   private readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   /**
@@ -229,7 +229,8 @@ export class Runtime {
     Object.assign(this, keep);
     const now = this.now();
     for (const p of peers) {
-      const peer = this.engine.upsertPeer(
+      this.quietPeers.add(keyId(p.publicKey));
+      this.engine.upsertPeer(
         {
           publicKey: p.publicKey,
           presharedKey: p.presharedKey ?? null,
@@ -239,7 +240,6 @@ export class Runtime {
         },
         now,
       );
-      this.quietPeers.add(peer);
     }
     // Announce our address, as a real node does, so the partner runs the multipath code too.
     this.engine.setLocalAddresses([{ addr: addressTo16('127.0.0.1')!, port: udp.port }], now);
@@ -497,7 +497,7 @@ export class Runtime {
   // ───────────────────────────── events and control ─────────────────────────────
 
   private onEvent(e: EngineEvent): void {
-    if (this.quietPeers.has(e.peer)) return; // the warm-up's partner: nothing to tell the user
+    if (this.quietPeers.has(e.peer.keyId)) return; // the warm-up's partner: nothing to tell the user
     const who = `peer ${shortKey(e.peer.publicKey)}`;
     switch (e.type) {
       case 'handshake-complete':

@@ -224,10 +224,14 @@ export function warmUp(node: WarmupNode, makePartner: (config: WgQuickConfig) =>
           }
         }
         if (round % 50 === 49) for (const s of sides) s.node.timer();
+        // Nothing crosses (no loopback in this namespace, say): stop rather than spin to the cap.
+        if (round === 20 && sides[0].delivered + sides[1].delivered === 0) break;
       }
-      packets += sides[0].delivered + sides[1].delivered;
+      const crossed = sides[0].delivered + sides[1].delivered;
+      packets += crossed;
       for (const s of sides) s.node.detach();
       attached = [];
+      if (crossed === 0) break;
     }
     return packets > 0 ? { packets, ms: performance.now() - t0 } : { packets, ms: performance.now() - t0, error: 'no packet crossed the loopback' };
   } catch (e) {
