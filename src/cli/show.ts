@@ -40,6 +40,19 @@ export interface ShowStatus {
   }>;
 }
 
+type PathStatus = NonNullable<ShowStatus['peers'][number]['paths']>[number];
+
+/**
+ * The paths worth listing: a configured Endpoint starts as a path with no local end ("routing
+ * chooses"); once the same remote is reached from a real local end that path takes over and the
+ * unbound one is never used again, so it is left out unless it is the active one or still works.
+ */
+export function shownPaths(paths: PathStatus[]): PathStatus[] {
+  return paths.filter(
+    (p) => p.active || p.local || p.kind === 'relay' || p.state === 'validated' || !paths.some((q) => q !== p && q.local && q.path === p.path),
+  );
+}
+
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
@@ -112,7 +125,7 @@ export function formatShow(s: ShowStatus): string {
     if (p.lighthouse) out.push('  lighthouse: yes (registered; asked about other peers)');
     if (p.foundVia) out.push(`  found via lighthouse: ${p.foundVia}`);
     if (p.relayed && p.relayed.packets) out.push(`  relayed for this peer: ${p.relayed.packets} packets, ${humanBytes(p.relayed.bytes)}`);
-    for (const path of p.paths ?? []) {
+    for (const path of shownPaths(p.paths ?? [])) {
       const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;
       const rx = path.lastReceiveSecondsAgo === null ? '' : `, heard ${path.lastReceiveSecondsAgo} s ago`;
       const from = path.local ? `, from ${path.local}` : '';
