@@ -9,9 +9,11 @@
  * by the first lone ping, whose branches it had never seen.
  *
  * So before the interface comes up, the node's own Runtime — the very objects real traffic will
- * meet, since V8's type feedback is about hidden classes and call targets — runs a handshake and
- * a few thousand packets with a private partner Runtime: lone pings, bulk batches, IPv4 and IPv6,
- * both directions, timer ticks, through the real addon calls, AEAD and handshake. Each stands on
+ * meet, since V8's type feedback is about hidden classes and call targets — runs six short
+ * sessions with throwaway partner Runtimes, each a handshake and ~1,300 packets: lone pings, bulk
+ * batches, IPv4 and IPv6, unroutable packets, both directions and both roles, timer ticks, through
+ * the real addon calls, AEAD and handshake (why each of these matters: native-notes/
+ * microseconds.md, "Just started"). Each stands on
  * one end of an AF_UNIX packet socket pair (read and written with the TUN batch functions,
  * virtio header and all) and a UDP socket bound to 127.0.0.1; this module plays the kernel on the
  * other ends. Then the partner peer, the sockets and the counters are taken away again. Nothing is
@@ -57,7 +59,6 @@ const TUNNEL6 = [addressTo16('fd00:213::1')!, addressTo16('fd00:213::2')!];
 
 /** One node and the kernel's side of its stand-in TUN device. */
 class Side {
-  readonly out: Uint8Array[] = [];
   delivered = 0;
   private readonly buf = new Uint8Array(BATCH * SLOT);
   private readonly offs = new Uint32Array(BATCH).map((_, i) => i * SLOT);
