@@ -164,18 +164,24 @@ static void hmac(uint8_t out[32], const uint8_t *key, size_t keylen, const uint8
   memset(k, 0, sizeof k), memset(pad, 0, sizeof pad), memset(inner, 0, sizeof inner);
 }
 
+/* A Uint8Array argument's bytes; an empty one is valid input too (typed() gives NULL for it). NULL
+ * when the argument is not a Uint8Array. */
+static uint8_t *bytes_arg(napi_env env, napi_value v, size_t *len) {
+  static const uint8_t empty[1];
+  uint8_t *p = typed(env, v, napi_uint8_array, len);
+  bool is = false;
+  if (!p && napi_is_typedarray(env, v, &is) == napi_ok && is) p = (uint8_t *)empty, *len = 0;
+  return p;
+}
+
 static napi_value hmac_blake2s(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   size_t olen = 0, klen = 0, ilen = 0;
   uint8_t *out = argc >= 3 ? typed(env, argv[0], napi_uint8_array, &olen) : NULL;
-  uint8_t *key = argc >= 3 ? typed(env, argv[1], napi_uint8_array, &klen) : NULL;
-  uint8_t *in = argc >= 3 ? typed(env, argv[2], napi_uint8_array, &ilen) : NULL;
-  static const uint8_t empty[1];
-  bool is = false;
-  if (argc >= 3 && !key) napi_is_typedarray(env, argv[1], &is), key = is ? (uint8_t *)empty : NULL;
-  if (argc >= 3 && !in) napi_is_typedarray(env, argv[2], &is), in = is ? (uint8_t *)empty : NULL;
+  uint8_t *key = argc >= 3 ? bytes_arg(env, argv[1], &klen) : NULL;
+  uint8_t *in = argc >= 3 ? bytes_arg(env, argv[2], &ilen) : NULL;
   if (!out || olen != 32 || !key || !in) return throw_code(env, "EINVAL", "hmacBlake2s(out32, key, input)");
   hmac(out, key, klen, in, ilen);
   return NULL;
@@ -205,12 +211,8 @@ static napi_value hkdf_blake2s(napi_env env, napi_callback_info info) {
   size_t klen = 0, ilen = 0;
   uint8_t *outs[3] = {NULL, NULL, NULL};
   for (int i = 0; ok && i < 3; i++) outs[i] = opt_out32(env, argv[i], &ok);
-  uint8_t *key = ok ? typed(env, argv[3], napi_uint8_array, &klen) : NULL;
-  uint8_t *in = ok ? typed(env, argv[4], napi_uint8_array, &ilen) : NULL;
-  static const uint8_t empty[1];
-  bool is = false;
-  if (ok && !key) napi_is_typedarray(env, argv[3], &is), key = is ? (uint8_t *)empty : NULL;
-  if (ok && !in) napi_is_typedarray(env, argv[4], &is), in = is ? (uint8_t *)empty : NULL;
+  uint8_t *key = ok ? bytes_arg(env, argv[3], &klen) : NULL;
+  uint8_t *in = ok ? bytes_arg(env, argv[4], &ilen) : NULL;
   if (!ok || !outs[0] || (outs[2] && !outs[1]) || !key || !in)
     return throw_code(env, "EINVAL", "hkdfBlake2s(out1, out2|null, out3|null, key, input)");
   uint8_t t0[32], msg[33];

@@ -230,16 +230,7 @@ export class Runtime {
     const now = this.now();
     for (const p of peers) {
       this.quietPeers.add(keyId(p.publicKey));
-      this.engine.upsertPeer(
-        {
-          publicKey: p.publicKey,
-          presharedKey: p.presharedKey ?? null,
-          endpoint: p.endpoint ? this.paths.fromLiteral(p.endpoint.host, p.endpoint.port) : null,
-          allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
-          lighthouse: p.lighthouse,
-        },
-        now,
-      );
+      this.addConfiguredPeer(p, p.endpoint ? this.paths.fromLiteral(p.endpoint.host, p.endpoint.port) : null, now);
     }
     // Announce our address, as a real node does, so the partner runs the multipath code too.
     this.engine.setLocalAddresses([{ addr: addressTo16('127.0.0.1')!, port: udp.port }], now);
@@ -259,6 +250,20 @@ export class Runtime {
         this.tun = this.udp = null;
       },
     };
+  }
+
+  /** A [Peer] section as the engine takes it, with its Endpoint already resolved to a path. */
+  private addConfiguredPeer(p: PeerConfig, endpoint: UdpPath | null, now: number): Peer {
+    return this.engine.upsertPeer(
+      {
+        publicKey: p.publicKey,
+        presharedKey: p.presharedKey ?? null,
+        endpoint,
+        allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
+        lighthouse: p.lighthouse,
+      },
+      now,
+    );
   }
 
   private async bringUp(): Promise<void> {
@@ -283,16 +288,7 @@ export class Runtime {
         const r = await resolveEndpoint(p.endpoint);
         endpoint = this.paths.fromLiteral(r.address, r.port);
       }
-      const peer = this.engine.upsertPeer(
-        {
-          publicKey: p.publicKey,
-          presharedKey: p.presharedKey ?? null,
-          endpoint,
-          allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
-          lighthouse: p.lighthouse,
-        },
-        now,
-      );
+      const peer = this.addConfiguredPeer(p, endpoint, now);
       if (p.endpoint && isIP(p.endpoint.host) === 0) {
         this.hostnames.set(peer, { host: p.endpoint.host, port: p.endpoint.port, lastResolve: Date.now(), timer: null });
         this.scheduleTtlRefresh(peer);
@@ -776,12 +772,8 @@ export class Runtime {
     const ends: Array<{ addr: Uint8Array; ifindex: number; family: 4 | 6 }> = [];
     for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
       if (ifname === this.name || isTunnelDevice(ifname)) continue;
-      let ifindex = 0;
-      try {
-        ifindex = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8').trim()) || 0;
-      } catch {
-        /* no sysfs: routing chooses the interface */
-      }
+      // no sysfs: 0, routing chooses the interface
+      const ifindex = Number(readSys(`/sys/class/net/${ifname}/ifindex`)?.trim()) || 0;
       for (const a of addrs ?? []) {
         if (a.internal) continue;
         const bytes = addressTo16(a.address);
@@ -968,7 +960,6 @@ function resolvconf(args: string[], input?: string): Promise<void> {
   });
 }
 
-/** Addresses worth offering or trying as paths: not unspecified, loopback, link-local or multicast. */
 /** Counters now minus counters at `base` (numeric fields; a null base leaves them as they are). */
 function since<T extends object | null>(now: T, base: object | null): T {
   if (!now || !base) return now;
@@ -996,6 +987,7 @@ function readSys(path: string): string | null {
   }
 }
 
+/** Addresses worth offering or trying as paths: not unspecified, loopback, link-local or multicast. */
 function usableRemote(a: Uint8Array): boolean {
   const mapped = a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((x) => x === 0);
   if (mapped) {
