@@ -66,10 +66,22 @@ export class Proc {
   ) {
     child.stdout?.on('data', (d) => (this.out += d));
     child.stderr?.on('data', (d) => (this.out += d));
+    // 'exit' can come before the last of the output has been read from the pipes: a caller that
+    // parses the output once the process has exited waits for 'close' (both pipes drained). A
+    // grandchild that inherited the pipes could hold them open, so 'close' is awaited 2 s at most.
     this.exited = new Promise((resolve) => {
+      let grace: NodeJS.Timeout | null = null;
+      const done = () => {
+        if (grace) clearTimeout(grace);
+        resolve(this.exitCode);
+      };
       child.on('exit', (code, signal) => {
         this.exitCode = code ?? (signal ? 128 : null);
-        resolve(this.exitCode);
+        grace = setTimeout(done, 2000);
+      });
+      child.on('close', (code, signal) => {
+        if (this.exitCode === null) this.exitCode = code ?? (signal ? 128 : null);
+        done();
       });
     });
   }

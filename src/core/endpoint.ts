@@ -28,6 +28,14 @@
  *                              ▼
  *                            failed ──(authenticated packet from it again, later)──▶ validating
  *
+ * Recovery (the cache's liveness does not depend on lucky timing): when the active path stops
+ * answering and no validated spare can take over, or when our own addresses change, the cache
+ * starts recovery rounds (RECOVERY_MIN doubling to RECOVERY_MAX apart): every candidate it knows —
+ * including the peer's announced addresses reached from each of our current local ends — is
+ * challenged again, and our addresses are announced on every path, until one validates and
+ * takes over. A challenge from a path we never challenged makes it a candidate too, so two nodes
+ * whose only working direction is one another's probes still find each other.
+ *
  * Relay paths (lighthouse.ts): a path whose `via` is set carries the peer's datagrams through a
  * lighthouse. It is validated like any path, but a direct path always wins over it: a validated
  * direct path replaces an active relay at once; a relay replaces a direct path only when that one
@@ -80,6 +88,19 @@ export const RTT_SWITCH_FRACTION = 0.75;
 export const RTT_SWITCH_MARGIN = 2;
 /** A path we switched away from is not chosen again for this long, unless the active path dies. */
 export const HOLD_DOWN = 10_000;
+/**
+ * Recovery: while the active path is dead and nothing validated replaces it, every known
+ * candidate is challenged again and our addresses re-announced on every path, first after
+ * RECOVERY_MIN, doubling up to RECOVERY_MAX between rounds…
+ */
+export const RECOVERY_MIN = 100;
+export const RECOVERY_MAX = 3200;
+/** …for as long as we send data to the peer, and this long after the last reason to look (90 s, as REKEY_ATTEMPT_TIME). */
+export const RECOVERY_GIVE_UP = 90_000;
+/** Bytes a candidate may be sent in one recovery round, whatever it sent us: a challenge and an ADDRESSES. */
+export const RECOVERY_ALLOWANCE = 384;
+/** ADDRESSES carries no acknowledgement: each announcement is repeated after these delays (ms), in case it was lost. */
+export const ANNOUNCE_REPEATS = [1000, 3000] as const;
 
 /**
  * The path choice, as a pure function (tested against a brute-force reference): among validated
@@ -252,11 +273,22 @@ export class PeerEndpoint {
    * A path challenge or response authenticated on `path`: it shows the path works but says nothing
    * about where the peer wants traffic, so it never moves the active path by itself.
    */
-  heard(path: Path, now: number, bytes: number): void {
+  heard(path: Path, now: number, bytes: number): PathEntry | null {
     const e = this.entry(path);
     e.lastReceive = now;
     e.bytesReceived += bytes;
-    if (e === this.activeEntry) this.alive();
+    if (e === this.activeEntry) {
+      this.alive();
+      return null;
+    }
+    // The peer reaches us from a path we never validated (it probes us from an address we have
+    // not heard of, or whose announcement was lost): make it a candidate. Without this, two nodes
+    // whose only traffic is probes on paths the other does not know would never find each other.
+    if (!this.speaksKeymesh || isRelay(e.path)) return null;
+    // (A path that once validated and then failed is re-probed on its own schedule instead.)
+    if (e.probeToken || e.srtt !== null) return null;
+    if (e.state === 'new' || (e.state === 'failed' && now - e.lastSend >= SPARE_PROBE_INTERVAL)) return e;
+    return null;
   }
 
   /** The engine sent a challenge with `token` on e's path. */
@@ -285,8 +317,10 @@ export class PeerEndpoint {
       e.probeMisses = 0;
       if (e.state === 'failed') e.state = 'validated';
       const active = this.activeEntry;
-      // the active path missed its last probe and nothing came back on it since: any working path beats it
-      const activeSilent = active !== null && active !== e && active.probeMisses > 0 && active.lastReceive <= active.probeSentAt;
+      // the active path missed its last probe and nothing came back on it since (or it was never
+      // heard from at all): any working path beats it
+      const activeSilent =
+        active !== null && active !== e && (active.lastReceive === -Infinity || (active.probeMisses > 0 && active.lastReceive <= active.probeSentAt));
       const better = choosePath(this.list(), active, activeSilent, now);
       if (better && activeSilent) return this.activate(better, 'active path went silent: failover to a path that answered');
       return better ? this.activate(better, `lower RTT (${better.srtt!.toFixed(1)} ms vs ${active!.srtt!.toFixed(1)} ms)`) : null;
@@ -308,8 +342,10 @@ export class PeerEndpoint {
       return this.activeDead() ? this.activate(e, `direct path not answering: relay via ${e.path.id}`) : null;
     }
     // Switch only if the peer's own traffic now comes from there (it moved); an announced spare
-    // that merely answered stays a spare.
+    // that merely answered stays a spare — unless the active path is dead, when any path that
+    // answers is better than none.
     if (e.lastTraffic >= active.lastTraffic) return this.activate(e, 'path validated');
+    if (this.activeDead() && e.srtt !== null) return this.activate(e, 'active path not answering: a validated candidate takes over');
     return null;
   }
 
@@ -437,7 +473,10 @@ export class PeerEndpoint {
             this.nextLivenessAt = Infinity;
             change = this.activate(spare, 'active path went silent: failover to a validated spare');
           } else if (now - this.lastDataSent < SENDING_WINDOW * 10) {
-            if (e.probeMisses === 1) lost = e.path; // first miss with no spare: worth reporting once
+            if (e.probeMisses === 1) {
+              lost = e.path; // first miss with no spare: worth reporting once
+              this.startRecovery(now, false);
+            }
             // paths that worked before but missed a probe lately (perhaps only from loss) are
             // re-probed now, at this backoff's pace, rather than at their next regular interval
             for (const f of this.entries.values()) {
@@ -446,7 +485,12 @@ export class PeerEndpoint {
             // no spare: keep probing (backing off to once a second) so recovery is quick
             this.nextLivenessAt = now + Math.min(PROBE_TIMEOUT_MIN * 2 ** e.probeMisses, SENDING_WINDOW);
           }
-        } else if (e.probeMisses >= SPARE_MAX_MISSES) e.state = 'failed';
+        } else if (e.probeMisses >= SPARE_MAX_MISSES) {
+          e.state = 'failed';
+          e.challengesOut = [];
+          e.retryAt = Infinity;
+          e.challenges = 0;
+        }
       }
     }
     const a = this.activeEntry;
@@ -502,8 +546,97 @@ export class PeerEndpoint {
     e.lastSend = now;
   }
 
+  // ───────────────────────────── recovery and announcements ─────────────────────────────
+
+  /** When the next recovery round is due (Infinity: not recovering), the gap after it, and until when it may go on. */
+  private recoverAt = Infinity;
+  private recoverInterval = RECOVERY_MIN;
+  private recoverUntil = -Infinity;
+
+  /** When the next recovery round is due (Infinity: none). */
+  get nextRecovery(): number {
+    return this.recoverAt;
+  }
+
+  /** Is the cache in recovery (rounds scheduled)? */
+  get recovering(): boolean {
+    return this.recoverAt !== Infinity;
+  }
+
+  /**
+   * Start recovery rounds: the first now if `immediate` (our addresses changed: our old paths may
+   * all be gone), else after RECOVERY_MIN. A cache already recovering restarts from the shortest
+   * interval only when immediate.
+   */
+  startRecovery(now: number, immediate: boolean): void {
+    if (!this.speaksKeymesh) return;
+    this.recoverUntil = now + RECOVERY_GIVE_UP;
+    if (this.recovering && !immediate) return;
+    this.recoverInterval = RECOVERY_MIN;
+    this.recoverAt = immediate ? now : now + RECOVERY_MIN;
+  }
+
+  /**
+   * A recovery round due at `now`: the candidates to challenge again (each given a fresh
+   * RECOVERY_ALLOWANCE) and whether to probe the active path; null when no round is due. Rounds
+   * stop once the active path works (a packet or a probe answer came back on it, or a validated
+   * path took over), or RECOVERY_GIVE_UP after the last data sent or the last change.
+   */
+  dueRecovery(now: number): { challenge: PathEntry[]; probe: PathEntry[] } | null {
+    if (now < this.recoverAt) return null;
+    const until = Math.max(this.recoverUntil, this.lastDataSent + RECOVERY_GIVE_UP);
+    if (!this.speaksKeymesh || !this.activeDead() || now >= until) {
+      this.recoverAt = Infinity;
+      return null;
+    }
+    this.recoverAt = now + this.recoverInterval;
+    this.recoverInterval = Math.min(this.recoverInterval * 2, RECOVERY_MAX);
+    const challenge: PathEntry[] = [];
+    const probe: PathEntry[] = [];
+    for (const e of this.entries.values()) {
+      if (e.state === 'validated') {
+        if (!e.probeToken) probe.push(e);
+        continue;
+      }
+      if (e.state === 'validating') continue; // its own retransmissions are running
+      e.bytesReceived += Math.ceil(RECOVERY_ALLOWANCE / AMPLIFICATION_FACTOR);
+      challenge.push(e);
+    }
+    return { challenge, probe };
+  }
+
+  /**
+   * Make sure these paths are known (the peer's addresses from each of our current local ends, so
+   * a round tries a local end that appeared since the peer announced them).
+   */
+  ensure(paths: Path[]): void {
+    for (const p of paths) {
+      if (this.entries.has(p.id)) continue;
+      const e = this.entry(p);
+      e.announced = true;
+    }
+  }
+
+  /** When our addresses are next re-announced to the peer, and how many repeats are left. */
+  private announceAt = Infinity;
+  private announceRepeat: number = ANNOUNCE_REPEATS.length;
+
+  /** Our addresses were just announced to the peer: repeat it later, in case it was lost. */
+  announcedOurs(now: number): void {
+    this.announceRepeat = 0;
+    this.announceAt = now + ANNOUNCE_REPEATS[0];
+  }
+
+  /** Is a repeat of our announcement due? (Each true answer consumes one.) */
+  dueAnnounce(now: number): boolean {
+    if (now < this.announceAt) return false;
+    this.announceRepeat++;
+    this.announceAt = this.announceRepeat < ANNOUNCE_REPEATS.length ? now + ANNOUNCE_REPEATS[this.announceRepeat] - ANNOUNCE_REPEATS[this.announceRepeat - 1] : Infinity;
+    return true;
+  }
+
   nextDeadline(): number {
-    let t = this.nextLivenessAt;
+    let t = Math.min(this.nextLivenessAt, this.recoverAt, this.announceAt);
     for (const e of this.entries.values()) {
       if (e.retryAt < t) t = e.retryAt;
       if (e.probeToken) t = Math.min(t, e.probeSentAt + this.probeTimeout(e));
@@ -554,6 +687,7 @@ export class PeerEndpoint {
   clear(): void {
     this.entries.clear();
     this.activeEntry = null;
+    this.recoverAt = this.announceAt = Infinity;
   }
 }
 

@@ -594,8 +594,10 @@ export class Engine {
     // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
     // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
     if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) this.allDirty = true;
-    if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) peer.endpoint.heard(path, now, wireLen);
-    else this.onAuthenticated(peer, path, wireLen, now, newest);
+    if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) {
+      const candidate = peer.endpoint.heard(path, now, wireLen);
+      if (candidate) this.sendChallenge(peer, candidate, now);
+    } else this.onAuthenticated(peer, path, wireLen, now, newest);
     peer.timers.anyAuthenticatedPacketReceived();
     peer.timers.anyAuthenticatedPacketTraversal(now);
     if (keypair === peer.keypairs.next) {
@@ -1109,6 +1111,8 @@ export class Engine {
         for (const e of probe) this.sendProbe(peer, e, now);
         // lost the direct path (or fell back to a relay): ask the lighthouses where the peer is now
         if (lost || (change && change.to.via !== undefined)) this.lookup(peer, now);
+        if (now >= peer.endpoint.nextRecovery) this.recover(peer, now);
+        if (peer.endpoint.dueAnnounce(now)) this.sendAddresses(peer, now, true);
       }
       if (this.onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) this.lookup(peer, now, true);
       if (peer.timers.next() > now) continue;
@@ -1466,11 +1470,49 @@ export class Engine {
     return true;
   }
 
-  /** Tell a keymesh peer every address we can be reached at. */
-  private sendAddresses(peer: Peer, now: number): void {
+  /**
+   * Tell a keymesh peer every address we can be reached at, on the active path. ADDRESSES is not
+   * acknowledged, so a first announcement is repeated later (ANNOUNCE_REPEATS); `repeat` marks one
+   * of those.
+   */
+  private sendAddresses(peer: Peer, now: number, repeat = false): void {
     const path = peer.endpoint.path;
     if (!path || this.localAddresses.length === 0 || !peer.endpoint.speaksKeymesh) return;
     this.sendExtension(peer, path, { type: EXT_ADDRESSES, addresses: this.localAddresses }, now);
+    if (!repeat) peer.endpoint.announcedOurs(now);
+  }
+
+  /**
+   * A recovery round (endpoint.ts): the active path is dead and nothing validated replaces it.
+   * Every remote address we know for the peer (the paths we have, the addresses it announced) is
+   * tried from each of our current local ends; candidates are challenged again, validated paths
+   * probed, and our addresses announced on every one of them, so the peer learns where we are
+   * now over whichever path still carries packets.
+   */
+  private recover(peer: Peer, now: number): void {
+    const ep = peer.endpoint;
+    if (this.makePaths && this.addressOf) {
+      const remotes = new Map<string, { addr: Uint8Array; port: number }>();
+      for (const e of ep.list()) {
+        if (isRelay(e.path)) continue;
+        const a = this.addressOf(e.path);
+        if (a) remotes.set(`${keyId(a.addr)}:${a.port}`, a);
+      }
+      for (const a of peer.announcedAddresses) remotes.set(`${keyId(a.addr)}:${a.port}`, a);
+      const paths: Path[] = [];
+      for (const r of remotes.values()) for (const p of this.makePaths(r.addr, r.port)) paths.push(p);
+      ep.ensure(paths);
+    }
+    const round = ep.dueRecovery(now);
+    if (!round) return;
+    const active = ep.active;
+    for (const e of round.probe) this.sendProbe(peer, e, now);
+    for (const e of round.challenge) this.sendChallenge(peer, e, now);
+    if (this.localAddresses.length === 0) return;
+    const m: ExtMessage = { type: EXT_ADDRESSES, addresses: this.localAddresses };
+    if (active) this.sendExtension(peer, active.path, m, now, active);
+    for (const e of round.challenge) if (e !== active) this.sendExtension(peer, e.path, m, now, e);
+    for (const e of round.probe) if (e !== active) this.sendExtension(peer, e.path, m, now, e);
   }
 
   /**
@@ -1513,7 +1555,11 @@ export class Engine {
     this.allDirty = true;
     this.clock = now;
     for (const peer of this.peers.values()) {
-      if (peer.keypairs.current && peer.endpoint.path) this.sendKeepalive(peer, now);
+      if (!peer.keypairs.current || !peer.endpoint.path) continue;
+      this.sendKeepalive(peer, now);
+      // Our paths may all be gone: look for working ones now (a round ends at once if the
+      // active path still works).
+      peer.endpoint.startRecovery(now, true);
     }
   }
 

@@ -33,16 +33,18 @@ import { nobleCrypto, type Crypto } from '../core/crypto.js';
 import { createNobleTransportAead, type TransportAead } from '../core/transport-aead.js';
 import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
+import { LocalEnds, udpOf, usableRemote, type LocalEnd } from './local-ends.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
 import { randomPool } from './random-pool.js';
 import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
 
 /** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
-function udpOf(p: unknown): UdpPath | null {
-  return p instanceof UdpPath ? p : null;
-}
 
 const BATCH = 64;
+/** A burst of netlink events is answered this long after its last event (ms)… */
+const CHANGE_SETTLE = 20;
+/** …and never later than this after its first. */
+const CHANGE_MAX_DELAY = 100;
 const MAX_ROUNDS = 16;
 /** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
 const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
@@ -141,7 +143,7 @@ export class Runtime {
       random: randomPool(),
       mtu: this.mtu,
       ...cryptoBackends(process.env.KEYMESH_CRYPTO),
-      makePaths: (addr, port) => this.pathsTo(addr, port),
+      makePaths: (addr, port) => this.localEnds.pathsTo(addr, port),
       isLighthouse: opts.config.interface.isLighthouse,
       addressOf: (p) => (p instanceof UdpPath ? { addr: p.addr16, port: p.port } : null),
       wallClockOffset: Date.now() - performance.now(),
@@ -225,7 +227,7 @@ export class Runtime {
     this.tunPoll = this.udpPoll = -2;
     this.uapi = undefined as unknown as null;
     this.watcher = undefined as unknown as null;
-    this.localEnds = [];
+    this.localEnds.reset();
     Object.assign(this, keep);
     const now = this.now();
     for (const p of peers) {
@@ -341,6 +343,8 @@ export class Runtime {
     if (this.timer) clearTimeout(this.timer);
     this.watcher?.kill();
     this.watcher = null;
+    if (this.changeTimer) clearTimeout(this.changeTimer);
+    this.changeTimer = null;
     for (const h of this.hostnames.values()) if (h.timer) clearTimeout(h.timer);
     this.hostnames.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
@@ -690,6 +694,7 @@ export class Runtime {
   }
   private watcher: ChildProcess | null = null;
   private changeTimer: NodeJS.Timeout | null = null;
+  private changeFirstAt = 0;
 
   /**
    * Notice the host's address, link and route changes (netlink, through `ip monitor`) and tell
@@ -709,17 +714,23 @@ export class Runtime {
     child.stdout?.on('data', (chunk: string) => {
       // Ignore our own interface's events (its routes change when allowed IPs do).
       const relevant = chunk.split('\n').some((l) => l.trim() !== '' && !l.includes(` ${this.name} `) && !l.includes(`dev ${this.name}`));
-      if (!relevant || this.changeTimer) return;
-      // Coalesce a burst (an address change is several netlink messages) into one reaction.
+      if (!relevant) return;
+      // Coalesce a burst (an address change is several netlink messages, a move often two
+      // commands) into one reaction, CHANGE_SETTLE after the last event (CHANGE_MAX_DELAY after
+      // the first at most). Whatever the burst, the reaction reads the interfaces as they are
+      // then, so the last event of a change is always followed by a reaction to the final set.
+      const now = Date.now();
+      if (this.changeTimer) clearTimeout(this.changeTimer);
+      else this.changeFirstAt = now;
+      const delay = Math.max(0, Math.min(CHANGE_SETTLE, this.changeFirstAt + CHANGE_MAX_DELAY - now));
       this.changeTimer = setTimeout(() => {
         this.changeTimer = null;
         if (this.stopped) return;
         this.log(`${this.name}: local addresses or routes changed; telling peers`);
-        this.announceLocalAddresses();
-        this.engine.localAddressesChanged(this.now());
+        this.announceLocalAddresses(false);
         this.flush();
         this.armTimer();
-      }, 20);
+      }, delay);
     });
     child.unref();
     (child.stdout as unknown as { unref?: () => void })?.unref?.();
@@ -766,10 +777,10 @@ export class Runtime {
   /**
    * Every address this host can be reached at, for keymesh peers (multihoming): all interfaces'
    * IPv4 and global IPv6 addresses except loopback, link-local, our own tunnel and other tunnels.
+   * What a change means for the peers is decided in local-ends.ts.
    */
-  private announceLocalAddresses(): void {
-    const list: Array<{ addr: Uint8Array; port: number }> = [];
-    const ends: Array<{ addr: Uint8Array; ifindex: number; family: 4 | 6 }> = [];
+  private announceLocalAddresses(quiet = true): void {
+    const ends: LocalEnd[] = [];
     for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
       if (ifname === this.name || isTunnelDevice(ifname)) continue;
       // no sysfs: 0, routing chooses the interface
@@ -778,40 +789,14 @@ export class Runtime {
         if (a.internal) continue;
         const bytes = addressTo16(a.address);
         if (!bytes || !usableRemote(bytes)) continue;
-        list.push({ addr: bytes, port: this.listenPort });
         ends.push({ addr: bytes, ifindex, family: a.family === 'IPv4' || (a.family as unknown) === 4 ? 4 : 6 });
       }
     }
-    const gone = this.localEnds.filter((o) => !ends.some((n) => n.ifindex === o.ifindex && n.addr.every((b, i) => b === o.addr[i])));
-    this.localEnds = ends;
-    // Never keep sending from an address that no longer exists: a peer whose active path left
-    // from one goes back to "routing chooses" until its paths are validated again.
-    if (gone.length > 0) {
-      const isGone = (p: UdpPath) => p.hasLocal && gone.some((g) => g.ifindex === p.ifindex && g.addr.every((b, i) => b === p.local16[i]));
-      for (const peer of this.engine.listPeers()) {
-        const ep = udpOf(peer.endpoint.path);
-        // the same remote from a local end that exists now (so answers come back on the path we probe)
-        if (ep && isGone(ep)) this.engine.setEndpoint(peer, this.pathsTo(ep.addr16, ep.port)[0]);
-        // and no failover to a spare that leaves from the vanished address
-        peer.endpoint.forget((p) => {
-          const u = udpOf(p);
-          return u !== null && isGone(u);
-        });
-      }
-    }
-    this.engine.setLocalAddresses(list, this.now());
+    this.localEnds.apply(this.engine, ends, this.listenPort, this.now(), quiet);
   }
 
   /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
-  private localEnds: Array<{ addr: Uint8Array; ifindex: number; family: 4 | 6 }> = [];
-
-  private pathsTo(addr: Uint8Array, port: number): UdpPath[] {
-    if (!usableRemote(addr)) return [];
-    const fam = addr[10] === 0xff && addr[11] === 0xff && addr.subarray(0, 10).every((x) => x === 0) ? 4 : 6;
-    const out: UdpPath[] = [];
-    for (const l of this.localEnds) if (l.family === fam) out.push(this.paths.get(addr, 0, port, l.addr, 0, l.ifindex));
-    return out.length ? out : [this.paths.get(addr, 0, port)];
-  }
+  private readonly localEnds = new LocalEnds(this.paths);
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries. */
   status(): object {
@@ -987,14 +972,3 @@ function readSys(path: string): string | null {
   }
 }
 
-/** Addresses worth offering or trying as paths: not unspecified, loopback, link-local or multicast. */
-function usableRemote(a: Uint8Array): boolean {
-  const mapped = a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((x) => x === 0);
-  if (mapped) {
-    const b0 = a[12];
-    return !(b0 === 0 || b0 === 127 || (b0 === 169 && a[13] === 254) || b0 >= 224);
-  }
-  if (a.every((x, i) => (i < 15 ? x === 0 : x <= 1))) return false; // :: and ::1
-  if (a[0] === 0xfe && (a[1] & 0xc0) === 0x80) return false; // fe80::/10
-  return a[0] !== 0xff; // multicast
-}
