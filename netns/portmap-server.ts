@@ -74,7 +74,7 @@ export interface ServerMapping {
 
 export interface MappingChange {
   change: 'add' | 'refresh' | 'delete' | 'expire';
-  via: 'pcp' | 'nat-pmp' | 'timer';
+  via: 'pcp' | 'nat-pmp' | 'timer' | 'restart';
   mapping: ServerMapping;
 }
 
@@ -110,7 +110,7 @@ export class PortMapServer {
 
   /** Lose every mapping and start a new epoch, as a rebooted router does. Returns the mappings dropped. */
   restart(now: number): MappingChange[] {
-    const gone = [...this.mappings.values()].map((mapping) => ({ change: 'delete' as const, via: 'timer' as const, mapping }));
+    const gone = [...this.mappings.values()].map((mapping) => ({ change: 'delete' as const, via: 'restart' as const, mapping }));
     this.mappings.clear();
     this.epochStart = now;
     return gone;

@@ -226,6 +226,25 @@ describe('PortMapper', () => {
     expect(gw.closed).toBe(true);
   });
 
+  it('refresh() maps again at once: after a change of address, and after giving up', () => {
+    const { clock, gw, pm, mapped } = setup();
+    pm.start();
+    clock.advance(10);
+    pm.refresh();
+    clock.advance(10);
+    expect(gw.sent.map((x) => x.at)).toEqual([0, 10]);
+    expect(mapped).toHaveLength(2);
+    const quiet = setup();
+    quiet.gw.silent = true;
+    quiet.pm.start();
+    quiet.clock.advance(5000);
+    expect(quiet.pm.state).toBe('failed');
+    quiet.gw.silent = false;
+    quiet.pm.refresh(); // e.g. the network came back: no need to wait out the 30 min
+    quiet.clock.advance(10);
+    expect(quiet.pm.state).toBe('mapped');
+  });
+
   it('stop before anything was sent, or twice, is quiet', async () => {
     const { clock, gw, pm } = setup();
     await pm.stop();
