@@ -30,6 +30,8 @@ export interface InterfaceConfig {
   saveConfig: boolean;
   /** keymesh: this node is a lighthouse (answers lookups and relays for the peers in its config). */
   isLighthouse: boolean;
+  /** keymesh: ask the home router to map the listen port (PCP, else NAT-PMP). `PortMapping = on|off`, default on. */
+  portMapping: boolean;
 }
 
 export interface PeerConfig {
@@ -51,7 +53,7 @@ export interface WgQuickConfig {
 
 /** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
 export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
-  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false };
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true };
 }
 
 export class ConfigError extends Error {
@@ -167,6 +169,7 @@ const INTERFACE_KEYS = new Set([
   'postdown',
   'saveconfig',
   'islighthouse',
+  'portmapping',
 ]);
 const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive', 'lighthouse']);
 
@@ -316,6 +319,10 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           f.isLighthouse = b!;
           break;
         }
+        case 'portmapping':
+          if (!/^(on|off)$/i.test(value)) err(ln, `PortMapping: "${value}" is neither on nor off`);
+          f.portMapping = value.toLowerCase() === 'on';
+          break;
       }
     } else {
       const p = peers[peers.length - 1];
@@ -445,6 +452,7 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
     for (const c of v) out.push(`${k} = ${c}`);
   if (i.saveConfig) out.push('SaveConfig = true');
   if (i.isLighthouse) out.push('IsLighthouse = true');
+  if (!i.portMapping) out.push('PortMapping = off');
   for (const p of cfg.peers) {
     out.push('', '[Peer]', `PublicKey = ${encodeKey(p.publicKey)}`);
     if (p.presharedKey) out.push(`PresharedKey = ${encodeKey(p.presharedKey)}`);

@@ -98,6 +98,17 @@ describe('wg-quick config', () => {
     expect(text).toContain('[Peer]\nPublicKey = ' + PUB1);
   });
 
+  it('PortMapping: on unless turned off, either case; off is written back by serializeWgQuick', () => {
+    expect(parseWgQuick(`[Interface]\nPrivateKey = ${PRIV}\n`, 'x.conf').interface.portMapping).toBe(true);
+    expect(parseWgQuick(`[Interface]\nPrivateKey = ${PRIV}\nportmapping = ON\n`, 'x.conf').interface.portMapping).toBe(true);
+    const off = parseWgQuick(`[Interface]\nPrivateKey = ${PRIV}\nPortMapping = Off\n`, 'x.conf');
+    expect(off.interface.portMapping).toBe(false);
+    const text = serializeWgQuick(off);
+    expect(text).toContain('\nPortMapping = off\n');
+    expect(parseWgQuick(text, 'x.conf')).toEqual(off);
+    expect(serializeWgQuick(parseWgQuick(`[Interface]\nPrivateKey = ${PRIV}\n`, 'x.conf'))).not.toContain('PortMapping');
+  });
+
   it('accepts an empty AllowedIPs and a config with no peers', () => {
     const c = parseWgQuick(`[Interface]\nPrivateKey=${PRIV}\n[Peer]\nPublicKey=${PUB1}\nAllowedIPs =\n`, 'x.conf');
     expect(c.peers[0].allowedIps).toEqual([]);
@@ -151,6 +162,8 @@ describe('wg-quick config', () => {
     ['bad MTU', `${head}MTU = 100\n`, 3, 'MTU: "100" is not a valid MTU (576–65535)'],
     ['bad DNS', `${head}DNS = 10.0.0.1, bad!name\n`, 3, 'DNS: "bad!name" is neither an IP address nor a search domain'],
     ['bad SaveConfig', `${head}SaveConfig = yes\n`, 3, 'SaveConfig: "yes" is neither true nor false'],
+    ['bad PortMapping', `${head}PortMapping = true\n`, 3, 'PortMapping: "true" is neither on nor off'],
+    ['PortMapping in [Peer]', `${peer}PortMapping = off\n`, 5, 'PortMapping belongs in the [Interface] section, not [Peer]'],
     ['bad Table', `${head}Table = main table\n`, 3, /^Table: /],
   ];
   for (const [what, text, line, problem] of cases) {
