@@ -1,15 +1,13 @@
 /**
  * The runtime: owns the TUN device, the UDP socket and one timer, and drives the sans-I/O engine.
  *
- *   TUN fd ──readable──▶ tunReadBatch ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
- *   UDP fd ──readable──▶ udpRecvBatch ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
+ *   TUN fd ──readable──▶ pump (pump.ts) ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
+ *   UDP fd ──readable──▶ pump (pump.ts) ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
  *   timer  ──deadline──▶ engine.tick(now)
  *
- * Everything moves in batches of up to BATCH packets: one native call reads or writes a batch,
- * and the engine seals or opens each peer's share of it with one AEAD call. Nothing is copied on
- * the data path: TUN packets are read into slots with room for the transport header and tag and
- * sealed there, and datagrams are opened where recvmmsg put them; the transmit lists just point
- * into those buffers. Only rare messages (handshakes, keepalives) are copied into a side arena.
+ * The batch pump (the hot path) is in pump.ts. This file brings the interface up and down, opens
+ * and closes the fds (handing them to the pump), keeps the one timer armed at the engine's next
+ * deadline, and attaches the node to the start-up warm-up (warmup.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { networkInterfaces } from 'node:os';
@@ -17,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import { DEFAULT_MTU } from '../core/constants.js';
-import { Engine, keyId, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
+import { Engine, keyId, type EngineEvent } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
@@ -37,17 +35,13 @@ import { LocalEnds, udpOf, usableRemote, type LocalEnd } from './local-ends.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
 import { randomPool } from './random-pool.js';
 import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
+import { OFFLOAD, Pump } from './pump.js';
 
 /** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
-
-const BATCH = 64;
 /** A burst of netlink events is answered this long after its last event (ms)… */
 const CHANGE_SETTLE = 20;
 /** …and never later than this after its first. */
 const CHANGE_MAX_DELAY = 100;
-const MAX_ROUNDS = 16;
-/** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
-const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
 
@@ -67,8 +61,8 @@ export function shortKey(k: Uint8Array): string {
 export class Runtime {
   readonly engine: Engine;
   readonly paths = new PathTable();
-  private tun: native.TunHandle | null = null;
-  private udp: native.UdpHandle | null = null;
+  /** The data path: holds the TUN and UDP handles while they are open, and the batch queues. */
+  readonly pump: Pump;
   private tunPoll = -1;
   private udpPoll = -1;
   private timer: NodeJS.Timeout | null = null;
@@ -77,68 +71,15 @@ export class Runtime {
   private readonly net: InterfaceConfigurator;
   private readonly log: (line: string) => void;
   private readonly mtu: number;
-  private readonly slot: number;
   private stopped = false;
   fwmark = 0;
   startedAt = Date.now();
 
-  // TUN packets in: slot i holds a packet at i*slot + TRANSPORT_HEADROOM, sealed there in place
-  private readonly tunIn: Uint8Array;
-  private readonly tunInView: Uint8Array; // tunIn from TRANSPORT_HEADROOM on, for tunReadBatch
-  private readonly tunInOffs = new Uint32Array(BATCH);
-  private readonly tunInLens = new Uint32Array(BATCH);
-  // datagrams in: slot i at i*slot, opened there in place
-  private readonly udpIn: Uint8Array;
-  private readonly udpInOffs = new Uint32Array(BATCH);
-  private readonly udpInLens = new Uint32Array(BATCH);
-  private readonly udpInAddrs = new Uint8Array(BATCH * 16);
-  private readonly udpInPorts = new Uint16Array(BATCH);
-  private readonly udpInLocals = new Uint8Array(BATCH * 16);
-  private readonly udpInIfindexes = new Uint32Array(BATCH);
-  private readonly udpInPaths: UdpPath[] = new Array(BATCH);
-  // outgoing datagrams: sealed TUN packets (pointing into tunIn) and copies of everything else (in side)
-  private readonly udpOut = new OutQueue(BATCH, true);
-  private readonly udpOutSide = new OutQueue(BATCH, true);
-  // outgoing TUN packets: opened datagrams (pointing into udpIn) and copies
-  private readonly tunOut = new OutQueue(BATCH, false);
-  private readonly tunOutSide = new OutQueue(BATCH, false);
-  readonly counters = { udpSendShort: 0, tunWriteShort: 0 };
-  // Offloads in use (native/offload.c): chosen once per fd, with the matching batch functions.
-  private udpOff = { gso: false, gro: false };
-  private tunRead = native.tunReadBatch;
-  private tunWrite = native.tunWriteBatch;
-  private udpRecv = native.udpRecvBatch;
-  private udpSend = native.udpSendBatch;
-
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
-    // One packet per slot, offloads or not: TSO super-packets and coalesced UDP receives are
-    // staged inside the addon (64 KiB per fd) and handed over already split to MTU-sized packets.
-    this.slot = Math.max(2048, (this.mtu + 256 + 63) & ~63);
-    this.tunIn = new Uint8Array(BATCH * this.slot + TRANSPORT_HEADROOM);
-    this.tunInView = this.tunIn.subarray(TRANSPORT_HEADROOM);
-    this.udpIn = new Uint8Array(BATCH * this.slot);
-    for (let i = 0; i < BATCH; i++) {
-      this.tunInOffs[i] = i * this.slot + TRANSPORT_HEADROOM;
-      this.udpInOffs[i] = i * this.slot;
-    }
-    this.udpOutSide.arena(this.slot);
-    this.tunOutSide.arena(this.slot);
-    const sink: Sink = {
-      send: (path, buf, off, len) => {
-        const q = buf === this.tunIn ? this.udpOut : this.udpOutSide;
-        if (q.full) this.flushUdp();
-        q.push(buf, off, len, path as UdpPath);
-      },
-      writeTun: (buf, off, len) => {
-        const q = buf === this.udpIn ? this.tunOut : this.tunOutSide;
-        if (q.full) this.flushTun();
-        q.push(buf, off, len, null);
-      },
-      event: (e) => this.onEvent(e),
-    };
-    this.engine = new Engine(sink, {
+    this.pump = new Pump(this, this.mtu, (e) => this.onEvent(e));
+    this.engine = new Engine(this.pump.sink, {
       privateKey: opts.config.interface.privateKey,
       random: randomPool(),
       mtu: this.mtu,
@@ -156,7 +97,7 @@ export class Runtime {
   }
 
   get listenPort(): number {
-    return this.udp?.port ?? 0;
+    return this.pump.udp?.port ?? 0;
   }
 
   now(): number {
@@ -218,8 +159,8 @@ export class Runtime {
    * endpoints). No routes, addresses, UAPI or polls: the warm-up calls the readiness handlers.
    */
   private attachForWarmUp(tunFd: number, offload: native.TunOffload | null, udp: native.UdpHandle, peers: PeerConfig[]): WarmupAttachment {
-    this.useTun({ fd: tunFd, name: this.name, offload });
-    this.useUdp(udp);
+    this.pump.useTun({ fd: tunFd, name: this.name, offload });
+    this.pump.useUdp(udp);
     // V8 compiles a field that has kept its first value as a constant, and the first write to it
     // afterwards throws that code away. Bring-up writes these once, after the warm-up; write them
     // here first (and put the values back).
@@ -237,8 +178,8 @@ export class Runtime {
     // Announce our address, as a real node does, so the partner runs the multipath code too.
     this.engine.setLocalAddresses([{ addr: addressTo16('127.0.0.1')!, port: udp.port }], now);
     return {
-      tunReadable: () => this.onTunReadable(),
-      udpReadable: () => this.onUdpReadable(),
+      tunReadable: () => this.pump.onTunReadable(),
+      udpReadable: () => this.pump.onUdpReadable(),
       timer: () => this.onTimer(),
       detach: () => {
         if (this.timer) clearTimeout(this.timer);
@@ -248,8 +189,8 @@ export class Runtime {
         this.quietPeers.clear();
         this.engine.setLocalAddresses([], this.now());
         this.engine.resetCounters();
-        this.counters.udpSendShort = this.counters.tunWriteShort = 0;
-        this.tun = this.udp = null;
+        this.pump.counters.udpSendShort = this.pump.counters.tunWriteShort = 0;
+        this.pump.release();
       },
     };
   }
@@ -272,16 +213,16 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preUp) await runHook(h, name);
-    const tun = this.useTun(native.tunOpen(name, { offload: OFFLOAD }));
-    const udp = this.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0));
+    const tun = this.pump.useTun(native.tunOpen(name, { offload: OFFLOAD }));
+    const udp = this.pump.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0));
     this.fwmark = cfg.interface.fwmark ?? 0;
     if (this.fwmark) native.udpSetMark(udp.fd, this.fwmark);
     if (WARMUP) {
       // The device and socket exist (so their handles have the shapes the warm-up must see) but
       // nothing polls them yet and the interface is down: warm up, then take them back.
       this.warmUp(tun.offload);
-      this.useTun(tun);
-      this.useUdp(udp);
+      this.pump.useTun(tun);
+      this.pump.useUdp(udp);
     }
     const now = this.now();
     for (const p of cfg.peers) {
@@ -310,9 +251,9 @@ export class Runtime {
         this.opts.onFatal?.(why);
         return;
       }
-      this.onTunReadable();
+      this.pump.onTunReadable();
     });
-    this.udpPoll = native.pollStart(udp.fd, () => this.onUdpReadable());
+    this.udpPoll = native.pollStart(udp.fd, () => this.pump.onUdpReadable());
     this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
@@ -324,7 +265,7 @@ export class Runtime {
       }
     }
     this.announceLocalAddresses();
-    this.flush();
+    this.pump.flush();
     this.armTimer();
     this.watchLocalChanges();
     for (const h of cfg.interface.postUp) await runHook(h, name);
@@ -338,7 +279,7 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
-    if (cfg.interface.saveConfig && this.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
+    if (cfg.interface.saveConfig && this.pump.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
     if (this.dnsApplied) await resolvconf(['-d', `tun.${name}`, '-f']).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.watcher?.kill();
@@ -352,125 +293,18 @@ export class Runtime {
     this.tunPoll = this.udpPoll = -1;
     await this.uapi?.close().catch(() => undefined);
     await this.net.teardown();
-    if (this.udp) native.closeFd(this.udp.fd);
-    if (this.tun) native.closeFd(this.tun.fd); // closing a non-persistent TUN removes the interface
-    this.udp = null;
-    this.tun = null;
+    const { tun, udp } = this.pump;
+    if (udp) native.closeFd(udp.fd);
+    if (tun) native.closeFd(tun.fd); // closing a non-persistent TUN removes the interface
+    this.pump.release();
     this.engine.removeAllPeers();
     for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
-  }
-
-  // ───────────────────────────── data path ─────────────────────────────
-
-  private onTunReadable(): void {
-    this.tunAgain = false;
-    if (!this.tun) return;
-    // Stopped on a full batch: more may wait, and with offloads part of it can be segments
-    // pending inside the addon, which epoll does not see. Come back after other I/O.
-    if (this.drainTun() === BATCH && !this.tunAgain) {
-      this.tunAgain = true;
-      setImmediate(() => this.onTunReadable());
-    }
-    this.armTimer();
-  }
-  private tunAgain = false;
-  private udpAgain = false;
-  private tunWritten = false;
-
-  private onUdpReadable(): void {
-    this.udpAgain = false;
-    if (!this.udp) return;
-    if (this.drainUdp() === BATCH && !this.udpAgain) {
-      this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
-      setImmediate(() => this.onUdpReadable());
-    }
-    // Writing to the TUN device often makes the kernel answer at once, in the write itself (an
-    // ICMP echo reply, TCP ACKs): take those now rather than after another trip through epoll.
-    if (this.tunWritten && this.tun) {
-      this.tunWritten = false;
-      if (this.drainTun() === BATCH && !this.tunAgain) {
-        this.tunAgain = true;
-        setImmediate(() => this.onTunReadable());
-      }
-    }
-    this.armTimer();
-  }
-
-  /** Read, process and send TUN packets until drained (or MAX_ROUNDS batches); returns the last batch's size. */
-  private drainTun(): number {
-    let n = 0;
-    for (let round = 0; round < MAX_ROUNDS && this.tun; round++) {
-      // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
-      n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
-      if (n === 0) break;
-      this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
-      this.flush();
-      if (n < BATCH) break;
-    }
-    return n;
-  }
-
-  /** Receive, process and deliver datagrams until drained (or MAX_ROUNDS batches); returns the last batch's size. */
-  private drainUdp(): number {
-    let n = 0;
-    for (let round = 0; round < MAX_ROUNDS && this.udp; round++) {
-      n = this.udpRecv(
-        this.udp.fd,
-        this.udpIn,
-        this.slot,
-        this.udpInLens,
-        this.udpInAddrs,
-        this.udpInPorts,
-        BATCH,
-        this.udpInLocals,
-        this.udpInIfindexes,
-      );
-      if (n === 0) break;
-      // Each datagram's path includes where it arrived (our address and interface): replies and
-      // traffic on that path leave the same way.
-      for (let i = 0; i < n; i++) {
-        this.udpInPaths[i] = this.paths.get(this.udpInAddrs, i * 16, this.udpInPorts[i], this.udpInLocals, i * 16, this.udpInIfindexes[i]);
-      }
-      this.engine.handleDatagramBatch(this.udpIn, this.udpInOffs, this.udpInLens, this.udpInPaths, n, this.now());
-      this.flush();
-      if (n < BATCH) break;
-    }
-    return n;
-  }
-
-
-  private flushUdp(): void {
-    for (const q of [this.udpOutSide, this.udpOut]) {
-      if (q.count === 0) continue;
-      if (this.udp) {
-        const sent = this.udpSend(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count, q.locals, q.ifindexes);
-        if (sent < q.count) this.counters.udpSendShort += q.count - sent;
-      }
-      q.clear();
-    }
-  }
-
-  private flushTun(): void {
-    for (const q of [this.tunOutSide, this.tunOut]) {
-      if (q.count === 0) continue;
-      if (this.tun) {
-        const written = this.tunWrite(this.tun.fd, q.buf!, q.offs, q.lens, q.count);
-        this.tunWritten = true;
-        if (written < q.count) this.counters.tunWriteShort += q.count - written;
-      }
-      q.clear();
-    }
-  }
-
-  private flush(): void {
-    this.flushTun();
-    this.flushUdp();
   }
 
   // ───────────────────────────── timer ─────────────────────────────
 
   /** Keep exactly one timer armed for the engine's next deadline. */
-  private armTimer(): void {
+  armTimer(): void {
     if (this.stopped) return;
     const at = this.engine.nextDeadline();
     // A deadline that moved later (traffic pushes keepalive and liveness checks out) keeps the
@@ -490,7 +324,7 @@ export class Runtime {
     this.timer = null;
     this.timerAt = Infinity;
     this.engine.tick(this.now());
-    this.flush();
+    this.pump.flush();
     this.armTimer();
   }
 
@@ -561,8 +395,8 @@ export class Runtime {
     const now = this.now();
     if (c.privateKey !== undefined) this.engine.setPrivateKey(c.privateKey);
     if (c.listenPort !== undefined && c.listenPort !== this.listenPort) this.rebind(c.listenPort);
-    if (c.fwmark !== undefined && c.fwmark !== this.fwmark && this.udp) {
-      native.udpSetMark(this.udp.fd, c.fwmark);
+    if (c.fwmark !== undefined && c.fwmark !== this.fwmark && this.pump.udp) {
+      native.udpSetMark(this.pump.udp.fd, c.fwmark);
       this.fwmark = c.fwmark;
     }
     if (c.replacePeers) this.engine.removeAllPeers();
@@ -588,7 +422,7 @@ export class Runtime {
       for (const a of pc.allowedIps) this.engine.allowIp(peer, a.addr, a.cidr);
       if (pc.persistentKeepalive !== undefined) this.engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
     }
-    this.flush();
+    this.pump.flush();
     this.armTimer();
     this.syncRoutes().catch((e) => this.log(`${this.name}: route update failed: ${e.message}`));
   }
@@ -596,37 +430,11 @@ export class Runtime {
   private rebind(port: number): void {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
-    if (this.udp) native.closeFd(this.udp.fd);
-    this.useUdp(next);
+    if (this.pump.udp) native.closeFd(this.pump.udp.fd);
+    this.pump.useUdp(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
-    this.udpPoll = native.pollStart(next.fd, () => this.onUdpReadable());
+    this.udpPoll = native.pollStart(next.fd, () => this.pump.onUdpReadable());
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
-  }
-
-  /**
-   * The TUN device (or, in the warm-up, what stands in for it) and the batch functions that fit
-   * it. Handles are copied into plain objects of one shape, whoever made them (the addon, the
-   * warm-up), so the data path sees one hidden class.
-   */
-  private useTun(h: native.TunHandle): native.TunHandle {
-    const tun = (this.tun = { fd: h.fd, name: h.name, offload: h.offload });
-    // An IFF_VNET_HDR device carries a virtio header on every packet: only the vnet functions fit it.
-    this.tunRead = h.offload ? native.tunReadBatchVnet : native.tunReadBatch;
-    this.tunWrite = h.offload ? native.tunWriteBatchVnet : native.tunWriteBatch;
-    return tun;
-  }
-
-  private useUdp(u: native.UdpHandle): native.UdpHandle {
-    const udp = (this.udp = { fd: u.fd, port: u.port, family: u.family });
-    this.useUdpOffload(udp);
-    return udp;
-  }
-
-  /** UDP_SEGMENT / UDP_GRO on a (new) socket when the kernel and the addon have them. */
-  private useUdpOffload(u: native.UdpHandle): void {
-    this.udpOff = OFFLOAD && native.hasOffload() ? native.udpOffload(u.fd) : { gso: false, gro: false };
-    this.udpRecv = this.udpOff.gro ? native.udpRecvBatchGro : native.udpRecvBatch;
-    this.udpSend = this.udpOff.gso ? native.udpSendBatchGso : native.udpSendBatch;
   }
 
   private async syncRoutes(): Promise<void> {
@@ -667,7 +475,7 @@ export class Runtime {
     this.log(`${this.name}: peer ${shortKey(peer.publicKey)} ${h.host} now resolves to ${path.id} (${why})`);
     this.engine.setEndpoint(peer, path);
     this.engine.initiateHandshake(peer, this.now());
-    this.flush();
+    this.pump.flush();
     this.armTimer();
   }
 
@@ -728,7 +536,7 @@ export class Runtime {
         if (this.stopped) return;
         this.log(`${this.name}: local addresses or routes changed; telling peers`);
         this.announceLocalAddresses(false);
-        this.flush();
+        this.pump.flush();
         this.armTimer();
       }, delay);
     });
@@ -814,11 +622,11 @@ export class Runtime {
       aead: this.engine.aead.name,
       stats: this.engine.stats(now),
       offload: {
-        tun: this.tun?.offload ?? null,
-        udp: this.udpOff,
+        tun: this.pump.tun?.offload ?? null,
+        udp: this.pump.udpOff,
         counters: since(native.offloadCounters(), this.nativeBase.offload),
       },
-      runtime: { ...this.counters, native: since(native.counters(), this.nativeBase.io) },
+      runtime: { ...this.pump.counters, native: since(native.counters(), this.nativeBase.io) },
       isLighthouse: this.engine.isLighthouse,
       peers: this.engine.listPeers().map((p: Peer) => ({
         publicKey: encodeKey(p.publicKey),
@@ -854,70 +662,6 @@ export class Runtime {
         })),
       })),
     };
-  }
-}
-
-/**
- * A batch of outgoing packets for one native call: either references into one buffer (zero-copy)
- * or, with an arena, copies of packets from anywhere.
- */
-class OutQueue {
-  buf: Uint8Array | null = null;
-  private own: Uint8Array | null = null;
-  private slot = 0;
-  readonly offs: Uint32Array;
-  readonly lens: Uint32Array;
-  readonly addrs: Uint8Array;
-  readonly ports: Uint16Array;
-  readonly locals: Uint8Array;
-  readonly ifindexes: Uint32Array;
-  count = 0;
-
-  constructor(
-    private readonly cap: number,
-    withAddrs: boolean,
-  ) {
-    this.offs = new Uint32Array(cap);
-    this.lens = new Uint32Array(cap);
-    this.addrs = new Uint8Array(withAddrs ? cap * 16 : 0);
-    this.ports = new Uint16Array(withAddrs ? cap : 0);
-    this.locals = new Uint8Array(withAddrs ? cap * 16 : 0);
-    this.ifindexes = new Uint32Array(withAddrs ? cap : 0);
-  }
-
-  /** Give the queue its own arena: pushed packets are then copied into it. */
-  arena(slot: number): void {
-    this.slot = slot;
-    this.own = new Uint8Array(this.cap * slot);
-    this.buf = this.own;
-  }
-
-  get full(): boolean {
-    return this.count === this.cap;
-  }
-
-  push(buf: Uint8Array, off: number, len: number, path: UdpPath | null): void {
-    const k = this.count;
-    if (this.own) {
-      if (len > this.slot) return; // cannot happen: nothing larger than a slot is produced
-      this.own.set(buf.subarray(off, off + len), k * this.slot);
-      this.offs[k] = k * this.slot;
-    } else {
-      this.buf = buf; // all references in one queue point into the same buffer
-      this.offs[k] = off;
-    }
-    this.lens[k] = len;
-    if (path) {
-      this.addrs.set(path.addr16, k * 16);
-      this.ports[k] = path.port;
-      this.locals.set(path.local16, k * 16);
-      this.ifindexes[k] = path.ifindex;
-    }
-    this.count = k + 1;
-  }
-
-  clear(): void {
-    this.count = 0;
   }
 }
 
