@@ -12,10 +12,8 @@
 import { performance } from 'node:perf_hooks';
 import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import { DEFAULT_MTU } from '../core/constants.js';
-import { Engine, keyId, type EngineEvent } from '../core/engine.js';
+import { Engine, keyId } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
@@ -36,6 +34,8 @@ import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
 import { randomPool } from './random-pool.js';
 import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
 import { OFFLOAD, Pump } from './pump.js';
+import { EndpointNames } from './reresolve.js';
+import { onEvent } from './events.js';
 
 /** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
 /** A burst of netlink events is answered this long after its last event (ms)… */
@@ -54,10 +54,6 @@ export interface RuntimeOptions {
   onFatal?: (reason: string) => void;
 }
 
-export function shortKey(k: Uint8Array): string {
-  return `${encodeKey(k).slice(0, 8)}…`;
-}
-
 export class Runtime {
   readonly engine: Engine;
   readonly paths = new PathTable();
@@ -69,16 +65,19 @@ export class Runtime {
   private timerAt = Infinity;
   private uapi: UapiServer | null = null;
   private readonly net: InterfaceConfigurator;
-  private readonly log: (line: string) => void;
+  readonly log: (line: string) => void;
   private readonly mtu: number;
-  private stopped = false;
+  /** True from the start of stop() on (only stop() sets it). */
+  stopped = false;
+  /** Peers' endpoints configured by host name, and their re-resolution. */
+  readonly names = new EndpointNames(this);
   fwmark = 0;
   startedAt = Date.now();
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
-    this.pump = new Pump(this, this.mtu, (e) => this.onEvent(e));
+    this.pump = new Pump(this, this.mtu, (e) => onEvent(this, e));
     this.engine = new Engine(this.pump.sink, {
       privateKey: opts.config.interface.privateKey,
       random: randomPool(),
@@ -136,7 +135,7 @@ export class Runtime {
     this.nativeBase.offload = native.offloadCounters();
   }
   /** Peers (by key) whose events are not logged: the warm-up's partner. */
-  private readonly quietPeers = new Set<string>();
+  readonly quietPeers = new Set<string>();
   private readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   /**
@@ -232,10 +231,7 @@ export class Runtime {
         endpoint = this.paths.fromLiteral(r.address, r.port);
       }
       const peer = this.addConfiguredPeer(p, endpoint, now);
-      if (p.endpoint && isIP(p.endpoint.host) === 0) {
-        this.hostnames.set(peer, { host: p.endpoint.host, port: p.endpoint.port, lastResolve: Date.now(), timer: null });
-        this.scheduleTtlRefresh(peer);
-      }
+      if (p.endpoint) this.names.remember(peer, p.endpoint);
     }
     await this.net.setMtu(this.mtu);
     for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
@@ -265,8 +261,7 @@ export class Runtime {
       }
     }
     this.announceLocalAddresses();
-    this.pump.flush();
-    this.armTimer();
+    this.flushAndArm();
     this.watchLocalChanges();
     for (const h of cfg.interface.postUp) await runHook(h, name);
     this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
@@ -286,8 +281,7 @@ export class Runtime {
     this.watcher = null;
     if (this.changeTimer) clearTimeout(this.changeTimer);
     this.changeTimer = null;
-    for (const h of this.hostnames.values()) if (h.timer) clearTimeout(h.timer);
-    this.hostnames.clear();
+    this.names.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     this.tunPoll = this.udpPoll = -1;
@@ -302,6 +296,12 @@ export class Runtime {
   }
 
   // ───────────────────────────── timer ─────────────────────────────
+
+  /** After a change made outside the data path: send what the engine queued and re-arm the timer. */
+  flushAndArm(): void {
+    this.pump.flush();
+    this.armTimer();
+  }
 
   /** Keep exactly one timer armed for the engine's next deadline. */
   armTimer(): void {
@@ -326,45 +326,6 @@ export class Runtime {
     this.engine.tick(this.now());
     this.pump.flush();
     this.armTimer();
-  }
-
-  // ───────────────────────────── events and control ─────────────────────────────
-
-  private onEvent(e: EngineEvent): void {
-    if (this.quietPeers.has(e.peer.keyId)) return; // the warm-up's partner: nothing to tell the user
-    const who = `peer ${shortKey(e.peer.publicKey)}`;
-    switch (e.type) {
-      case 'handshake-complete':
-        this.log(`${this.name}: ${who} handshake complete (${e.initiator ? 'we initiated' : 'they initiated'})`);
-        break;
-      case 'endpoint-changed':
-        this.log(`${this.name}: ${who} endpoint ${e.from ? e.from.id : '(none)'} → ${e.to.id} (${e.reason})`);
-        break;
-      case 'peer-speaks-keymesh':
-        this.log(`${this.name}: ${who} speaks keymesh: roaming now needs path validation`);
-        break;
-      case 'handshake-failed':
-        this.log(`${this.name}: ${who} no handshake response after 90 s; giving up until there is traffic`);
-        break;
-      case 'keys-zeroed':
-        this.log(`${this.name}: ${who} session keys expired and wiped`);
-        break;
-      case 'handshake-initiated':
-        // A handshake is being (re)tried: if the peer was configured by host name, its address
-        // may have changed (dynamic DNS): look again.
-        if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'handshake retry');
-        break;
-      case 'peer-found':
-        this.log(
-          `${this.name}: ${who} ${e.answer ? 'found' : 'is looking for us'} via lighthouse ${shortKey(e.lighthouse.publicKey)}: ` +
-            `probing ${e.candidates.map((c) => c.id).join(', ') || '(no usable address)'}`,
-        );
-        break;
-      case 'path-lost':
-        this.log(`${this.name}: ${who} active path ${e.path.id} stopped answering and there is no spare; probing`);
-        if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'path lost');
-        break;
-    }
   }
 
   /** The UAPI `get=1` view. */
@@ -403,7 +364,7 @@ export class Runtime {
     for (const pc of c.peers) {
       if (pc.remove) {
         const gone = this.engine.getPeer(pc.publicKey);
-        if (gone) this.hostnames.delete(gone);
+        if (gone) this.names.forget(gone);
         this.engine.removePeer(pc.publicKey);
         continue;
       }
@@ -417,13 +378,12 @@ export class Runtime {
         },
         now,
       );
-      if (pc.endpoint) this.hostnames.delete(peer); // an explicit address overrides the configured name
+      if (pc.endpoint) this.names.forget(peer); // an explicit address overrides the configured name
       if (pc.replaceAllowedIps) this.engine.clearAllowedIps(peer);
       for (const a of pc.allowedIps) this.engine.allowIp(peer, a.addr, a.cidr);
       if (pc.persistentKeepalive !== undefined) this.engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
     }
-    this.pump.flush();
-    this.armTimer();
+    this.flushAndArm();
     this.syncRoutes().catch((e) => this.log(`${this.name}: route update failed: ${e.message}`));
   }
 
@@ -450,56 +410,6 @@ export class Runtime {
   }
 
   private dnsApplied = false;
-  /** Peers whose Endpoint was given as a host name: re-resolved on failure and on the record's TTL. */
-  private readonly hostnames = new Map<Peer, { host: string; port: number; lastResolve: number; timer: NodeJS.Timeout | null }>();
-
-  /** Resolve a peer's endpoint host name again; move the endpoint if it points elsewhere now. */
-  private async reresolve(peer: Peer, why: string, onlyIfStale = false): Promise<void> {
-    const h = this.hostnames.get(peer);
-    if (!h || this.stopped) return;
-    if (Date.now() - h.lastResolve < 5000 && why !== 'ttl') return;
-    h.lastResolve = Date.now();
-    let r: { address: string; port: number };
-    try {
-      r = await resolveEndpoint({ host: h.host, port: h.port });
-    } catch (e) {
-      this.log(`${this.name}: peer ${shortKey(peer.publicKey)} re-resolving ${h.host}: ${(e as Error).message}`);
-      return;
-    }
-    if (this.stopped || this.hostnames.get(peer) !== h) return;
-    const path = this.paths.fromLiteral(r.address, r.port);
-    const current = peer.endpoint.path;
-    if (current?.id === path.id) return;
-    // On a TTL refresh, leave a working session alone (its endpoint may have roamed on purpose).
-    if (onlyIfStale && peer.lastHandshake !== null && this.now() - peer.lastHandshake < 135_000) return;
-    this.log(`${this.name}: peer ${shortKey(peer.publicKey)} ${h.host} now resolves to ${path.id} (${why})`);
-    this.engine.setEndpoint(peer, path);
-    this.engine.initiateHandshake(peer, this.now());
-    this.pump.flush();
-    this.armTimer();
-  }
-
-  /** Re-resolve when the DNS record's TTL runs out (30 s – 1 h; 5 min when the TTL is unknown, e.g. /etc/hosts). */
-  private scheduleTtlRefresh(peer: Peer): void {
-    const h = this.hostnames.get(peer);
-    if (!h) return;
-    const lookupTtl = async (): Promise<number> => {
-      try {
-        const recs = await dnsResolve4(h.host, { ttl: true });
-        return Math.min(...recs.map((x) => x.ttl));
-      } catch {
-        return 300;
-      }
-    };
-    void lookupTtl().then((ttl) => {
-      if (this.stopped || this.hostnames.get(peer) !== h) return;
-      const seconds = Math.min(Math.max(ttl, 30), 3600);
-      h.timer = setTimeout(() => {
-        void this.reresolve(peer, 'ttl', true).finally(() => this.scheduleTtlRefresh(peer));
-      }, seconds * 1000);
-      h.timer.unref();
-    });
-  }
   private watcher: ChildProcess | null = null;
   private changeTimer: NodeJS.Timeout | null = null;
   private changeFirstAt = 0;
@@ -536,8 +446,7 @@ export class Runtime {
         if (this.stopped) return;
         this.log(`${this.name}: local addresses or routes changed; telling peers`);
         this.announceLocalAddresses(false);
-        this.pump.flush();
-        this.armTimer();
+        this.flushAndArm();
       }, delay);
     });
     child.unref();
