@@ -10,8 +10,6 @@
  * deadline, and attaches the node to the start-up warm-up (warmup.ts).
  */
 import { performance } from 'node:perf_hooks';
-import { networkInterfaces } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, keyId } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
@@ -19,7 +17,7 @@ import type { Peer } from '../core/peer.js';
 import { encodeKey } from '../config/keys.js';
 import { resolveEndpoint, serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { writeFile, rename } from 'node:fs/promises';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
@@ -35,13 +33,9 @@ import { randomPool } from './random-pool.js';
 import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
 import { OFFLOAD, Pump } from './pump.js';
 import { EndpointNames } from './reresolve.js';
+import { LocalChangeWatcher } from './watch.js';
 import { onEvent } from './events.js';
 
-/** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
-/** A burst of netlink events is answered this long after its last event (ms)… */
-const CHANGE_SETTLE = 20;
-/** …and never later than this after its first. */
-const CHANGE_MAX_DELAY = 100;
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
 
@@ -163,10 +157,11 @@ export class Runtime {
     // V8 compiles a field that has kept its first value as a constant, and the first write to it
     // afterwards throws that code away. Bring-up writes these once, after the warm-up; write them
     // here first (and put the values back).
-    const keep = { tunPoll: this.tunPoll, udpPoll: this.udpPoll, uapi: this.uapi, watcher: this.watcher };
+    // (The collaborators' own fields that the data path never reads, such as the watcher's child
+    // process in watch.ts, need not be.)
+    const keep = { tunPoll: this.tunPoll, udpPoll: this.udpPoll, uapi: this.uapi };
     this.tunPoll = this.udpPoll = -2;
     this.uapi = undefined as unknown as null;
-    this.watcher = undefined as unknown as null;
     this.localEnds.reset();
     Object.assign(this, keep);
     const now = this.now();
@@ -260,9 +255,9 @@ export class Runtime {
         if (peer) this.engine.setPersistentKeepalive(peer, keepalive, this.now());
       }
     }
-    this.announceLocalAddresses();
+    this.watch.announceLocalAddresses();
     this.flushAndArm();
-    this.watchLocalChanges();
+    this.watch.start();
     for (const h of cfg.interface.postUp) await runHook(h, name);
     this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
   }
@@ -277,10 +272,7 @@ export class Runtime {
     if (cfg.interface.saveConfig && this.pump.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
     if (this.dnsApplied) await resolvconf(['-d', `tun.${name}`, '-f']).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
-    this.watcher?.kill();
-    this.watcher = null;
-    if (this.changeTimer) clearTimeout(this.changeTimer);
-    this.changeTimer = null;
+    this.watch.stop();
     this.names.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
@@ -410,50 +402,6 @@ export class Runtime {
   }
 
   private dnsApplied = false;
-  private watcher: ChildProcess | null = null;
-  private changeTimer: NodeJS.Timeout | null = null;
-  private changeFirstAt = 0;
-
-  /**
-   * Notice the host's address, link and route changes (netlink, through `ip monitor`) and tell
-   * every peer at once, so a host that moves is found again within a round trip rather than at
-   * the next keepalive.
-   */
-  private watchLocalChanges(): void {
-    let child: ChildProcess;
-    try {
-      child = spawn('ip', ['-o', 'monitor', 'address', 'link', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      this.log(`${this.name}: cannot watch address changes (ip monitor unavailable)`);
-      return;
-    }
-    child.on('error', () => this.log(`${this.name}: cannot watch address changes (ip monitor unavailable)`));
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      // Ignore our own interface's events (its routes change when allowed IPs do).
-      const relevant = chunk.split('\n').some((l) => l.trim() !== '' && !l.includes(` ${this.name} `) && !l.includes(`dev ${this.name}`));
-      if (!relevant) return;
-      // Coalesce a burst (an address change is several netlink messages, a move often two
-      // commands) into one reaction, CHANGE_SETTLE after the last event (CHANGE_MAX_DELAY after
-      // the first at most). Whatever the burst, the reaction reads the interfaces as they are
-      // then, so the last event of a change is always followed by a reaction to the final set.
-      const now = Date.now();
-      if (this.changeTimer) clearTimeout(this.changeTimer);
-      else this.changeFirstAt = now;
-      const delay = Math.max(0, Math.min(CHANGE_SETTLE, this.changeFirstAt + CHANGE_MAX_DELAY - now));
-      this.changeTimer = setTimeout(() => {
-        this.changeTimer = null;
-        if (this.stopped) return;
-        this.log(`${this.name}: local addresses or routes changed; telling peers`);
-        this.announceLocalAddresses(false);
-        this.flushAndArm();
-      }, delay);
-    });
-    child.unref();
-    (child.stdout as unknown as { unref?: () => void })?.unref?.();
-    this.watcher = child;
-  }
-
   /** DNS = … as wg-quick applies it: through resolvconf, under the name tun.IFACE. */
   private async applyDns(): Promise<void> {
     const i = this.opts.config.interface;
@@ -491,29 +439,10 @@ export class Runtime {
     this.log(`${this.name}: configuration saved to ${cfg.file}`);
   }
 
-  /**
-   * Every address this host can be reached at, for keymesh peers (multihoming): all interfaces'
-   * IPv4 and global IPv6 addresses except loopback, link-local, our own tunnel and other tunnels.
-   * What a change means for the peers is decided in local-ends.ts.
-   */
-  private announceLocalAddresses(quiet = true): void {
-    const ends: LocalEnd[] = [];
-    for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
-      if (ifname === this.name || isTunnelDevice(ifname)) continue;
-      // no sysfs: 0, routing chooses the interface
-      const ifindex = Number(readSys(`/sys/class/net/${ifname}/ifindex`)?.trim()) || 0;
-      for (const a of addrs ?? []) {
-        if (a.internal) continue;
-        const bytes = addressTo16(a.address);
-        if (!bytes || !usableRemote(bytes)) continue;
-        ends.push({ addr: bytes, ifindex, family: a.family === 'IPv4' || (a.family as unknown) === 4 ? 4 : 6 });
-      }
-    }
-    this.localEnds.apply(this.engine, ends, this.listenPort, this.now(), quiet);
-  }
-
   /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
-  private readonly localEnds = new LocalEnds(this.paths);
+  readonly localEnds = new LocalEnds(this.paths);
+  /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
+  readonly watch = new LocalChangeWatcher(this);
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries. */
   status(): object {
@@ -605,23 +534,3 @@ function since<T extends object | null>(now: T, base: object | null): T {
   for (const [k, v] of Object.entries(base)) if (typeof v === 'number' && typeof out[k] === 'number') out[k] = (out[k] as number) - v;
   return out as T;
 }
-
-/**
- * Is this interface another overlay tunnel — a TUN/TAP device (another keymesh, wireguard-go,
- * OpenVPN…) or a kernel WireGuard interface? Its addresses are not announced: a path through
- * another tunnel nests one encryption in another, and its smaller MTU does not carry keymesh's
- * full-size datagrams, so failing over onto it would break large packets.
- */
-export function isTunnelDevice(ifname: string, read: (path: string) => string | null = readSys): boolean {
-  if (read(`/sys/class/net/${ifname}/tun_flags`) !== null) return true;
-  return /^DEVTYPE=wireguard$/m.test(read(`/sys/class/net/${ifname}/uevent`) ?? '');
-}
-
-function readSys(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
