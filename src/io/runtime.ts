@@ -18,7 +18,6 @@ import { encodeKey } from '../config/keys.js';
 import { resolveEndpoint, serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { writeFile, rename } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
-import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
@@ -35,6 +34,8 @@ import { OFFLOAD, Pump } from './pump.js';
 import { EndpointNames } from './reresolve.js';
 import { LocalChangeWatcher } from './watch.js';
 import { onEvent } from './events.js';
+import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
+import { showStatus } from './status.js';
 
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
@@ -60,7 +61,7 @@ export class Runtime {
   private uapi: UapiServer | null = null;
   private readonly net: InterfaceConfigurator;
   readonly log: (line: string) => void;
-  private readonly mtu: number;
+  readonly mtu: number;
   /** True from the start of stop() on (only stop() sets it). */
   stopped = false;
   /** Peers' endpoints configured by host name, and their re-resolution. */
@@ -130,7 +131,7 @@ export class Runtime {
   }
   /** Peers (by key) whose events are not logged: the warm-up's partner. */
   readonly quietPeers = new Set<string>();
-  private readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
+  readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   /**
    * A throwaway Runtime that can stand on the warm-up's wire (the warm-up's partner; tests use it
@@ -245,7 +246,7 @@ export class Runtime {
       this.pump.onTunReadable();
     });
     this.udpPoll = native.pollStart(udp.fd, () => this.pump.onUdpReadable());
-    this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
+    this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
     for (const p of cfg.peers) {
@@ -320,66 +321,8 @@ export class Runtime {
     this.armTimer();
   }
 
-  /** The UAPI `get=1` view. */
-  snapshot(): DeviceSnapshot {
-    return {
-      privateKey: this.engine.privateKey ?? undefined,
-      listenPort: this.listenPort,
-      fwmark: this.fwmark,
-      peers: this.engine.listPeers().map((p) => {
-        const ep = udpOf(p.endpoint.path);
-        const psk = p.handshake.presharedKey;
-        return {
-          publicKey: p.publicKey,
-          presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
-          endpoint: ep ? { address: ep.address, port: ep.port, family: ep.family } : undefined,
-          persistentKeepalive: p.persistentKeepalive,
-          lastHandshakeMs: this.engine.lastHandshakeUnix(p),
-          rxBytes: BigInt(p.rxBytes),
-          txBytes: BigInt(p.txBytes),
-          allowedIps: this.engine.allowedIpsOf(p),
-        };
-      }),
-    };
-  }
-
-  /** The UAPI `set=1` operation. Validation already happened in the parser. */
-  apply(c: DeviceChange): void {
-    const now = this.now();
-    if (c.privateKey !== undefined) this.engine.setPrivateKey(c.privateKey);
-    if (c.listenPort !== undefined && c.listenPort !== this.listenPort) this.rebind(c.listenPort);
-    if (c.fwmark !== undefined && c.fwmark !== this.fwmark && this.pump.udp) {
-      native.udpSetMark(this.pump.udp.fd, c.fwmark);
-      this.fwmark = c.fwmark;
-    }
-    if (c.replacePeers) this.engine.removeAllPeers();
-    for (const pc of c.peers) {
-      if (pc.remove) {
-        const gone = this.engine.getPeer(pc.publicKey);
-        if (gone) this.names.forget(gone);
-        this.engine.removePeer(pc.publicKey);
-        continue;
-      }
-      const existing = this.engine.getPeer(pc.publicKey);
-      if (pc.updateOnly && !existing) continue;
-      const peer = this.engine.upsertPeer(
-        {
-          publicKey: pc.publicKey,
-          presharedKey: pc.presharedKey === undefined ? undefined : pc.presharedKey,
-          endpoint: pc.endpoint ? this.paths.fromLiteral(pc.endpoint.address, pc.endpoint.port) : undefined,
-        },
-        now,
-      );
-      if (pc.endpoint) this.names.forget(peer); // an explicit address overrides the configured name
-      if (pc.replaceAllowedIps) this.engine.clearAllowedIps(peer);
-      for (const a of pc.allowedIps) this.engine.allowIp(peer, a.addr, a.cidr);
-      if (pc.persistentKeepalive !== undefined) this.engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
-    }
-    this.flushAndArm();
-    this.syncRoutes().catch((e) => this.log(`${this.name}: route update failed: ${e.message}`));
-  }
-
-  private rebind(port: number): void {
+  /** Listen on another UDP port (for the UAPI's listen_port): the new socket first, so a failure changes nothing. */
+  rebind(port: number): void {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     if (this.pump.udp) native.closeFd(this.pump.udp.fd);
@@ -389,7 +332,15 @@ export class Runtime {
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
   }
 
-  private async syncRoutes(): Promise<void> {
+  /** Mark the UDP socket's packets (SO_MARK) with `mark`, if it is new and the socket is open. */
+  setFwmark(mark: number): void {
+    if (mark === this.fwmark || !this.pump.udp) return;
+    native.udpSetMark(this.pump.udp.fd, mark);
+    this.fwmark = mark;
+  }
+
+  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes). */
+  async syncRoutes(): Promise<void> {
     const routes: RouteSpec[] = [];
     for (const p of this.engine.listPeers()) {
       for (const a of this.engine.allowedIpsOf(p)) routes.push({ cidr: `${formatAddress(a.addr)}/${a.cidr}`, family: a.family });
@@ -444,62 +395,9 @@ export class Runtime {
   /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
   readonly watch = new LocalChangeWatcher(this);
 
-  /** Everything `keymesh show` prints, beyond what the UAPI carries. */
+  /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */
   status(): object {
-    const now = this.now();
-    const keyOf = (id: string | null | undefined) => {
-      const l = id ? this.engine.listPeers().find((x) => x.keyId === id) : undefined;
-      return l ? encodeKey(l.publicKey) : null;
-    };
-    return {
-      interface: this.name,
-      publicKey: this.engine.publicKey ? encodeKey(this.engine.publicKey) : null,
-      listenPort: this.listenPort,
-      mtu: this.mtu,
-      fwmark: this.fwmark,
-      aead: this.engine.aead.name,
-      stats: this.engine.stats(now),
-      offload: {
-        tun: this.pump.tun?.offload ?? null,
-        udp: this.pump.udpOff,
-        counters: since(native.offloadCounters(), this.nativeBase.offload),
-      },
-      runtime: { ...this.pump.counters, native: since(native.counters(), this.nativeBase.io) },
-      isLighthouse: this.engine.isLighthouse,
-      peers: this.engine.listPeers().map((p: Peer) => ({
-        publicKey: encodeKey(p.publicKey),
-        endpoint: p.endpoint.path?.id ?? null,
-        allowedIps: this.engine.allowedIpsOf(p).map((a) => `${formatAddress(a.addr)}/${a.cidr}`),
-        latestHandshake: p.lastHandshake === null ? null : Math.round(this.engine.lastHandshakeUnix(p) / 1000),
-        secondsSinceHandshake: p.lastHandshake === null ? null : Math.round((now - p.lastHandshake) / 1000),
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-        persistentKeepalive: p.persistentKeepalive,
-        presharedKey: p.handshake.presharedKey.some((b) => b !== 0),
-        handshakes: p.handshakesCompleted,
-        session: p.keypairs.current
-          ? {
-              role: p.keypairs.current.isInitiator ? 'initiator' : 'responder',
-              ageSeconds: Math.round((now - p.keypairs.current.created) / 1000),
-            }
-          : null,
-        stagedPackets: p.staged.length,
-        speaksKeymesh: p.endpoint.speaksKeymesh,
-        lighthouse: p.lighthouse,
-        foundVia: keyOf(p.foundVia),
-        relayed: { packets: p.relayedPackets, bytes: p.relayedBytes },
-        paths: p.endpoint.list().map((e) => ({
-          path: udpOf(e.path)?.remoteId ?? e.path.id,
-          kind: e.path.via === undefined ? 'direct' : 'relay',
-          via: keyOf(e.path.via),
-          local: udpOf(e.path)?.local || null,
-          state: e.state,
-          active: e === p.endpoint.active,
-          rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
-          lastReceiveSecondsAgo: e.lastReceive === -Infinity ? null : Math.round((now - e.lastReceive) / 100) / 10,
-        })),
-      })),
-    };
+    return showStatus(this);
   }
 }
 
@@ -525,12 +423,4 @@ function resolvconf(args: string[], input?: string): Promise<void> {
     child.stdin?.on('error', () => undefined); // EPIPE if resolvconf exits early: reported by its exit status
     if (input !== undefined) child.stdin?.end(input);
   });
-}
-
-/** Counters now minus counters at `base` (numeric fields; a null base leaves them as they are). */
-function since<T extends object | null>(now: T, base: object | null): T {
-  if (!now || !base) return now;
-  const out: Record<string, unknown> = { ...now };
-  for (const [k, v] of Object.entries(base)) if (typeof v === 'number' && typeof out[k] === 'number') out[k] = (out[k] as number) - v;
-  return out as T;
 }
