@@ -14,19 +14,16 @@ import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, keyId } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
-import { encodeKey } from '../config/keys.js';
-import { resolveEndpoint, serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
-import { writeFile, rename } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { resolveEndpoint, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
 import { createNativeCrypto, createNativeTransportAead } from './native-crypto.js';
 import { nobleCrypto, type Crypto } from '../core/crypto.js';
 import { createNobleTransportAead, type TransportAead } from '../core/transport-aead.js';
-import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
+import { InterfaceConfigurator, removeDns, runHook, setDns, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
-import { LocalEnds, udpOf, usableRemote, type LocalEnd } from './local-ends.js';
+import { LocalEnds, udpOf } from './local-ends.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
 import { randomPool } from './random-pool.js';
 import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
@@ -36,6 +33,7 @@ import { LocalChangeWatcher } from './watch.js';
 import { onEvent } from './events.js';
 import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
+import { saveConfig } from './save-config.js';
 
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
@@ -270,8 +268,8 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
-    if (cfg.interface.saveConfig && this.pump.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
-    if (this.dnsApplied) await resolvconf(['-d', `tun.${name}`, '-f']).catch(() => undefined);
+    if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
+    if (this.dnsApplied) await removeDns(name).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.watch.stop();
     this.names.clear();
@@ -353,41 +351,16 @@ export class Runtime {
   }
 
   private dnsApplied = false;
-  /** DNS = … as wg-quick applies it: through resolvconf, under the name tun.IFACE. */
+  /** DNS = … as wg-quick applies it (netconf.ts); without resolvconf, say so and go on without. */
   private async applyDns(): Promise<void> {
     const i = this.opts.config.interface;
     if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
-    const text = i.dns.map((d) => `nameserver ${d}\n`).join('') + (i.dnsSearch.length ? `search ${i.dnsSearch.join(' ')}\n` : '');
     try {
-      await resolvconf(['-a', `tun.${this.name}`, '-m', '0', '-x'], text);
+      await setDns(this.name, i.dns, i.dnsSearch);
       this.dnsApplied = true;
     } catch (e) {
       this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
     }
-  }
-
-  /** SaveConfig = true: write the running configuration back to the file (mode 0600) on shutdown. */
-  private async saveConfig(): Promise<void> {
-    const cfg = this.opts.config;
-    const peers: PeerConfig[] = this.engine.listPeers().map((p, i) => {
-      const ep = udpOf(p.endpoint.path);
-      const psk = p.handshake.presharedKey;
-      return {
-        publicKey: p.publicKey,
-        presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
-        allowedIps: this.engine.allowedIpsOf(p).map((a) => ({ ...a, text: `${formatAddress(a.addr)}/${a.cidr}` })),
-        endpoint: ep ? { host: ep.address, port: ep.port } : undefined,
-        persistentKeepalive: p.persistentKeepalive || undefined,
-        lighthouse: p.lighthouse,
-        line: i,
-      };
-    });
-    const privateKey = this.engine.privateKey ?? cfg.interface.privateKey;
-    const text = serializeWgQuick({ file: cfg.file, interface: { ...cfg.interface, privateKey, listenPort: this.listenPort }, peers });
-    const tmp = `${cfg.file}.keymesh-tmp`;
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, cfg.file);
-    this.log(`${this.name}: configuration saved to ${cfg.file}`);
   }
 
   /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
@@ -412,15 +385,4 @@ function cryptoBackends(choice: string | undefined): { aead: TransportAead; cryp
   const aead = createNativeTransportAead();
   const crypto = createNativeCrypto();
   return { aead: aead ?? createNodeTransportAead(), ...(crypto ? { crypto } : {}) };
-}
-
-function resolvconf(args: string[], input?: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('resolvconf', args, (err, _out, stderr) => {
-      if (err) reject(new Error((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'resolvconf is not installed' : stderr.trim() || err.message));
-      else resolve();
-    });
-    child.stdin?.on('error', () => undefined); // EPIPE if resolvconf exits early: reported by its exit status
-    if (input !== undefined) child.stdin?.end(input);
-  });
 }
