@@ -1,13 +1,25 @@
 /**
  * The runtime: owns the TUN device, the UDP socket and one timer, and drives the sans-I/O engine.
  *
- *   TUN fd ──readable──▶ pump (pump.ts) ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
- *   UDP fd ──readable──▶ pump (pump.ts) ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
+ *   TUN fd ──readable──▶ Pump ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
+ *   UDP fd ──readable──▶ Pump ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
  *   timer  ──deadline──▶ engine.tick(now)
  *
- * The batch pump (the hot path) is in pump.ts. This file brings the interface up and down, opens
- * and closes the fds (handing them to the pump), keeps the one timer armed at the engine's next
- * deadline, and attaches the node to the start-up warm-up (warmup.ts).
+ * Here: the Runtime's construction (the engine, its sink, the crypto backends), bring-up and stop
+ * as wg-quick does them (hooks, addresses, routes, DNS, the UAPI socket, SaveConfig), the fds
+ * (opened and closed here, read and written by the pump), the one timer, and the node's attachment
+ * to the start-up warm-up (warmup.ts). The rest of the runtime, each piece seeing the Runtime
+ * through a small interface of its own (PumpHost, UapiHost, …) that says what it may use:
+ *   pump.ts         the batch pump and its queues: the hot path
+ *   uapi-bridge.ts  the UAPI's get and set on the engine
+ *   reresolve.ts    endpoints given as host names, looked up again
+ *   watch.ts        the netlink watcher, feeding local-ends.ts
+ *   events.ts       the log of the engine's events
+ *   status.ts       what `keymesh show` prints beyond the UAPI
+ *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
+ *
+ * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
+ * or arms the timer.
  */
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MTU } from '../core/constants.js';
@@ -62,10 +74,19 @@ export class Runtime {
   readonly mtu: number;
   /** True from the start of stop() on (only stop() sets it). */
   stopped = false;
-  /** Peers' endpoints configured by host name, and their re-resolution. */
-  readonly names = new EndpointNames(this);
   fwmark = 0;
   startedAt = Date.now();
+  private dnsApplied = false;
+  /** Peers' endpoints configured by host name, and their re-resolution. */
+  readonly names = new EndpointNames(this);
+  /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
+  readonly localEnds = new LocalEnds(this.paths);
+  /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
+  readonly watch = new LocalChangeWatcher(this);
+  /** Peers (by key) whose events are not logged: the warm-up's partner. */
+  readonly quietPeers = new Set<string>();
+  /** The addon's counters right after the warm-up (status.ts reports only what came since). */
+  readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
@@ -108,6 +129,8 @@ export class Runtime {
     return rt;
   }
 
+  // ───────────────────────────── the start-up warm-up ─────────────────────────────
+
   /**
    * Before the interface comes up: run this very Runtime (its functions, its engine, its sink and
    * queues — what V8's type feedback is about) through warmup.ts against a private partner, then
@@ -127,9 +150,6 @@ export class Runtime {
     this.nativeBase.io = native.counters();
     this.nativeBase.offload = native.offloadCounters();
   }
-  /** Peers (by key) whose events are not logged: the warm-up's partner. */
-  readonly quietPeers = new Set<string>();
-  readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   /**
    * A throwaway Runtime that can stand on the warm-up's wire (the warm-up's partner; tests use it
@@ -187,6 +207,8 @@ export class Runtime {
       },
     };
   }
+
+  // ───────────────────────────── bring-up and stop ─────────────────────────────
 
   /** A [Peer] section as the engine takes it, with its Endpoint already resolved to a path. */
   private addConfiguredPeer(p: PeerConfig, endpoint: UdpPath | null, now: number): Peer {
@@ -319,6 +341,8 @@ export class Runtime {
     this.armTimer();
   }
 
+  // ───────────────────────────── the UDP socket, routes and DNS ─────────────────────────────
+
   /** Listen on another UDP port (for the UAPI's listen_port): the new socket first, so a failure changes nothing. */
   rebind(port: number): void {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
@@ -350,7 +374,6 @@ export class Runtime {
     }
   }
 
-  private dnsApplied = false;
   /** DNS = … as wg-quick applies it (netconf.ts); without resolvconf, say so and go on without. */
   private async applyDns(): Promise<void> {
     const i = this.opts.config.interface;
@@ -362,11 +385,6 @@ export class Runtime {
       this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
     }
   }
-
-  /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
-  readonly localEnds = new LocalEnds(this.paths);
-  /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
-  readonly watch = new LocalChangeWatcher(this);
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */
   status(): object {
