@@ -176,8 +176,8 @@ export class Runtime {
     // V8 compiles a field that has kept its first value as a constant, and the first write to it
     // afterwards throws that code away. Bring-up writes these once, after the warm-up; write them
     // here first (and put the values back).
-    // (The collaborators' own fields that the data path never reads, such as the watcher's child
-    // process in watch.ts, need not be.)
+    // (The netlink watcher's child process, written at bring-up too, is a field of watch.ts's
+    // LocalChangeWatcher, an object the data path never reads: its first write throws nothing away.)
     const keep = { tunPoll: this.tunPoll, udpPoll: this.udpPoll, uapi: this.uapi };
     this.tunPoll = this.udpPoll = -2;
     this.uapi = undefined as unknown as null;
