@@ -7,6 +7,8 @@
  * default route (which would swallow the tunnel's own UDP traffic), keymesh installs the two
  * half-routes 0.0.0.0/1 + 128.0.0.0/1 (::/1 + 8000::/1) plus a host route for each peer
  * endpoint through the pre-existing default gateway.
+ *
+ * Also the rest of what wg-quick does to the host: DNS = through resolvconf, and the hook commands.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -145,4 +147,26 @@ export async function runHook(command: string, iface: string): Promise<void> {
     const err = e as { stderr?: string; message: string };
     throw new Error(`hook failed: ${cmd}: ${(err.stderr ?? err.message).trim()}`);
   }
+}
+
+/** DNS = … as wg-quick applies it: through resolvconf, under the name tun.IFACE. */
+export function setDns(iface: string, dns: string[], search: string[]): Promise<void> {
+  const text = dns.map((d) => `nameserver ${d}\n`).join('') + (search.length ? `search ${search.join(' ')}\n` : '');
+  return resolvconf(['-a', `tun.${iface}`, '-m', '0', '-x'], text);
+}
+
+/** Take back what setDns gave resolvconf. */
+export function removeDns(iface: string): Promise<void> {
+  return resolvconf(['-d', `tun.${iface}`, '-f']);
+}
+
+function resolvconf(args: string[], input?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('resolvconf', args, (err, _out, stderr) => {
+      if (err) reject(new Error((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'resolvconf is not installed' : stderr.trim() || err.message));
+      else resolve();
+    });
+    child.stdin?.on('error', () => undefined); // EPIPE if resolvconf exits early: reported by its exit status
+    if (input !== undefined) child.stdin?.end(input);
+  });
 }

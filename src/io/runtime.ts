@@ -1,53 +1,52 @@
 /**
  * The runtime: owns the TUN device, the UDP socket and one timer, and drives the sans-I/O engine.
  *
- *   TUN fd ──readable──▶ tunReadBatch ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
- *   UDP fd ──readable──▶ udpRecvBatch ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
+ *   TUN fd ──readable──▶ Pump ──▶ engine.handleTunBatch ──▶ sink.send ──▶ udpSendBatch
+ *   UDP fd ──readable──▶ Pump ──▶ engine.handleDatagramBatch ──▶ sink.writeTun ──▶ tunWriteBatch
  *   timer  ──deadline──▶ engine.tick(now)
  *
- * Everything moves in batches of up to BATCH packets: one native call reads or writes a batch,
- * and the engine seals or opens each peer's share of it with one AEAD call. Nothing is copied on
- * the data path: TUN packets are read into slots with room for the transport header and tag and
- * sealed there, and datagrams are opened where recvmmsg put them; the transmit lists just point
- * into those buffers. Only rare messages (handshakes, keepalives) are copied into a side arena.
+ * Here: the Runtime's construction (the engine, its sink, the crypto backends), bring-up and stop
+ * as wg-quick does them (hooks, addresses, routes, DNS, the UAPI socket, SaveConfig), the fds
+ * (opened and closed here, read and written by the pump), the one timer, and the node's attachment
+ * to the start-up warm-up (warmup.ts). The rest of the runtime, each piece seeing the Runtime
+ * through a small interface of its own (PumpHost, UapiHost, …) that says what it may use:
+ *   pump.ts         the batch pump and its queues: the hot path
+ *   uapi-bridge.ts  the UAPI's get and set on the engine
+ *   reresolve.ts    endpoints given as host names, looked up again
+ *   watch.ts        the netlink watcher, feeding local-ends.ts
+ *   events.ts       the log of the engine's events
+ *   status.ts       what `keymesh show` prints beyond the UAPI
+ *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
+ *
+ * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
+ * or arms the timer.
  */
 import { performance } from 'node:perf_hooks';
-import { networkInterfaces } from 'node:os';
-import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import { DEFAULT_MTU } from '../core/constants.js';
-import { Engine, keyId, TRANSPORT_HEADROOM, type EngineEvent, type Sink } from '../core/engine.js';
+import { Engine, keyId } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
-import { encodeKey } from '../config/keys.js';
-import { resolveEndpoint, serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
-import { writeFile, rename } from 'node:fs/promises';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
+import { resolveEndpoint, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
 import { createNativeCrypto, createNativeTransportAead } from './native-crypto.js';
 import { nobleCrypto, type Crypto } from '../core/crypto.js';
 import { createNobleTransportAead, type TransportAead } from '../core/transport-aead.js';
-import { InterfaceConfigurator, runHook, type RouteSpec } from './netconf.js';
+import { InterfaceConfigurator, removeDns, runHook, setDns, type RouteSpec } from './netconf.js';
 import { addressTo16, PathTable, UdpPath } from './udp-path.js';
-import { LocalEnds, udpOf, usableRemote, type LocalEnd } from './local-ends.js';
+import { LocalEnds, udpOf } from './local-ends.js';
 import { REGISTRATION_KEEPALIVE } from '../core/lighthouse.js';
 import { randomPool } from './random-pool.js';
 import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
+import { OFFLOAD, Pump } from './pump.js';
+import { EndpointNames } from './reresolve.js';
+import { LocalChangeWatcher } from './watch.js';
+import { onEvent } from './events.js';
+import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
+import { showStatus } from './status.js';
+import { saveConfig } from './save-config.js';
 
-/** The UDP path behind a core path, or null for a relay path (which the core carries through a lighthouse). */
-
-const BATCH = 64;
-/** A burst of netlink events is answered this long after its last event (ms)… */
-const CHANGE_SETTLE = 20;
-/** …and never later than this after its first. */
-const CHANGE_MAX_DELAY = 100;
-const MAX_ROUNDS = 16;
-/** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
-const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
 
@@ -60,85 +59,40 @@ export interface RuntimeOptions {
   onFatal?: (reason: string) => void;
 }
 
-export function shortKey(k: Uint8Array): string {
-  return `${encodeKey(k).slice(0, 8)}…`;
-}
-
 export class Runtime {
   readonly engine: Engine;
   readonly paths = new PathTable();
-  private tun: native.TunHandle | null = null;
-  private udp: native.UdpHandle | null = null;
+  /** The data path: holds the TUN and UDP handles while they are open, and the batch queues. */
+  readonly pump: Pump;
   private tunPoll = -1;
   private udpPoll = -1;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private uapi: UapiServer | null = null;
   private readonly net: InterfaceConfigurator;
-  private readonly log: (line: string) => void;
-  private readonly mtu: number;
-  private readonly slot: number;
-  private stopped = false;
+  readonly log: (line: string) => void;
+  readonly mtu: number;
+  /** True from the start of stop() on (only stop() sets it). */
+  stopped = false;
   fwmark = 0;
   startedAt = Date.now();
-
-  // TUN packets in: slot i holds a packet at i*slot + TRANSPORT_HEADROOM, sealed there in place
-  private readonly tunIn: Uint8Array;
-  private readonly tunInView: Uint8Array; // tunIn from TRANSPORT_HEADROOM on, for tunReadBatch
-  private readonly tunInOffs = new Uint32Array(BATCH);
-  private readonly tunInLens = new Uint32Array(BATCH);
-  // datagrams in: slot i at i*slot, opened there in place
-  private readonly udpIn: Uint8Array;
-  private readonly udpInOffs = new Uint32Array(BATCH);
-  private readonly udpInLens = new Uint32Array(BATCH);
-  private readonly udpInAddrs = new Uint8Array(BATCH * 16);
-  private readonly udpInPorts = new Uint16Array(BATCH);
-  private readonly udpInLocals = new Uint8Array(BATCH * 16);
-  private readonly udpInIfindexes = new Uint32Array(BATCH);
-  private readonly udpInPaths: UdpPath[] = new Array(BATCH);
-  // outgoing datagrams: sealed TUN packets (pointing into tunIn) and copies of everything else (in side)
-  private readonly udpOut = new OutQueue(BATCH, true);
-  private readonly udpOutSide = new OutQueue(BATCH, true);
-  // outgoing TUN packets: opened datagrams (pointing into udpIn) and copies
-  private readonly tunOut = new OutQueue(BATCH, false);
-  private readonly tunOutSide = new OutQueue(BATCH, false);
-  readonly counters = { udpSendShort: 0, tunWriteShort: 0 };
-  // Offloads in use (native/offload.c): chosen once per fd, with the matching batch functions.
-  private udpOff = { gso: false, gro: false };
-  private tunRead = native.tunReadBatch;
-  private tunWrite = native.tunWriteBatch;
-  private udpRecv = native.udpRecvBatch;
-  private udpSend = native.udpSendBatch;
+  private dnsApplied = false;
+  /** Peers' endpoints configured by host name, and their re-resolution. */
+  readonly names = new EndpointNames(this);
+  /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
+  readonly localEnds = new LocalEnds(this.paths);
+  /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
+  readonly watch = new LocalChangeWatcher(this);
+  /** Peers (by key) whose events are not logged: the warm-up's partner. */
+  readonly quietPeers = new Set<string>();
+  /** The addon's counters right after the warm-up (status.ts reports only what came since). */
+  readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
-    // One packet per slot, offloads or not: TSO super-packets and coalesced UDP receives are
-    // staged inside the addon (64 KiB per fd) and handed over already split to MTU-sized packets.
-    this.slot = Math.max(2048, (this.mtu + 256 + 63) & ~63);
-    this.tunIn = new Uint8Array(BATCH * this.slot + TRANSPORT_HEADROOM);
-    this.tunInView = this.tunIn.subarray(TRANSPORT_HEADROOM);
-    this.udpIn = new Uint8Array(BATCH * this.slot);
-    for (let i = 0; i < BATCH; i++) {
-      this.tunInOffs[i] = i * this.slot + TRANSPORT_HEADROOM;
-      this.udpInOffs[i] = i * this.slot;
-    }
-    this.udpOutSide.arena(this.slot);
-    this.tunOutSide.arena(this.slot);
-    const sink: Sink = {
-      send: (path, buf, off, len) => {
-        const q = buf === this.tunIn ? this.udpOut : this.udpOutSide;
-        if (q.full) this.flushUdp();
-        q.push(buf, off, len, path as UdpPath);
-      },
-      writeTun: (buf, off, len) => {
-        const q = buf === this.udpIn ? this.tunOut : this.tunOutSide;
-        if (q.full) this.flushTun();
-        q.push(buf, off, len, null);
-      },
-      event: (e) => this.onEvent(e),
-    };
-    this.engine = new Engine(sink, {
+    this.pump = new Pump(this, this.mtu, (e) => onEvent(this, e));
+    this.engine = new Engine(this.pump.sink, {
       privateKey: opts.config.interface.privateKey,
       random: randomPool(),
       mtu: this.mtu,
@@ -156,7 +110,7 @@ export class Runtime {
   }
 
   get listenPort(): number {
-    return this.udp?.port ?? 0;
+    return this.pump.udp?.port ?? 0;
   }
 
   now(): number {
@@ -174,6 +128,8 @@ export class Runtime {
     }
     return rt;
   }
+
+  // ───────────────────────────── the start-up warm-up ─────────────────────────────
 
   /**
    * Before the interface comes up: run this very Runtime (its functions, its engine, its sink and
@@ -194,9 +150,6 @@ export class Runtime {
     this.nativeBase.io = native.counters();
     this.nativeBase.offload = native.offloadCounters();
   }
-  /** Peers (by key) whose events are not logged: the warm-up's partner. */
-  private readonly quietPeers = new Set<string>();
-  private readonly nativeBase: { io: object | null; offload: object | null } = { io: null, offload: null };
 
   /**
    * A throwaway Runtime that can stand on the warm-up's wire (the warm-up's partner; tests use it
@@ -218,15 +171,16 @@ export class Runtime {
    * endpoints). No routes, addresses, UAPI or polls: the warm-up calls the readiness handlers.
    */
   private attachForWarmUp(tunFd: number, offload: native.TunOffload | null, udp: native.UdpHandle, peers: PeerConfig[]): WarmupAttachment {
-    this.useTun({ fd: tunFd, name: this.name, offload });
-    this.useUdp(udp);
+    this.pump.useTun({ fd: tunFd, name: this.name, offload });
+    this.pump.useUdp(udp);
     // V8 compiles a field that has kept its first value as a constant, and the first write to it
     // afterwards throws that code away. Bring-up writes these once, after the warm-up; write them
     // here first (and put the values back).
-    const keep = { tunPoll: this.tunPoll, udpPoll: this.udpPoll, uapi: this.uapi, watcher: this.watcher };
+    // (The netlink watcher's child process, written at bring-up too, is a field of watch.ts's
+    // LocalChangeWatcher, an object the data path never reads: its first write throws nothing away.)
+    const keep = { tunPoll: this.tunPoll, udpPoll: this.udpPoll, uapi: this.uapi };
     this.tunPoll = this.udpPoll = -2;
     this.uapi = undefined as unknown as null;
-    this.watcher = undefined as unknown as null;
     this.localEnds.reset();
     Object.assign(this, keep);
     const now = this.now();
@@ -237,8 +191,8 @@ export class Runtime {
     // Announce our address, as a real node does, so the partner runs the multipath code too.
     this.engine.setLocalAddresses([{ addr: addressTo16('127.0.0.1')!, port: udp.port }], now);
     return {
-      tunReadable: () => this.onTunReadable(),
-      udpReadable: () => this.onUdpReadable(),
+      tunReadable: () => this.pump.onTunReadable(),
+      udpReadable: () => this.pump.onUdpReadable(),
       timer: () => this.onTimer(),
       detach: () => {
         if (this.timer) clearTimeout(this.timer);
@@ -248,11 +202,13 @@ export class Runtime {
         this.quietPeers.clear();
         this.engine.setLocalAddresses([], this.now());
         this.engine.resetCounters();
-        this.counters.udpSendShort = this.counters.tunWriteShort = 0;
-        this.tun = this.udp = null;
+        this.pump.counters.udpSendShort = this.pump.counters.tunWriteShort = 0;
+        this.pump.release();
       },
     };
   }
+
+  // ───────────────────────────── bring-up and stop ─────────────────────────────
 
   /** A [Peer] section as the engine takes it, with its Endpoint already resolved to a path. */
   private addConfiguredPeer(p: PeerConfig, endpoint: UdpPath | null, now: number): Peer {
@@ -272,16 +228,16 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preUp) await runHook(h, name);
-    const tun = this.useTun(native.tunOpen(name, { offload: OFFLOAD }));
-    const udp = this.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0));
+    const tun = this.pump.useTun(native.tunOpen(name, { offload: OFFLOAD }));
+    const udp = this.pump.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0));
     this.fwmark = cfg.interface.fwmark ?? 0;
     if (this.fwmark) native.udpSetMark(udp.fd, this.fwmark);
     if (WARMUP) {
       // The device and socket exist (so their handles have the shapes the warm-up must see) but
       // nothing polls them yet and the interface is down: warm up, then take them back.
       this.warmUp(tun.offload);
-      this.useTun(tun);
-      this.useUdp(udp);
+      this.pump.useTun(tun);
+      this.pump.useUdp(udp);
     }
     const now = this.now();
     for (const p of cfg.peers) {
@@ -291,10 +247,7 @@ export class Runtime {
         endpoint = this.paths.fromLiteral(r.address, r.port);
       }
       const peer = this.addConfiguredPeer(p, endpoint, now);
-      if (p.endpoint && isIP(p.endpoint.host) === 0) {
-        this.hostnames.set(peer, { host: p.endpoint.host, port: p.endpoint.port, lastResolve: Date.now(), timer: null });
-        this.scheduleTtlRefresh(peer);
-      }
+      if (p.endpoint) this.names.remember(peer, p.endpoint);
     }
     await this.net.setMtu(this.mtu);
     for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
@@ -310,10 +263,10 @@ export class Runtime {
         this.opts.onFatal?.(why);
         return;
       }
-      this.onTunReadable();
+      this.pump.onTunReadable();
     });
-    this.udpPoll = native.pollStart(udp.fd, () => this.onUdpReadable());
-    this.uapi = await UapiServer.listen(name, { snapshot: () => this.snapshot(), apply: (c) => this.apply(c) }, this.opts.uapiDir);
+    this.udpPoll = native.pollStart(udp.fd, () => this.pump.onUdpReadable());
+    this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
     for (const p of cfg.peers) {
@@ -323,10 +276,9 @@ export class Runtime {
         if (peer) this.engine.setPersistentKeepalive(peer, keepalive, this.now());
       }
     }
-    this.announceLocalAddresses();
-    this.flush();
-    this.armTimer();
-    this.watchLocalChanges();
+    this.watch.announceLocalAddresses();
+    this.flushAndArm();
+    this.watch.start();
     for (const h of cfg.interface.postUp) await runHook(h, name);
     this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
   }
@@ -338,139 +290,34 @@ export class Runtime {
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
-    if (cfg.interface.saveConfig && this.tun) await this.saveConfig().catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
-    if (this.dnsApplied) await resolvconf(['-d', `tun.${name}`, '-f']).catch(() => undefined);
+    if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
+    if (this.dnsApplied) await removeDns(name).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
-    this.watcher?.kill();
-    this.watcher = null;
-    if (this.changeTimer) clearTimeout(this.changeTimer);
-    this.changeTimer = null;
-    for (const h of this.hostnames.values()) if (h.timer) clearTimeout(h.timer);
-    this.hostnames.clear();
+    this.watch.stop();
+    this.names.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     this.tunPoll = this.udpPoll = -1;
     await this.uapi?.close().catch(() => undefined);
     await this.net.teardown();
-    if (this.udp) native.closeFd(this.udp.fd);
-    if (this.tun) native.closeFd(this.tun.fd); // closing a non-persistent TUN removes the interface
-    this.udp = null;
-    this.tun = null;
+    const { tun, udp } = this.pump;
+    if (udp) native.closeFd(udp.fd);
+    if (tun) native.closeFd(tun.fd); // closing a non-persistent TUN removes the interface
+    this.pump.release();
     this.engine.removeAllPeers();
     for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
   }
 
-  // ───────────────────────────── data path ─────────────────────────────
-
-  private onTunReadable(): void {
-    this.tunAgain = false;
-    if (!this.tun) return;
-    // Stopped on a full batch: more may wait, and with offloads part of it can be segments
-    // pending inside the addon, which epoll does not see. Come back after other I/O.
-    if (this.drainTun() === BATCH && !this.tunAgain) {
-      this.tunAgain = true;
-      setImmediate(() => this.onTunReadable());
-    }
-    this.armTimer();
-  }
-  private tunAgain = false;
-  private udpAgain = false;
-  private tunWritten = false;
-
-  private onUdpReadable(): void {
-    this.udpAgain = false;
-    if (!this.udp) return;
-    if (this.drainUdp() === BATCH && !this.udpAgain) {
-      this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
-      setImmediate(() => this.onUdpReadable());
-    }
-    // Writing to the TUN device often makes the kernel answer at once, in the write itself (an
-    // ICMP echo reply, TCP ACKs): take those now rather than after another trip through epoll.
-    if (this.tunWritten && this.tun) {
-      this.tunWritten = false;
-      if (this.drainTun() === BATCH && !this.tunAgain) {
-        this.tunAgain = true;
-        setImmediate(() => this.onTunReadable());
-      }
-    }
-    this.armTimer();
-  }
-
-  /** Read, process and send TUN packets until drained (or MAX_ROUNDS batches); returns the last batch's size. */
-  private drainTun(): number {
-    let n = 0;
-    for (let round = 0; round < MAX_ROUNDS && this.tun; round++) {
-      // tunInView starts TRANSPORT_HEADROOM into tunIn, so packet i lands at tunInOffs[i].
-      n = this.tunRead(this.tun.fd, this.tunInView, this.slot, this.tunInLens, BATCH);
-      if (n === 0) break;
-      this.engine.handleTunBatch(this.tunIn, this.tunInOffs, this.tunInLens, n, this.now());
-      this.flush();
-      if (n < BATCH) break;
-    }
-    return n;
-  }
-
-  /** Receive, process and deliver datagrams until drained (or MAX_ROUNDS batches); returns the last batch's size. */
-  private drainUdp(): number {
-    let n = 0;
-    for (let round = 0; round < MAX_ROUNDS && this.udp; round++) {
-      n = this.udpRecv(
-        this.udp.fd,
-        this.udpIn,
-        this.slot,
-        this.udpInLens,
-        this.udpInAddrs,
-        this.udpInPorts,
-        BATCH,
-        this.udpInLocals,
-        this.udpInIfindexes,
-      );
-      if (n === 0) break;
-      // Each datagram's path includes where it arrived (our address and interface): replies and
-      // traffic on that path leave the same way.
-      for (let i = 0; i < n; i++) {
-        this.udpInPaths[i] = this.paths.get(this.udpInAddrs, i * 16, this.udpInPorts[i], this.udpInLocals, i * 16, this.udpInIfindexes[i]);
-      }
-      this.engine.handleDatagramBatch(this.udpIn, this.udpInOffs, this.udpInLens, this.udpInPaths, n, this.now());
-      this.flush();
-      if (n < BATCH) break;
-    }
-    return n;
-  }
-
-
-  private flushUdp(): void {
-    for (const q of [this.udpOutSide, this.udpOut]) {
-      if (q.count === 0) continue;
-      if (this.udp) {
-        const sent = this.udpSend(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, q.count, q.locals, q.ifindexes);
-        if (sent < q.count) this.counters.udpSendShort += q.count - sent;
-      }
-      q.clear();
-    }
-  }
-
-  private flushTun(): void {
-    for (const q of [this.tunOutSide, this.tunOut]) {
-      if (q.count === 0) continue;
-      if (this.tun) {
-        const written = this.tunWrite(this.tun.fd, q.buf!, q.offs, q.lens, q.count);
-        this.tunWritten = true;
-        if (written < q.count) this.counters.tunWriteShort += q.count - written;
-      }
-      q.clear();
-    }
-  }
-
-  private flush(): void {
-    this.flushTun();
-    this.flushUdp();
-  }
-
   // ───────────────────────────── timer ─────────────────────────────
 
+  /** After a change made outside the data path: send what the engine queued and re-arm the timer. */
+  flushAndArm(): void {
+    this.pump.flush();
+    this.armTimer();
+  }
+
   /** Keep exactly one timer armed for the engine's next deadline. */
-  private armTimer(): void {
+  armTimer(): void {
     if (this.stopped) return;
     const at = this.engine.nextDeadline();
     // A deadline that moved later (traffic pushes keepalive and liveness checks out) keeps the
@@ -490,146 +337,32 @@ export class Runtime {
     this.timer = null;
     this.timerAt = Infinity;
     this.engine.tick(this.now());
-    this.flush();
+    this.pump.flush();
     this.armTimer();
   }
 
-  // ───────────────────────────── events and control ─────────────────────────────
+  // ───────────────────────────── the UDP socket, routes and DNS ─────────────────────────────
 
-  private onEvent(e: EngineEvent): void {
-    if (this.quietPeers.has(e.peer.keyId)) return; // the warm-up's partner: nothing to tell the user
-    const who = `peer ${shortKey(e.peer.publicKey)}`;
-    switch (e.type) {
-      case 'handshake-complete':
-        this.log(`${this.name}: ${who} handshake complete (${e.initiator ? 'we initiated' : 'they initiated'})`);
-        break;
-      case 'endpoint-changed':
-        this.log(`${this.name}: ${who} endpoint ${e.from ? e.from.id : '(none)'} → ${e.to.id} (${e.reason})`);
-        break;
-      case 'peer-speaks-keymesh':
-        this.log(`${this.name}: ${who} speaks keymesh: roaming now needs path validation`);
-        break;
-      case 'handshake-failed':
-        this.log(`${this.name}: ${who} no handshake response after 90 s; giving up until there is traffic`);
-        break;
-      case 'keys-zeroed':
-        this.log(`${this.name}: ${who} session keys expired and wiped`);
-        break;
-      case 'handshake-initiated':
-        // A handshake is being (re)tried: if the peer was configured by host name, its address
-        // may have changed (dynamic DNS): look again.
-        if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'handshake retry');
-        break;
-      case 'peer-found':
-        this.log(
-          `${this.name}: ${who} ${e.answer ? 'found' : 'is looking for us'} via lighthouse ${shortKey(e.lighthouse.publicKey)}: ` +
-            `probing ${e.candidates.map((c) => c.id).join(', ') || '(no usable address)'}`,
-        );
-        break;
-      case 'path-lost':
-        this.log(`${this.name}: ${who} active path ${e.path.id} stopped answering and there is no spare; probing`);
-        if (this.hostnames.has(e.peer)) void this.reresolve(e.peer, 'path lost');
-        break;
-    }
-  }
-
-  /** The UAPI `get=1` view. */
-  snapshot(): DeviceSnapshot {
-    return {
-      privateKey: this.engine.privateKey ?? undefined,
-      listenPort: this.listenPort,
-      fwmark: this.fwmark,
-      peers: this.engine.listPeers().map((p) => {
-        const ep = udpOf(p.endpoint.path);
-        const psk = p.handshake.presharedKey;
-        return {
-          publicKey: p.publicKey,
-          presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
-          endpoint: ep ? { address: ep.address, port: ep.port, family: ep.family } : undefined,
-          persistentKeepalive: p.persistentKeepalive,
-          lastHandshakeMs: this.engine.lastHandshakeUnix(p),
-          rxBytes: BigInt(p.rxBytes),
-          txBytes: BigInt(p.txBytes),
-          allowedIps: this.engine.allowedIpsOf(p),
-        };
-      }),
-    };
-  }
-
-  /** The UAPI `set=1` operation. Validation already happened in the parser. */
-  apply(c: DeviceChange): void {
-    const now = this.now();
-    if (c.privateKey !== undefined) this.engine.setPrivateKey(c.privateKey);
-    if (c.listenPort !== undefined && c.listenPort !== this.listenPort) this.rebind(c.listenPort);
-    if (c.fwmark !== undefined && c.fwmark !== this.fwmark && this.udp) {
-      native.udpSetMark(this.udp.fd, c.fwmark);
-      this.fwmark = c.fwmark;
-    }
-    if (c.replacePeers) this.engine.removeAllPeers();
-    for (const pc of c.peers) {
-      if (pc.remove) {
-        const gone = this.engine.getPeer(pc.publicKey);
-        if (gone) this.hostnames.delete(gone);
-        this.engine.removePeer(pc.publicKey);
-        continue;
-      }
-      const existing = this.engine.getPeer(pc.publicKey);
-      if (pc.updateOnly && !existing) continue;
-      const peer = this.engine.upsertPeer(
-        {
-          publicKey: pc.publicKey,
-          presharedKey: pc.presharedKey === undefined ? undefined : pc.presharedKey,
-          endpoint: pc.endpoint ? this.paths.fromLiteral(pc.endpoint.address, pc.endpoint.port) : undefined,
-        },
-        now,
-      );
-      if (pc.endpoint) this.hostnames.delete(peer); // an explicit address overrides the configured name
-      if (pc.replaceAllowedIps) this.engine.clearAllowedIps(peer);
-      for (const a of pc.allowedIps) this.engine.allowIp(peer, a.addr, a.cidr);
-      if (pc.persistentKeepalive !== undefined) this.engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
-    }
-    this.flush();
-    this.armTimer();
-    this.syncRoutes().catch((e) => this.log(`${this.name}: route update failed: ${e.message}`));
-  }
-
-  private rebind(port: number): void {
+  /** Listen on another UDP port (for the UAPI's listen_port): the new socket first, so a failure changes nothing. */
+  rebind(port: number): void {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
-    if (this.udp) native.closeFd(this.udp.fd);
-    this.useUdp(next);
+    if (this.pump.udp) native.closeFd(this.pump.udp.fd);
+    this.pump.useUdp(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
-    this.udpPoll = native.pollStart(next.fd, () => this.onUdpReadable());
+    this.udpPoll = native.pollStart(next.fd, () => this.pump.onUdpReadable());
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
   }
 
-  /**
-   * The TUN device (or, in the warm-up, what stands in for it) and the batch functions that fit
-   * it. Handles are copied into plain objects of one shape, whoever made them (the addon, the
-   * warm-up), so the data path sees one hidden class.
-   */
-  private useTun(h: native.TunHandle): native.TunHandle {
-    const tun = (this.tun = { fd: h.fd, name: h.name, offload: h.offload });
-    // An IFF_VNET_HDR device carries a virtio header on every packet: only the vnet functions fit it.
-    this.tunRead = h.offload ? native.tunReadBatchVnet : native.tunReadBatch;
-    this.tunWrite = h.offload ? native.tunWriteBatchVnet : native.tunWriteBatch;
-    return tun;
+  /** Mark the UDP socket's packets (SO_MARK) with `mark`, if it is new and the socket is open. */
+  setFwmark(mark: number): void {
+    if (mark === this.fwmark || !this.pump.udp) return;
+    native.udpSetMark(this.pump.udp.fd, mark);
+    this.fwmark = mark;
   }
 
-  private useUdp(u: native.UdpHandle): native.UdpHandle {
-    const udp = (this.udp = { fd: u.fd, port: u.port, family: u.family });
-    this.useUdpOffload(udp);
-    return udp;
-  }
-
-  /** UDP_SEGMENT / UDP_GRO on a (new) socket when the kernel and the addon have them. */
-  private useUdpOffload(u: native.UdpHandle): void {
-    this.udpOff = OFFLOAD && native.hasOffload() ? native.udpOffload(u.fd) : { gso: false, gro: false };
-    this.udpRecv = this.udpOff.gro ? native.udpRecvBatchGro : native.udpRecvBatch;
-    this.udpSend = this.udpOff.gso ? native.udpSendBatchGso : native.udpSendBatch;
-  }
-
-  private async syncRoutes(): Promise<void> {
+  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes). */
+  async syncRoutes(): Promise<void> {
     const routes: RouteSpec[] = [];
     for (const p of this.engine.listPeers()) {
       for (const a of this.engine.allowedIpsOf(p)) routes.push({ cidr: `${formatAddress(a.addr)}/${a.cidr}`, family: a.family });
@@ -641,283 +374,21 @@ export class Runtime {
     }
   }
 
-  private dnsApplied = false;
-  /** Peers whose Endpoint was given as a host name: re-resolved on failure and on the record's TTL. */
-  private readonly hostnames = new Map<Peer, { host: string; port: number; lastResolve: number; timer: NodeJS.Timeout | null }>();
-
-  /** Resolve a peer's endpoint host name again; move the endpoint if it points elsewhere now. */
-  private async reresolve(peer: Peer, why: string, onlyIfStale = false): Promise<void> {
-    const h = this.hostnames.get(peer);
-    if (!h || this.stopped) return;
-    if (Date.now() - h.lastResolve < 5000 && why !== 'ttl') return;
-    h.lastResolve = Date.now();
-    let r: { address: string; port: number };
-    try {
-      r = await resolveEndpoint({ host: h.host, port: h.port });
-    } catch (e) {
-      this.log(`${this.name}: peer ${shortKey(peer.publicKey)} re-resolving ${h.host}: ${(e as Error).message}`);
-      return;
-    }
-    if (this.stopped || this.hostnames.get(peer) !== h) return;
-    const path = this.paths.fromLiteral(r.address, r.port);
-    const current = peer.endpoint.path;
-    if (current?.id === path.id) return;
-    // On a TTL refresh, leave a working session alone (its endpoint may have roamed on purpose).
-    if (onlyIfStale && peer.lastHandshake !== null && this.now() - peer.lastHandshake < 135_000) return;
-    this.log(`${this.name}: peer ${shortKey(peer.publicKey)} ${h.host} now resolves to ${path.id} (${why})`);
-    this.engine.setEndpoint(peer, path);
-    this.engine.initiateHandshake(peer, this.now());
-    this.flush();
-    this.armTimer();
-  }
-
-  /** Re-resolve when the DNS record's TTL runs out (30 s – 1 h; 5 min when the TTL is unknown, e.g. /etc/hosts). */
-  private scheduleTtlRefresh(peer: Peer): void {
-    const h = this.hostnames.get(peer);
-    if (!h) return;
-    const lookupTtl = async (): Promise<number> => {
-      try {
-        const recs = await dnsResolve4(h.host, { ttl: true });
-        return Math.min(...recs.map((x) => x.ttl));
-      } catch {
-        return 300;
-      }
-    };
-    void lookupTtl().then((ttl) => {
-      if (this.stopped || this.hostnames.get(peer) !== h) return;
-      const seconds = Math.min(Math.max(ttl, 30), 3600);
-      h.timer = setTimeout(() => {
-        void this.reresolve(peer, 'ttl', true).finally(() => this.scheduleTtlRefresh(peer));
-      }, seconds * 1000);
-      h.timer.unref();
-    });
-  }
-  private watcher: ChildProcess | null = null;
-  private changeTimer: NodeJS.Timeout | null = null;
-  private changeFirstAt = 0;
-
-  /**
-   * Notice the host's address, link and route changes (netlink, through `ip monitor`) and tell
-   * every peer at once, so a host that moves is found again within a round trip rather than at
-   * the next keepalive.
-   */
-  private watchLocalChanges(): void {
-    let child: ChildProcess;
-    try {
-      child = spawn('ip', ['-o', 'monitor', 'address', 'link', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      this.log(`${this.name}: cannot watch address changes (ip monitor unavailable)`);
-      return;
-    }
-    child.on('error', () => this.log(`${this.name}: cannot watch address changes (ip monitor unavailable)`));
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      // Ignore our own interface's events (its routes change when allowed IPs do).
-      const relevant = chunk.split('\n').some((l) => l.trim() !== '' && !l.includes(` ${this.name} `) && !l.includes(`dev ${this.name}`));
-      if (!relevant) return;
-      // Coalesce a burst (an address change is several netlink messages, a move often two
-      // commands) into one reaction, CHANGE_SETTLE after the last event (CHANGE_MAX_DELAY after
-      // the first at most). Whatever the burst, the reaction reads the interfaces as they are
-      // then, so the last event of a change is always followed by a reaction to the final set.
-      const now = Date.now();
-      if (this.changeTimer) clearTimeout(this.changeTimer);
-      else this.changeFirstAt = now;
-      const delay = Math.max(0, Math.min(CHANGE_SETTLE, this.changeFirstAt + CHANGE_MAX_DELAY - now));
-      this.changeTimer = setTimeout(() => {
-        this.changeTimer = null;
-        if (this.stopped) return;
-        this.log(`${this.name}: local addresses or routes changed; telling peers`);
-        this.announceLocalAddresses(false);
-        this.flush();
-        this.armTimer();
-      }, delay);
-    });
-    child.unref();
-    (child.stdout as unknown as { unref?: () => void })?.unref?.();
-    this.watcher = child;
-  }
-
-  /** DNS = … as wg-quick applies it: through resolvconf, under the name tun.IFACE. */
+  /** DNS = … as wg-quick applies it (netconf.ts); without resolvconf, say so and go on without. */
   private async applyDns(): Promise<void> {
     const i = this.opts.config.interface;
     if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
-    const text = i.dns.map((d) => `nameserver ${d}\n`).join('') + (i.dnsSearch.length ? `search ${i.dnsSearch.join(' ')}\n` : '');
     try {
-      await resolvconf(['-a', `tun.${this.name}`, '-m', '0', '-x'], text);
+      await setDns(this.name, i.dns, i.dnsSearch);
       this.dnsApplied = true;
     } catch (e) {
       this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
     }
   }
 
-  /** SaveConfig = true: write the running configuration back to the file (mode 0600) on shutdown. */
-  private async saveConfig(): Promise<void> {
-    const cfg = this.opts.config;
-    const peers: PeerConfig[] = this.engine.listPeers().map((p, i) => {
-      const ep = udpOf(p.endpoint.path);
-      const psk = p.handshake.presharedKey;
-      return {
-        publicKey: p.publicKey,
-        presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
-        allowedIps: this.engine.allowedIpsOf(p).map((a) => ({ ...a, text: `${formatAddress(a.addr)}/${a.cidr}` })),
-        endpoint: ep ? { host: ep.address, port: ep.port } : undefined,
-        persistentKeepalive: p.persistentKeepalive || undefined,
-        lighthouse: p.lighthouse,
-        line: i,
-      };
-    });
-    const privateKey = this.engine.privateKey ?? cfg.interface.privateKey;
-    const text = serializeWgQuick({ file: cfg.file, interface: { ...cfg.interface, privateKey, listenPort: this.listenPort }, peers });
-    const tmp = `${cfg.file}.keymesh-tmp`;
-    await writeFile(tmp, text, { mode: 0o600 });
-    await rename(tmp, cfg.file);
-    this.log(`${this.name}: configuration saved to ${cfg.file}`);
-  }
-
-  /**
-   * Every address this host can be reached at, for keymesh peers (multihoming): all interfaces'
-   * IPv4 and global IPv6 addresses except loopback, link-local, our own tunnel and other tunnels.
-   * What a change means for the peers is decided in local-ends.ts.
-   */
-  private announceLocalAddresses(quiet = true): void {
-    const ends: LocalEnd[] = [];
-    for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
-      if (ifname === this.name || isTunnelDevice(ifname)) continue;
-      // no sysfs: 0, routing chooses the interface
-      const ifindex = Number(readSys(`/sys/class/net/${ifname}/ifindex`)?.trim()) || 0;
-      for (const a of addrs ?? []) {
-        if (a.internal) continue;
-        const bytes = addressTo16(a.address);
-        if (!bytes || !usableRemote(bytes)) continue;
-        ends.push({ addr: bytes, ifindex, family: a.family === 'IPv4' || (a.family as unknown) === 4 ? 4 : 6 });
-      }
-    }
-    this.localEnds.apply(this.engine, ends, this.listenPort, this.now(), quiet);
-  }
-
-  /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
-  private readonly localEnds = new LocalEnds(this.paths);
-
-  /** Everything `keymesh show` prints, beyond what the UAPI carries. */
+  /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */
   status(): object {
-    const now = this.now();
-    const keyOf = (id: string | null | undefined) => {
-      const l = id ? this.engine.listPeers().find((x) => x.keyId === id) : undefined;
-      return l ? encodeKey(l.publicKey) : null;
-    };
-    return {
-      interface: this.name,
-      publicKey: this.engine.publicKey ? encodeKey(this.engine.publicKey) : null,
-      listenPort: this.listenPort,
-      mtu: this.mtu,
-      fwmark: this.fwmark,
-      aead: this.engine.aead.name,
-      stats: this.engine.stats(now),
-      offload: {
-        tun: this.tun?.offload ?? null,
-        udp: this.udpOff,
-        counters: since(native.offloadCounters(), this.nativeBase.offload),
-      },
-      runtime: { ...this.counters, native: since(native.counters(), this.nativeBase.io) },
-      isLighthouse: this.engine.isLighthouse,
-      peers: this.engine.listPeers().map((p: Peer) => ({
-        publicKey: encodeKey(p.publicKey),
-        endpoint: p.endpoint.path?.id ?? null,
-        allowedIps: this.engine.allowedIpsOf(p).map((a) => `${formatAddress(a.addr)}/${a.cidr}`),
-        latestHandshake: p.lastHandshake === null ? null : Math.round(this.engine.lastHandshakeUnix(p) / 1000),
-        secondsSinceHandshake: p.lastHandshake === null ? null : Math.round((now - p.lastHandshake) / 1000),
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-        persistentKeepalive: p.persistentKeepalive,
-        presharedKey: p.handshake.presharedKey.some((b) => b !== 0),
-        handshakes: p.handshakesCompleted,
-        session: p.keypairs.current
-          ? {
-              role: p.keypairs.current.isInitiator ? 'initiator' : 'responder',
-              ageSeconds: Math.round((now - p.keypairs.current.created) / 1000),
-            }
-          : null,
-        stagedPackets: p.staged.length,
-        speaksKeymesh: p.endpoint.speaksKeymesh,
-        lighthouse: p.lighthouse,
-        foundVia: keyOf(p.foundVia),
-        relayed: { packets: p.relayedPackets, bytes: p.relayedBytes },
-        paths: p.endpoint.list().map((e) => ({
-          path: udpOf(e.path)?.remoteId ?? e.path.id,
-          kind: e.path.via === undefined ? 'direct' : 'relay',
-          via: keyOf(e.path.via),
-          local: udpOf(e.path)?.local || null,
-          state: e.state,
-          active: e === p.endpoint.active,
-          rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
-          lastReceiveSecondsAgo: e.lastReceive === -Infinity ? null : Math.round((now - e.lastReceive) / 100) / 10,
-        })),
-      })),
-    };
-  }
-}
-
-/**
- * A batch of outgoing packets for one native call: either references into one buffer (zero-copy)
- * or, with an arena, copies of packets from anywhere.
- */
-class OutQueue {
-  buf: Uint8Array | null = null;
-  private own: Uint8Array | null = null;
-  private slot = 0;
-  readonly offs: Uint32Array;
-  readonly lens: Uint32Array;
-  readonly addrs: Uint8Array;
-  readonly ports: Uint16Array;
-  readonly locals: Uint8Array;
-  readonly ifindexes: Uint32Array;
-  count = 0;
-
-  constructor(
-    private readonly cap: number,
-    withAddrs: boolean,
-  ) {
-    this.offs = new Uint32Array(cap);
-    this.lens = new Uint32Array(cap);
-    this.addrs = new Uint8Array(withAddrs ? cap * 16 : 0);
-    this.ports = new Uint16Array(withAddrs ? cap : 0);
-    this.locals = new Uint8Array(withAddrs ? cap * 16 : 0);
-    this.ifindexes = new Uint32Array(withAddrs ? cap : 0);
-  }
-
-  /** Give the queue its own arena: pushed packets are then copied into it. */
-  arena(slot: number): void {
-    this.slot = slot;
-    this.own = new Uint8Array(this.cap * slot);
-    this.buf = this.own;
-  }
-
-  get full(): boolean {
-    return this.count === this.cap;
-  }
-
-  push(buf: Uint8Array, off: number, len: number, path: UdpPath | null): void {
-    const k = this.count;
-    if (this.own) {
-      if (len > this.slot) return; // cannot happen: nothing larger than a slot is produced
-      this.own.set(buf.subarray(off, off + len), k * this.slot);
-      this.offs[k] = k * this.slot;
-    } else {
-      this.buf = buf; // all references in one queue point into the same buffer
-      this.offs[k] = off;
-    }
-    this.lens[k] = len;
-    if (path) {
-      this.addrs.set(path.addr16, k * 16);
-      this.ports[k] = path.port;
-      this.locals.set(path.local16, k * 16);
-      this.ifindexes[k] = path.ifindex;
-    }
-    this.count = k + 1;
-  }
-
-  clear(): void {
-    this.count = 0;
+    return showStatus(this);
   }
 }
 
@@ -933,42 +404,3 @@ function cryptoBackends(choice: string | undefined): { aead: TransportAead; cryp
   const crypto = createNativeCrypto();
   return { aead: aead ?? createNodeTransportAead(), ...(crypto ? { crypto } : {}) };
 }
-
-function resolvconf(args: string[], input?: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('resolvconf', args, (err, _out, stderr) => {
-      if (err) reject(new Error((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'resolvconf is not installed' : stderr.trim() || err.message));
-      else resolve();
-    });
-    child.stdin?.on('error', () => undefined); // EPIPE if resolvconf exits early: reported by its exit status
-    if (input !== undefined) child.stdin?.end(input);
-  });
-}
-
-/** Counters now minus counters at `base` (numeric fields; a null base leaves them as they are). */
-function since<T extends object | null>(now: T, base: object | null): T {
-  if (!now || !base) return now;
-  const out: Record<string, unknown> = { ...now };
-  for (const [k, v] of Object.entries(base)) if (typeof v === 'number' && typeof out[k] === 'number') out[k] = (out[k] as number) - v;
-  return out as T;
-}
-
-/**
- * Is this interface another overlay tunnel — a TUN/TAP device (another keymesh, wireguard-go,
- * OpenVPN…) or a kernel WireGuard interface? Its addresses are not announced: a path through
- * another tunnel nests one encryption in another, and its smaller MTU does not carry keymesh's
- * full-size datagrams, so failing over onto it would break large packets.
- */
-export function isTunnelDevice(ifname: string, read: (path: string) => string | null = readSys): boolean {
-  if (read(`/sys/class/net/${ifname}/tun_flags`) !== null) return true;
-  return /^DEVTYPE=wireguard$/m.test(read(`/sys/class/net/${ifname}/uevent`) ?? '');
-}
-
-function readSys(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-}
-

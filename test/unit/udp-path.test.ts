@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PathTable, UdpPath } from '../../src/io/udp-path.js';
-import { isTunnelDevice } from '../../src/io/runtime.js';
+import { isTunnelDevice } from '../../src/io/watch.js';
 
 /** A small deterministic PRNG so failures reproduce. */
 function rng(seed: number): () => number {

@@ -1,0 +1,43 @@
+/**
+ * SaveConfig = true: on shutdown, the running configuration (peers, endpoints, allowed IPs and
+ * keys as they are now, after any `wg set`) is written back to the wg-quick file it came from.
+ *
+ * May touch: that file (written through a temporary file beside it, then renamed) and the log;
+ * it reads the engine.
+ */
+import { writeFile, rename } from 'node:fs/promises';
+import type { Engine } from '../core/engine.js';
+import { formatAddress } from '../core/ip.js';
+import { serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
+import { udpOf } from './local-ends.js';
+
+/** What saving the configuration uses of the runtime. */
+export interface SaveHost {
+  readonly engine: Engine;
+  readonly name: string;
+  readonly listenPort: number;
+  log(line: string): void;
+}
+
+/** SaveConfig = true: write the running configuration back to the file (mode 0600) on shutdown. */
+export async function saveConfig(rt: SaveHost, cfg: WgQuickConfig): Promise<void> {
+  const peers: PeerConfig[] = rt.engine.listPeers().map((p, i) => {
+    const ep = udpOf(p.endpoint.path);
+    const psk = p.handshake.presharedKey;
+    return {
+      publicKey: p.publicKey,
+      presharedKey: psk.some((b) => b !== 0) ? psk : undefined,
+      allowedIps: rt.engine.allowedIpsOf(p).map((a) => ({ ...a, text: `${formatAddress(a.addr)}/${a.cidr}` })),
+      endpoint: ep ? { host: ep.address, port: ep.port } : undefined,
+      persistentKeepalive: p.persistentKeepalive || undefined,
+      lighthouse: p.lighthouse,
+      line: i,
+    };
+  });
+  const privateKey = rt.engine.privateKey ?? cfg.interface.privateKey;
+  const text = serializeWgQuick({ file: cfg.file, interface: { ...cfg.interface, privateKey, listenPort: rt.listenPort }, peers });
+  const tmp = `${cfg.file}.keymesh-tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  await rename(tmp, cfg.file);
+  rt.log(`${rt.name}: configuration saved to ${cfg.file}`);
+}

@@ -1,0 +1,93 @@
+/**
+ * What `keymesh show` prints beyond what the UAPI carries: the device's offloads and counters,
+ * and per peer its session, paths, relaying and lighthouse state.
+ *
+ * May touch: nothing; it reads the engine, the pump's handles and counters, and the addon's
+ * counters (less what the warm-up added to them).
+ */
+import type { Engine } from '../core/engine.js';
+import { formatAddress } from '../core/ip.js';
+import type { Peer } from '../core/peer.js';
+import { encodeKey } from '../config/keys.js';
+import * as native from './native.js';
+import { udpOf } from './local-ends.js';
+import type { Pump } from './pump.js';
+
+/** What the status reads of the runtime. */
+export interface StatusHost {
+  readonly engine: Engine;
+  readonly pump: Pump;
+  readonly name: string;
+  readonly listenPort: number;
+  readonly mtu: number;
+  readonly fwmark: number;
+  /** The addon's counters when the warm-up was done (null: no warm-up). */
+  readonly nativeBase: { io: object | null; offload: object | null };
+  now(): number;
+}
+
+/** Everything `keymesh show` prints, beyond what the UAPI carries. */
+export function showStatus(rt: StatusHost): object {
+  const now = rt.now();
+  const keyOf = (id: string | null | undefined) => {
+    const l = id ? rt.engine.listPeers().find((x) => x.keyId === id) : undefined;
+    return l ? encodeKey(l.publicKey) : null;
+  };
+  return {
+    interface: rt.name,
+    publicKey: rt.engine.publicKey ? encodeKey(rt.engine.publicKey) : null,
+    listenPort: rt.listenPort,
+    mtu: rt.mtu,
+    fwmark: rt.fwmark,
+    aead: rt.engine.aead.name,
+    stats: rt.engine.stats(now),
+    offload: {
+      tun: rt.pump.tun?.offload ?? null,
+      udp: rt.pump.udpOff,
+      counters: since(native.offloadCounters(), rt.nativeBase.offload),
+    },
+    runtime: { ...rt.pump.counters, native: since(native.counters(), rt.nativeBase.io) },
+    isLighthouse: rt.engine.isLighthouse,
+    peers: rt.engine.listPeers().map((p: Peer) => ({
+      publicKey: encodeKey(p.publicKey),
+      endpoint: p.endpoint.path?.id ?? null,
+      allowedIps: rt.engine.allowedIpsOf(p).map((a) => `${formatAddress(a.addr)}/${a.cidr}`),
+      latestHandshake: p.lastHandshake === null ? null : Math.round(rt.engine.lastHandshakeUnix(p) / 1000),
+      secondsSinceHandshake: p.lastHandshake === null ? null : Math.round((now - p.lastHandshake) / 1000),
+      rxBytes: p.rxBytes,
+      txBytes: p.txBytes,
+      persistentKeepalive: p.persistentKeepalive,
+      presharedKey: p.handshake.presharedKey.some((b) => b !== 0),
+      handshakes: p.handshakesCompleted,
+      session: p.keypairs.current
+        ? {
+            role: p.keypairs.current.isInitiator ? 'initiator' : 'responder',
+            ageSeconds: Math.round((now - p.keypairs.current.created) / 1000),
+          }
+        : null,
+      stagedPackets: p.staged.length,
+      speaksKeymesh: p.endpoint.speaksKeymesh,
+      lighthouse: p.lighthouse,
+      foundVia: keyOf(p.foundVia),
+      relayed: { packets: p.relayedPackets, bytes: p.relayedBytes },
+      paths: p.endpoint.list().map((e) => ({
+        path: udpOf(e.path)?.remoteId ?? e.path.id,
+        kind: e.path.via === undefined ? 'direct' : 'relay',
+        via: keyOf(e.path.via),
+        local: udpOf(e.path)?.local || null,
+        state: e.state,
+        active: e === p.endpoint.active,
+        rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
+        lastReceiveSecondsAgo: e.lastReceive === -Infinity ? null : Math.round((now - e.lastReceive) / 100) / 10,
+      })),
+    })),
+  };
+}
+
+/** Counters now minus counters at `base` (numeric fields; a null base leaves them as they are). */
+function since<T extends object | null>(now: T, base: object | null): T {
+  if (!now || !base) return now;
+  const out: Record<string, unknown> = { ...now };
+  for (const [k, v] of Object.entries(base)) if (typeof v === 'number' && typeof out[k] === 'number') out[k] = (out[k] as number) - v;
+  return out as T;
+}
