@@ -7,6 +7,7 @@ export interface ShowStatus {
   mtu: number;
   fwmark: number;
   aead: string;
+  portMapping?: { protocol: string; gateway: string; external: string; internalPort: number; secondsLeft: number } | null;
   offload?: { tun: Record<string, boolean> | null; udp: { gso: boolean; gro: boolean } };
   stats: { drops: Record<string, number>; rxPackets: number; txPackets: number; underLoad: boolean; lighthouse?: Record<string, number> };
   isLighthouse?: boolean;
@@ -90,6 +91,10 @@ export function formatShow(s: ShowStatus): string {
   out.push(`  listening port: ${s.listenPort}`);
   if (s.fwmark) out.push(`  fwmark: 0x${s.fwmark.toString(16)}`);
   out.push(`  mtu: ${s.mtu}`);
+  if (s.portMapping) {
+    const m = s.portMapping;
+    out.push(`  port mapping: ${m.protocol} via ${m.gateway}: ${m.external} → port ${m.internalPort} (${m.secondsLeft} s left)`);
+  }
   if (s.offload) {
     const on = [
       ...Object.entries(s.offload.tun ?? {})

@@ -40,6 +40,11 @@ const sameEnd = (x: LocalEnd, y: LocalEnd) => x.ifindex === y.ifindex && x.addr.
 
 export class LocalEnds {
   private ends: LocalEnd[] = [];
+  /**
+   * Addresses we can be reached at that are no local end: the router's side of a port mapping
+   * (port-mapping.ts). Announced with the local ends; never a source to send from.
+   */
+  private mapped: Array<{ addr: Uint8Array; port: number }> = [];
 
   constructor(private readonly paths: PathTable) {}
 
@@ -56,9 +61,15 @@ export class LocalEnds {
     return out.length ? out : [this.paths.get(addr, 0, port)];
   }
 
+  /** The port mappings we hold now (replacing the previous list); apply() announces them. */
+  setMapped(list: Array<{ addr: Uint8Array; port: number }>): void {
+    this.mapped = list.map((m) => ({ addr: m.addr.slice(), port: m.port }));
+  }
+
   /** Forget every local end (the warm-up's throwaway wire). */
   reset(): void {
     this.ends = [];
+    this.mapped = [];
   }
 
   /**
@@ -85,10 +96,7 @@ export class LocalEnds {
         });
       }
     }
-    engine.setLocalAddresses(
-      this.ends.map((e) => ({ addr: e.addr, port })),
-      now,
-    );
+    engine.setLocalAddresses([...this.ends.map((e) => ({ addr: e.addr, port })), ...this.mapped], now);
     if (!quiet) engine.localAddressesChanged(now);
     return gone;
   }

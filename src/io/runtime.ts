@@ -42,6 +42,7 @@ import { warmUp, type WarmupAttachment, type WarmupNode } from './warmup.js';
 import { OFFLOAD, Pump } from './pump.js';
 import { EndpointNames } from './reresolve.js';
 import { LocalChangeWatcher } from './watch.js';
+import { PortMappings } from './port-mapping.js';
 import { onEvent } from './events.js';
 import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
@@ -83,6 +84,7 @@ export class Runtime {
   readonly localEnds = new LocalEnds(this.paths);
   /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
   readonly watch = new LocalChangeWatcher(this);
+  readonly portMappings = new PortMappings(this);
   /** Peers (by key) whose events are not logged: the warm-up's partner. */
   readonly quietPeers = new Set<string>();
   /** The addon's counters right after the warm-up (status.ts reports only what came since). */
@@ -279,6 +281,7 @@ export class Runtime {
     this.watch.announceLocalAddresses();
     this.flushAndArm();
     this.watch.start();
+    if (cfg.interface.portMapping) this.portMappings.start();
     for (const h of cfg.interface.postUp) await runHook(h, name);
     this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
   }
@@ -294,6 +297,7 @@ export class Runtime {
     if (this.dnsApplied) await removeDns(name).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.watch.stop();
+    await this.portMappings.stop();
     this.names.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
@@ -311,6 +315,18 @@ export class Runtime {
   // ───────────────────────────── timer ─────────────────────────────
 
   /** After a change made outside the data path: send what the engine queued and re-arm the timer. */
+  /** Our addresses or routes changed: a port mapping may need asking for again (another gateway). */
+  localChanged(): void {
+    if (this.opts.config.interface.portMapping && !this.stopped) this.portMappings.start();
+  }
+
+  /** Announce our addresses (local ends and port mappings) again, now. */
+  announce(): void {
+    if (this.stopped) return;
+    this.watch.announceLocalAddresses(true);
+    this.flushAndArm();
+  }
+
   flushAndArm(): void {
     this.pump.flush();
     this.armTimer();

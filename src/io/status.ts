@@ -12,6 +12,7 @@ import { encodeKey } from '../config/keys.js';
 import * as native from './native.js';
 import { udpOf } from './local-ends.js';
 import type { Pump } from './pump.js';
+import type { PortMapping } from './portmap/client.js';
 
 /** What the status reads of the runtime. */
 export interface StatusHost {
@@ -21,6 +22,8 @@ export interface StatusHost {
   readonly listenPort: number;
   readonly mtu: number;
   readonly fwmark: number;
+  /** The port mapping held on the gateway now, if any (port-mapping.ts). */
+  readonly portMappings: { readonly mapping: PortMapping | null };
   /** The addon's counters when the warm-up was done (null: no warm-up). */
   readonly nativeBase: { io: object | null; offload: object | null };
   now(): number;
@@ -40,6 +43,7 @@ export function showStatus(rt: StatusHost): object {
     mtu: rt.mtu,
     fwmark: rt.fwmark,
     aead: rt.engine.aead.name,
+    portMapping: mappingStatus(rt.portMappings.mapping),
     stats: rt.engine.stats(now),
     offload: {
       tun: rt.pump.tun?.offload ?? null,
@@ -90,4 +94,16 @@ function since<T extends object | null>(now: T, base: object | null): T {
   const out: Record<string, unknown> = { ...now };
   for (const [k, v] of Object.entries(base)) if (typeof v === 'number' && typeof out[k] === 'number') out[k] = (out[k] as number) - v;
   return out as T;
+}
+
+/** The port mapping as `keymesh show` prints it: protocol, gateway, external address:port, lifetime left. */
+function mappingStatus(m: PortMapping | null): object | null {
+  if (!m) return null;
+  return {
+    protocol: m.protocol,
+    gateway: m.gateway,
+    external: `${m.externalAddress}:${m.externalPort}`,
+    internalPort: m.internalPort,
+    secondsLeft: Math.max(0, Math.round((m.expiresAt - Date.now()) / 1000)),
+  };
 }

@@ -30,6 +30,8 @@ export interface WatchHost {
   now(): number;
   /** Send what the engine queued and re-arm the timer. */
   flushAndArm(): void;
+  /** The host's addresses or routes changed (after the engine was told): e.g. ask the gateway again. */
+  localChanged(): void;
 }
 
 export class LocalChangeWatcher {
@@ -95,6 +97,7 @@ export class LocalChangeWatcher {
         rt.log(`${rt.name}: local addresses or routes changed; telling peers`);
         this.announceLocalAddresses(false);
         rt.flushAndArm();
+        rt.localChanged();
       }, delay);
     });
     child.unref();

@@ -5,7 +5,8 @@
  * each scenario moves the members where it needs them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, sleep, startKeymesh, startProbe, tcpTransfer, waitFor, type Proc } from '../../netns/lib.js';
+import path from 'node:path';
+import { canRunNetns, KEYMESH_BIN, Lab, ping, REPO, sh, sleep, startKeymesh, startProbe, tcpTransfer, waitFor, type Proc } from '../../netns/lib.js';
 import { NAT_TUNNEL, natTopology } from '../../netns/nat.js';
 
 const skip = canRunNetns();
@@ -185,5 +186,30 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
     expect(status(t.l2.ifname).stats.lighthouse.lookupsAnswered).toBeGreaterThan(answered);
     expect(peer(t.a.spec.ifname, t.keys.b).foundVia).toBe(t.keys.l2);
     expect(peer(t.b.spec.ifname, t.keys.a).foundVia).toBe(t.keys.l2);
+  }, 60_000);
+  it('(f) symmetric NATs on both sides, A\'s router grants port mappings (PCP): the pair goes direct, the lighthouses carry none of its data', async () => {
+    // A's router runs a PCP/NAT-PMP responder and, as home routers do, lets port-forwarded flows in
+    const s1 = t.routers.get('s1')!;
+    lab.exec(s1.ns, ['nft', 'insert', 'rule', 'ip', 'kmnat', 'fwd4', 'iifname', 'pub', 'ct', 'status', 'dnat', 'accept']);
+    const responder = lab.spawn(s1.ns, [process.execPath, path.join(REPO, 'dist', 'netns', 'portmap-responder.js'), '--wan', 'pub', '--lan-addr', `10.${s1.lan}.0.1`], 'responder s1');
+    await waitFor('the responder to listen', () => /listening|"event"/.test(responder.output), 5000);
+    await t.move([
+      [t.a, 's1'],
+      [t.b, 's2'],
+    ]);
+    // the move makes A ask its new gateway for a mapping, and announce it
+    await waitFor('A to hold a port mapping', () => (status(t.a.spec.ifname) as unknown as { portMapping: { external: string } | null }).portMapping !== null, 8000, 100);
+    const mapping = (status(t.a.spec.ifname) as unknown as { portMapping: { protocol: string; external: string } }).portMapping;
+    expect(mapping.external.startsWith(`${s1.public}:`)).toBe(true);
+    await pingOk(t.a.spec.ns, NAT_TUNNEL.b, 3);
+    // while relayed, members ask their lighthouses again every 5 s; the answer now carries the mapping
+    await bothActive('direct', 15_000);
+    expect(peer(t.b.spec.ifname, t.keys.a).paths.find((p) => p.active)!.path).toBe(mapping.external);
+    const before = relayedForPair();
+    const r = await tcpTransfer(lab, t.a.spec.ns, t.b.spec.ns, NAT_TUNNEL.b, 4 * 1024 * 1024);
+    expect(r.received.sha256).toBe(r.sent.sha256);
+    expect(relayedForPair()).toBe(before);
+    console.log(`(f) symmetric ↔ symmetric with a ${mapping.protocol} mapping on A's router (${mapping.external}): direct; 0 packets relayed during 4 MB`);
+    await responder.stop();
   }, 60_000);
 });
