@@ -20,6 +20,12 @@
  * and framed in place in the caller's buffer (which leaves TRANSPORT_HEADROOM bytes before and
  * TRANSPORT_TAILROOM bytes after each packet), and received datagrams are opened in place; the
  * sink is handed (buffer, offset, length) triples that are valid only during the call.
+ *
+ * This file holds the engine's state and its public API. The work is done, as in the kernel
+ * module (send.c, receive.c, …), by functions that take the engine as their first argument and
+ * reach the state it marks @internal, one concern per file:
+ *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
+ * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
 import { AllowedIps } from './allowedips.js';
 import {
@@ -43,6 +49,7 @@ import {
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
+import { duePeers, earliestDeadline, touch } from './deadline-index.js';
 import { isRelay, type EndpointChange, type Path, type PathEntry } from './endpoint.js';
 import {
   EXT_ADDRESSES,
@@ -64,6 +71,9 @@ import {
   writeExtension,
   type ExtMessage,
 } from './extension.js';
+import { IndexTable } from './index-table.js';
+import { ipDeclaredLength, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
+import { Keypair } from './keypair.js';
 import {
   DEFAULT_RELAY_RATE,
   LOOKUP_BURST,
@@ -77,9 +87,6 @@ import {
   TokenBuckets,
   type LighthouseStats,
 } from './lighthouse.js';
-import { IndexTable } from './index-table.js';
-import { ipDeclaredLength, ipVersion, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET } from './ip.js';
-import { Keypair } from './keypair.js';
 import {
   INITIATION_MAC1_OFFSET,
   messageType,
@@ -233,7 +240,7 @@ export class Engine {
   private local: LocalIdentity | null = null;
   private checker: CookieChecker | null = null;
   private readonly random: (n: number) => Uint8Array;
-  private readonly peers = new Map<string, Peer>();
+  /** @internal */ readonly peers = new Map<string, Peer>();
   private readonly indexes: IndexTable<IndexEntry>;
   private readonly routes = new AllowedIps<Peer>();
   private readonly ratelimiter = new RateLimiter();
@@ -284,6 +291,12 @@ export class Engine {
   private inbound = 0;
   /** `now` of the latest call in (relay wrapping happens inside the sink, which has no `now`). */
   private clock = 0;
+  // The deadline index (deadline-index.ts).
+  /** @internal */ readonly deadlineHeap: Array<{ peer: Peer; at: number }> = [];
+  /** @internal */ readonly dirtyPeers = new Set<Peer>();
+  /** Rebuild the whole deadline index at the next nextDeadline(). @internal */
+  allDirty = true;
+  /** @internal */ readonly checkDeadlines: boolean;
 
   constructor(sink: Sink, opts: EngineOptions) {
     this.out = sink;
@@ -530,7 +543,7 @@ export class Engine {
       return 'unknownIndex';
     }
     const { peer, keypair } = entry;
-    this.touch(peer); // once per run of datagrams for this keypair: its timers are about to move
+    touch(this, peer); // once per run of datagrams for this keypair: its timers are about to move
     if (!keypair.canReceive(now)) {
       this.counters.drops.expiredKeypair += n;
       return 'expiredKeypair';
@@ -826,7 +839,7 @@ export class Engine {
     sealOffs: Uint32Array = this.txSealOffs,
     sealLens: Uint32Array = this.txSealLens,
   ): void {
-    this.touch(peer);
+    touch(this, peer);
     kp.reserve(n);
     this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, sealOffs, sealLens, n);
     let hi = kp.reservedHi;
@@ -855,7 +868,7 @@ export class Engine {
   }
 
   private stage(peer: Peer, packet: Uint8Array): void {
-    this.touch(peer);
+    touch(this, peer);
     if (peer.staged.length >= MAX_STAGED_PACKETS) {
       peer.staged.shift();
       this.counters.drops.stagedOverflow++;
@@ -911,7 +924,7 @@ export class Engine {
 
   /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
   private sendInitiation(peer: Peer, retry: boolean, now: number): void {
-    this.touch(peer);
+    touch(this, peer);
     if (!this.local) {
       this.counters.drops.noPrivateKey++;
       return;
@@ -1006,93 +1019,12 @@ export class Engine {
   // ───────────────────────────── timers ─────────────────────────────
 
   /** The earliest time tick() has work to do, or Infinity. */
-  /**
-   * The earliest deadline of any peer. With thousands of peers a scan of all of them per batch
-   * would dominate the data path (≈0.5 ms at 10,000 peers), so the engine keeps an index: a
-   * min-heap of (peer, deadline) entries, refreshed only for the peers touched since the last
-   * call (every packet, handshake, probe or relay for a peer touches it), with stale entries
-   * dropped lazily when they reach the top. Configuration calls and rare events (handshake
-   * messages, control messages) mark everything for a rebuild. `checkDeadlines` verifies the
-   * index against the full scan on every call (tests run with it).
-   */
   nextDeadline(): number {
-    const t = this.indexedNextDeadline();
-    if (this.checkDeadlines) {
-      let full = Infinity;
-      for (const p of this.peers.values()) full = Math.min(full, this.peerDeadline(p));
-      if (full !== t) throw new Error(`deadline index out of step: index says ${t}, a full scan ${full}`);
-    }
-    return t;
+    return earliestDeadline(this);
   }
 
-  private peerDeadline(p: Peer): number {
-    let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
-    if (this.onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
-    return n;
-  }
-
-  private indexedNextDeadline(): number {
-    const heap = this.deadlineHeap;
-    if (this.allDirty || heap.length > 4 * this.peers.size + 64) {
-      heap.length = 0;
-      for (const p of this.peers.values()) {
-        p.indexedDeadline = this.peerDeadline(p);
-        if (p.indexedDeadline !== Infinity) heap.push({ peer: p, at: p.indexedDeadline });
-      }
-      heap.sort((x, y) => x.at - y.at); // a sorted array is a valid min-heap
-      this.allDirty = false;
-      this.dirtyPeers.clear();
-    } else if (this.dirtyPeers.size > 0) {
-      for (const p of this.dirtyPeers) {
-        if (this.peers.get(p.keyId) !== p) continue; // removed
-        const d = this.peerDeadline(p);
-        if (d === p.indexedDeadline) continue;
-        p.indexedDeadline = d;
-        if (d !== Infinity) heapPush(heap, { peer: p, at: d });
-      }
-      this.dirtyPeers.clear();
-    }
-    while (heap.length > 0) {
-      const top = heap[0];
-      if (top.at === top.peer.indexedDeadline && this.peers.get(top.peer.keyId) === top.peer) return top.at;
-      heapPop(heap); // stale: the peer's deadline moved, or it was removed
-    }
-    return Infinity;
-  }
-
-  /** The peers with a deadline at or before `now`, taken off the index (tick re-indexes them). */
-  private duePeers(now: number): Set<Peer> {
-    this.indexedNextDeadline(); // bring the index up to date
-    const heap = this.deadlineHeap;
-    const due = new Set<Peer>();
-    while (heap.length > 0 && heap[0].at <= now) {
-      const top = heap[0];
-      heapPop(heap);
-      if (top.at !== top.peer.indexedDeadline || this.peers.get(top.peer.keyId) !== top.peer) continue; // stale
-      top.peer.indexedDeadline = Infinity; // no entry left for it: touch() re-indexes it
-      due.add(top.peer);
-    }
-    if (this.checkDeadlines) {
-      for (const p of this.peers.values()) {
-        if (this.peerDeadline(p) <= now && !due.has(p)) throw new Error('deadline index out of step: a due peer is missing');
-      }
-    }
-    return due;
-  }
-
-  /** Something about this peer changed: its deadline is recomputed at the next nextDeadline(). */
-  private touch(peer: Peer): void {
-    this.dirtyPeers.add(peer);
-  }
-
-  private readonly deadlineHeap: Array<{ peer: Peer; at: number }> = [];
-  private readonly dirtyPeers = new Set<Peer>();
-  /** Rebuild the whole deadline index at the next nextDeadline(). */
-  private allDirty = true;
-  private readonly checkDeadlines: boolean;
-
-  /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. */
-  private onRelay(p: Peer): boolean {
+  /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. @internal */
+  onRelay(p: Peer): boolean {
     const a = p.endpoint.path;
     return a !== null && a.via !== undefined && p.keypairs.current !== null;
   }
@@ -1101,8 +1033,8 @@ export class Engine {
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
     this.clock = now;
     const fired: Array<{ peer: Peer; timer: TimerName }> = [];
-    for (const peer of this.duePeers(now)) {
-      this.touch(peer);
+    for (const peer of duePeers(this, now)) {
+      touch(this, peer);
       if (peer.endpoint.nextDeadline() <= now) {
         for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
         const { probe, change, lost } = peer.endpoint.dueProbes(now);
@@ -1412,7 +1344,7 @@ export class Engine {
   /** A datagram for `path`'s target, sent through its lighthouse inside a RELAY message. */
   private relayOut(path: RelayPath, buf: Uint8Array, off: number, len: number): void {
     const via = this.peers.get(path.via);
-    if (via) this.touch(via);
+    if (via) touch(this, via);
     const target = this.peers.get(path.targetKeyId);
     const kp = via?.keypairs.current;
     const vp = via?.endpoint.path;
@@ -1427,7 +1359,7 @@ export class Engine {
 
   /** Seal RELAY/RELAYED(key, buf[off..off+len)) for `peer` in relayBuf and send it on `path`. */
   private sealRelay(peer: Peer, kp: Keypair, path: Path, type: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number): void {
-    this.touch(peer);
+    touch(this, peer);
     const b = this.relayBuf;
     const base = TRANSPORT_HEADER_SIZE;
     if (base + RELAY_HEADER + len + PADDING_MULTIPLE + 16 > b.length || len > 0xffff) {
@@ -1450,7 +1382,7 @@ export class Engine {
 
   /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */
   private sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
-    this.touch(peer);
+    touch(this, peer);
     const kp = peer.keypairs.current;
     if (!kp || !kp.canSend(now)) return false;
     const base = TRANSPORT_HEADER_SIZE;
@@ -1600,31 +1532,4 @@ export class Engine {
     this.rxOk = new Uint8Array(cap);
     this.rxIdx = new Uint32Array(cap);
   }
-}
-
-/** Binary min-heap on `at` (the engine's deadline index). */
-function heapPush(h: Array<{ peer: Peer; at: number }>, e: { peer: Peer; at: number }): void {
-  let i = h.push(e) - 1;
-  while (i > 0) {
-    const parent = (i - 1) >> 1;
-    if (h[parent].at <= e.at) break;
-    h[i] = h[parent];
-    i = parent;
-  }
-  h[i] = e;
-}
-
-function heapPop(h: Array<{ peer: Peer; at: number }>): void {
-  const last = h.pop()!;
-  if (h.length === 0) return;
-  let i = 0;
-  for (;;) {
-    const l = 2 * i + 1;
-    if (l >= h.length) break;
-    const c = l + 1 < h.length && h[l + 1].at < h[l].at ? l + 1 : l;
-    if (h[c].at >= last.at) break;
-    h[i] = h[c];
-    i = c;
-  }
-  h[i] = last;
 }
