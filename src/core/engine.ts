@@ -24,6 +24,7 @@
  * This file holds the engine's state and its public API. The work is done, as in the kernel
  * module (send.c, receive.c, …), by functions that take the engine as their first argument and
  * reach the state it marks @internal, one concern per file:
+ *   send.ts               TUN packets → allowed IPs → seal → datagrams; staging, keepalives
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
@@ -32,7 +33,6 @@ import {
   DEFAULT_MTU,
   HANDSHAKE_INITIATION_RATE,
   KEEPALIVE_TIMEOUT,
-  MAX_STAGED_PACKETS,
   MAX_TIMER_HANDSHAKES,
   MESSAGE_COOKIE_REPLY,
   MESSAGE_INITIATION,
@@ -72,7 +72,7 @@ import {
   type ExtMessage,
 } from './extension.js';
 import { IndexTable } from './index-table.js';
-import { ipDeclaredLength, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
+import { ipDeclaredLength, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import { Keypair } from './keypair.js';
 import {
   DEFAULT_RELAY_RATE,
@@ -96,7 +96,6 @@ import {
   readU32,
   RESPONSE_MAC1_OFFSET,
   serializeCookieReply,
-  writeTransportHeader,
 } from './messages.js';
 import {
   acceptInitiation,
@@ -110,6 +109,7 @@ import {
 } from './noise.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
+import { flushStaged, growTx, sealAndSend, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
 import { compareTai64n, tai64n } from './tai64n.js';
 import { TIMER_NAMES, type TimerName } from './timers.js';
 import { createNobleTransportAead, type TransportAead } from './transport-aead.js';
@@ -230,19 +230,17 @@ export function keyId(key: Uint8Array): string {
   return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
-const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
-
 export class Engine {
   readonly crypto: Crypto;
   readonly aead: TransportAead;
   readonly mtu: number;
   wallClockOffset: number;
-  private local: LocalIdentity | null = null;
+  /** @internal */ local: LocalIdentity | null = null;
   private checker: CookieChecker | null = null;
   private readonly random: (n: number) => Uint8Array;
   /** @internal */ readonly peers = new Map<string, Peer>();
   private readonly indexes: IndexTable<IndexEntry>;
-  private readonly routes = new AllowedIps<Peer>();
+  /** @internal */ readonly routes = new AllowedIps<Peer>();
   private readonly ratelimiter = new RateLimiter();
   private readonly underLoadThreshold: number;
   // -Infinity, not 0: the first handshake (in the runtime's warm-up) opens a window whatever the clock says
@@ -250,16 +248,16 @@ export class Engine {
   private handshakeWindowCount = 0;
   private underLoadUntil = -Infinity;
   private forcedUnderLoad = false;
-  private readonly counters: EngineStats;
+  /** @internal */ readonly counters: EngineStats;
   private readonly jitterBuf = new Uint8Array(2);
 
   // Transmit scratch: a batch of padded packets laid out in fixed slots.
-  private txCap = 0;
-  private txBuf = new Uint8Array(0);
-  private txPeerOf: Array<Peer | null> = [];
-  private txSealOffs = new Uint32Array(0);
-  private txSealLens = new Uint32Array(0);
-  private readonly txPeers: Peer[] = [];
+  /** @internal */ txCap = 0;
+  /** @internal */ txBuf = new Uint8Array(0);
+  /** @internal */ txPeerOf: Array<Peer | null> = [];
+  /** @internal */ txSealOffs = new Uint32Array(0);
+  /** @internal */ txSealLens = new Uint32Array(0);
+  /** @internal */ readonly txPeers: Peer[] = [];
   // Receive scratch for batched opens.
   private rxCap = 0;
   private rxHis = new Uint32Array(0);
@@ -276,7 +274,7 @@ export class Engine {
   private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
   /** The runtime's sink; `sink` wraps it to carry relay paths through their lighthouse. */
   private readonly out: Sink;
-  private readonly sink: Sink;
+  /** @internal */ readonly sink: Sink;
   readonly isLighthouse: boolean;
   private readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
   private readonly relayBudget: TokenBuckets;
@@ -327,7 +325,7 @@ export class Engine {
     for (const r of DROP_REASONS) drops[r] = 0;
     this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh };
     this.setPrivateKey(opts.privateKey);
-    this.growTx(64);
+    growTx(this, 64);
     this.growRx(64);
   }
 
@@ -419,7 +417,7 @@ export class Engine {
     const before = peer.timers.persistentKeepaliveInterval;
     peer.timers.persistentKeepaliveInterval = seconds * 1000;
     if (seconds === 0) peer.timers.persistentKeepalive = Infinity;
-    else if (before === 0 && this.local && peer.endpoint.path) this.sendKeepalive(peer, now);
+    else if (before === 0 && this.local && peer.endpoint.path) sendKeepalive(this, peer, now);
     else peer.timers.persistentKeepalive = Math.min(peer.timers.persistentKeepalive, now + seconds * 1000);
   }
 
@@ -619,7 +617,7 @@ export class Engine {
       const dropped = peer.keypairs.received(keypair);
       if (dropped) this.retireKeypair(dropped);
       this.completeHandshake(peer, false, now);
-      this.flushStaged(peer, now);
+      flushStaged(this, peer, now);
       this.maybeHello(peer, now);
     }
     this.keepKeyFreshReceiving(peer, now);
@@ -703,8 +701,8 @@ export class Engine {
     peer.timers.sessionDerived(now);
     this.completeHandshake(peer, true, now);
     // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
-    if (peer.staged.length > 0) this.flushStaged(peer, now);
-    else this.sendKeepalive(peer, now);
+    if (peer.staged.length > 0) flushStaged(this, peer, now);
+    else sendKeepalive(this, peer, now);
     this.maybeHello(peer, now);
     return 'response';
   }
@@ -772,158 +770,13 @@ export class Engine {
    */
   handleTunBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, now: number): void {
     this.clock = now;
-    if (count > this.txCap) this.growTx(count);
-    let nPeers = 0;
-    for (let i = 0; i < count; i++) {
-      this.txPeerOf[i] = null;
-      const o = offs[i];
-      const len = lens[i];
-      const version = ipVersion(buf, o, len);
-      if (version === 0) {
-        this.drop('invalidInnerPacket');
-        continue;
-      }
-      if (len > this.mtu) {
-        this.drop('tooBig');
-        continue;
-      }
-      const dst = o + (version === 4 ? IPV4_DST_OFFSET : IPV6_DST_OFFSET);
-      const peer = this.routes.lookup(buf, dst, version);
-      if (!peer) {
-        this.drop('noRoute');
-        continue;
-      }
-      this.txPeerOf[i] = peer;
-      let seen = false;
-      for (let p = 0; p < nPeers; p++) if (this.txPeers[p] === peer) seen = true;
-      if (!seen) this.txPeers[nPeers++] = peer;
-    }
-    for (let p = 0; p < nPeers; p++) {
-      const peer = this.txPeers[p];
-      this.txPeers[p] = undefined as unknown as Peer;
-      const kp = peer.keypairs.current;
-      const path = peer.endpoint.path;
-      let n = 0;
-      for (let i = 0; i < count; i++) if (this.txPeerOf[i] === peer) n++;
-      if (!this.local || !kp || !kp.canSend(now, n) || !path) {
-        // No usable session: keep copies until the handshake completes.
-        for (let i = 0; i < count; i++) if (this.txPeerOf[i] === peer) this.stage(peer, buf.slice(offs[i], offs[i] + lens[i]));
-        this.sendInitiation(peer, false, now);
-        continue;
-      }
-      n = 0;
-      for (let i = 0; i < count; i++) {
-        if (this.txPeerOf[i] !== peer) continue;
-        // §5.4.6: pad with zeros to a multiple of 16, but not beyond the MTU.
-        const o = offs[i];
-        const len = lens[i];
-        const padded = Math.min(this.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
-        buf.fill(0, o + len, o + padded);
-        this.txSealOffs[n] = o;
-        this.txSealLens[n] = padded;
-        n++;
-      }
-      this.sealAndSend(peer, kp, path, buf, n, now);
-      if (kp.wantsRekeyOnSend(now)) this.sendInitiation(peer, false, now);
-    }
-  }
-
-  /** Seal buf at txSeal*[0..n) under kp, frame each with its header, and hand it to the sink. */
-  private sealAndSend(
-    peer: Peer,
-    kp: Keypair,
-    path: Path,
-    buf: Uint8Array,
-    n: number,
-    now: number,
-    sealOffs: Uint32Array = this.txSealOffs,
-    sealLens: Uint32Array = this.txSealLens,
-  ): void {
-    touch(this, peer);
-    kp.reserve(n);
-    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, sealOffs, sealLens, n);
-    let hi = kp.reservedHi;
-    let lo = kp.reservedLo;
-    let data = false;
-    // Make-before-break: while a candidate path is being validated, copies go there too.
-    const dups = path === peer.endpoint.path && peer.endpoint.size > 1 ? peer.endpoint.duplicateTargets(0) : null;
-    for (let k = 0; k < n; k++) {
-      const start = sealOffs[k] - TRANSPORT_HEADER_SIZE;
-      writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
-      lo = (lo + 1) >>> 0;
-      if (lo === 0) hi = (hi + 1) >>> 0;
-      const total = TRANSPORT_HEADER_SIZE + sealLens[k] + 16;
-      if (sealLens[k] > 0) data = true;
-      peer.txBytes += total;
-      this.counters.txPackets++;
-      this.sink.send(path, buf, start, total);
-      if (dups) this.duplicate(peer, dups, buf, start, total, now);
-    }
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketSent();
-    if (data) {
-      peer.timers.dataSent(now, this.jitterFn);
-      if (path === peer.endpoint.path) peer.endpoint.dataSent(now);
-    }
-  }
-
-  private stage(peer: Peer, packet: Uint8Array): void {
-    touch(this, peer);
-    if (peer.staged.length >= MAX_STAGED_PACKETS) {
-      peer.staged.shift();
-      this.counters.drops.stagedOverflow++;
-    }
-    peer.staged.push(packet.slice());
-  }
-
-  /** Send what waited for a session (or start a handshake if there still is none). */
-  private flushStaged(peer: Peer, now: number): void {
-    if (peer.staged.length === 0) return;
-    const kp = peer.keypairs.current;
-    const path = peer.endpoint.path;
-    if (!kp || !path || !kp.canSend(now, peer.staged.length)) {
-      this.sendInitiation(peer, false, now);
-      return;
-    }
-    const packets = peer.staged;
-    peer.staged = [];
-    if (packets.length > this.txCap) this.growTx(packets.length);
-    const slot = this.mtu + TX_SLOT_EXTRA;
-    let n = 0;
-    for (const p of packets) {
-      const base = n * slot + TRANSPORT_HEADER_SIZE;
-      if (p.length > 0) this.txBuf.set(p, base);
-      const padded = Math.min(this.mtu, (p.length + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
-      this.txBuf.fill(0, base + p.length, base + padded);
-      this.txSealOffs[n] = base;
-      this.txSealLens[n] = padded;
-      n++;
-    }
-    this.sealAndSend(peer, kp, path, this.txBuf, n, now);
-  }
-
-  /** A keepalive is a transport packet with an empty payload (§6.5). Without a session it starts a handshake. */
-  private sendKeepalive(peer: Peer, now: number): void {
-    const kp = peer.keypairs.current;
-    const path = peer.endpoint.path;
-    if (peer.staged.length > 0) {
-      this.flushStaged(peer, now);
-      return;
-    }
-    if (!kp || !path || !kp.canSend(now)) {
-      this.stage(peer, new Uint8Array(0));
-      this.sendInitiation(peer, false, now);
-      return;
-    }
-    this.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
-    this.txSealLens[0] = 0;
-    this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
+    sendTunBatch(this, buf, offs, lens, count, now);
   }
 
   // ───────────────────────────── handshakes ─────────────────────────────
 
-  /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
-  private sendInitiation(peer: Peer, retry: boolean, now: number): void {
+  /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. @internal */
+  sendInitiation(peer: Peer, retry: boolean, now: number): void {
     touch(this, peer);
     if (!this.local) {
       this.counters.drops.noPrivateKey++;
@@ -1074,7 +927,7 @@ export class Engine {
         }
         break;
       case 'sendKeepalive':
-        this.sendKeepalive(peer, now);
+        sendKeepalive(this, peer, now);
         if (t.needAnotherKeepalive) {
           t.needAnotherKeepalive = false;
           t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
@@ -1089,7 +942,7 @@ export class Engine {
         this.sink.event({ type: 'keys-zeroed', peer });
         break;
       case 'persistentKeepalive':
-        if (t.persistentKeepaliveInterval > 0) this.sendKeepalive(peer, now);
+        if (t.persistentKeepaliveInterval > 0) sendKeepalive(this, peer, now);
         break;
     }
   }
@@ -1377,7 +1230,7 @@ export class Engine {
     b.fill(0, base + n, base + padded);
     this.relayOffs[0] = base;
     this.relayLens[0] = padded;
-    this.sealAndSend(peer, kp, path, b, 1, now, this.relayOffs, this.relayLens);
+    sealAndSend(this, peer, kp, path, b, 1, now, this.relayOffs, this.relayLens);
   }
 
   /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */
@@ -1397,7 +1250,7 @@ export class Engine {
     }
     this.txSealOffs[0] = base;
     this.txSealLens[0] = padded;
-    this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
+    sealAndSend(this, peer, kp, path, this.txBuf, 1, now);
     if (e) peer.endpoint.sent(e, total, now);
     return true;
   }
@@ -1466,8 +1319,8 @@ export class Engine {
     else peer.endpoint.probeSkipped(e, now);
   }
 
-  /** Copy a sealed datagram to candidate paths within their budgets. */
-  private duplicate(peer: Peer, targets: PathEntry[], buf: Uint8Array, off: number, len: number, now: number): void {
+  /** Copy a sealed datagram to candidate paths within their budgets. @internal */
+  duplicate(peer: Peer, targets: PathEntry[], buf: Uint8Array, off: number, len: number, now: number): void {
     for (const e of targets) {
       if (!peer.endpoint.mayAmplify(e, len)) {
         this.counters.drops.amplificationLimit++;
@@ -1488,7 +1341,7 @@ export class Engine {
     this.clock = now;
     for (const peer of this.peers.values()) {
       if (!peer.keypairs.current || !peer.endpoint.path) continue;
-      this.sendKeepalive(peer, now);
+      sendKeepalive(this, peer, now);
       // Our paths may all be gone: look for working ones now (a round ends at once if the
       // active path still works).
       peer.endpoint.startRecovery(now, true);
@@ -1497,29 +1350,21 @@ export class Engine {
 
   // ───────────────────────────── helpers ─────────────────────────────
 
-  private readonly jitterFn = (): number => this.jitter();
+  /** @internal */ readonly jitterFn = (): number => this.jitter();
 
   private jitter(): number {
     const r = this.random(2);
     return ((r[0] << 8) | r[1]) % REKEY_TIMEOUT_JITTER_MAX;
   }
 
-  private drop(reason: DropReason): DropReason {
+  /** @internal */
+  drop(reason: DropReason): DropReason {
     this.counters.drops[reason]++;
     return reason;
   }
 
   private emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
     if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
-  }
-
-  private growTx(n: number): void {
-    const cap = Math.max(n, this.txCap * 2);
-    this.txCap = cap;
-    this.txBuf = new Uint8Array(cap * (this.mtu + TX_SLOT_EXTRA));
-    this.txSealOffs = new Uint32Array(cap);
-    this.txSealLens = new Uint32Array(cap);
-    this.txPeerOf = new Array(cap).fill(null);
   }
 
   private growRx(n: number): void {
