@@ -25,6 +25,7 @@
  * module (send.c, receive.c, …), by functions that take the engine as their first argument and
  * reach the state it marks @internal, one concern per file:
  *   send.ts               TUN packets → allowed IPs → seal → datagrams; staging, keepalives
+ *   receive.ts            datagrams → index → replay → open → source check → TUN
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
@@ -62,7 +63,6 @@ import {
   EXT_RELAY,
   EXT_RELAYED,
   EXT_VERSION,
-  isExtension,
   KEY_LEN,
   MAX_ADDRESSES,
   parseExtension,
@@ -72,7 +72,6 @@ import {
   type ExtMessage,
 } from './extension.js';
 import { IndexTable } from './index-table.js';
-import { ipDeclaredLength, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import { Keypair } from './keypair.js';
 import {
   DEFAULT_RELAY_RATE,
@@ -93,7 +92,6 @@ import {
   parseCookieReply,
   parseInitiation,
   parseResponse,
-  readU32,
   RESPONSE_MAC1_OFFSET,
   serializeCookieReply,
 } from './messages.js';
@@ -109,6 +107,7 @@ import {
 } from './noise.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
+import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
 import { flushStaged, growTx, sealAndSend, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
 import { compareTai64n, tai64n } from './tai64n.js';
 import { TIMER_NAMES, type TimerName } from './timers.js';
@@ -239,7 +238,7 @@ export class Engine {
   private checker: CookieChecker | null = null;
   private readonly random: (n: number) => Uint8Array;
   /** @internal */ readonly peers = new Map<string, Peer>();
-  private readonly indexes: IndexTable<IndexEntry>;
+  /** @internal */ readonly indexes: IndexTable<IndexEntry>;
   /** @internal */ readonly routes = new AllowedIps<Peer>();
   private readonly ratelimiter = new RateLimiter();
   private readonly underLoadThreshold: number;
@@ -259,17 +258,17 @@ export class Engine {
   /** @internal */ txSealLens = new Uint32Array(0);
   /** @internal */ readonly txPeers: Peer[] = [];
   // Receive scratch for batched opens.
-  private rxCap = 0;
-  private rxHis = new Uint32Array(0);
-  private rxLos = new Uint32Array(0);
-  private rxOffs = new Uint32Array(0);
-  private rxLens = new Uint32Array(0);
-  private rxOk = new Uint8Array(0);
-  private rxIdx = new Uint32Array(0);
-  private readonly oneOff = new Uint32Array(1);
+  /** @internal */ rxCap = 0;
+  /** @internal */ rxHis = new Uint32Array(0);
+  /** @internal */ rxLos = new Uint32Array(0);
+  /** @internal */ rxOffs = new Uint32Array(0);
+  /** @internal */ rxLens = new Uint32Array(0);
+  /** @internal */ rxOk = new Uint8Array(0);
+  /** @internal */ rxIdx = new Uint32Array(0);
+  /** @internal */ readonly oneOff = new Uint32Array(1);
   private tunScratch = new Uint8Array(0);
-  private readonly oneLen = new Uint32Array(1);
-  private readonly onePath: Path[] = [];
+  /** @internal */ readonly oneLen = new Uint32Array(1);
+  /** @internal */ readonly onePath: Path[] = [];
   private readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
   private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
   /** The runtime's sink; `sink` wraps it to carry relay paths through their lighthouse. */
@@ -326,7 +325,7 @@ export class Engine {
     this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);
-    this.growRx(64);
+    growRx(this, 64);
   }
 
   // ───────────────────────────── configuration ─────────────────────────────
@@ -466,29 +465,9 @@ export class Engine {
     this.clock = now;
     this.inbound++;
     try {
-      return this.datagram(data, path, now);
+      return receiveDatagram(this, data, path, now);
     } finally {
       if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
-    }
-  }
-
-  private datagram(data: Uint8Array, path: Path, now: number): DatagramResult {
-    const t = messageType(data, 0, data.length);
-    switch (t) {
-      case MESSAGE_TRANSPORT_DATA: {
-        this.oneOff[0] = 0;
-        this.oneLen[0] = data.length;
-        this.onePath[0] = path;
-        return this.handleTransportRun(data, this.oneOff, this.oneLen, this.onePath, 0, 1, now);
-      }
-      case MESSAGE_INITIATION:
-        return this.handleInitiation(data, path, now);
-      case MESSAGE_RESPONSE:
-        return this.handleResponse(data, path, now);
-      case MESSAGE_COOKIE_REPLY:
-        return this.handleCookieReply(data, now);
-      default:
-        return this.drop('malformed');
     }
   }
 
@@ -500,141 +479,14 @@ export class Engine {
     this.clock = now;
     this.inbound++;
     try {
-      this.datagramBatch(buf, offs, lens, paths, count, now);
+      receiveDatagramBatch(this, buf, offs, lens, paths, count, now);
     } finally {
       if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
     }
   }
 
-  private datagramBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
-    let i = 0;
-    while (i < count) {
-      const o = offs[i];
-      if (messageType(buf, o, lens[i]) !== MESSAGE_TRANSPORT_DATA) {
-        // Handshake messages are rare and may be kept (staged) by reference: give them their own bytes.
-        this.datagram(buf.slice(o, o + lens[i]), paths[i], now);
-        i++;
-        continue;
-      }
-      const receiver = readU32(buf, o + 4);
-      let j = i + 1;
-      while (j < count && messageType(buf, offs[j], lens[j]) === MESSAGE_TRANSPORT_DATA && readU32(buf, offs[j] + 4) === receiver) j++;
-      this.handleTransportRun(buf, offs, lens, paths, i, j - i, now);
-      i = j;
-    }
-  }
-
-  /** Transport packets offs[first..first+n) all carrying the same receiver index. */
-  private handleTransportRun(
-    buf: Uint8Array,
-    offs: Uint32Array,
-    lens: Uint32Array,
-    paths: Path[],
-    first: number,
-    n: number,
-    now: number,
-  ): DatagramResult {
-    const receiver = readU32(buf, offs[first] + 4);
-    const entry = this.indexes.get(receiver);
-    if (!entry || !entry.keypair) {
-      this.counters.drops.unknownIndex += n;
-      return 'unknownIndex';
-    }
-    const { peer, keypair } = entry;
-    touch(this, peer); // once per run of datagrams for this keypair: its timers are about to move
-    if (!keypair.canReceive(now)) {
-      this.counters.drops.expiredKeypair += n;
-      return 'expiredKeypair';
-    }
-    if (n > this.rxCap) this.growRx(n);
-    // Replay check before AEAD (cheap rejection), commit after (only authenticated counters count).
-    let m = 0;
-    let result: DatagramResult = 'replay';
-    for (let k = first; k < first + n; k++) {
-      const o = offs[k];
-      const lo = readU32(buf, o + 8);
-      const hi = readU32(buf, o + 12);
-      if (!keypair.replay.check(hi, lo)) {
-        this.counters.drops.replay++;
-        continue;
-      }
-      this.rxHis[m] = hi;
-      this.rxLos[m] = lo;
-      this.rxOffs[m] = o + TRANSPORT_HEADER_SIZE;
-      this.rxLens[m] = lens[k] - TRANSPORT_HEADER_SIZE;
-      this.rxIdx[m] = k;
-      m++;
-    }
-    if (m === 0) return result;
-    this.aead.openBatch(keypair.receiveKey, this.rxHis, this.rxLos, buf, this.rxOffs, this.rxLens, m, this.rxOk);
-    for (let q = 0; q < m; q++) {
-      if (!this.rxOk[q]) {
-        this.counters.drops.badAead++;
-        result = 'badAead';
-        continue;
-      }
-      // Only the highest-numbered packet so far may move the peer's endpoint (as RFC 9000 §9.3):
-      // one overtaken on an old path must not drag the session back there.
-      const newest = keypair !== peer.keypairs.previous && keypair.replay.isNewest(this.rxHis[q], this.rxLos[q]);
-      if (!keypair.replay.commit(this.rxHis[q], this.rxLos[q])) {
-        this.counters.drops.replay++;
-        result = 'replay';
-        continue;
-      }
-      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now, newest);
-    }
-    return result;
-  }
-
-  /** A transport packet authenticated: plaintext at buf[off .. off+len). */
-  private onAuthenticatedTransport(
-    peer: Peer,
-    keypair: Keypair,
-    buf: Uint8Array,
-    off: number,
-    len: number,
-    wireLen: number,
-    path: Path,
-    now: number,
-    newest: boolean,
-  ): DatagramResult {
-    this.counters.rxPackets++;
-    peer.rxBytes += wireLen;
-    keypair.receivedAny = true;
-    const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
-    // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
-    // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
-    if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) this.allDirty = true;
-    if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) {
-      const candidate = peer.endpoint.heard(path, now, wireLen);
-      if (candidate) this.sendChallenge(peer, candidate, now);
-    } else this.onAuthenticated(peer, path, wireLen, now, newest);
-    peer.timers.anyAuthenticatedPacketReceived();
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    if (keypair === peer.keypairs.next) {
-      // Key confirmation (§5.4.6): the initiator used the responder's new keypair, so it becomes
-      // current, the handshake is complete from our side too, and queued packets can go.
-      const dropped = peer.keypairs.received(keypair);
-      if (dropped) this.retireKeypair(dropped);
-      this.completeHandshake(peer, false, now);
-      flushStaged(this, peer, now);
-      this.maybeHello(peer, now);
-    }
-    this.keepKeyFreshReceiving(peer, now);
-    if (len === 0) return 'keepalive';
-    peer.timers.dataReceived(now);
-    if (ext !== 0) return this.handleExtension(peer, path, buf, off, len, now);
-    const version = ipVersion(buf, off, len);
-    if (version === 0) return this.drop('invalidInnerPacket');
-    const declared = ipDeclaredLength(buf, off, version);
-    if (declared > len || declared < (version === 4 ? 20 : 40)) return this.drop('invalidInnerPacket');
-    const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
-    if (this.routes.lookup(buf, src, version) !== peer) return this.drop('disallowedSource');
-    this.sink.writeTun(buf, off, declared);
-    return 'data';
-  }
-
-  private handleInitiation(data: Uint8Array, path: Path, now: number): DatagramResult {
+  /** @internal */
+  handleInitiation(data: Uint8Array, path: Path, now: number): DatagramResult {
     this.allDirty = true; // rare: rebuild the deadline index
     if (!this.local || !this.checker) return this.drop('noPrivateKey');
     const msg = parseInitiation(data);
@@ -676,7 +528,8 @@ export class Engine {
     return 'initiation';
   }
 
-  private handleResponse(data: Uint8Array, path: Path, now: number): DatagramResult {
+  /** @internal */
+  handleResponse(data: Uint8Array, path: Path, now: number): DatagramResult {
     this.allDirty = true; // rare: rebuild the deadline index
     if (!this.local || !this.checker) return this.drop('noPrivateKey');
     const msg = parseResponse(data);
@@ -707,7 +560,8 @@ export class Engine {
     return 'response';
   }
 
-  private handleCookieReply(data: Uint8Array, now: number): DatagramResult {
+  /** @internal */
+  handleCookieReply(data: Uint8Array, now: number): DatagramResult {
     this.allDirty = true; // rare: rebuild the deadline index
     const msg = parseCookieReply(data);
     if (!msg) return this.drop('malformed');
@@ -830,7 +684,8 @@ export class Engine {
     }
   }
 
-  private completeHandshake(peer: Peer, initiator: boolean, now: number): void {
+  /** @internal */
+  completeHandshake(peer: Peer, initiator: boolean, now: number): void {
     peer.timers.handshakeComplete();
     peer.lastHandshake = now;
     peer.handshakesCompleted++;
@@ -846,8 +701,8 @@ export class Engine {
     }
   }
 
-  /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. */
-  private keepKeyFreshReceiving(peer: Peer, now: number): void {
+  /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. @internal */
+  keepKeyFreshReceiving(peer: Peer, now: number): void {
     if (peer.sentLastMinuteHandshake) return;
     const kp = peer.keypairs.current;
     if (kp && kp.isInitiator && now - kp.created >= REKEY_RECEIVE_THRESHOLD) {
@@ -856,7 +711,8 @@ export class Engine {
     }
   }
 
-  private retireKeypair(kp: Keypair): void {
+  /** @internal */
+  retireKeypair(kp: Keypair): void {
     const e = this.indexes.get(kp.localIndex);
     if (e && e.keypair === kp) this.indexes.release(kp.localIndex);
     kp.zero();
@@ -949,21 +805,22 @@ export class Engine {
 
   // ───────────────────────────── paths and the extension channel ─────────────────────────────
 
-  /** Every authenticated packet goes through here: the endpoint cache decides what it means. */
-  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number, newest = true): void {
+  /** Every authenticated packet goes through here: the endpoint cache decides what it means. @internal */
+  onAuthenticated(peer: Peer, path: Path, bytes: number, now: number, newest = true): void {
     const r = peer.endpoint.authenticatedFrom(path, now, bytes, newest);
     if (r.change) this.emitEndpointChange(peer, r.change);
     if (r.challenge) this.sendChallenge(peer, r.challenge, now);
   }
 
-  private sendChallenge(peer: Peer, e: PathEntry, now: number): void {
+  /** @internal */
+  sendChallenge(peer: Peer, e: PathEntry, now: number): void {
     const token = this.random(TOKEN_LEN).slice();
     if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.challengeSent(e, token, now);
     else peer.endpoint.challengeBlocked(e);
   }
 
-  /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). */
-  private maybeHello(peer: Peer, now: number): void {
+  /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). @internal */
+  maybeHello(peer: Peer, now: number): void {
     if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3) return;
     const path = peer.endpoint.path;
     if (!path) return;
@@ -971,7 +828,8 @@ export class Engine {
     this.sendExtension(peer, path, { type: EXT_HELLO, reply: false, version: EXT_VERSION }, now);
   }
 
-  private handleExtension(peer: Peer, path: Path, buf: Uint8Array, off: number, len: number, now: number): DatagramResult {
+  /** @internal */
+  handleExtension(peer: Peer, path: Path, buf: Uint8Array, off: number, len: number, now: number): DatagramResult {
     const m = parseExtension(buf, off, len);
     if (!m) return this.drop('badExtension');
     switch (m.type) {
@@ -1185,7 +1043,7 @@ export class Engine {
         const d = this.deferred[i];
         const t = messageType(d.data, 0, d.data.length);
         // a relayed datagram never carries another relay's traffic: drop relay-in-relay
-        if (t === MESSAGE_TRANSPORT_DATA || t === MESSAGE_INITIATION || t === MESSAGE_RESPONSE || t === MESSAGE_COOKIE_REPLY) this.datagram(d.data, d.path, now);
+        if (t === MESSAGE_TRANSPORT_DATA || t === MESSAGE_INITIATION || t === MESSAGE_RESPONSE || t === MESSAGE_COOKIE_REPLY) receiveDatagram(this, d.data, d.path, now);
         else this.drop('malformed');
       }
     } finally {
@@ -1365,16 +1223,5 @@ export class Engine {
 
   private emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
     if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
-  }
-
-  private growRx(n: number): void {
-    const cap = Math.max(n, this.rxCap * 2);
-    this.rxCap = cap;
-    this.rxHis = new Uint32Array(cap);
-    this.rxLos = new Uint32Array(cap);
-    this.rxOffs = new Uint32Array(cap);
-    this.rxLens = new Uint32Array(cap);
-    this.rxOk = new Uint8Array(cap);
-    this.rxIdx = new Uint32Array(cap);
   }
 }
