@@ -26,13 +26,13 @@
  * reach the state it marks @internal, one concern per file:
  *   send.ts               TUN packets → allowed IPs → seal → datagrams; staging, keepalives
  *   receive.ts            datagrams → index → replay → open → source check → TUN
+ *   handshake.ts          initiations, responses, cookie replies, the under-load gate
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
 import { AllowedIps } from './allowedips.js';
 import {
   DEFAULT_MTU,
-  HANDSHAKE_INITIATION_RATE,
   KEEPALIVE_TIMEOUT,
   MAX_TIMER_HANDSHAKES,
   MESSAGE_COOKIE_REPLY,
@@ -41,11 +41,9 @@ import {
   MESSAGE_TRANSPORT_DATA,
   PADDING_MULTIPLE,
   REJECT_AFTER_TIME,
-  REKEY_RECEIVE_THRESHOLD,
   REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
   TRANSPORT_HEADER_SIZE,
-  UNDER_LOAD_AFTER,
   UNDER_LOAD_HANDSHAKES_PER_SECOND,
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
@@ -71,8 +69,9 @@ import {
   writeExtension,
   type ExtMessage,
 } from './extension.js';
+import { dropSessions, sendInitiation } from './handshake.js';
 import { IndexTable } from './index-table.js';
-import { Keypair } from './keypair.js';
+import type { Keypair } from './keypair.js';
 import {
   DEFAULT_RELAY_RATE,
   LOOKUP_BURST,
@@ -86,30 +85,12 @@ import {
   TokenBuckets,
   type LighthouseStats,
 } from './lighthouse.js';
-import {
-  INITIATION_MAC1_OFFSET,
-  messageType,
-  parseCookieReply,
-  parseInitiation,
-  parseResponse,
-  RESPONSE_MAC1_OFFSET,
-  serializeCookieReply,
-} from './messages.js';
-import {
-  acceptInitiation,
-  consumeInitiation,
-  consumeResponse,
-  createInitiation,
-  createResponse,
-  deriveTransportKeys,
-  LocalIdentity,
-  ZERO_KEY,
-} from './noise.js';
+import { messageType } from './messages.js';
+import { LocalIdentity, ZERO_KEY } from './noise.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
 import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
-import { flushStaged, growTx, sealAndSend, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
-import { compareTai64n, tai64n } from './tai64n.js';
+import { growTx, sealAndSend, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
 import { TIMER_NAMES, type TimerName } from './timers.js';
 import { createNobleTransportAead, type TransportAead } from './transport-aead.js';
 
@@ -213,7 +194,8 @@ export interface EngineStats {
   lighthouse: LighthouseStats;
 }
 
-interface IndexEntry {
+/** @internal What a receiver index names (index-table.ts): a keypair, or a handshake in flight. */
+export interface IndexEntry {
   peer: Peer;
   keypair: Keypair | null; // null while the index names an in-flight handshake
 }
@@ -235,17 +217,17 @@ export class Engine {
   readonly mtu: number;
   wallClockOffset: number;
   /** @internal */ local: LocalIdentity | null = null;
-  private checker: CookieChecker | null = null;
-  private readonly random: (n: number) => Uint8Array;
+  /** @internal */ checker: CookieChecker | null = null;
+  /** @internal */ readonly random: (n: number) => Uint8Array;
   /** @internal */ readonly peers = new Map<string, Peer>();
   /** @internal */ readonly indexes: IndexTable<IndexEntry>;
   /** @internal */ readonly routes = new AllowedIps<Peer>();
-  private readonly ratelimiter = new RateLimiter();
-  private readonly underLoadThreshold: number;
+  /** @internal */ readonly ratelimiter = new RateLimiter();
+  /** @internal */ readonly underLoadThreshold: number;
   // -Infinity, not 0: the first handshake (in the runtime's warm-up) opens a window whatever the clock says
-  private handshakeWindowStart = -Infinity;
-  private handshakeWindowCount = 0;
-  private underLoadUntil = -Infinity;
+  /** @internal */ handshakeWindowStart = -Infinity;
+  /** @internal */ handshakeWindowCount = 0;
+  /** @internal */ underLoadUntil = -Infinity;
   private forcedUnderLoad = false;
   /** @internal */ readonly counters: EngineStats;
   private readonly jitterBuf = new Uint8Array(2);
@@ -348,7 +330,7 @@ export class Engine {
       else this.checker = new CookieChecker(this.crypto, this.random, this.local.publicKey);
     }
     for (const peer of this.peers.values()) {
-      this.dropSessions(peer);
+      dropSessions(this, peer);
       if (this.local) peer.handshake.rekeyLocal(this.local);
     }
   }
@@ -384,7 +366,7 @@ export class Engine {
     this.allDirty = true;
     const peer = this.peers.get(keyId(publicKey));
     if (!peer) return false;
-    this.dropSessions(peer);
+    dropSessions(this, peer);
     peer.timers.stopAll();
     this.routes.removeValue(peer);
     this.peers.delete(peer.keyId);
@@ -485,126 +467,6 @@ export class Engine {
     }
   }
 
-  /** @internal */
-  handleInitiation(data: Uint8Array, path: Path, now: number): DatagramResult {
-    this.allDirty = true; // rare: rebuild the deadline index
-    if (!this.local || !this.checker) return this.drop('noPrivateKey');
-    const msg = parseInitiation(data);
-    if (!msg) return this.drop('malformed');
-    const gate = this.admitHandshake(data, INITIATION_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
-    if (gate) return gate;
-    const local = this.local;
-    const consumed = consumeInitiation(local, msg, (s) => this.peers.get(keyId(s))?.handshake ?? null);
-    if (!consumed) return this.drop('handshakeInvalid');
-    const peer = this.peers.get(keyId(consumed.result.remoteStatic))!;
-    const hs = consumed.hs;
-    if (compareTai64n(consumed.result.timestamp, hs.latestTimestamp) <= 0) return this.drop('staleTimestamp');
-    if (now - hs.lastInitiationConsumed < HANDSHAKE_INITIATION_RATE) return this.drop('initiationFlood');
-    this.counters.handshakesReceived++;
-    this.releaseHandshakeIndex(peer);
-    acceptInitiation(hs, consumed.result, now);
-    this.onAuthenticated(peer, path, data.length, now);
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketReceived();
-
-    // Respond: e, ee, se, psk, {}
-    const entry: IndexEntry = { peer, keypair: null };
-    const localIndex = this.indexes.allocate(entry);
-    const response = createResponse(local, hs, localIndex, this.random);
-    if (!response) {
-      this.indexes.release(localIndex);
-      return this.drop('handshakeInvalid');
-    }
-    peer.cookie.addMacs(response, RESPONSE_MAC1_OFFSET, now);
-    const keys = deriveTransportKeys(local, hs)!;
-    const kp = new Keypair(keys.sendKey, keys.receiveKey, false, now, keys.localIndex, keys.remoteIndex);
-    entry.keypair = kp;
-    for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
-    peer.timers.sessionDerived(now);
-    this.sink.send(path, response, 0, response.length);
-    this.counters.handshakesSent++;
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketSent();
-    return 'initiation';
-  }
-
-  /** @internal */
-  handleResponse(data: Uint8Array, path: Path, now: number): DatagramResult {
-    this.allDirty = true; // rare: rebuild the deadline index
-    if (!this.local || !this.checker) return this.drop('noPrivateKey');
-    const msg = parseResponse(data);
-    if (!msg) return this.drop('malformed');
-    const gate = this.admitHandshake(data, RESPONSE_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
-    if (gate) return gate;
-    const entry = this.indexes.get(msg.receiverIndex);
-    if (!entry) return this.drop('unknownIndex');
-    if (entry.keypair) return this.drop('unexpectedMessage');
-    const peer = entry.peer;
-    const hs = peer.handshake;
-    if (hs.state !== 'initiation-created' || hs.localIndex !== msg.receiverIndex) return this.drop('unexpectedMessage');
-    if (!consumeResponse(this.local, hs, msg)) return this.drop('handshakeInvalid');
-    this.counters.handshakesReceived++;
-    const keys = deriveTransportKeys(this.local, hs)!;
-    const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
-    entry.keypair = kp;
-    for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
-    this.onAuthenticated(peer, path, data.length, now);
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketReceived();
-    peer.timers.sessionDerived(now);
-    this.completeHandshake(peer, true, now);
-    // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
-    if (peer.staged.length > 0) flushStaged(this, peer, now);
-    else sendKeepalive(this, peer, now);
-    this.maybeHello(peer, now);
-    return 'response';
-  }
-
-  /** @internal */
-  handleCookieReply(data: Uint8Array, now: number): DatagramResult {
-    this.allDirty = true; // rare: rebuild the deadline index
-    const msg = parseCookieReply(data);
-    if (!msg) return this.drop('malformed');
-    const entry = this.indexes.get(msg.receiverIndex);
-    if (!entry) return this.drop('unknownIndex');
-    if (!entry.peer.cookie.consumeReply(msg, now)) return this.drop('unexpectedMessage');
-    return 'cookie';
-  }
-
-  /**
-   * The DoS gate every handshake message passes (whitepaper §5.3): mac1 always; under load a valid
-   * mac2 (else a cookie reply) and the per-source rate limit. Returns a drop reason or null to go on.
-   */
-  private admitHandshake(
-    data: Uint8Array,
-    mac1Offset: number,
-    senderIndex: number,
-    mac1: Uint8Array,
-    path: Path,
-    now: number,
-  ): DatagramResult | null {
-    this.noteHandshakeLoad(now);
-    const underLoad = this.isUnderLoad(now);
-    const check = this.checker!.check(data, mac1Offset, path.cookieBytes, underLoad, now);
-    if (check === 'bad-mac1') return this.drop('badMac1');
-    if (check === 'need-cookie') {
-      const reply = this.checker!.createReply(senderIndex, mac1.slice(), path.cookieBytes, now);
-      const bytes = serializeCookieReply(reply);
-      this.sink.send(path, bytes, 0, bytes.length);
-      return this.drop('cookieSent');
-    }
-    if (underLoad && !this.ratelimiter.allow(path.hostId, now)) return this.drop('rateLimited');
-    return null;
-  }
-
-  private noteHandshakeLoad(now: number): void {
-    if (now - this.handshakeWindowStart >= 1000) {
-      this.handshakeWindowStart = now;
-      this.handshakeWindowCount = 0;
-    }
-    if (++this.handshakeWindowCount > this.underLoadThreshold) this.underLoadUntil = now + UNDER_LOAD_AFTER;
-  }
-
   // ───────────────────────────── outbound packets ─────────────────────────────
 
   /** One IP packet read from the TUN device (copied into scratch space with head- and tailroom). */
@@ -629,100 +491,11 @@ export class Engine {
 
   // ───────────────────────────── handshakes ─────────────────────────────
 
-  /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. @internal */
-  sendInitiation(peer: Peer, retry: boolean, now: number): void {
-    touch(this, peer);
-    if (!this.local) {
-      this.counters.drops.noPrivateKey++;
-      return;
-    }
-    if (!retry) peer.timers.handshakeAttempts = 0;
-    if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
-    const path = peer.endpoint.path;
-    // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
-    // initiation also goes over every relay and to every candidate address the lighthouses gave.
-    const extra = !path || retry ? this.initiationExtras(peer, path) : null;
-    if (extra) this.lookup(peer, now);
-    if (!path && (!extra || extra.length === 0)) {
-      this.counters.drops.noEndpoint++;
-      return;
-    }
-    this.releaseHandshakeIndex(peer);
-    const entry: IndexEntry = { peer, keypair: null };
-    const localIndex = this.indexes.allocate(entry);
-    const msg = createInitiation(this.local, peer.handshake, localIndex, tai64n(now + this.wallClockOffset), this.random);
-    if (!msg) {
-      this.indexes.release(localIndex);
-      this.counters.drops.handshakeInvalid++;
-      return;
-    }
-    peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
-    peer.lastSentHandshake = now;
-    peer.lastInitiation = msg;
-    this.counters.handshakesSent++;
-    if (path) this.sink.send(path, msg, 0, msg.length);
-    if (extra) for (const p of extra) this.sink.send(p, msg, 0, msg.length);
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketSent();
-    peer.timers.handshakeInitiated(now, this.jitter());
-    this.sink.event({ type: 'handshake-initiated', peer, retry });
-  }
-
   /** Public entry: start a handshake with a peer now (e.g. after an endpoint change). */
   initiateHandshake(peer: Peer, now: number): void {
     this.allDirty = true;
     this.clock = now;
-    this.sendInitiation(peer, false, now);
-  }
-
-  /** An index held by an unfinished handshake is released when a new handshake replaces it. */
-  private releaseHandshakeIndex(peer: Peer): void {
-    const hs = peer.handshake;
-    if (hs.localIndex !== 0 || hs.state !== 'zeroed') {
-      const e = this.indexes.get(hs.localIndex);
-      if (e && e.peer === peer && e.keypair === null) this.indexes.release(hs.localIndex);
-    }
-  }
-
-  /** @internal */
-  completeHandshake(peer: Peer, initiator: boolean, now: number): void {
-    peer.timers.handshakeComplete();
-    peer.lastHandshake = now;
-    peer.handshakesCompleted++;
-    peer.sentLastMinuteHandshake = false;
-    this.sink.event({ type: 'handshake-complete', peer, initiator });
-    // candidates and relays that arrived before there was a session to challenge them with
-    for (const e of peer.endpoint.unchallenged()) this.sendChallenge(peer, e, now);
-    if (peer.lighthouse) {
-      // registered with a lighthouse: peers that were waiting for one can be looked up now
-      for (const p of this.peers.values()) {
-        if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) this.sendInitiation(p, false, now);
-      }
-    }
-  }
-
-  /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. @internal */
-  keepKeyFreshReceiving(peer: Peer, now: number): void {
-    if (peer.sentLastMinuteHandshake) return;
-    const kp = peer.keypairs.current;
-    if (kp && kp.isInitiator && now - kp.created >= REKEY_RECEIVE_THRESHOLD) {
-      peer.sentLastMinuteHandshake = true;
-      this.sendInitiation(peer, false, now);
-    }
-  }
-
-  /** @internal */
-  retireKeypair(kp: Keypair): void {
-    const e = this.indexes.get(kp.localIndex);
-    if (e && e.keypair === kp) this.indexes.release(kp.localIndex);
-    kp.zero();
-  }
-
-  private dropSessions(peer: Peer): void {
-    for (const kp of peer.keypairs.clear()) this.retireKeypair(kp);
-    this.releaseHandshakeIndex(peer);
-    peer.handshake.clear();
-    peer.staged = [];
+    sendInitiation(this, peer, false, now);
   }
 
   // ───────────────────────────── timers ─────────────────────────────
@@ -779,7 +552,7 @@ export class Engine {
           this.sink.event({ type: 'handshake-failed', peer });
         } else {
           t.handshakeAttempts++;
-          this.sendInitiation(peer, true, now);
+          sendInitiation(this, peer, true, now);
         }
         break;
       case 'sendKeepalive':
@@ -791,10 +564,10 @@ export class Engine {
         break;
       case 'newHandshake':
         // We sent data and heard nothing back for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT.
-        this.sendInitiation(peer, false, now);
+        sendInitiation(this, peer, false, now);
         break;
       case 'zeroKeyMaterial':
-        this.dropSessions(peer);
+        dropSessions(this, peer);
         this.sink.event({ type: 'keys-zeroed', peer });
         break;
       case 'persistentKeepalive':
@@ -903,8 +676,8 @@ export class Engine {
     return out;
   }
 
-  /** Where else a handshake initiation for `peer` goes: every relay and every unconfirmed candidate; null without lighthouses. */
-  private initiationExtras(peer: Peer, path: Path | null): Path[] | null {
+  /** Where else a handshake initiation for `peer` goes: every relay and every unconfirmed candidate; null without lighthouses. @internal */
+  initiationExtras(peer: Peer, path: Path | null): Path[] | null {
     if (peer.lighthouse || !this.hasLighthouses()) return null;
     const out: Path[] = [];
     for (const l of this.liveLighthouses(peer)) {
@@ -917,8 +690,8 @@ export class Engine {
     return out;
   }
 
-  /** Ask every lighthouse where `peer` is, and make sure a relay to it exists through each. */
-  private lookup(peer: Peer, now: number, force = false): void {
+  /** Ask every lighthouse where `peer` is, and make sure a relay to it exists through each. @internal */
+  lookup(peer: Peer, now: number, force = false): void {
     if (peer.lighthouse || (!force && now - peer.lastLookup < LOOKUP_MIN_INTERVAL)) return;
     peer.lastLookup = now;
     const live = this.liveLighthouses(peer);
@@ -1210,7 +983,8 @@ export class Engine {
 
   /** @internal */ readonly jitterFn = (): number => this.jitter();
 
-  private jitter(): number {
+  /** @internal */
+  jitter(): number {
     const r = this.random(2);
     return ((r[0] << 8) | r[1]) % REKEY_TIMEOUT_JITTER_MAX;
   }

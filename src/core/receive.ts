@@ -13,6 +13,14 @@ import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { DatagramResult, Engine } from './engine.js';
 import { EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
+import {
+  completeHandshake,
+  handleCookieReply,
+  handleInitiation,
+  handleResponse,
+  keepKeyFreshReceiving,
+  retireKeypair,
+} from './handshake.js';
 import { ipDeclaredLength, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { messageType, readU32 } from './messages.js';
@@ -29,11 +37,11 @@ export function receiveDatagram(engine: Engine, data: Uint8Array, path: Path, no
       return handleTransportRun(engine, data, engine.oneOff, engine.oneLen, engine.onePath, 0, 1, now);
     }
     case MESSAGE_INITIATION:
-      return engine.handleInitiation(data, path, now);
+      return handleInitiation(engine, data, path, now);
     case MESSAGE_RESPONSE:
-      return engine.handleResponse(data, path, now);
+      return handleResponse(engine, data, path, now);
     case MESSAGE_COOKIE_REPLY:
-      return engine.handleCookieReply(data, now);
+      return handleCookieReply(engine, data, now);
     default:
       return engine.drop('malformed');
   }
@@ -150,12 +158,12 @@ function onAuthenticatedTransport(
     // Key confirmation (§5.4.6): the initiator used the responder's new keypair, so it becomes
     // current, the handshake is complete from our side too, and queued packets can go.
     const dropped = peer.keypairs.received(keypair);
-    if (dropped) engine.retireKeypair(dropped);
-    engine.completeHandshake(peer, false, now);
+    if (dropped) retireKeypair(engine, dropped);
+    completeHandshake(engine, peer, false, now);
     flushStaged(engine, peer, now);
     engine.maybeHello(peer, now);
   }
-  engine.keepKeyFreshReceiving(peer, now);
+  keepKeyFreshReceiving(engine, peer, now);
   if (len === 0) return 'keepalive';
   peer.timers.dataReceived(now);
   if (ext !== 0) return engine.handleExtension(peer, path, buf, off, len, now);

@@ -12,6 +12,7 @@ import { MAX_STAGED_PACKETS, PADDING_MULTIPLE, TRANSPORT_HEADER_SIZE } from './c
 import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { Engine } from './engine.js';
+import { sendInitiation } from './handshake.js';
 import { IPV4_DST_OFFSET, IPV6_DST_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { writeTransportHeader } from './messages.js';
@@ -60,7 +61,7 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
     if (!engine.local || !kp || !kp.canSend(now, n) || !path) {
       // No usable session: keep copies until the handshake completes.
       for (let i = 0; i < count; i++) if (engine.txPeerOf[i] === peer) stage(engine, peer, buf.slice(offs[i], offs[i] + lens[i]));
-      engine.sendInitiation(peer, false, now);
+      sendInitiation(engine, peer, false, now);
       continue;
     }
     n = 0;
@@ -76,7 +77,7 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
       n++;
     }
     sealAndSend(engine, peer, kp, path, buf, n, now);
-    if (kp.wantsRekeyOnSend(now)) engine.sendInitiation(peer, false, now);
+    if (kp.wantsRekeyOnSend(now)) sendInitiation(engine, peer, false, now);
   }
 }
 
@@ -135,7 +136,7 @@ export function flushStaged(engine: Engine, peer: Peer, now: number): void {
   const kp = peer.keypairs.current;
   const path = peer.endpoint.path;
   if (!kp || !path || !kp.canSend(now, peer.staged.length)) {
-    engine.sendInitiation(peer, false, now);
+    sendInitiation(engine, peer, false, now);
     return;
   }
   const packets = peer.staged;
@@ -165,7 +166,7 @@ export function sendKeepalive(engine: Engine, peer: Peer, now: number): void {
   }
   if (!kp || !path || !kp.canSend(now)) {
     stage(engine, peer, new Uint8Array(0));
-    engine.sendInitiation(peer, false, now);
+    sendInitiation(engine, peer, false, now);
     return;
   }
   engine.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
