@@ -28,6 +28,7 @@
  *   receive.ts            datagrams → index → replay → open → source check → TUN
  *   handshake.ts          initiations, responses, cookie replies, the under-load gate
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
+ *   paths.ts              HELLO, path validation, probes, recovery, ADDRESSES, duplication
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
 import { AllowedIps } from './allowedips.js';
@@ -49,24 +50,16 @@ import {
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
 import { duePeers, earliestDeadline, touch } from './deadline-index.js';
-import { isRelay, type EndpointChange, type Path, type PathEntry } from './endpoint.js';
+import type { EndpointChange, Path, PathEntry } from './endpoint.js';
 import {
-  EXT_ADDRESSES,
   EXT_CANDIDATES,
-  EXT_HELLO,
   EXT_LOOKUP,
   EXT_MARKER,
-  EXT_PATH_CHALLENGE,
-  EXT_PATH_RESPONSE,
   EXT_RELAY,
   EXT_RELAYED,
-  EXT_VERSION,
   KEY_LEN,
   MAX_ADDRESSES,
-  parseExtension,
   RELAY_HEADER,
-  TOKEN_LEN,
-  writeExtension,
   type ExtMessage,
 } from './extension.js';
 import { dropSessions, sendInitiation } from './handshake.js';
@@ -87,6 +80,7 @@ import {
 } from './lighthouse.js';
 import { messageType } from './messages.js';
 import { LocalIdentity, ZERO_KEY } from './noise.js';
+import { recover, sendAddresses, sendChallenge, sendExtension, sendProbe } from './paths.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
 import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
@@ -251,13 +245,13 @@ export class Engine {
   private tunScratch = new Uint8Array(0);
   /** @internal */ readonly oneLen = new Uint32Array(1);
   /** @internal */ readonly onePath: Path[] = [];
-  private readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
-  private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
+  /** @internal */ readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
+  /** @internal */ localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
   /** The runtime's sink; `sink` wraps it to carry relay paths through their lighthouse. */
   private readonly out: Sink;
   /** @internal */ readonly sink: Sink;
   readonly isLighthouse: boolean;
-  private readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
+  /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
   private readonly relayBudget: TokenBuckets;
   private readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
   private readonly lh = newLighthouseStats();
@@ -518,15 +512,15 @@ export class Engine {
     for (const peer of duePeers(this, now)) {
       touch(this, peer);
       if (peer.endpoint.nextDeadline() <= now) {
-        for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
+        for (const e of peer.endpoint.dueChallenges(now)) sendChallenge(this, peer, e, now);
         const { probe, change, lost } = peer.endpoint.dueProbes(now);
         if (change) this.emitEndpointChange(peer, change);
         if (lost) this.sink.event({ type: 'path-lost', peer, path: lost });
-        for (const e of probe) this.sendProbe(peer, e, now);
+        for (const e of probe) sendProbe(this, peer, e, now);
         // lost the direct path (or fell back to a relay): ask the lighthouses where the peer is now
         if (lost || (change && change.to.via !== undefined)) this.lookup(peer, now);
-        if (now >= peer.endpoint.nextRecovery) this.recover(peer, now);
-        if (peer.endpoint.dueAnnounce(now)) this.sendAddresses(peer, now, true);
+        if (now >= peer.endpoint.nextRecovery) recover(this, peer, now);
+        if (peer.endpoint.dueAnnounce(now)) sendAddresses(this, peer, now, true);
       }
       if (this.onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) this.lookup(peer, now, true);
       if (peer.timers.next() > now) continue;
@@ -574,77 +568,6 @@ export class Engine {
         if (t.persistentKeepaliveInterval > 0) sendKeepalive(this, peer, now);
         break;
     }
-  }
-
-  // ───────────────────────────── paths and the extension channel ─────────────────────────────
-
-  /** Every authenticated packet goes through here: the endpoint cache decides what it means. @internal */
-  onAuthenticated(peer: Peer, path: Path, bytes: number, now: number, newest = true): void {
-    const r = peer.endpoint.authenticatedFrom(path, now, bytes, newest);
-    if (r.change) this.emitEndpointChange(peer, r.change);
-    if (r.challenge) this.sendChallenge(peer, r.challenge, now);
-  }
-
-  /** @internal */
-  sendChallenge(peer: Peer, e: PathEntry, now: number): void {
-    const token = this.random(TOKEN_LEN).slice();
-    if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.challengeSent(e, token, now);
-    else peer.endpoint.challengeBlocked(e);
-  }
-
-  /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). @internal */
-  maybeHello(peer: Peer, now: number): void {
-    if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3) return;
-    const path = peer.endpoint.path;
-    if (!path) return;
-    peer.hellosSent++;
-    this.sendExtension(peer, path, { type: EXT_HELLO, reply: false, version: EXT_VERSION }, now);
-  }
-
-  /** @internal */
-  handleExtension(peer: Peer, path: Path, buf: Uint8Array, off: number, len: number, now: number): DatagramResult {
-    const m = parseExtension(buf, off, len);
-    if (!m) return this.drop('badExtension');
-    switch (m.type) {
-      case EXT_HELLO:
-        if (!m.reply) this.sendExtension(peer, path, { type: EXT_HELLO, reply: true, version: EXT_VERSION }, now);
-        if (!peer.endpoint.speaksKeymesh) {
-          peer.endpoint.speaksKeymesh = true;
-          this.sink.event({ type: 'peer-speaks-keymesh', peer });
-          this.sendAddresses(peer, now);
-        }
-        break;
-      case EXT_ADDRESSES: {
-        peer.announcedAddresses = m.addresses;
-        if (!this.makePaths) break;
-        const paths: Path[] = [];
-        for (const a of m.addresses) paths.push(...this.makePaths(a.addr, a.port));
-        for (const e of peer.endpoint.announced(paths)) this.sendChallenge(peer, e, now);
-        break;
-      }
-      case EXT_PATH_CHALLENGE:
-        // Answer on the path the challenge came from: that is what proves return routability.
-        this.sendExtension(peer, path, { type: EXT_PATH_RESPONSE, token: m.token }, now);
-        break;
-      case EXT_PATH_RESPONSE: {
-        const change = peer.endpoint.responseReceived(path, m.token, now);
-        if (change) this.emitEndpointChange(peer, change);
-        break;
-      }
-      case EXT_LOOKUP:
-        this.answerLookup(peer, path, m.key, now);
-        break;
-      case EXT_CANDIDATES:
-        this.onCandidates(peer, m.answer, m.key, m.addresses, now);
-        break;
-      case EXT_RELAY:
-        this.relayOn(peer, m.key, m.data, now);
-        break;
-      case EXT_RELAYED:
-        this.onRelayed(peer, m.key, m.data);
-        break;
-    }
-    return 'extension';
   }
 
   // ───────────────────────────── lighthouses (lighthouse.ts) ─────────────────────────────
@@ -697,7 +620,7 @@ export class Engine {
     const live = this.liveLighthouses(peer);
     if (live.length === 0) return;
     for (const l of live) {
-      if (this.sendExtension(l, l.endpoint.path!, { type: EXT_LOOKUP, key: peer.publicKey }, now)) this.lh.lookupsSent++;
+      if (sendExtension(this, l, l.endpoint.path!, { type: EXT_LOOKUP, key: peer.publicKey }, now)) this.lh.lookupsSent++;
     }
     this.ensureRelays(peer, live, now);
   }
@@ -708,7 +631,7 @@ export class Engine {
       // new, failed, or validated once but missing its probes since (it was not kept warm while a
       // direct path carried the traffic): prove it works now
       const stale = e.state === 'validated' && e.probeMisses > 0;
-      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed' || stale) && peer.keypairs.current) this.sendChallenge(peer, e, now);
+      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed' || stale) && peer.keypairs.current) sendChallenge(this, peer, e, now);
     }
   }
 
@@ -731,8 +654,8 @@ export class Engine {
     return out;
   }
 
-  /** Lighthouse: a member asks where `key` is. Answer it and, at once, tell `key` to probe back. */
-  private answerLookup(asker: Peer, path: Path, key: Uint8Array, now: number): void {
+  /** Lighthouse: a member asks where `key` is. Answer it and, at once, tell `key` to probe back. @internal */
+  answerLookup(asker: Peer, path: Path, key: Uint8Array, now: number): void {
     const target = this.peers.get(keyId(key));
     if (!this.isLighthouse || !target || target === asker || !this.lookupBudget.take(asker.keyId, 1, now)) {
       this.lh.lookupsRefused++;
@@ -745,16 +668,16 @@ export class Engine {
     }
     const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
     // answer where the question came from (the asker may have just moved there)
-    if (!this.sendExtension(asker, path, answer, now) && asker.endpoint.path) this.sendExtension(asker, asker.endpoint.path, answer, now);
+    if (!sendExtension(this, asker, path, answer, now) && asker.endpoint.path) sendExtension(this, asker, asker.endpoint.path, answer, now);
     this.lh.lookupsAnswered++;
     const tp = target.endpoint.path;
-    if (tp && this.sendExtension(target, tp, { type: EXT_CANDIDATES, answer: false, key: asker.publicKey, addresses: this.candidatesOf(asker) }, now)) {
+    if (tp && sendExtension(this, target, tp, { type: EXT_CANDIDATES, answer: false, key: asker.publicKey, addresses: this.candidatesOf(asker) }, now)) {
       this.lh.punchesSent++;
     }
   }
 
-  /** Member: a lighthouse says where `key` may be. Probe every candidate (and keep a relay ready). */
-  private onCandidates(from: Peer, answer: boolean, key: Uint8Array, addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
+  /** Member: a lighthouse says where `key` may be. Probe every candidate (and keep a relay ready). @internal */
+  onCandidates(from: Peer, answer: boolean, key: Uint8Array, addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
     const target = this.peers.get(keyId(key));
     if (!from.lighthouse || !target || target === from || target.lighthouse) {
       this.lh.ignored++;
@@ -769,7 +692,7 @@ export class Engine {
     const fresh = target.endpoint.candidates(paths);
     this.sink.event({ type: 'peer-found', peer: target, lighthouse: from, answer, candidates: paths });
     if (target.keypairs.current?.canSend(now)) {
-      for (const e of fresh) this.sendChallenge(target, e, now);
+      for (const e of fresh) sendChallenge(this, target, e, now);
     } else if (target.lastInitiation && target.handshake.state === 'initiation-created' && now - target.lastSentHandshake < REKEY_TIMEOUT) {
       // a handshake is in flight: send the same initiation to the new candidates too
       for (const e of fresh) this.sink.send(e.path, target.lastInitiation, 0, target.lastInitiation.length);
@@ -777,8 +700,8 @@ export class Engine {
     this.ensureRelays(target, this.liveLighthouses(target), now);
   }
 
-  /** Lighthouse: pass a member's datagram on to `key`, if both are ours and the member is within its rate. */
-  private relayOn(from: Peer, key: Uint8Array, data: Uint8Array, now: number): void {
+  /** Lighthouse: pass a member's datagram on to `key`, if both are ours and the member is within its rate. @internal */
+  relayOn(from: Peer, key: Uint8Array, data: Uint8Array, now: number): void {
     const target = this.peers.get(keyId(key));
     const tp = target?.endpoint.path;
     const kp = target?.keypairs.current;
@@ -797,8 +720,8 @@ export class Engine {
     this.sealRelay(target, kp, tp, EXT_RELAYED, from.publicKey, data, 0, data.length, now);
   }
 
-  /** Member: a datagram relayed by the lighthouse `via` from `key`: handled as if it came over the relay path. */
-  private onRelayed(via: Peer, key: Uint8Array, data: Uint8Array): void {
+  /** Member: a datagram relayed by the lighthouse `via` from `key`: handled as if it came over the relay path. @internal */
+  onRelayed(via: Peer, key: Uint8Array, data: Uint8Array): void {
     const source = this.peers.get(keyId(key));
     if (!via.lighthouse || !source || source === via || source.lighthouse || this.deferred.length >= MAX_DEFERRED) {
       this.lh.ignored++;
@@ -864,71 +787,9 @@ export class Engine {
     sealAndSend(this, peer, kp, path, b, 1, now, this.relayOffs, this.relayLens);
   }
 
-  /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */
-  private sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
-    touch(this, peer);
-    const kp = peer.keypairs.current;
-    if (!kp || !kp.canSend(now)) return false;
-    const base = TRANSPORT_HEADER_SIZE;
-    const len = writeExtension(this.txBuf, base, m);
-    const padded = (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
-    this.txBuf.fill(0, base + len, base + padded);
-    const e = entry ?? peer.endpoint.entryFor(path);
-    const total = TRANSPORT_HEADER_SIZE + padded + 16;
-    if (e && !peer.endpoint.mayAmplify(e, total)) {
-      this.counters.drops.amplificationLimit++;
-      return false;
-    }
-    this.txSealOffs[0] = base;
-    this.txSealLens[0] = padded;
-    sealAndSend(this, peer, kp, path, this.txBuf, 1, now);
-    if (e) peer.endpoint.sent(e, total, now);
-    return true;
-  }
-
-  /**
-   * Tell a keymesh peer every address we can be reached at, on the active path. ADDRESSES is not
-   * acknowledged, so a first announcement is repeated later (ANNOUNCE_REPEATS); `repeat` marks one
-   * of those.
-   */
-  private sendAddresses(peer: Peer, now: number, repeat = false): void {
-    const path = peer.endpoint.path;
-    if (!path || this.localAddresses.length === 0 || !peer.endpoint.speaksKeymesh) return;
-    this.sendExtension(peer, path, { type: EXT_ADDRESSES, addresses: this.localAddresses }, now);
-    if (!repeat) peer.endpoint.announcedOurs(now);
-  }
-
-  /**
-   * A recovery round (endpoint.ts): the active path is dead and nothing validated replaces it.
-   * Every remote address we know for the peer (the paths we have, the addresses it announced) is
-   * tried from each of our current local ends; candidates are challenged again, validated paths
-   * probed, and our addresses announced on every one of them, so the peer learns where we are
-   * now over whichever path still carries packets.
-   */
-  private recover(peer: Peer, now: number): void {
-    const ep = peer.endpoint;
-    if (this.makePaths && this.addressOf) {
-      const remotes = new Map<string, { addr: Uint8Array; port: number }>();
-      for (const e of ep.list()) {
-        if (isRelay(e.path)) continue;
-        const a = this.addressOf(e.path);
-        if (a) remotes.set(`${keyId(a.addr)}:${a.port}`, a);
-      }
-      for (const a of peer.announcedAddresses) remotes.set(`${keyId(a.addr)}:${a.port}`, a);
-      const paths: Path[] = [];
-      for (const r of remotes.values()) for (const p of this.makePaths(r.addr, r.port)) paths.push(p);
-      ep.ensure(paths);
-    }
-    const round = ep.dueRecovery(now);
-    if (!round) return;
-    const active = ep.active;
-    for (const e of round.probe) this.sendProbe(peer, e, now);
-    for (const e of round.challenge) this.sendChallenge(peer, e, now);
-    if (this.localAddresses.length === 0) return;
-    const m: ExtMessage = { type: EXT_ADDRESSES, addresses: this.localAddresses };
-    if (active) this.sendExtension(peer, active.path, m, now, active);
-    for (const e of round.challenge) if (e !== active) this.sendExtension(peer, e.path, m, now, e);
-    for (const e of round.probe) if (e !== active) this.sendExtension(peer, e.path, m, now, e);
+  /** @internal For tests that forge control messages (paths.ts has the code). */
+  sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
+    return sendExtension(this, peer, path, m, now, entry);
   }
 
   /**
@@ -941,25 +802,7 @@ export class Engine {
     const key = (l: Array<{ addr: Uint8Array; port: number }>) => l.map((a) => `${keyId(a.addr)}:${a.port}`).sort().join(',');
     if (key(addresses) === key(this.localAddresses)) return;
     this.localAddresses = addresses.map((a) => ({ addr: a.addr.slice(), port: a.port }));
-    for (const peer of this.peers.values()) if (peer.keypairs.current) this.sendAddresses(peer, now);
-  }
-
-  private sendProbe(peer: Peer, e: PathEntry, now: number): void {
-    const token = this.random(TOKEN_LEN).slice();
-    if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.probeSent(e, token, now);
-    else peer.endpoint.probeSkipped(e, now);
-  }
-
-  /** Copy a sealed datagram to candidate paths within their budgets. @internal */
-  duplicate(peer: Peer, targets: PathEntry[], buf: Uint8Array, off: number, len: number, now: number): void {
-    for (const e of targets) {
-      if (!peer.endpoint.mayAmplify(e, len)) {
-        this.counters.drops.amplificationLimit++;
-        continue;
-      }
-      peer.endpoint.sent(e, len, now);
-      this.sink.send(e.path, buf, off, len);
-    }
+    for (const peer of this.peers.values()) if (peer.keypairs.current) sendAddresses(this, peer, now);
   }
 
   /**
@@ -995,7 +838,8 @@ export class Engine {
     return reason;
   }
 
-  private emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
+  /** @internal */
+  emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
     if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
   }
 }

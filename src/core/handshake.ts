@@ -22,6 +22,7 @@ import {
   serializeCookieReply,
 } from './messages.js';
 import { acceptInitiation, consumeInitiation, consumeResponse, createInitiation, createResponse, deriveTransportKeys } from './noise.js';
+import { maybeHello, onAuthenticated, sendChallenge } from './paths.js';
 import type { Peer } from './peer.js';
 import { flushStaged, sendKeepalive } from './send.js';
 import { compareTai64n, tai64n } from './tai64n.js';
@@ -43,7 +44,7 @@ export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, n
   engine.counters.handshakesReceived++;
   releaseHandshakeIndex(engine, peer);
   acceptInitiation(hs, consumed.result, now);
-  engine.onAuthenticated(peer, path, data.length, now);
+  onAuthenticated(engine, peer, path, data.length, now);
   peer.timers.anyAuthenticatedPacketTraversal(now);
   peer.timers.anyAuthenticatedPacketReceived();
 
@@ -87,7 +88,7 @@ export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now
   const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
   entry.keypair = kp;
   for (const old of peer.keypairs.install(kp)) retireKeypair(engine, old);
-  engine.onAuthenticated(peer, path, data.length, now);
+  onAuthenticated(engine, peer, path, data.length, now);
   peer.timers.anyAuthenticatedPacketTraversal(now);
   peer.timers.anyAuthenticatedPacketReceived();
   peer.timers.sessionDerived(now);
@@ -95,7 +96,7 @@ export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now
   // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
   if (peer.staged.length > 0) flushStaged(engine, peer, now);
   else sendKeepalive(engine, peer, now);
-  engine.maybeHello(peer, now);
+  maybeHello(engine, peer, now);
   return 'response';
 }
 
@@ -199,7 +200,7 @@ export function completeHandshake(engine: Engine, peer: Peer, initiator: boolean
   peer.sentLastMinuteHandshake = false;
   engine.sink.event({ type: 'handshake-complete', peer, initiator });
   // candidates and relays that arrived before there was a session to challenge them with
-  for (const e of peer.endpoint.unchallenged()) engine.sendChallenge(peer, e, now);
+  for (const e of peer.endpoint.unchallenged()) sendChallenge(engine, peer, e, now);
   if (peer.lighthouse) {
     // registered with a lighthouse: peers that were waiting for one can be looked up now
     for (const p of engine.peers.values()) {

@@ -24,6 +24,7 @@ import {
 import { ipDeclaredLength, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { messageType, readU32 } from './messages.js';
+import { handleExtension, maybeHello, onAuthenticated, sendChallenge } from './paths.js';
 import type { Peer } from './peer.js';
 import { flushStaged } from './send.js';
 
@@ -150,8 +151,8 @@ function onAuthenticatedTransport(
   if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) engine.allDirty = true;
   if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) {
     const candidate = peer.endpoint.heard(path, now, wireLen);
-    if (candidate) engine.sendChallenge(peer, candidate, now);
-  } else engine.onAuthenticated(peer, path, wireLen, now, newest);
+    if (candidate) sendChallenge(engine, peer, candidate, now);
+  } else onAuthenticated(engine, peer, path, wireLen, now, newest);
   peer.timers.anyAuthenticatedPacketReceived();
   peer.timers.anyAuthenticatedPacketTraversal(now);
   if (keypair === peer.keypairs.next) {
@@ -161,12 +162,12 @@ function onAuthenticatedTransport(
     if (dropped) retireKeypair(engine, dropped);
     completeHandshake(engine, peer, false, now);
     flushStaged(engine, peer, now);
-    engine.maybeHello(peer, now);
+    maybeHello(engine, peer, now);
   }
   keepKeyFreshReceiving(engine, peer, now);
   if (len === 0) return 'keepalive';
   peer.timers.dataReceived(now);
-  if (ext !== 0) return engine.handleExtension(peer, path, buf, off, len, now);
+  if (ext !== 0) return handleExtension(engine, peer, path, buf, off, len, now);
   const version = ipVersion(buf, off, len);
   if (version === 0) return engine.drop('invalidInnerPacket');
   const declared = ipDeclaredLength(buf, off, version);

@@ -16,6 +16,7 @@ import { sendInitiation } from './handshake.js';
 import { IPV4_DST_OFFSET, IPV6_DST_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { writeTransportHeader } from './messages.js';
+import { duplicate } from './paths.js';
 import type { Peer } from './peer.js';
 
 export const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
@@ -111,7 +112,7 @@ export function sealAndSend(
     peer.txBytes += total;
     engine.counters.txPackets++;
     engine.sink.send(path, buf, start, total);
-    if (dups) engine.duplicate(peer, dups, buf, start, total, now);
+    if (dups) duplicate(engine, peer, dups, buf, start, total, now);
   }
   peer.timers.anyAuthenticatedPacketTraversal(now);
   peer.timers.anyAuthenticatedPacketSent();
