@@ -9,6 +9,7 @@
  * it reads the peers and their deadlines and changes nothing else.
  */
 import type { Engine } from './engine.js';
+import { onRelay } from './lighthouse-lookup.js';
 import { RELAY_RETRY_DIRECT } from './lighthouse.js';
 import type { Peer } from './peer.js';
 
@@ -33,7 +34,7 @@ export function earliestDeadline(engine: Engine): number {
 
 function peerDeadline(engine: Engine, p: Peer): number {
   let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
-  if (engine.onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
+  if (onRelay(engine, p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
   return n;
 }
 

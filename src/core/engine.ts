@@ -29,6 +29,7 @@
  *   handshake.ts          initiations, responses, cookie replies, the under-load gate
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
  *   paths.ts              HELLO, path validation, probes, recovery, ADDRESSES, duplication
+ *   lighthouse-lookup.ts  lookups, candidates and hole punching
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
 import { AllowedIps } from './allowedips.js';
@@ -42,7 +43,6 @@ import {
   MESSAGE_TRANSPORT_DATA,
   PADDING_MULTIPLE,
   REJECT_AFTER_TIME,
-  REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
   TRANSPORT_HEADER_SIZE,
   UNDER_LOAD_HANDSHAKES_PER_SECOND,
@@ -51,24 +51,14 @@ import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
 import { duePeers, earliestDeadline, touch } from './deadline-index.js';
 import type { EndpointChange, Path, PathEntry } from './endpoint.js';
-import {
-  EXT_CANDIDATES,
-  EXT_LOOKUP,
-  EXT_MARKER,
-  EXT_RELAY,
-  EXT_RELAYED,
-  KEY_LEN,
-  MAX_ADDRESSES,
-  RELAY_HEADER,
-  type ExtMessage,
-} from './extension.js';
+import { EXT_MARKER, EXT_RELAY, EXT_RELAYED, KEY_LEN, RELAY_HEADER, type ExtMessage } from './extension.js';
 import { dropSessions, sendInitiation } from './handshake.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
+import { lookup, onRelay } from './lighthouse-lookup.js';
 import {
   DEFAULT_RELAY_RATE,
   LOOKUP_BURST,
-  LOOKUP_MIN_INTERVAL,
   LOOKUP_RATE,
   MAX_DEFERRED,
   newLighthouseStats,
@@ -253,8 +243,8 @@ export class Engine {
   readonly isLighthouse: boolean;
   /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
   private readonly relayBudget: TokenBuckets;
-  private readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
-  private readonly lh = newLighthouseStats();
+  /** @internal */ readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
+  /** @internal */ readonly lh = newLighthouseStats();
   private readonly relayPaths = new Map<string, RelayPath>();
   private readonly relayBuf: Uint8Array;
   private readonly relayOffs = new Uint32Array(1);
@@ -499,12 +489,6 @@ export class Engine {
     return earliestDeadline(this);
   }
 
-  /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. @internal */
-  onRelay(p: Peer): boolean {
-    const a = p.endpoint.path;
-    return a !== null && a.via !== undefined && p.keypairs.current !== null;
-  }
-
   /** Fire every timer whose deadline is ≤ now. Returns what fired, for tests and logs. */
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
     this.clock = now;
@@ -518,11 +502,11 @@ export class Engine {
         if (lost) this.sink.event({ type: 'path-lost', peer, path: lost });
         for (const e of probe) sendProbe(this, peer, e, now);
         // lost the direct path (or fell back to a relay): ask the lighthouses where the peer is now
-        if (lost || (change && change.to.via !== undefined)) this.lookup(peer, now);
+        if (lost || (change && change.to.via !== undefined)) lookup(this, peer, now);
         if (now >= peer.endpoint.nextRecovery) recover(this, peer, now);
         if (peer.endpoint.dueAnnounce(now)) sendAddresses(this, peer, now, true);
       }
-      if (this.onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) this.lookup(peer, now, true);
+      if (onRelay(this, peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) lookup(this, peer, now, true);
       if (peer.timers.next() > now) continue;
       for (const name of TIMER_NAMES) {
         if (peer.timers[name] > now) continue;
@@ -572,11 +556,6 @@ export class Engine {
 
   // ───────────────────────────── lighthouses (lighthouse.ts) ─────────────────────────────
 
-  private hasLighthouses(): boolean {
-    for (const p of this.peers.values()) if (p.lighthouse) return true;
-    return false;
-  }
-
   /** The relay path to `target` through the lighthouse `via` (one object per pair). */
   relayPath(via: Peer, target: Peer): RelayPath {
     const k = `${via.keyId}/${target.keyId}`;
@@ -588,116 +567,6 @@ export class Engine {
       this.relayPaths.set(k, r);
     }
     return r;
-  }
-
-  /** Lighthouses we hold a session with (they can carry a lookup or a relay now). */
-  private liveLighthouses(except: Peer): Peer[] {
-    const out: Peer[] = [];
-    for (const l of this.peers.values()) {
-      if (l.lighthouse && l !== except && l.keypairs.current && l.endpoint.path && l.endpoint.path.via === undefined) out.push(l);
-    }
-    return out;
-  }
-
-  /** Where else a handshake initiation for `peer` goes: every relay and every unconfirmed candidate; null without lighthouses. @internal */
-  initiationExtras(peer: Peer, path: Path | null): Path[] | null {
-    if (peer.lighthouse || !this.hasLighthouses()) return null;
-    const out: Path[] = [];
-    for (const l of this.liveLighthouses(peer)) {
-      const r = this.relayPath(l, peer);
-      if (r !== path) out.push(r);
-    }
-    for (const e of peer.endpoint.list()) {
-      if (e.punched && e.path !== path && (e.state === 'new' || e.state === 'validating')) out.push(e.path);
-    }
-    return out;
-  }
-
-  /** Ask every lighthouse where `peer` is, and make sure a relay to it exists through each. @internal */
-  lookup(peer: Peer, now: number, force = false): void {
-    if (peer.lighthouse || (!force && now - peer.lastLookup < LOOKUP_MIN_INTERVAL)) return;
-    peer.lastLookup = now;
-    const live = this.liveLighthouses(peer);
-    if (live.length === 0) return;
-    for (const l of live) {
-      if (sendExtension(this, l, l.endpoint.path!, { type: EXT_LOOKUP, key: peer.publicKey }, now)) this.lh.lookupsSent++;
-    }
-    this.ensureRelays(peer, live, now);
-  }
-
-  private ensureRelays(peer: Peer, live: Peer[], now: number): void {
-    for (const l of live) {
-      const e = peer.endpoint.addRelay(this.relayPath(l, peer));
-      // new, failed, or validated once but missing its probes since (it was not kept warm while a
-      // direct path carried the traffic): prove it works now
-      const stale = e.state === 'validated' && e.probeMisses > 0;
-      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed' || stale) && peer.keypairs.current) sendChallenge(this, peer, e, now);
-    }
-  }
-
-  /** Lighthouse: where `m` may be reached — its reflexive address first, then what it announced. */
-  private candidatesOf(m: Peer): Array<{ addr: Uint8Array; port: number }> {
-    const out: Array<{ addr: Uint8Array; port: number }> = [];
-    const add = (a: { addr: Uint8Array; port: number } | null) => {
-      if (!a || out.length >= MAX_ADDRESSES) return;
-      for (const o of out) if (o.port === a.port && keyId(o.addr) === keyId(a.addr)) return;
-      out.push(a);
-    };
-    let latest: PathEntry | null = null;
-    for (const e of m.endpoint.list()) {
-      if (e.path.via === undefined && e.lastTraffic > -Infinity && (!latest || e.lastTraffic > latest.lastTraffic)) latest = e;
-    }
-    if (latest && this.addressOf) add(this.addressOf(latest.path));
-    const a = m.endpoint.path;
-    if (a && a.via === undefined && this.addressOf) add(this.addressOf(a));
-    for (const x of m.announcedAddresses) add(x);
-    return out;
-  }
-
-  /** Lighthouse: a member asks where `key` is. Answer it and, at once, tell `key` to probe back. @internal */
-  answerLookup(asker: Peer, path: Path, key: Uint8Array, now: number): void {
-    const target = this.peers.get(keyId(key));
-    if (!this.isLighthouse || !target || target === asker || !this.lookupBudget.take(asker.keyId, 1, now)) {
-      this.lh.lookupsRefused++;
-      return;
-    }
-    const theirs = this.candidatesOf(target);
-    if (theirs.length === 0 || !target.keypairs.current) {
-      this.lh.lookupsRefused++; // we do not know where it is (it has not registered)
-      return;
-    }
-    const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
-    // answer where the question came from (the asker may have just moved there)
-    if (!sendExtension(this, asker, path, answer, now) && asker.endpoint.path) sendExtension(this, asker, asker.endpoint.path, answer, now);
-    this.lh.lookupsAnswered++;
-    const tp = target.endpoint.path;
-    if (tp && sendExtension(this, target, tp, { type: EXT_CANDIDATES, answer: false, key: asker.publicKey, addresses: this.candidatesOf(asker) }, now)) {
-      this.lh.punchesSent++;
-    }
-  }
-
-  /** Member: a lighthouse says where `key` may be. Probe every candidate (and keep a relay ready). @internal */
-  onCandidates(from: Peer, answer: boolean, key: Uint8Array, addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
-    const target = this.peers.get(keyId(key));
-    if (!from.lighthouse || !target || target === from || target.lighthouse) {
-      this.lh.ignored++;
-      return;
-    }
-    this.lh.candidatesReceived++;
-    target.foundVia = from.keyId;
-    const paths: Path[] = [];
-    if (this.makePaths) {
-      for (const a of addresses) for (const p of this.makePaths(a.addr, a.port)) if (!paths.includes(p)) paths.push(p);
-    }
-    const fresh = target.endpoint.candidates(paths);
-    this.sink.event({ type: 'peer-found', peer: target, lighthouse: from, answer, candidates: paths });
-    if (target.keypairs.current?.canSend(now)) {
-      for (const e of fresh) sendChallenge(this, target, e, now);
-    } else if (target.lastInitiation && target.handshake.state === 'initiation-created' && now - target.lastSentHandshake < REKEY_TIMEOUT) {
-      // a handshake is in flight: send the same initiation to the new candidates too
-      for (const e of fresh) this.sink.send(e.path, target.lastInitiation, 0, target.lastInitiation.length);
-    }
-    this.ensureRelays(target, this.liveLighthouses(target), now);
   }
 
   /** Lighthouse: pass a member's datagram on to `key`, if both are ours and the member is within its rate. @internal */

@@ -13,6 +13,7 @@ import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import { keyId, type DatagramResult, type Engine, type IndexEntry } from './engine.js';
 import { Keypair } from './keypair.js';
+import { initiationExtras, lookup } from './lighthouse-lookup.js';
 import {
   INITIATION_MAC1_OFFSET,
   parseCookieReply,
@@ -157,8 +158,8 @@ export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: 
   const path = peer.endpoint.path;
   // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
   // initiation also goes over every relay and to every candidate address the lighthouses gave.
-  const extra = !path || retry ? engine.initiationExtras(peer, path) : null;
-  if (extra) engine.lookup(peer, now);
+  const extra = !path || retry ? initiationExtras(engine, peer, path) : null;
+  if (extra) lookup(engine, peer, now);
   if (!path && (!extra || extra.length === 0)) {
     engine.counters.drops.noEndpoint++;
     return;

@@ -30,6 +30,7 @@ import {
   writeExtension,
   type ExtMessage,
 } from './extension.js';
+import { answerLookup, onCandidates } from './lighthouse-lookup.js';
 import type { Peer } from './peer.js';
 import { sealAndSend } from './send.js';
 
@@ -85,10 +86,10 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
       break;
     }
     case EXT_LOOKUP:
-      engine.answerLookup(peer, path, m.key, now);
+      answerLookup(engine, peer, path, m.key, now);
       break;
     case EXT_CANDIDATES:
-      engine.onCandidates(peer, m.answer, m.key, m.addresses, now);
+      onCandidates(engine, peer, m.answer, m.key, m.addresses, now);
       break;
     case EXT_RELAY:
       engine.relayOn(peer, m.key, m.data, now);
