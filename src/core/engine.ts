@@ -30,6 +30,7 @@
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
  *   paths.ts              HELLO, path validation, probes, recovery, ADDRESSES, duplication
  *   lighthouse-lookup.ts  lookups, candidates and hole punching
+ *   lighthouse-relay.ts   relaying through a lighthouse
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
 import { AllowedIps } from './allowedips.js';
@@ -37,10 +38,6 @@ import {
   DEFAULT_MTU,
   KEEPALIVE_TIMEOUT,
   MAX_TIMER_HANDSHAKES,
-  MESSAGE_COOKIE_REPLY,
-  MESSAGE_INITIATION,
-  MESSAGE_RESPONSE,
-  MESSAGE_TRANSPORT_DATA,
   PADDING_MULTIPLE,
   REJECT_AFTER_TIME,
   REKEY_TIMEOUT_JITTER_MAX,
@@ -51,16 +48,16 @@ import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
 import { duePeers, earliestDeadline, touch } from './deadline-index.js';
 import type { EndpointChange, Path, PathEntry } from './endpoint.js';
-import { EXT_MARKER, EXT_RELAY, EXT_RELAYED, KEY_LEN, RELAY_HEADER, type ExtMessage } from './extension.js';
+import { RELAY_HEADER, type ExtMessage } from './extension.js';
 import { dropSessions, sendInitiation } from './handshake.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
 import { lookup, onRelay } from './lighthouse-lookup.js';
+import { drainRelayed, relayOut } from './lighthouse-relay.js';
 import {
   DEFAULT_RELAY_RATE,
   LOOKUP_BURST,
   LOOKUP_RATE,
-  MAX_DEFERRED,
   newLighthouseStats,
   RELAY_BURST_SECONDS,
   RELAY_RETRY_DIRECT,
@@ -68,13 +65,12 @@ import {
   TokenBuckets,
   type LighthouseStats,
 } from './lighthouse.js';
-import { messageType } from './messages.js';
 import { LocalIdentity, ZERO_KEY } from './noise.js';
 import { recover, sendAddresses, sendChallenge, sendExtension, sendProbe } from './paths.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
 import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
-import { growTx, sealAndSend, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
+import { growTx, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
 import { TIMER_NAMES, type TimerName } from './timers.js';
 import { createNobleTransportAead, type TransportAead } from './transport-aead.js';
 
@@ -242,18 +238,18 @@ export class Engine {
   /** @internal */ readonly sink: Sink;
   readonly isLighthouse: boolean;
   /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
-  private readonly relayBudget: TokenBuckets;
+  /** @internal */ readonly relayBudget: TokenBuckets;
   /** @internal */ readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
   /** @internal */ readonly lh = newLighthouseStats();
   private readonly relayPaths = new Map<string, RelayPath>();
-  private readonly relayBuf: Uint8Array;
-  private readonly relayOffs = new Uint32Array(1);
-  private readonly relayLens = new Uint32Array(1);
-  /** Datagrams that arrived over a relay, handled after the batch that carried them. */
-  private deferred: Array<{ data: Uint8Array; path: Path }> = [];
-  private inbound = 0;
-  /** `now` of the latest call in (relay wrapping happens inside the sink, which has no `now`). */
-  private clock = 0;
+  /** @internal */ readonly relayBuf: Uint8Array;
+  /** @internal */ readonly relayOffs = new Uint32Array(1);
+  /** @internal */ readonly relayLens = new Uint32Array(1);
+  /** Datagrams that arrived over a relay, handled after the batch that carried them. @internal */
+  deferred: Array<{ data: Uint8Array; path: Path }> = [];
+  /** @internal */ inbound = 0;
+  /** `now` of the latest call in (relay wrapping happens inside the sink, which has no `now`). @internal */
+  clock = 0;
   // The deadline index (deadline-index.ts).
   /** @internal */ readonly deadlineHeap: Array<{ peer: Peer; at: number }> = [];
   /** @internal */ readonly dirtyPeers = new Set<Peer>();
@@ -266,7 +262,7 @@ export class Engine {
     this.sink = {
       send: (path, buf, off, len) => {
         if (path.via === undefined) this.out.send(path, buf, off, len);
-        else this.relayOut(path as RelayPath, buf, off, len);
+        else relayOut(this, path as RelayPath, buf, off, len);
       },
       writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
       event: (e) => this.out.event(e),
@@ -433,7 +429,7 @@ export class Engine {
     try {
       return receiveDatagram(this, data, path, now);
     } finally {
-      if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
+      if (--this.inbound === 0 && this.deferred.length > 0) drainRelayed(this, now);
     }
   }
 
@@ -447,7 +443,7 @@ export class Engine {
     try {
       receiveDatagramBatch(this, buf, offs, lens, paths, count, now);
     } finally {
-      if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
+      if (--this.inbound === 0 && this.deferred.length > 0) drainRelayed(this, now);
     }
   }
 
@@ -567,93 +563,6 @@ export class Engine {
       this.relayPaths.set(k, r);
     }
     return r;
-  }
-
-  /** Lighthouse: pass a member's datagram on to `key`, if both are ours and the member is within its rate. @internal */
-  relayOn(from: Peer, key: Uint8Array, data: Uint8Array, now: number): void {
-    const target = this.peers.get(keyId(key));
-    const tp = target?.endpoint.path;
-    const kp = target?.keypairs.current;
-    if (!this.isLighthouse || !target || target === from || !tp || tp.via !== undefined || !kp || !kp.canSend(now)) {
-      this.lh.relayRefused++;
-      return;
-    }
-    if (!this.relayBudget.take(from.keyId, data.length, now)) {
-      this.lh.relayRateLimited++;
-      return;
-    }
-    from.relayedPackets++;
-    from.relayedBytes += data.length;
-    this.lh.relayedPackets++;
-    this.lh.relayedBytes += data.length;
-    this.sealRelay(target, kp, tp, EXT_RELAYED, from.publicKey, data, 0, data.length, now);
-  }
-
-  /** Member: a datagram relayed by the lighthouse `via` from `key`: handled as if it came over the relay path. @internal */
-  onRelayed(via: Peer, key: Uint8Array, data: Uint8Array): void {
-    const source = this.peers.get(keyId(key));
-    if (!via.lighthouse || !source || source === via || source.lighthouse || this.deferred.length >= MAX_DEFERRED) {
-      this.lh.ignored++;
-      return;
-    }
-    this.lh.relayReceived++;
-    // not now: we are inside the receive loop of the batch that carried it (its scratch is in use)
-    this.deferred.push({ data: data.slice(), path: this.relayPath(via, source) });
-  }
-
-  private drainRelayed(now: number): void {
-    this.inbound++;
-    try {
-      for (let i = 0; i < this.deferred.length && i < MAX_DEFERRED * 4; i++) {
-        const d = this.deferred[i];
-        const t = messageType(d.data, 0, d.data.length);
-        // a relayed datagram never carries another relay's traffic: drop relay-in-relay
-        if (t === MESSAGE_TRANSPORT_DATA || t === MESSAGE_INITIATION || t === MESSAGE_RESPONSE || t === MESSAGE_COOKIE_REPLY) receiveDatagram(this, d.data, d.path, now);
-        else this.drop('malformed');
-      }
-    } finally {
-      this.deferred = [];
-      this.inbound--;
-    }
-  }
-
-  /** A datagram for `path`'s target, sent through its lighthouse inside a RELAY message. */
-  private relayOut(path: RelayPath, buf: Uint8Array, off: number, len: number): void {
-    const via = this.peers.get(path.via);
-    if (via) touch(this, via);
-    const target = this.peers.get(path.targetKeyId);
-    const kp = via?.keypairs.current;
-    const vp = via?.endpoint.path;
-    const now = this.clock;
-    if (!via || !target || !kp || !vp || vp.via !== undefined || !kp.canSend(now)) {
-      this.counters.drops.noEndpoint++;
-      return;
-    }
-    this.lh.relaySent++;
-    this.sealRelay(via, kp, vp, EXT_RELAY, target.publicKey, buf, off, len, now);
-  }
-
-  /** Seal RELAY/RELAYED(key, buf[off..off+len)) for `peer` in relayBuf and send it on `path`. */
-  private sealRelay(peer: Peer, kp: Keypair, path: Path, type: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number): void {
-    touch(this, peer);
-    const b = this.relayBuf;
-    const base = TRANSPORT_HEADER_SIZE;
-    if (base + RELAY_HEADER + len + PADDING_MULTIPLE + 16 > b.length || len > 0xffff) {
-      this.counters.drops.tooBig++;
-      return;
-    }
-    b[base] = EXT_MARKER;
-    b[base + 1] = type;
-    b.set(key, base + 2);
-    b[base + 2 + KEY_LEN] = len >> 8;
-    b[base + 3 + KEY_LEN] = len & 0xff;
-    b.set(buf.subarray(off, off + len), base + RELAY_HEADER);
-    const n = RELAY_HEADER + len;
-    const padded = (n + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
-    b.fill(0, base + n, base + padded);
-    this.relayOffs[0] = base;
-    this.relayLens[0] = padded;
-    sealAndSend(this, peer, kp, path, b, 1, now, this.relayOffs, this.relayLens);
   }
 
   /** @internal For tests that forge control messages (paths.ts has the code). */

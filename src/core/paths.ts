@@ -31,6 +31,7 @@ import {
   type ExtMessage,
 } from './extension.js';
 import { answerLookup, onCandidates } from './lighthouse-lookup.js';
+import { onRelayed, relayOn } from './lighthouse-relay.js';
 import type { Peer } from './peer.js';
 import { sealAndSend } from './send.js';
 
@@ -92,10 +93,10 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
       onCandidates(engine, peer, m.answer, m.key, m.addresses, now);
       break;
     case EXT_RELAY:
-      engine.relayOn(peer, m.key, m.data, now);
+      relayOn(engine, peer, m.key, m.data, now);
       break;
     case EXT_RELAYED:
-      engine.onRelayed(peer, m.key, m.data);
+      onRelayed(engine, peer, m.key, m.data);
       break;
   }
   return 'extension';
