@@ -27,6 +27,7 @@
  *   send.ts               TUN packets → allowed IPs → seal → datagrams; staging, keepalives
  *   receive.ts            datagrams → index → replay → open → source check → TUN
  *   handshake.ts          initiations, responses, cookie replies, the under-load gate
+ *   timer-effects.ts      what tick() does when a peer's deadline passes
  *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
  *   paths.ts              HELLO, path validation, probes, recovery, ADDRESSES, duplication
  *   lighthouse-lookup.ts  lookups, candidates and hole punching
@@ -36,23 +37,19 @@
 import { AllowedIps } from './allowedips.js';
 import {
   DEFAULT_MTU,
-  KEEPALIVE_TIMEOUT,
-  MAX_TIMER_HANDSHAKES,
   PADDING_MULTIPLE,
-  REJECT_AFTER_TIME,
   REKEY_TIMEOUT_JITTER_MAX,
   TRANSPORT_HEADER_SIZE,
   UNDER_LOAD_HANDSHAKES_PER_SECOND,
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
-import { duePeers, earliestDeadline, touch } from './deadline-index.js';
+import { earliestDeadline } from './deadline-index.js';
 import type { EndpointChange, Path, PathEntry } from './endpoint.js';
 import { RELAY_HEADER, type ExtMessage } from './extension.js';
 import { dropSessions, sendInitiation } from './handshake.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
-import { lookup, onRelay } from './lighthouse-lookup.js';
 import { drainRelayed, relayOut } from './lighthouse-relay.js';
 import {
   DEFAULT_RELAY_RATE,
@@ -60,18 +57,18 @@ import {
   LOOKUP_RATE,
   newLighthouseStats,
   RELAY_BURST_SECONDS,
-  RELAY_RETRY_DIRECT,
   RelayPath,
   TokenBuckets,
   type LighthouseStats,
 } from './lighthouse.js';
 import { LocalIdentity, ZERO_KEY } from './noise.js';
-import { recover, sendAddresses, sendChallenge, sendExtension, sendProbe } from './paths.js';
+import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
 import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
 import { growTx, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
-import { TIMER_NAMES, type TimerName } from './timers.js';
+import { fireTimers } from './timer-effects.js';
+import type { TimerName } from './timers.js';
 import { createNobleTransportAead, type TransportAead } from './transport-aead.js';
 
 export type EngineEvent =
@@ -488,66 +485,7 @@ export class Engine {
   /** Fire every timer whose deadline is ≤ now. Returns what fired, for tests and logs. */
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
     this.clock = now;
-    const fired: Array<{ peer: Peer; timer: TimerName }> = [];
-    for (const peer of duePeers(this, now)) {
-      touch(this, peer);
-      if (peer.endpoint.nextDeadline() <= now) {
-        for (const e of peer.endpoint.dueChallenges(now)) sendChallenge(this, peer, e, now);
-        const { probe, change, lost } = peer.endpoint.dueProbes(now);
-        if (change) this.emitEndpointChange(peer, change);
-        if (lost) this.sink.event({ type: 'path-lost', peer, path: lost });
-        for (const e of probe) sendProbe(this, peer, e, now);
-        // lost the direct path (or fell back to a relay): ask the lighthouses where the peer is now
-        if (lost || (change && change.to.via !== undefined)) lookup(this, peer, now);
-        if (now >= peer.endpoint.nextRecovery) recover(this, peer, now);
-        if (peer.endpoint.dueAnnounce(now)) sendAddresses(this, peer, now, true);
-      }
-      if (onRelay(this, peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) lookup(this, peer, now, true);
-      if (peer.timers.next() > now) continue;
-      for (const name of TIMER_NAMES) {
-        if (peer.timers[name] > now) continue;
-        peer.timers[name] = Infinity;
-        fired.push({ peer, timer: name });
-        this.expire(peer, name, now);
-      }
-    }
-    this.ratelimiter.collect(now);
-    return fired;
-  }
-
-  private expire(peer: Peer, name: TimerName, now: number): void {
-    const t = peer.timers;
-    switch (name) {
-      case 'retransmitHandshake':
-        if (t.handshakeAttempts >= MAX_TIMER_HANDSHAKES) {
-          // Give up (REKEY_ATTEMPT_TIME has passed): drop queued packets; keys go after 3×REJECT_AFTER_TIME.
-          peer.staged = [];
-          if (t.zeroKeyMaterial === Infinity) t.zeroKeyMaterial = now + 3 * REJECT_AFTER_TIME;
-          this.sink.event({ type: 'handshake-failed', peer });
-        } else {
-          t.handshakeAttempts++;
-          sendInitiation(this, peer, true, now);
-        }
-        break;
-      case 'sendKeepalive':
-        sendKeepalive(this, peer, now);
-        if (t.needAnotherKeepalive) {
-          t.needAnotherKeepalive = false;
-          t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
-        }
-        break;
-      case 'newHandshake':
-        // We sent data and heard nothing back for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT.
-        sendInitiation(this, peer, false, now);
-        break;
-      case 'zeroKeyMaterial':
-        dropSessions(this, peer);
-        this.sink.event({ type: 'keys-zeroed', peer });
-        break;
-      case 'persistentKeepalive':
-        if (t.persistentKeepaliveInterval > 0) sendKeepalive(this, peer, now);
-        break;
-    }
+    return fireTimers(this, now);
   }
 
   // ───────────────────────────── lighthouses (lighthouse.ts) ─────────────────────────────
@@ -565,10 +503,7 @@ export class Engine {
     return r;
   }
 
-  /** @internal For tests that forge control messages (paths.ts has the code). */
-  sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
-    return sendExtension(this, peer, path, m, now, entry);
-  }
+  // ───────────────────────────── our addresses ─────────────────────────────
 
   /**
    * The runtime's view of the host's own addresses (16 bytes each, IPv4-mapped) and listen port.
@@ -614,6 +549,11 @@ export class Engine {
   drop(reason: DropReason): DropReason {
     this.counters.drops[reason]++;
     return reason;
+  }
+
+  /** @internal For tests that forge control messages (paths.ts has the code). */
+  sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
+    return sendExtension(this, peer, path, m, now, entry);
   }
 
   /** @internal */
