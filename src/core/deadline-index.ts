@@ -34,7 +34,7 @@ export function earliestDeadline(engine: Engine): number {
 
 function peerDeadline(engine: Engine, p: Peer): number {
   let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
-  if (onRelay(engine, p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
+  if (onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
   return n;
 }
 

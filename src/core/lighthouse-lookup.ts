@@ -17,7 +17,7 @@ import { sendChallenge, sendExtension } from './paths.js';
 import type { Peer } from './peer.js';
 
 /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. */
-export function onRelay(engine: Engine, p: Peer): boolean {
+export function onRelay(p: Peer): boolean {
   const a = p.endpoint.path;
   return a !== null && a.via !== undefined && p.keypairs.current !== null;
 }

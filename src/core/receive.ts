@@ -28,6 +28,7 @@ import { handleExtension, maybeHello, onAuthenticated, sendChallenge } from './p
 import type { Peer } from './peer.js';
 import { flushStaged } from './send.js';
 
+/** One datagram, by message type (Engine.handleDatagram, and relayed datagrams after their batch). */
 export function receiveDatagram(engine: Engine, data: Uint8Array, path: Path, now: number): DatagramResult {
   const t = messageType(data, 0, data.length);
   switch (t) {
@@ -48,6 +49,7 @@ export function receiveDatagram(engine: Engine, data: Uint8Array, path: Path, no
   }
 }
 
+/** Engine.handleDatagramBatch: runs of transport packets for one receiver index go to handleTransportRun together. */
 export function receiveDatagramBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
   let i = 0;
   while (i < count) {
@@ -178,6 +180,7 @@ function onAuthenticatedTransport(
   return 'data';
 }
 
+/** Room to open a run of n transport packets at once. */
 export function growRx(engine: Engine, n: number): void {
   const cap = Math.max(n, engine.rxCap * 2);
   engine.rxCap = cap;

@@ -175,6 +175,7 @@ export function sendKeepalive(engine: Engine, peer: Peer, now: number): void {
   sealAndSend(engine, peer, kp, path, engine.txBuf, 1, now);
 }
 
+/** Room to seal a batch of n packets (txBuf: n fixed slots of MTU + TX_SLOT_EXTRA bytes). */
 export function growTx(engine: Engine, n: number): void {
   const cap = Math.max(n, engine.txCap * 2);
   engine.txCap = cap;

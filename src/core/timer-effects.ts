@@ -35,7 +35,7 @@ export function fireTimers(engine: Engine, now: number): Array<{ peer: Peer; tim
       if (now >= peer.endpoint.nextRecovery) recover(engine, peer, now);
       if (peer.endpoint.dueAnnounce(now)) sendAddresses(engine, peer, now, true);
     }
-    if (onRelay(engine, peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) lookup(engine, peer, now, true);
+    if (onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) lookup(engine, peer, now, true);
     if (peer.timers.next() > now) continue;
     for (const name of TIMER_NAMES) {
       if (peer.timers[name] > now) continue;
