@@ -20,91 +20,55 @@
  * and framed in place in the caller's buffer (which leaves TRANSPORT_HEADROOM bytes before and
  * TRANSPORT_TAILROOM bytes after each packet), and received datagrams are opened in place; the
  * sink is handed (buffer, offset, length) triples that are valid only during the call.
+ *
+ * This file holds the engine's state and its public API. The work is done, as in the kernel
+ * module (send.c, receive.c, …), by functions that take the engine as their first argument and
+ * reach the state it marks @internal, one concern per file:
+ *   send.ts               TUN packets → allowed IPs → seal → datagrams; staging, keepalives
+ *   receive.ts            datagrams → index → replay → open → source check → TUN
+ *   handshake.ts          initiations, responses, cookie replies, the under-load gate
+ *   timer-effects.ts      what tick() does when a peer's deadline passes
+ *   deadline-index.ts     the heap of peers' deadlines behind nextDeadline()
+ *   paths.ts              HELLO, path validation, probes, recovery, ADDRESSES, duplication
+ *   lighthouse-lookup.ts  lookups, candidates and hole punching
+ *   lighthouse-relay.ts   relaying through a lighthouse
+ * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
 import { AllowedIps } from './allowedips.js';
 import {
   DEFAULT_MTU,
-  HANDSHAKE_INITIATION_RATE,
-  KEEPALIVE_TIMEOUT,
-  MAX_STAGED_PACKETS,
-  MAX_TIMER_HANDSHAKES,
-  MESSAGE_COOKIE_REPLY,
-  MESSAGE_INITIATION,
-  MESSAGE_RESPONSE,
-  MESSAGE_TRANSPORT_DATA,
   PADDING_MULTIPLE,
-  REJECT_AFTER_TIME,
-  REKEY_RECEIVE_THRESHOLD,
-  REKEY_TIMEOUT,
   REKEY_TIMEOUT_JITTER_MAX,
   TRANSPORT_HEADER_SIZE,
-  UNDER_LOAD_AFTER,
   UNDER_LOAD_HANDSHAKES_PER_SECOND,
 } from './constants.js';
 import { CookieChecker } from './cookie.js';
 import { nobleCrypto, type Crypto } from './crypto.js';
-import { isRelay, type EndpointChange, type Path, type PathEntry } from './endpoint.js';
-import {
-  EXT_ADDRESSES,
-  EXT_CANDIDATES,
-  EXT_HELLO,
-  EXT_LOOKUP,
-  EXT_MARKER,
-  EXT_PATH_CHALLENGE,
-  EXT_PATH_RESPONSE,
-  EXT_RELAY,
-  EXT_RELAYED,
-  EXT_VERSION,
-  isExtension,
-  KEY_LEN,
-  MAX_ADDRESSES,
-  parseExtension,
-  RELAY_HEADER,
-  TOKEN_LEN,
-  writeExtension,
-  type ExtMessage,
-} from './extension.js';
+import { earliestDeadline } from './deadline-index.js';
+import type { EndpointChange, Path, PathEntry } from './endpoint.js';
+import { RELAY_HEADER, type ExtMessage } from './extension.js';
+import { dropSessions, sendInitiation } from './handshake.js';
+import { IndexTable } from './index-table.js';
+import type { Keypair } from './keypair.js';
+import { drainRelayed, relayOut } from './lighthouse-relay.js';
 import {
   DEFAULT_RELAY_RATE,
   LOOKUP_BURST,
-  LOOKUP_MIN_INTERVAL,
   LOOKUP_RATE,
-  MAX_DEFERRED,
   newLighthouseStats,
   RELAY_BURST_SECONDS,
-  RELAY_RETRY_DIRECT,
   RelayPath,
   TokenBuckets,
   type LighthouseStats,
 } from './lighthouse.js';
-import { IndexTable } from './index-table.js';
-import { ipDeclaredLength, ipVersion, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET } from './ip.js';
-import { Keypair } from './keypair.js';
-import {
-  INITIATION_MAC1_OFFSET,
-  messageType,
-  parseCookieReply,
-  parseInitiation,
-  parseResponse,
-  readU32,
-  RESPONSE_MAC1_OFFSET,
-  serializeCookieReply,
-  writeTransportHeader,
-} from './messages.js';
-import {
-  acceptInitiation,
-  consumeInitiation,
-  consumeResponse,
-  createInitiation,
-  createResponse,
-  deriveTransportKeys,
-  LocalIdentity,
-  ZERO_KEY,
-} from './noise.js';
+import { LocalIdentity, ZERO_KEY } from './noise.js';
+import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
 import { RateLimiter } from './ratelimiter.js';
-import { compareTai64n, tai64n } from './tai64n.js';
-import { TIMER_NAMES, type TimerName } from './timers.js';
+import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
+import { growTx, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
+import { fireTimers } from './timer-effects.js';
+import type { TimerName } from './timers.js';
 import { createNobleTransportAead, type TransportAead } from './transport-aead.js';
 
 export type EngineEvent =
@@ -207,7 +171,8 @@ export interface EngineStats {
   lighthouse: LighthouseStats;
 }
 
-interface IndexEntry {
+/** @internal What a receiver index names (index-table.ts): a keypair, or a handshake in flight. */
+export interface IndexEntry {
   peer: Peer;
   keypair: Keypair | null; // null while the index names an in-flight handshake
 }
@@ -223,74 +188,78 @@ export function keyId(key: Uint8Array): string {
   return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
-const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
-
 export class Engine {
   readonly crypto: Crypto;
   readonly aead: TransportAead;
   readonly mtu: number;
   wallClockOffset: number;
-  private local: LocalIdentity | null = null;
-  private checker: CookieChecker | null = null;
-  private readonly random: (n: number) => Uint8Array;
-  private readonly peers = new Map<string, Peer>();
-  private readonly indexes: IndexTable<IndexEntry>;
-  private readonly routes = new AllowedIps<Peer>();
-  private readonly ratelimiter = new RateLimiter();
-  private readonly underLoadThreshold: number;
+  /** @internal */ local: LocalIdentity | null = null;
+  /** @internal */ checker: CookieChecker | null = null;
+  /** @internal */ readonly random: (n: number) => Uint8Array;
+  /** @internal */ readonly peers = new Map<string, Peer>();
+  /** @internal */ readonly indexes: IndexTable<IndexEntry>;
+  /** @internal */ readonly routes = new AllowedIps<Peer>();
+  /** @internal */ readonly ratelimiter = new RateLimiter();
+  /** @internal */ readonly underLoadThreshold: number;
   // -Infinity, not 0: the first handshake (in the runtime's warm-up) opens a window whatever the clock says
-  private handshakeWindowStart = -Infinity;
-  private handshakeWindowCount = 0;
-  private underLoadUntil = -Infinity;
+  /** @internal */ handshakeWindowStart = -Infinity;
+  /** @internal */ handshakeWindowCount = 0;
+  /** @internal */ underLoadUntil = -Infinity;
   private forcedUnderLoad = false;
-  private readonly counters: EngineStats;
+  /** @internal */ readonly counters: EngineStats;
   private readonly jitterBuf = new Uint8Array(2);
 
   // Transmit scratch: a batch of padded packets laid out in fixed slots.
-  private txCap = 0;
-  private txBuf = new Uint8Array(0);
-  private txPeerOf: Array<Peer | null> = [];
-  private txSealOffs = new Uint32Array(0);
-  private txSealLens = new Uint32Array(0);
-  private readonly txPeers: Peer[] = [];
+  /** @internal */ txCap = 0;
+  /** @internal */ txBuf = new Uint8Array(0);
+  /** @internal */ txPeerOf: Array<Peer | null> = [];
+  /** @internal */ txSealOffs = new Uint32Array(0);
+  /** @internal */ txSealLens = new Uint32Array(0);
+  /** @internal */ readonly txPeers: Peer[] = [];
   // Receive scratch for batched opens.
-  private rxCap = 0;
-  private rxHis = new Uint32Array(0);
-  private rxLos = new Uint32Array(0);
-  private rxOffs = new Uint32Array(0);
-  private rxLens = new Uint32Array(0);
-  private rxOk = new Uint8Array(0);
-  private rxIdx = new Uint32Array(0);
-  private readonly oneOff = new Uint32Array(1);
+  /** @internal */ rxCap = 0;
+  /** @internal */ rxHis = new Uint32Array(0);
+  /** @internal */ rxLos = new Uint32Array(0);
+  /** @internal */ rxOffs = new Uint32Array(0);
+  /** @internal */ rxLens = new Uint32Array(0);
+  /** @internal */ rxOk = new Uint8Array(0);
+  /** @internal */ rxIdx = new Uint32Array(0);
+  /** @internal */ readonly oneOff = new Uint32Array(1);
   private tunScratch = new Uint8Array(0);
-  private readonly oneLen = new Uint32Array(1);
-  private readonly onePath: Path[] = [];
-  private readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
-  private localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
+  /** @internal */ readonly oneLen = new Uint32Array(1);
+  /** @internal */ readonly onePath: Path[] = [];
+  /** @internal */ readonly makePaths: ((addr: Uint8Array, port: number) => Path[]) | null;
+  /** @internal */ localAddresses: Array<{ addr: Uint8Array; port: number }> = [];
   /** The runtime's sink; `sink` wraps it to carry relay paths through their lighthouse. */
   private readonly out: Sink;
-  private readonly sink: Sink;
+  /** @internal */ readonly sink: Sink;
   readonly isLighthouse: boolean;
-  private readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
-  private readonly relayBudget: TokenBuckets;
-  private readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
-  private readonly lh = newLighthouseStats();
+  /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
+  /** @internal */ readonly relayBudget: TokenBuckets;
+  /** @internal */ readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
+  /** @internal */ readonly lh = newLighthouseStats();
   private readonly relayPaths = new Map<string, RelayPath>();
-  private readonly relayBuf: Uint8Array;
-  private readonly relayOffs = new Uint32Array(1);
-  private readonly relayLens = new Uint32Array(1);
-  /** Datagrams that arrived over a relay, handled after the batch that carried them. */
-  private deferred: Array<{ data: Uint8Array; path: Path }> = [];
-  private inbound = 0;
-  /** `now` of the latest call in (relay wrapping happens inside the sink, which has no `now`). */
-  private clock = 0;
+  /** @internal */ readonly relayBuf: Uint8Array;
+  /** @internal */ readonly relayOffs = new Uint32Array(1);
+  /** @internal */ readonly relayLens = new Uint32Array(1);
+  /** Datagrams that arrived over a relay, handled after the batch that carried them. @internal */
+  deferred: Array<{ data: Uint8Array; path: Path }> = [];
+  /** @internal */ inbound = 0;
+  /** `now` of the latest call in (relay wrapping happens inside the sink, which has no `now`). @internal */
+  clock = 0;
+  // The deadline index (deadline-index.ts).
+  /** @internal */ readonly deadlineHeap: Array<{ peer: Peer; at: number }> = [];
+  /** @internal */ readonly dirtyPeers = new Set<Peer>();
+  /** Rebuild the whole deadline index at the next nextDeadline(). @internal */
+  allDirty = true;
+  /** @internal */ readonly checkDeadlines: boolean;
 
   constructor(sink: Sink, opts: EngineOptions) {
     this.out = sink;
     this.sink = {
       send: (path, buf, off, len) => {
         if (path.via === undefined) this.out.send(path, buf, off, len);
-        else this.relayOut(path as RelayPath, buf, off, len);
+        else relayOut(this, path as RelayPath, buf, off, len);
       },
       writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
       event: (e) => this.out.event(e),
@@ -314,8 +283,8 @@ export class Engine {
     for (const r of DROP_REASONS) drops[r] = 0;
     this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh };
     this.setPrivateKey(opts.privateKey);
-    this.growTx(64);
-    this.growRx(64);
+    growTx(this, 64);
+    growRx(this, 64);
   }
 
   // ───────────────────────────── configuration ─────────────────────────────
@@ -338,7 +307,7 @@ export class Engine {
       else this.checker = new CookieChecker(this.crypto, this.random, this.local.publicKey);
     }
     for (const peer of this.peers.values()) {
-      this.dropSessions(peer);
+      dropSessions(this, peer);
       if (this.local) peer.handshake.rekeyLocal(this.local);
     }
   }
@@ -374,7 +343,7 @@ export class Engine {
     this.allDirty = true;
     const peer = this.peers.get(keyId(publicKey));
     if (!peer) return false;
-    this.dropSessions(peer);
+    dropSessions(this, peer);
     peer.timers.stopAll();
     this.routes.removeValue(peer);
     this.peers.delete(peer.keyId);
@@ -406,7 +375,7 @@ export class Engine {
     const before = peer.timers.persistentKeepaliveInterval;
     peer.timers.persistentKeepaliveInterval = seconds * 1000;
     if (seconds === 0) peer.timers.persistentKeepalive = Infinity;
-    else if (before === 0 && this.local && peer.endpoint.path) this.sendKeepalive(peer, now);
+    else if (before === 0 && this.local && peer.endpoint.path) sendKeepalive(this, peer, now);
     else peer.timers.persistentKeepalive = Math.min(peer.timers.persistentKeepalive, now + seconds * 1000);
   }
 
@@ -455,29 +424,9 @@ export class Engine {
     this.clock = now;
     this.inbound++;
     try {
-      return this.datagram(data, path, now);
+      return receiveDatagram(this, data, path, now);
     } finally {
-      if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
-    }
-  }
-
-  private datagram(data: Uint8Array, path: Path, now: number): DatagramResult {
-    const t = messageType(data, 0, data.length);
-    switch (t) {
-      case MESSAGE_TRANSPORT_DATA: {
-        this.oneOff[0] = 0;
-        this.oneLen[0] = data.length;
-        this.onePath[0] = path;
-        return this.handleTransportRun(data, this.oneOff, this.oneLen, this.onePath, 0, 1, now);
-      }
-      case MESSAGE_INITIATION:
-        return this.handleInitiation(data, path, now);
-      case MESSAGE_RESPONSE:
-        return this.handleResponse(data, path, now);
-      case MESSAGE_COOKIE_REPLY:
-        return this.handleCookieReply(data, now);
-      default:
-        return this.drop('malformed');
+      if (--this.inbound === 0 && this.deferred.length > 0) drainRelayed(this, now);
     }
   }
 
@@ -489,255 +438,10 @@ export class Engine {
     this.clock = now;
     this.inbound++;
     try {
-      this.datagramBatch(buf, offs, lens, paths, count, now);
+      receiveDatagramBatch(this, buf, offs, lens, paths, count, now);
     } finally {
-      if (--this.inbound === 0 && this.deferred.length > 0) this.drainRelayed(now);
+      if (--this.inbound === 0 && this.deferred.length > 0) drainRelayed(this, now);
     }
-  }
-
-  private datagramBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
-    let i = 0;
-    while (i < count) {
-      const o = offs[i];
-      if (messageType(buf, o, lens[i]) !== MESSAGE_TRANSPORT_DATA) {
-        // Handshake messages are rare and may be kept (staged) by reference: give them their own bytes.
-        this.datagram(buf.slice(o, o + lens[i]), paths[i], now);
-        i++;
-        continue;
-      }
-      const receiver = readU32(buf, o + 4);
-      let j = i + 1;
-      while (j < count && messageType(buf, offs[j], lens[j]) === MESSAGE_TRANSPORT_DATA && readU32(buf, offs[j] + 4) === receiver) j++;
-      this.handleTransportRun(buf, offs, lens, paths, i, j - i, now);
-      i = j;
-    }
-  }
-
-  /** Transport packets offs[first..first+n) all carrying the same receiver index. */
-  private handleTransportRun(
-    buf: Uint8Array,
-    offs: Uint32Array,
-    lens: Uint32Array,
-    paths: Path[],
-    first: number,
-    n: number,
-    now: number,
-  ): DatagramResult {
-    const receiver = readU32(buf, offs[first] + 4);
-    const entry = this.indexes.get(receiver);
-    if (!entry || !entry.keypair) {
-      this.counters.drops.unknownIndex += n;
-      return 'unknownIndex';
-    }
-    const { peer, keypair } = entry;
-    this.touch(peer); // once per run of datagrams for this keypair: its timers are about to move
-    if (!keypair.canReceive(now)) {
-      this.counters.drops.expiredKeypair += n;
-      return 'expiredKeypair';
-    }
-    if (n > this.rxCap) this.growRx(n);
-    // Replay check before AEAD (cheap rejection), commit after (only authenticated counters count).
-    let m = 0;
-    let result: DatagramResult = 'replay';
-    for (let k = first; k < first + n; k++) {
-      const o = offs[k];
-      const lo = readU32(buf, o + 8);
-      const hi = readU32(buf, o + 12);
-      if (!keypair.replay.check(hi, lo)) {
-        this.counters.drops.replay++;
-        continue;
-      }
-      this.rxHis[m] = hi;
-      this.rxLos[m] = lo;
-      this.rxOffs[m] = o + TRANSPORT_HEADER_SIZE;
-      this.rxLens[m] = lens[k] - TRANSPORT_HEADER_SIZE;
-      this.rxIdx[m] = k;
-      m++;
-    }
-    if (m === 0) return result;
-    this.aead.openBatch(keypair.receiveKey, this.rxHis, this.rxLos, buf, this.rxOffs, this.rxLens, m, this.rxOk);
-    for (let q = 0; q < m; q++) {
-      if (!this.rxOk[q]) {
-        this.counters.drops.badAead++;
-        result = 'badAead';
-        continue;
-      }
-      // Only the highest-numbered packet so far may move the peer's endpoint (as RFC 9000 §9.3):
-      // one overtaken on an old path must not drag the session back there.
-      const newest = keypair !== peer.keypairs.previous && keypair.replay.isNewest(this.rxHis[q], this.rxLos[q]);
-      if (!keypair.replay.commit(this.rxHis[q], this.rxLos[q])) {
-        this.counters.drops.replay++;
-        result = 'replay';
-        continue;
-      }
-      result = this.onAuthenticatedTransport(peer, keypair, buf, this.rxOffs[q], this.rxLens[q] - 16, lens[this.rxIdx[q]], paths[this.rxIdx[q]], now, newest);
-    }
-    return result;
-  }
-
-  /** A transport packet authenticated: plaintext at buf[off .. off+len). */
-  private onAuthenticatedTransport(
-    peer: Peer,
-    keypair: Keypair,
-    buf: Uint8Array,
-    off: number,
-    len: number,
-    wireLen: number,
-    path: Path,
-    now: number,
-    newest: boolean,
-  ): DatagramResult {
-    this.counters.rxPackets++;
-    peer.rxBytes += wireLen;
-    keypair.receivedAny = true;
-    const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
-    // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
-    // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
-    if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) this.allDirty = true;
-    if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) {
-      const candidate = peer.endpoint.heard(path, now, wireLen);
-      if (candidate) this.sendChallenge(peer, candidate, now);
-    } else this.onAuthenticated(peer, path, wireLen, now, newest);
-    peer.timers.anyAuthenticatedPacketReceived();
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    if (keypair === peer.keypairs.next) {
-      // Key confirmation (§5.4.6): the initiator used the responder's new keypair, so it becomes
-      // current, the handshake is complete from our side too, and queued packets can go.
-      const dropped = peer.keypairs.received(keypair);
-      if (dropped) this.retireKeypair(dropped);
-      this.completeHandshake(peer, false, now);
-      this.flushStaged(peer, now);
-      this.maybeHello(peer, now);
-    }
-    this.keepKeyFreshReceiving(peer, now);
-    if (len === 0) return 'keepalive';
-    peer.timers.dataReceived(now);
-    if (ext !== 0) return this.handleExtension(peer, path, buf, off, len, now);
-    const version = ipVersion(buf, off, len);
-    if (version === 0) return this.drop('invalidInnerPacket');
-    const declared = ipDeclaredLength(buf, off, version);
-    if (declared > len || declared < (version === 4 ? 20 : 40)) return this.drop('invalidInnerPacket');
-    const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
-    if (this.routes.lookup(buf, src, version) !== peer) return this.drop('disallowedSource');
-    this.sink.writeTun(buf, off, declared);
-    return 'data';
-  }
-
-  private handleInitiation(data: Uint8Array, path: Path, now: number): DatagramResult {
-    this.allDirty = true; // rare: rebuild the deadline index
-    if (!this.local || !this.checker) return this.drop('noPrivateKey');
-    const msg = parseInitiation(data);
-    if (!msg) return this.drop('malformed');
-    const gate = this.admitHandshake(data, INITIATION_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
-    if (gate) return gate;
-    const local = this.local;
-    const consumed = consumeInitiation(local, msg, (s) => this.peers.get(keyId(s))?.handshake ?? null);
-    if (!consumed) return this.drop('handshakeInvalid');
-    const peer = this.peers.get(keyId(consumed.result.remoteStatic))!;
-    const hs = consumed.hs;
-    if (compareTai64n(consumed.result.timestamp, hs.latestTimestamp) <= 0) return this.drop('staleTimestamp');
-    if (now - hs.lastInitiationConsumed < HANDSHAKE_INITIATION_RATE) return this.drop('initiationFlood');
-    this.counters.handshakesReceived++;
-    this.releaseHandshakeIndex(peer);
-    acceptInitiation(hs, consumed.result, now);
-    this.onAuthenticated(peer, path, data.length, now);
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketReceived();
-
-    // Respond: e, ee, se, psk, {}
-    const entry: IndexEntry = { peer, keypair: null };
-    const localIndex = this.indexes.allocate(entry);
-    const response = createResponse(local, hs, localIndex, this.random);
-    if (!response) {
-      this.indexes.release(localIndex);
-      return this.drop('handshakeInvalid');
-    }
-    peer.cookie.addMacs(response, RESPONSE_MAC1_OFFSET, now);
-    const keys = deriveTransportKeys(local, hs)!;
-    const kp = new Keypair(keys.sendKey, keys.receiveKey, false, now, keys.localIndex, keys.remoteIndex);
-    entry.keypair = kp;
-    for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
-    peer.timers.sessionDerived(now);
-    this.sink.send(path, response, 0, response.length);
-    this.counters.handshakesSent++;
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketSent();
-    return 'initiation';
-  }
-
-  private handleResponse(data: Uint8Array, path: Path, now: number): DatagramResult {
-    this.allDirty = true; // rare: rebuild the deadline index
-    if (!this.local || !this.checker) return this.drop('noPrivateKey');
-    const msg = parseResponse(data);
-    if (!msg) return this.drop('malformed');
-    const gate = this.admitHandshake(data, RESPONSE_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
-    if (gate) return gate;
-    const entry = this.indexes.get(msg.receiverIndex);
-    if (!entry) return this.drop('unknownIndex');
-    if (entry.keypair) return this.drop('unexpectedMessage');
-    const peer = entry.peer;
-    const hs = peer.handshake;
-    if (hs.state !== 'initiation-created' || hs.localIndex !== msg.receiverIndex) return this.drop('unexpectedMessage');
-    if (!consumeResponse(this.local, hs, msg)) return this.drop('handshakeInvalid');
-    this.counters.handshakesReceived++;
-    const keys = deriveTransportKeys(this.local, hs)!;
-    const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
-    entry.keypair = kp;
-    for (const old of peer.keypairs.install(kp)) this.retireKeypair(old);
-    this.onAuthenticated(peer, path, data.length, now);
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketReceived();
-    peer.timers.sessionDerived(now);
-    this.completeHandshake(peer, true, now);
-    // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
-    if (peer.staged.length > 0) this.flushStaged(peer, now);
-    else this.sendKeepalive(peer, now);
-    this.maybeHello(peer, now);
-    return 'response';
-  }
-
-  private handleCookieReply(data: Uint8Array, now: number): DatagramResult {
-    this.allDirty = true; // rare: rebuild the deadline index
-    const msg = parseCookieReply(data);
-    if (!msg) return this.drop('malformed');
-    const entry = this.indexes.get(msg.receiverIndex);
-    if (!entry) return this.drop('unknownIndex');
-    if (!entry.peer.cookie.consumeReply(msg, now)) return this.drop('unexpectedMessage');
-    return 'cookie';
-  }
-
-  /**
-   * The DoS gate every handshake message passes (whitepaper §5.3): mac1 always; under load a valid
-   * mac2 (else a cookie reply) and the per-source rate limit. Returns a drop reason or null to go on.
-   */
-  private admitHandshake(
-    data: Uint8Array,
-    mac1Offset: number,
-    senderIndex: number,
-    mac1: Uint8Array,
-    path: Path,
-    now: number,
-  ): DatagramResult | null {
-    this.noteHandshakeLoad(now);
-    const underLoad = this.isUnderLoad(now);
-    const check = this.checker!.check(data, mac1Offset, path.cookieBytes, underLoad, now);
-    if (check === 'bad-mac1') return this.drop('badMac1');
-    if (check === 'need-cookie') {
-      const reply = this.checker!.createReply(senderIndex, mac1.slice(), path.cookieBytes, now);
-      const bytes = serializeCookieReply(reply);
-      this.sink.send(path, bytes, 0, bytes.length);
-      return this.drop('cookieSent');
-    }
-    if (underLoad && !this.ratelimiter.allow(path.hostId, now)) return this.drop('rateLimited');
-    return null;
-  }
-
-  private noteHandshakeLoad(now: number): void {
-    if (now - this.handshakeWindowStart >= 1000) {
-      this.handshakeWindowStart = now;
-      this.handshakeWindowCount = 0;
-    }
-    if (++this.handshakeWindowCount > this.underLoadThreshold) this.underLoadUntil = now + UNDER_LOAD_AFTER;
   }
 
   // ───────────────────────────── outbound packets ─────────────────────────────
@@ -759,484 +463,32 @@ export class Engine {
    */
   handleTunBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, now: number): void {
     this.clock = now;
-    if (count > this.txCap) this.growTx(count);
-    let nPeers = 0;
-    for (let i = 0; i < count; i++) {
-      this.txPeerOf[i] = null;
-      const o = offs[i];
-      const len = lens[i];
-      const version = ipVersion(buf, o, len);
-      if (version === 0) {
-        this.drop('invalidInnerPacket');
-        continue;
-      }
-      if (len > this.mtu) {
-        this.drop('tooBig');
-        continue;
-      }
-      const dst = o + (version === 4 ? IPV4_DST_OFFSET : IPV6_DST_OFFSET);
-      const peer = this.routes.lookup(buf, dst, version);
-      if (!peer) {
-        this.drop('noRoute');
-        continue;
-      }
-      this.txPeerOf[i] = peer;
-      let seen = false;
-      for (let p = 0; p < nPeers; p++) if (this.txPeers[p] === peer) seen = true;
-      if (!seen) this.txPeers[nPeers++] = peer;
-    }
-    for (let p = 0; p < nPeers; p++) {
-      const peer = this.txPeers[p];
-      this.txPeers[p] = undefined as unknown as Peer;
-      const kp = peer.keypairs.current;
-      const path = peer.endpoint.path;
-      let n = 0;
-      for (let i = 0; i < count; i++) if (this.txPeerOf[i] === peer) n++;
-      if (!this.local || !kp || !kp.canSend(now, n) || !path) {
-        // No usable session: keep copies until the handshake completes.
-        for (let i = 0; i < count; i++) if (this.txPeerOf[i] === peer) this.stage(peer, buf.slice(offs[i], offs[i] + lens[i]));
-        this.sendInitiation(peer, false, now);
-        continue;
-      }
-      n = 0;
-      for (let i = 0; i < count; i++) {
-        if (this.txPeerOf[i] !== peer) continue;
-        // §5.4.6: pad with zeros to a multiple of 16, but not beyond the MTU.
-        const o = offs[i];
-        const len = lens[i];
-        const padded = Math.min(this.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
-        buf.fill(0, o + len, o + padded);
-        this.txSealOffs[n] = o;
-        this.txSealLens[n] = padded;
-        n++;
-      }
-      this.sealAndSend(peer, kp, path, buf, n, now);
-      if (kp.wantsRekeyOnSend(now)) this.sendInitiation(peer, false, now);
-    }
-  }
-
-  /** Seal buf at txSeal*[0..n) under kp, frame each with its header, and hand it to the sink. */
-  private sealAndSend(
-    peer: Peer,
-    kp: Keypair,
-    path: Path,
-    buf: Uint8Array,
-    n: number,
-    now: number,
-    sealOffs: Uint32Array = this.txSealOffs,
-    sealLens: Uint32Array = this.txSealLens,
-  ): void {
-    this.touch(peer);
-    kp.reserve(n);
-    this.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, sealOffs, sealLens, n);
-    let hi = kp.reservedHi;
-    let lo = kp.reservedLo;
-    let data = false;
-    // Make-before-break: while a candidate path is being validated, copies go there too.
-    const dups = path === peer.endpoint.path && peer.endpoint.size > 1 ? peer.endpoint.duplicateTargets(0) : null;
-    for (let k = 0; k < n; k++) {
-      const start = sealOffs[k] - TRANSPORT_HEADER_SIZE;
-      writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
-      lo = (lo + 1) >>> 0;
-      if (lo === 0) hi = (hi + 1) >>> 0;
-      const total = TRANSPORT_HEADER_SIZE + sealLens[k] + 16;
-      if (sealLens[k] > 0) data = true;
-      peer.txBytes += total;
-      this.counters.txPackets++;
-      this.sink.send(path, buf, start, total);
-      if (dups) this.duplicate(peer, dups, buf, start, total, now);
-    }
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketSent();
-    if (data) {
-      peer.timers.dataSent(now, this.jitterFn);
-      if (path === peer.endpoint.path) peer.endpoint.dataSent(now);
-    }
-  }
-
-  private stage(peer: Peer, packet: Uint8Array): void {
-    this.touch(peer);
-    if (peer.staged.length >= MAX_STAGED_PACKETS) {
-      peer.staged.shift();
-      this.counters.drops.stagedOverflow++;
-    }
-    peer.staged.push(packet.slice());
-  }
-
-  /** Send what waited for a session (or start a handshake if there still is none). */
-  private flushStaged(peer: Peer, now: number): void {
-    if (peer.staged.length === 0) return;
-    const kp = peer.keypairs.current;
-    const path = peer.endpoint.path;
-    if (!kp || !path || !kp.canSend(now, peer.staged.length)) {
-      this.sendInitiation(peer, false, now);
-      return;
-    }
-    const packets = peer.staged;
-    peer.staged = [];
-    if (packets.length > this.txCap) this.growTx(packets.length);
-    const slot = this.mtu + TX_SLOT_EXTRA;
-    let n = 0;
-    for (const p of packets) {
-      const base = n * slot + TRANSPORT_HEADER_SIZE;
-      if (p.length > 0) this.txBuf.set(p, base);
-      const padded = Math.min(this.mtu, (p.length + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
-      this.txBuf.fill(0, base + p.length, base + padded);
-      this.txSealOffs[n] = base;
-      this.txSealLens[n] = padded;
-      n++;
-    }
-    this.sealAndSend(peer, kp, path, this.txBuf, n, now);
-  }
-
-  /** A keepalive is a transport packet with an empty payload (§6.5). Without a session it starts a handshake. */
-  private sendKeepalive(peer: Peer, now: number): void {
-    const kp = peer.keypairs.current;
-    const path = peer.endpoint.path;
-    if (peer.staged.length > 0) {
-      this.flushStaged(peer, now);
-      return;
-    }
-    if (!kp || !path || !kp.canSend(now)) {
-      this.stage(peer, new Uint8Array(0));
-      this.sendInitiation(peer, false, now);
-      return;
-    }
-    this.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
-    this.txSealLens[0] = 0;
-    this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
+    sendTunBatch(this, buf, offs, lens, count, now);
   }
 
   // ───────────────────────────── handshakes ─────────────────────────────
-
-  /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
-  private sendInitiation(peer: Peer, retry: boolean, now: number): void {
-    this.touch(peer);
-    if (!this.local) {
-      this.counters.drops.noPrivateKey++;
-      return;
-    }
-    if (!retry) peer.timers.handshakeAttempts = 0;
-    if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
-    const path = peer.endpoint.path;
-    // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
-    // initiation also goes over every relay and to every candidate address the lighthouses gave.
-    const extra = !path || retry ? this.initiationExtras(peer, path) : null;
-    if (extra) this.lookup(peer, now);
-    if (!path && (!extra || extra.length === 0)) {
-      this.counters.drops.noEndpoint++;
-      return;
-    }
-    this.releaseHandshakeIndex(peer);
-    const entry: IndexEntry = { peer, keypair: null };
-    const localIndex = this.indexes.allocate(entry);
-    const msg = createInitiation(this.local, peer.handshake, localIndex, tai64n(now + this.wallClockOffset), this.random);
-    if (!msg) {
-      this.indexes.release(localIndex);
-      this.counters.drops.handshakeInvalid++;
-      return;
-    }
-    peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
-    peer.lastSentHandshake = now;
-    peer.lastInitiation = msg;
-    this.counters.handshakesSent++;
-    if (path) this.sink.send(path, msg, 0, msg.length);
-    if (extra) for (const p of extra) this.sink.send(p, msg, 0, msg.length);
-    peer.timers.anyAuthenticatedPacketTraversal(now);
-    peer.timers.anyAuthenticatedPacketSent();
-    peer.timers.handshakeInitiated(now, this.jitter());
-    this.sink.event({ type: 'handshake-initiated', peer, retry });
-  }
 
   /** Public entry: start a handshake with a peer now (e.g. after an endpoint change). */
   initiateHandshake(peer: Peer, now: number): void {
     this.allDirty = true;
     this.clock = now;
-    this.sendInitiation(peer, false, now);
-  }
-
-  /** An index held by an unfinished handshake is released when a new handshake replaces it. */
-  private releaseHandshakeIndex(peer: Peer): void {
-    const hs = peer.handshake;
-    if (hs.localIndex !== 0 || hs.state !== 'zeroed') {
-      const e = this.indexes.get(hs.localIndex);
-      if (e && e.peer === peer && e.keypair === null) this.indexes.release(hs.localIndex);
-    }
-  }
-
-  private completeHandshake(peer: Peer, initiator: boolean, now: number): void {
-    peer.timers.handshakeComplete();
-    peer.lastHandshake = now;
-    peer.handshakesCompleted++;
-    peer.sentLastMinuteHandshake = false;
-    this.sink.event({ type: 'handshake-complete', peer, initiator });
-    // candidates and relays that arrived before there was a session to challenge them with
-    for (const e of peer.endpoint.unchallenged()) this.sendChallenge(peer, e, now);
-    if (peer.lighthouse) {
-      // registered with a lighthouse: peers that were waiting for one can be looked up now
-      for (const p of this.peers.values()) {
-        if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) this.sendInitiation(p, false, now);
-      }
-    }
-  }
-
-  /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. */
-  private keepKeyFreshReceiving(peer: Peer, now: number): void {
-    if (peer.sentLastMinuteHandshake) return;
-    const kp = peer.keypairs.current;
-    if (kp && kp.isInitiator && now - kp.created >= REKEY_RECEIVE_THRESHOLD) {
-      peer.sentLastMinuteHandshake = true;
-      this.sendInitiation(peer, false, now);
-    }
-  }
-
-  private retireKeypair(kp: Keypair): void {
-    const e = this.indexes.get(kp.localIndex);
-    if (e && e.keypair === kp) this.indexes.release(kp.localIndex);
-    kp.zero();
-  }
-
-  private dropSessions(peer: Peer): void {
-    for (const kp of peer.keypairs.clear()) this.retireKeypair(kp);
-    this.releaseHandshakeIndex(peer);
-    peer.handshake.clear();
-    peer.staged = [];
+    sendInitiation(this, peer, false, now);
   }
 
   // ───────────────────────────── timers ─────────────────────────────
 
   /** The earliest time tick() has work to do, or Infinity. */
-  /**
-   * The earliest deadline of any peer. With thousands of peers a scan of all of them per batch
-   * would dominate the data path (≈0.5 ms at 10,000 peers), so the engine keeps an index: a
-   * min-heap of (peer, deadline) entries, refreshed only for the peers touched since the last
-   * call (every packet, handshake, probe or relay for a peer touches it), with stale entries
-   * dropped lazily when they reach the top. Configuration calls and rare events (handshake
-   * messages, control messages) mark everything for a rebuild. `checkDeadlines` verifies the
-   * index against the full scan on every call (tests run with it).
-   */
   nextDeadline(): number {
-    const t = this.indexedNextDeadline();
-    if (this.checkDeadlines) {
-      let full = Infinity;
-      for (const p of this.peers.values()) full = Math.min(full, this.peerDeadline(p));
-      if (full !== t) throw new Error(`deadline index out of step: index says ${t}, a full scan ${full}`);
-    }
-    return t;
-  }
-
-  private peerDeadline(p: Peer): number {
-    let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
-    if (this.onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
-    return n;
-  }
-
-  private indexedNextDeadline(): number {
-    const heap = this.deadlineHeap;
-    if (this.allDirty || heap.length > 4 * this.peers.size + 64) {
-      heap.length = 0;
-      for (const p of this.peers.values()) {
-        p.indexedDeadline = this.peerDeadline(p);
-        if (p.indexedDeadline !== Infinity) heap.push({ peer: p, at: p.indexedDeadline });
-      }
-      heap.sort((x, y) => x.at - y.at); // a sorted array is a valid min-heap
-      this.allDirty = false;
-      this.dirtyPeers.clear();
-    } else if (this.dirtyPeers.size > 0) {
-      for (const p of this.dirtyPeers) {
-        if (this.peers.get(p.keyId) !== p) continue; // removed
-        const d = this.peerDeadline(p);
-        if (d === p.indexedDeadline) continue;
-        p.indexedDeadline = d;
-        if (d !== Infinity) heapPush(heap, { peer: p, at: d });
-      }
-      this.dirtyPeers.clear();
-    }
-    while (heap.length > 0) {
-      const top = heap[0];
-      if (top.at === top.peer.indexedDeadline && this.peers.get(top.peer.keyId) === top.peer) return top.at;
-      heapPop(heap); // stale: the peer's deadline moved, or it was removed
-    }
-    return Infinity;
-  }
-
-  /** The peers with a deadline at or before `now`, taken off the index (tick re-indexes them). */
-  private duePeers(now: number): Set<Peer> {
-    this.indexedNextDeadline(); // bring the index up to date
-    const heap = this.deadlineHeap;
-    const due = new Set<Peer>();
-    while (heap.length > 0 && heap[0].at <= now) {
-      const top = heap[0];
-      heapPop(heap);
-      if (top.at !== top.peer.indexedDeadline || this.peers.get(top.peer.keyId) !== top.peer) continue; // stale
-      top.peer.indexedDeadline = Infinity; // no entry left for it: touch() re-indexes it
-      due.add(top.peer);
-    }
-    if (this.checkDeadlines) {
-      for (const p of this.peers.values()) {
-        if (this.peerDeadline(p) <= now && !due.has(p)) throw new Error('deadline index out of step: a due peer is missing');
-      }
-    }
-    return due;
-  }
-
-  /** Something about this peer changed: its deadline is recomputed at the next nextDeadline(). */
-  private touch(peer: Peer): void {
-    this.dirtyPeers.add(peer);
-  }
-
-  private readonly deadlineHeap: Array<{ peer: Peer; at: number }> = [];
-  private readonly dirtyPeers = new Set<Peer>();
-  /** Rebuild the whole deadline index at the next nextDeadline(). */
-  private allDirty = true;
-  private readonly checkDeadlines: boolean;
-
-  /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. */
-  private onRelay(p: Peer): boolean {
-    const a = p.endpoint.path;
-    return a !== null && a.via !== undefined && p.keypairs.current !== null;
+    return earliestDeadline(this);
   }
 
   /** Fire every timer whose deadline is ≤ now. Returns what fired, for tests and logs. */
   tick(now: number): Array<{ peer: Peer; timer: TimerName }> {
     this.clock = now;
-    const fired: Array<{ peer: Peer; timer: TimerName }> = [];
-    for (const peer of this.duePeers(now)) {
-      this.touch(peer);
-      if (peer.endpoint.nextDeadline() <= now) {
-        for (const e of peer.endpoint.dueChallenges(now)) this.sendChallenge(peer, e, now);
-        const { probe, change, lost } = peer.endpoint.dueProbes(now);
-        if (change) this.emitEndpointChange(peer, change);
-        if (lost) this.sink.event({ type: 'path-lost', peer, path: lost });
-        for (const e of probe) this.sendProbe(peer, e, now);
-        // lost the direct path (or fell back to a relay): ask the lighthouses where the peer is now
-        if (lost || (change && change.to.via !== undefined)) this.lookup(peer, now);
-        if (now >= peer.endpoint.nextRecovery) this.recover(peer, now);
-        if (peer.endpoint.dueAnnounce(now)) this.sendAddresses(peer, now, true);
-      }
-      if (this.onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) this.lookup(peer, now, true);
-      if (peer.timers.next() > now) continue;
-      for (const name of TIMER_NAMES) {
-        if (peer.timers[name] > now) continue;
-        peer.timers[name] = Infinity;
-        fired.push({ peer, timer: name });
-        this.expire(peer, name, now);
-      }
-    }
-    this.ratelimiter.collect(now);
-    return fired;
-  }
-
-  private expire(peer: Peer, name: TimerName, now: number): void {
-    const t = peer.timers;
-    switch (name) {
-      case 'retransmitHandshake':
-        if (t.handshakeAttempts >= MAX_TIMER_HANDSHAKES) {
-          // Give up (REKEY_ATTEMPT_TIME has passed): drop queued packets; keys go after 3×REJECT_AFTER_TIME.
-          peer.staged = [];
-          if (t.zeroKeyMaterial === Infinity) t.zeroKeyMaterial = now + 3 * REJECT_AFTER_TIME;
-          this.sink.event({ type: 'handshake-failed', peer });
-        } else {
-          t.handshakeAttempts++;
-          this.sendInitiation(peer, true, now);
-        }
-        break;
-      case 'sendKeepalive':
-        this.sendKeepalive(peer, now);
-        if (t.needAnotherKeepalive) {
-          t.needAnotherKeepalive = false;
-          t.sendKeepalive = now + KEEPALIVE_TIMEOUT;
-        }
-        break;
-      case 'newHandshake':
-        // We sent data and heard nothing back for KEEPALIVE_TIMEOUT + REKEY_TIMEOUT.
-        this.sendInitiation(peer, false, now);
-        break;
-      case 'zeroKeyMaterial':
-        this.dropSessions(peer);
-        this.sink.event({ type: 'keys-zeroed', peer });
-        break;
-      case 'persistentKeepalive':
-        if (t.persistentKeepaliveInterval > 0) this.sendKeepalive(peer, now);
-        break;
-    }
-  }
-
-  // ───────────────────────────── paths and the extension channel ─────────────────────────────
-
-  /** Every authenticated packet goes through here: the endpoint cache decides what it means. */
-  private onAuthenticated(peer: Peer, path: Path, bytes: number, now: number, newest = true): void {
-    const r = peer.endpoint.authenticatedFrom(path, now, bytes, newest);
-    if (r.change) this.emitEndpointChange(peer, r.change);
-    if (r.challenge) this.sendChallenge(peer, r.challenge, now);
-  }
-
-  private sendChallenge(peer: Peer, e: PathEntry, now: number): void {
-    const token = this.random(TOKEN_LEN).slice();
-    if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.challengeSent(e, token, now);
-    else peer.endpoint.challengeBlocked(e);
-  }
-
-  /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). */
-  private maybeHello(peer: Peer, now: number): void {
-    if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3) return;
-    const path = peer.endpoint.path;
-    if (!path) return;
-    peer.hellosSent++;
-    this.sendExtension(peer, path, { type: EXT_HELLO, reply: false, version: EXT_VERSION }, now);
-  }
-
-  private handleExtension(peer: Peer, path: Path, buf: Uint8Array, off: number, len: number, now: number): DatagramResult {
-    const m = parseExtension(buf, off, len);
-    if (!m) return this.drop('badExtension');
-    switch (m.type) {
-      case EXT_HELLO:
-        if (!m.reply) this.sendExtension(peer, path, { type: EXT_HELLO, reply: true, version: EXT_VERSION }, now);
-        if (!peer.endpoint.speaksKeymesh) {
-          peer.endpoint.speaksKeymesh = true;
-          this.sink.event({ type: 'peer-speaks-keymesh', peer });
-          this.sendAddresses(peer, now);
-        }
-        break;
-      case EXT_ADDRESSES: {
-        peer.announcedAddresses = m.addresses;
-        if (!this.makePaths) break;
-        const paths: Path[] = [];
-        for (const a of m.addresses) paths.push(...this.makePaths(a.addr, a.port));
-        for (const e of peer.endpoint.announced(paths)) this.sendChallenge(peer, e, now);
-        break;
-      }
-      case EXT_PATH_CHALLENGE:
-        // Answer on the path the challenge came from: that is what proves return routability.
-        this.sendExtension(peer, path, { type: EXT_PATH_RESPONSE, token: m.token }, now);
-        break;
-      case EXT_PATH_RESPONSE: {
-        const change = peer.endpoint.responseReceived(path, m.token, now);
-        if (change) this.emitEndpointChange(peer, change);
-        break;
-      }
-      case EXT_LOOKUP:
-        this.answerLookup(peer, path, m.key, now);
-        break;
-      case EXT_CANDIDATES:
-        this.onCandidates(peer, m.answer, m.key, m.addresses, now);
-        break;
-      case EXT_RELAY:
-        this.relayOn(peer, m.key, m.data, now);
-        break;
-      case EXT_RELAYED:
-        this.onRelayed(peer, m.key, m.data);
-        break;
-    }
-    return 'extension';
+    return fireTimers(this, now);
   }
 
   // ───────────────────────────── lighthouses (lighthouse.ts) ─────────────────────────────
-
-  private hasLighthouses(): boolean {
-    for (const p of this.peers.values()) if (p.lighthouse) return true;
-    return false;
-  }
 
   /** The relay path to `target` through the lighthouse `via` (one object per pair). */
   relayPath(via: Peer, target: Peer): RelayPath {
@@ -1251,269 +503,7 @@ export class Engine {
     return r;
   }
 
-  /** Lighthouses we hold a session with (they can carry a lookup or a relay now). */
-  private liveLighthouses(except: Peer): Peer[] {
-    const out: Peer[] = [];
-    for (const l of this.peers.values()) {
-      if (l.lighthouse && l !== except && l.keypairs.current && l.endpoint.path && l.endpoint.path.via === undefined) out.push(l);
-    }
-    return out;
-  }
-
-  /** Where else a handshake initiation for `peer` goes: every relay and every unconfirmed candidate; null without lighthouses. */
-  private initiationExtras(peer: Peer, path: Path | null): Path[] | null {
-    if (peer.lighthouse || !this.hasLighthouses()) return null;
-    const out: Path[] = [];
-    for (const l of this.liveLighthouses(peer)) {
-      const r = this.relayPath(l, peer);
-      if (r !== path) out.push(r);
-    }
-    for (const e of peer.endpoint.list()) {
-      if (e.punched && e.path !== path && (e.state === 'new' || e.state === 'validating')) out.push(e.path);
-    }
-    return out;
-  }
-
-  /** Ask every lighthouse where `peer` is, and make sure a relay to it exists through each. */
-  private lookup(peer: Peer, now: number, force = false): void {
-    if (peer.lighthouse || (!force && now - peer.lastLookup < LOOKUP_MIN_INTERVAL)) return;
-    peer.lastLookup = now;
-    const live = this.liveLighthouses(peer);
-    if (live.length === 0) return;
-    for (const l of live) {
-      if (this.sendExtension(l, l.endpoint.path!, { type: EXT_LOOKUP, key: peer.publicKey }, now)) this.lh.lookupsSent++;
-    }
-    this.ensureRelays(peer, live, now);
-  }
-
-  private ensureRelays(peer: Peer, live: Peer[], now: number): void {
-    for (const l of live) {
-      const e = peer.endpoint.addRelay(this.relayPath(l, peer));
-      // new, failed, or validated once but missing its probes since (it was not kept warm while a
-      // direct path carried the traffic): prove it works now
-      const stale = e.state === 'validated' && e.probeMisses > 0;
-      if (e !== peer.endpoint.active && (e.state === 'new' || e.state === 'failed' || stale) && peer.keypairs.current) this.sendChallenge(peer, e, now);
-    }
-  }
-
-  /** Lighthouse: where `m` may be reached — its reflexive address first, then what it announced. */
-  private candidatesOf(m: Peer): Array<{ addr: Uint8Array; port: number }> {
-    const out: Array<{ addr: Uint8Array; port: number }> = [];
-    const add = (a: { addr: Uint8Array; port: number } | null) => {
-      if (!a || out.length >= MAX_ADDRESSES) return;
-      for (const o of out) if (o.port === a.port && keyId(o.addr) === keyId(a.addr)) return;
-      out.push(a);
-    };
-    let latest: PathEntry | null = null;
-    for (const e of m.endpoint.list()) {
-      if (e.path.via === undefined && e.lastTraffic > -Infinity && (!latest || e.lastTraffic > latest.lastTraffic)) latest = e;
-    }
-    if (latest && this.addressOf) add(this.addressOf(latest.path));
-    const a = m.endpoint.path;
-    if (a && a.via === undefined && this.addressOf) add(this.addressOf(a));
-    for (const x of m.announcedAddresses) add(x);
-    return out;
-  }
-
-  /** Lighthouse: a member asks where `key` is. Answer it and, at once, tell `key` to probe back. */
-  private answerLookup(asker: Peer, path: Path, key: Uint8Array, now: number): void {
-    const target = this.peers.get(keyId(key));
-    if (!this.isLighthouse || !target || target === asker || !this.lookupBudget.take(asker.keyId, 1, now)) {
-      this.lh.lookupsRefused++;
-      return;
-    }
-    const theirs = this.candidatesOf(target);
-    if (theirs.length === 0 || !target.keypairs.current) {
-      this.lh.lookupsRefused++; // we do not know where it is (it has not registered)
-      return;
-    }
-    const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
-    // answer where the question came from (the asker may have just moved there)
-    if (!this.sendExtension(asker, path, answer, now) && asker.endpoint.path) this.sendExtension(asker, asker.endpoint.path, answer, now);
-    this.lh.lookupsAnswered++;
-    const tp = target.endpoint.path;
-    if (tp && this.sendExtension(target, tp, { type: EXT_CANDIDATES, answer: false, key: asker.publicKey, addresses: this.candidatesOf(asker) }, now)) {
-      this.lh.punchesSent++;
-    }
-  }
-
-  /** Member: a lighthouse says where `key` may be. Probe every candidate (and keep a relay ready). */
-  private onCandidates(from: Peer, answer: boolean, key: Uint8Array, addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
-    const target = this.peers.get(keyId(key));
-    if (!from.lighthouse || !target || target === from || target.lighthouse) {
-      this.lh.ignored++;
-      return;
-    }
-    this.lh.candidatesReceived++;
-    target.foundVia = from.keyId;
-    const paths: Path[] = [];
-    if (this.makePaths) {
-      for (const a of addresses) for (const p of this.makePaths(a.addr, a.port)) if (!paths.includes(p)) paths.push(p);
-    }
-    const fresh = target.endpoint.candidates(paths);
-    this.sink.event({ type: 'peer-found', peer: target, lighthouse: from, answer, candidates: paths });
-    if (target.keypairs.current?.canSend(now)) {
-      for (const e of fresh) this.sendChallenge(target, e, now);
-    } else if (target.lastInitiation && target.handshake.state === 'initiation-created' && now - target.lastSentHandshake < REKEY_TIMEOUT) {
-      // a handshake is in flight: send the same initiation to the new candidates too
-      for (const e of fresh) this.sink.send(e.path, target.lastInitiation, 0, target.lastInitiation.length);
-    }
-    this.ensureRelays(target, this.liveLighthouses(target), now);
-  }
-
-  /** Lighthouse: pass a member's datagram on to `key`, if both are ours and the member is within its rate. */
-  private relayOn(from: Peer, key: Uint8Array, data: Uint8Array, now: number): void {
-    const target = this.peers.get(keyId(key));
-    const tp = target?.endpoint.path;
-    const kp = target?.keypairs.current;
-    if (!this.isLighthouse || !target || target === from || !tp || tp.via !== undefined || !kp || !kp.canSend(now)) {
-      this.lh.relayRefused++;
-      return;
-    }
-    if (!this.relayBudget.take(from.keyId, data.length, now)) {
-      this.lh.relayRateLimited++;
-      return;
-    }
-    from.relayedPackets++;
-    from.relayedBytes += data.length;
-    this.lh.relayedPackets++;
-    this.lh.relayedBytes += data.length;
-    this.sealRelay(target, kp, tp, EXT_RELAYED, from.publicKey, data, 0, data.length, now);
-  }
-
-  /** Member: a datagram relayed by the lighthouse `via` from `key`: handled as if it came over the relay path. */
-  private onRelayed(via: Peer, key: Uint8Array, data: Uint8Array): void {
-    const source = this.peers.get(keyId(key));
-    if (!via.lighthouse || !source || source === via || source.lighthouse || this.deferred.length >= MAX_DEFERRED) {
-      this.lh.ignored++;
-      return;
-    }
-    this.lh.relayReceived++;
-    // not now: we are inside the receive loop of the batch that carried it (its scratch is in use)
-    this.deferred.push({ data: data.slice(), path: this.relayPath(via, source) });
-  }
-
-  private drainRelayed(now: number): void {
-    this.inbound++;
-    try {
-      for (let i = 0; i < this.deferred.length && i < MAX_DEFERRED * 4; i++) {
-        const d = this.deferred[i];
-        const t = messageType(d.data, 0, d.data.length);
-        // a relayed datagram never carries another relay's traffic: drop relay-in-relay
-        if (t === MESSAGE_TRANSPORT_DATA || t === MESSAGE_INITIATION || t === MESSAGE_RESPONSE || t === MESSAGE_COOKIE_REPLY) this.datagram(d.data, d.path, now);
-        else this.drop('malformed');
-      }
-    } finally {
-      this.deferred = [];
-      this.inbound--;
-    }
-  }
-
-  /** A datagram for `path`'s target, sent through its lighthouse inside a RELAY message. */
-  private relayOut(path: RelayPath, buf: Uint8Array, off: number, len: number): void {
-    const via = this.peers.get(path.via);
-    if (via) this.touch(via);
-    const target = this.peers.get(path.targetKeyId);
-    const kp = via?.keypairs.current;
-    const vp = via?.endpoint.path;
-    const now = this.clock;
-    if (!via || !target || !kp || !vp || vp.via !== undefined || !kp.canSend(now)) {
-      this.counters.drops.noEndpoint++;
-      return;
-    }
-    this.lh.relaySent++;
-    this.sealRelay(via, kp, vp, EXT_RELAY, target.publicKey, buf, off, len, now);
-  }
-
-  /** Seal RELAY/RELAYED(key, buf[off..off+len)) for `peer` in relayBuf and send it on `path`. */
-  private sealRelay(peer: Peer, kp: Keypair, path: Path, type: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number): void {
-    this.touch(peer);
-    const b = this.relayBuf;
-    const base = TRANSPORT_HEADER_SIZE;
-    if (base + RELAY_HEADER + len + PADDING_MULTIPLE + 16 > b.length || len > 0xffff) {
-      this.counters.drops.tooBig++;
-      return;
-    }
-    b[base] = EXT_MARKER;
-    b[base + 1] = type;
-    b.set(key, base + 2);
-    b[base + 2 + KEY_LEN] = len >> 8;
-    b[base + 3 + KEY_LEN] = len & 0xff;
-    b.set(buf.subarray(off, off + len), base + RELAY_HEADER);
-    const n = RELAY_HEADER + len;
-    const padded = (n + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
-    b.fill(0, base + n, base + padded);
-    this.relayOffs[0] = base;
-    this.relayLens[0] = padded;
-    this.sealAndSend(peer, kp, path, b, 1, now, this.relayOffs, this.relayLens);
-  }
-
-  /** Seal one extension message for `peer` and send it on `path` (respecting the amplification budget). */
-  private sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
-    this.touch(peer);
-    const kp = peer.keypairs.current;
-    if (!kp || !kp.canSend(now)) return false;
-    const base = TRANSPORT_HEADER_SIZE;
-    const len = writeExtension(this.txBuf, base, m);
-    const padded = (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1);
-    this.txBuf.fill(0, base + len, base + padded);
-    const e = entry ?? peer.endpoint.entryFor(path);
-    const total = TRANSPORT_HEADER_SIZE + padded + 16;
-    if (e && !peer.endpoint.mayAmplify(e, total)) {
-      this.counters.drops.amplificationLimit++;
-      return false;
-    }
-    this.txSealOffs[0] = base;
-    this.txSealLens[0] = padded;
-    this.sealAndSend(peer, kp, path, this.txBuf, 1, now);
-    if (e) peer.endpoint.sent(e, total, now);
-    return true;
-  }
-
-  /**
-   * Tell a keymesh peer every address we can be reached at, on the active path. ADDRESSES is not
-   * acknowledged, so a first announcement is repeated later (ANNOUNCE_REPEATS); `repeat` marks one
-   * of those.
-   */
-  private sendAddresses(peer: Peer, now: number, repeat = false): void {
-    const path = peer.endpoint.path;
-    if (!path || this.localAddresses.length === 0 || !peer.endpoint.speaksKeymesh) return;
-    this.sendExtension(peer, path, { type: EXT_ADDRESSES, addresses: this.localAddresses }, now);
-    if (!repeat) peer.endpoint.announcedOurs(now);
-  }
-
-  /**
-   * A recovery round (endpoint.ts): the active path is dead and nothing validated replaces it.
-   * Every remote address we know for the peer (the paths we have, the addresses it announced) is
-   * tried from each of our current local ends; candidates are challenged again, validated paths
-   * probed, and our addresses announced on every one of them, so the peer learns where we are
-   * now over whichever path still carries packets.
-   */
-  private recover(peer: Peer, now: number): void {
-    const ep = peer.endpoint;
-    if (this.makePaths && this.addressOf) {
-      const remotes = new Map<string, { addr: Uint8Array; port: number }>();
-      for (const e of ep.list()) {
-        if (isRelay(e.path)) continue;
-        const a = this.addressOf(e.path);
-        if (a) remotes.set(`${keyId(a.addr)}:${a.port}`, a);
-      }
-      for (const a of peer.announcedAddresses) remotes.set(`${keyId(a.addr)}:${a.port}`, a);
-      const paths: Path[] = [];
-      for (const r of remotes.values()) for (const p of this.makePaths(r.addr, r.port)) paths.push(p);
-      ep.ensure(paths);
-    }
-    const round = ep.dueRecovery(now);
-    if (!round) return;
-    const active = ep.active;
-    for (const e of round.probe) this.sendProbe(peer, e, now);
-    for (const e of round.challenge) this.sendChallenge(peer, e, now);
-    if (this.localAddresses.length === 0) return;
-    const m: ExtMessage = { type: EXT_ADDRESSES, addresses: this.localAddresses };
-    if (active) this.sendExtension(peer, active.path, m, now, active);
-    for (const e of round.challenge) if (e !== active) this.sendExtension(peer, e.path, m, now, e);
-    for (const e of round.probe) if (e !== active) this.sendExtension(peer, e.path, m, now, e);
-  }
+  // ───────────────────────────── our addresses ─────────────────────────────
 
   /**
    * The runtime's view of the host's own addresses (16 bytes each, IPv4-mapped) and listen port.
@@ -1525,25 +515,7 @@ export class Engine {
     const key = (l: Array<{ addr: Uint8Array; port: number }>) => l.map((a) => `${keyId(a.addr)}:${a.port}`).sort().join(',');
     if (key(addresses) === key(this.localAddresses)) return;
     this.localAddresses = addresses.map((a) => ({ addr: a.addr.slice(), port: a.port }));
-    for (const peer of this.peers.values()) if (peer.keypairs.current) this.sendAddresses(peer, now);
-  }
-
-  private sendProbe(peer: Peer, e: PathEntry, now: number): void {
-    const token = this.random(TOKEN_LEN).slice();
-    if (this.sendExtension(peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.probeSent(e, token, now);
-    else peer.endpoint.probeSkipped(e, now);
-  }
-
-  /** Copy a sealed datagram to candidate paths within their budgets. */
-  private duplicate(peer: Peer, targets: PathEntry[], buf: Uint8Array, off: number, len: number, now: number): void {
-    for (const e of targets) {
-      if (!peer.endpoint.mayAmplify(e, len)) {
-        this.counters.drops.amplificationLimit++;
-        continue;
-      }
-      peer.endpoint.sent(e, len, now);
-      this.sink.send(e.path, buf, off, len);
-    }
+    for (const peer of this.peers.values()) if (peer.keypairs.current) sendAddresses(this, peer, now);
   }
 
   /**
@@ -1556,7 +528,7 @@ export class Engine {
     this.clock = now;
     for (const peer of this.peers.values()) {
       if (!peer.keypairs.current || !peer.endpoint.path) continue;
-      this.sendKeepalive(peer, now);
+      sendKeepalive(this, peer, now);
       // Our paths may all be gone: look for working ones now (a round ends at once if the
       // active path still works).
       peer.endpoint.startRecovery(now, true);
@@ -1565,66 +537,27 @@ export class Engine {
 
   // ───────────────────────────── helpers ─────────────────────────────
 
-  private readonly jitterFn = (): number => this.jitter();
+  /** @internal */ readonly jitterFn = (): number => this.jitter();
 
-  private jitter(): number {
+  /** @internal */
+  jitter(): number {
     const r = this.random(2);
     return ((r[0] << 8) | r[1]) % REKEY_TIMEOUT_JITTER_MAX;
   }
 
-  private drop(reason: DropReason): DropReason {
+  /** @internal */
+  drop(reason: DropReason): DropReason {
     this.counters.drops[reason]++;
     return reason;
   }
 
-  private emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
+  /** @internal For tests that forge control messages (paths.ts has the code). */
+  sendExtension(peer: Peer, path: Path, m: ExtMessage, now: number, entry?: PathEntry): boolean {
+    return sendExtension(this, peer, path, m, now, entry);
+  }
+
+  /** @internal */
+  emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
     if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
   }
-
-  private growTx(n: number): void {
-    const cap = Math.max(n, this.txCap * 2);
-    this.txCap = cap;
-    this.txBuf = new Uint8Array(cap * (this.mtu + TX_SLOT_EXTRA));
-    this.txSealOffs = new Uint32Array(cap);
-    this.txSealLens = new Uint32Array(cap);
-    this.txPeerOf = new Array(cap).fill(null);
-  }
-
-  private growRx(n: number): void {
-    const cap = Math.max(n, this.rxCap * 2);
-    this.rxCap = cap;
-    this.rxHis = new Uint32Array(cap);
-    this.rxLos = new Uint32Array(cap);
-    this.rxOffs = new Uint32Array(cap);
-    this.rxLens = new Uint32Array(cap);
-    this.rxOk = new Uint8Array(cap);
-    this.rxIdx = new Uint32Array(cap);
-  }
-}
-
-/** Binary min-heap on `at` (the engine's deadline index). */
-function heapPush(h: Array<{ peer: Peer; at: number }>, e: { peer: Peer; at: number }): void {
-  let i = h.push(e) - 1;
-  while (i > 0) {
-    const parent = (i - 1) >> 1;
-    if (h[parent].at <= e.at) break;
-    h[i] = h[parent];
-    i = parent;
-  }
-  h[i] = e;
-}
-
-function heapPop(h: Array<{ peer: Peer; at: number }>): void {
-  const last = h.pop()!;
-  if (h.length === 0) return;
-  let i = 0;
-  for (;;) {
-    const l = 2 * i + 1;
-    if (l >= h.length) break;
-    const c = l + 1 < h.length && h[l + 1].at < h[l].at ? l + 1 : l;
-    if (h[c].at >= last.at) break;
-    h[i] = h[c];
-    i = c;
-  }
-  h[i] = last;
 }

@@ -1,0 +1,234 @@
+/**
+ * Handshakes (whitepaper §5.1, §5.3, §5.4.2–§5.4.5 and §6.2–§6.4; the kernel's noise.c and the
+ * handshake half of receive.c): initiations, responses and cookie replies as they arrive; the DoS
+ * gate every handshake message passes (mac1, the under-load decision, a cookie reply instead of an
+ * answer, the per-source rate limit); sending initiations; completing a handshake; retiring
+ * keypairs and dropping sessions. The Noise arithmetic is in noise.ts, MACs and cookies in cookie.ts.
+ *
+ * May touch: the engine's identity, cookie checker, index table, rate limiter, load window,
+ * counters and sink, and a peer's handshake, keypairs, cookie state, timers and staging queue.
+ */
+import { HANDSHAKE_INITIATION_RATE, REKEY_RECEIVE_THRESHOLD, REKEY_TIMEOUT, UNDER_LOAD_AFTER } from './constants.js';
+import { touch } from './deadline-index.js';
+import type { Path } from './endpoint.js';
+import { keyId, type DatagramResult, type Engine, type IndexEntry } from './engine.js';
+import { Keypair } from './keypair.js';
+import { initiationExtras, lookup } from './lighthouse-lookup.js';
+import {
+  INITIATION_MAC1_OFFSET,
+  parseCookieReply,
+  parseInitiation,
+  parseResponse,
+  RESPONSE_MAC1_OFFSET,
+  serializeCookieReply,
+} from './messages.js';
+import { acceptInitiation, consumeInitiation, consumeResponse, createInitiation, createResponse, deriveTransportKeys } from './noise.js';
+import { maybeHello, onAuthenticated, sendChallenge } from './paths.js';
+import type { Peer } from './peer.js';
+import { flushStaged, sendKeepalive } from './send.js';
+import { compareTai64n, tai64n } from './tai64n.js';
+
+export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, now: number): DatagramResult {
+  engine.allDirty = true; // rare: rebuild the deadline index
+  if (!engine.local || !engine.checker) return engine.drop('noPrivateKey');
+  const msg = parseInitiation(data);
+  if (!msg) return engine.drop('malformed');
+  const gate = admitHandshake(engine, data, INITIATION_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
+  if (gate) return gate;
+  const local = engine.local;
+  const consumed = consumeInitiation(local, msg, (s) => engine.peers.get(keyId(s))?.handshake ?? null);
+  if (!consumed) return engine.drop('handshakeInvalid');
+  const peer = engine.peers.get(keyId(consumed.result.remoteStatic))!;
+  const hs = consumed.hs;
+  if (compareTai64n(consumed.result.timestamp, hs.latestTimestamp) <= 0) return engine.drop('staleTimestamp');
+  if (now - hs.lastInitiationConsumed < HANDSHAKE_INITIATION_RATE) return engine.drop('initiationFlood');
+  engine.counters.handshakesReceived++;
+  releaseHandshakeIndex(engine, peer);
+  acceptInitiation(hs, consumed.result, now);
+  onAuthenticated(engine, peer, path, data.length, now);
+  peer.timers.anyAuthenticatedPacketTraversal(now);
+  peer.timers.anyAuthenticatedPacketReceived();
+
+  // Respond: e, ee, se, psk, {}
+  const entry: IndexEntry = { peer, keypair: null };
+  const localIndex = engine.indexes.allocate(entry);
+  const response = createResponse(local, hs, localIndex, engine.random);
+  if (!response) {
+    engine.indexes.release(localIndex);
+    return engine.drop('handshakeInvalid');
+  }
+  peer.cookie.addMacs(response, RESPONSE_MAC1_OFFSET, now);
+  const keys = deriveTransportKeys(local, hs)!;
+  const kp = new Keypair(keys.sendKey, keys.receiveKey, false, now, keys.localIndex, keys.remoteIndex);
+  entry.keypair = kp;
+  for (const old of peer.keypairs.install(kp)) retireKeypair(engine, old);
+  peer.timers.sessionDerived(now);
+  engine.sink.send(path, response, 0, response.length);
+  engine.counters.handshakesSent++;
+  peer.timers.anyAuthenticatedPacketTraversal(now);
+  peer.timers.anyAuthenticatedPacketSent();
+  return 'initiation';
+}
+
+export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now: number): DatagramResult {
+  engine.allDirty = true; // rare: rebuild the deadline index
+  if (!engine.local || !engine.checker) return engine.drop('noPrivateKey');
+  const msg = parseResponse(data);
+  if (!msg) return engine.drop('malformed');
+  const gate = admitHandshake(engine, data, RESPONSE_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
+  if (gate) return gate;
+  const entry = engine.indexes.get(msg.receiverIndex);
+  if (!entry) return engine.drop('unknownIndex');
+  if (entry.keypair) return engine.drop('unexpectedMessage');
+  const peer = entry.peer;
+  const hs = peer.handshake;
+  if (hs.state !== 'initiation-created' || hs.localIndex !== msg.receiverIndex) return engine.drop('unexpectedMessage');
+  if (!consumeResponse(engine.local, hs, msg)) return engine.drop('handshakeInvalid');
+  engine.counters.handshakesReceived++;
+  const keys = deriveTransportKeys(engine.local, hs)!;
+  const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
+  entry.keypair = kp;
+  for (const old of peer.keypairs.install(kp)) retireKeypair(engine, old);
+  onAuthenticated(engine, peer, path, data.length, now);
+  peer.timers.anyAuthenticatedPacketTraversal(now);
+  peer.timers.anyAuthenticatedPacketReceived();
+  peer.timers.sessionDerived(now);
+  completeHandshake(engine, peer, true, now);
+  // Confirm the new keys to the responder: staged data, or a keepalive if there is none.
+  if (peer.staged.length > 0) flushStaged(engine, peer, now);
+  else sendKeepalive(engine, peer, now);
+  maybeHello(engine, peer, now);
+  return 'response';
+}
+
+export function handleCookieReply(engine: Engine, data: Uint8Array, now: number): DatagramResult {
+  engine.allDirty = true; // rare: rebuild the deadline index
+  const msg = parseCookieReply(data);
+  if (!msg) return engine.drop('malformed');
+  const entry = engine.indexes.get(msg.receiverIndex);
+  if (!entry) return engine.drop('unknownIndex');
+  if (!entry.peer.cookie.consumeReply(msg, now)) return engine.drop('unexpectedMessage');
+  return 'cookie';
+}
+
+/**
+ * The DoS gate every handshake message passes (whitepaper §5.3): mac1 always; under load a valid
+ * mac2 (else a cookie reply) and the per-source rate limit. Returns a drop reason or null to go on.
+ */
+function admitHandshake(
+  engine: Engine,
+  data: Uint8Array,
+  mac1Offset: number,
+  senderIndex: number,
+  mac1: Uint8Array,
+  path: Path,
+  now: number,
+): DatagramResult | null {
+  noteHandshakeLoad(engine, now);
+  const underLoad = engine.isUnderLoad(now);
+  const check = engine.checker!.check(data, mac1Offset, path.cookieBytes, underLoad, now);
+  if (check === 'bad-mac1') return engine.drop('badMac1');
+  if (check === 'need-cookie') {
+    const reply = engine.checker!.createReply(senderIndex, mac1.slice(), path.cookieBytes, now);
+    const bytes = serializeCookieReply(reply);
+    engine.sink.send(path, bytes, 0, bytes.length);
+    return engine.drop('cookieSent');
+  }
+  if (underLoad && !engine.ratelimiter.allow(path.hostId, now)) return engine.drop('rateLimited');
+  return null;
+}
+
+function noteHandshakeLoad(engine: Engine, now: number): void {
+  if (now - engine.handshakeWindowStart >= 1000) {
+    engine.handshakeWindowStart = now;
+    engine.handshakeWindowCount = 0;
+  }
+  if (++engine.handshakeWindowCount > engine.underLoadThreshold) engine.underLoadUntil = now + UNDER_LOAD_AFTER;
+}
+
+/** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
+export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: number): void {
+  touch(engine, peer);
+  if (!engine.local) {
+    engine.counters.drops.noPrivateKey++;
+    return;
+  }
+  if (!retry) peer.timers.handshakeAttempts = 0;
+  if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
+  const path = peer.endpoint.path;
+  // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
+  // initiation also goes over every relay and to every candidate address the lighthouses gave.
+  const extra = !path || retry ? initiationExtras(engine, peer, path) : null;
+  if (extra) lookup(engine, peer, now);
+  if (!path && (!extra || extra.length === 0)) {
+    engine.counters.drops.noEndpoint++;
+    return;
+  }
+  releaseHandshakeIndex(engine, peer);
+  const entry: IndexEntry = { peer, keypair: null };
+  const localIndex = engine.indexes.allocate(entry);
+  const msg = createInitiation(engine.local, peer.handshake, localIndex, tai64n(now + engine.wallClockOffset), engine.random);
+  if (!msg) {
+    engine.indexes.release(localIndex);
+    engine.counters.drops.handshakeInvalid++;
+    return;
+  }
+  peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
+  peer.lastSentHandshake = now;
+  peer.lastInitiation = msg;
+  engine.counters.handshakesSent++;
+  if (path) engine.sink.send(path, msg, 0, msg.length);
+  if (extra) for (const p of extra) engine.sink.send(p, msg, 0, msg.length);
+  peer.timers.anyAuthenticatedPacketTraversal(now);
+  peer.timers.anyAuthenticatedPacketSent();
+  peer.timers.handshakeInitiated(now, engine.jitter());
+  engine.sink.event({ type: 'handshake-initiated', peer, retry });
+}
+
+/** An index held by an unfinished handshake is released when a new handshake replaces it. */
+function releaseHandshakeIndex(engine: Engine, peer: Peer): void {
+  const hs = peer.handshake;
+  if (hs.localIndex !== 0 || hs.state !== 'zeroed') {
+    const e = engine.indexes.get(hs.localIndex);
+    if (e && e.peer === peer && e.keypair === null) engine.indexes.release(hs.localIndex);
+  }
+}
+
+export function completeHandshake(engine: Engine, peer: Peer, initiator: boolean, now: number): void {
+  peer.timers.handshakeComplete();
+  peer.lastHandshake = now;
+  peer.handshakesCompleted++;
+  peer.sentLastMinuteHandshake = false;
+  engine.sink.event({ type: 'handshake-complete', peer, initiator });
+  // candidates and relays that arrived before there was a session to challenge them with
+  for (const e of peer.endpoint.unchallenged()) sendChallenge(engine, peer, e, now);
+  if (peer.lighthouse) {
+    // registered with a lighthouse: peers that were waiting for one can be looked up now
+    for (const p of engine.peers.values()) {
+      if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) sendInitiation(engine, p, false, now);
+    }
+  }
+}
+
+/** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. */
+export function keepKeyFreshReceiving(engine: Engine, peer: Peer, now: number): void {
+  if (peer.sentLastMinuteHandshake) return;
+  const kp = peer.keypairs.current;
+  if (kp && kp.isInitiator && now - kp.created >= REKEY_RECEIVE_THRESHOLD) {
+    peer.sentLastMinuteHandshake = true;
+    sendInitiation(engine, peer, false, now);
+  }
+}
+
+export function retireKeypair(engine: Engine, kp: Keypair): void {
+  const e = engine.indexes.get(kp.localIndex);
+  if (e && e.keypair === kp) engine.indexes.release(kp.localIndex);
+  kp.zero();
+}
+
+export function dropSessions(engine: Engine, peer: Peer): void {
+  for (const kp of peer.keypairs.clear()) retireKeypair(engine, kp);
+  releaseHandshakeIndex(engine, peer);
+  peer.handshake.clear();
+  peer.staged = [];
+}

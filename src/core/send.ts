@@ -1,0 +1,186 @@
+/**
+ * The send path (whitepaper §5.4.6 and §6.5; the kernel's send.c): IP packets from the TUN
+ * device are routed by destination through the allowed-IPs table, padded, sealed under the
+ * peer's current keypair with one batched AEAD call and framed in place; packets with no usable
+ * session are staged until a handshake completes. A keepalive is an empty transport packet.
+ *
+ * May touch: the engine's transmit scratch (tx*), routes, counters and sink, and a peer's
+ * keypair counters, timers, byte counts, staging queue and endpoint (what was sent on it). It
+ * starts handshakes through handshake.ts and copies to candidate paths through paths.ts.
+ */
+import { MAX_STAGED_PACKETS, PADDING_MULTIPLE, TRANSPORT_HEADER_SIZE } from './constants.js';
+import { touch } from './deadline-index.js';
+import type { Path } from './endpoint.js';
+import type { Engine } from './engine.js';
+import { sendInitiation } from './handshake.js';
+import { IPV4_DST_OFFSET, IPV6_DST_OFFSET, ipVersion } from './ip.js';
+import type { Keypair } from './keypair.js';
+import { writeTransportHeader } from './messages.js';
+import { duplicate } from './paths.js';
+import type { Peer } from './peer.js';
+
+export const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
+
+/**
+ * Engine.handleTunBatch's work: each packet is routed by destination, then each peer's share is
+ * padded, sealed with one AEAD call and framed, in place (or staged, without a usable session).
+ */
+export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, now: number): void {
+  if (count > engine.txCap) growTx(engine, count);
+  let nPeers = 0;
+  for (let i = 0; i < count; i++) {
+    engine.txPeerOf[i] = null;
+    const o = offs[i];
+    const len = lens[i];
+    const version = ipVersion(buf, o, len);
+    if (version === 0) {
+      engine.drop('invalidInnerPacket');
+      continue;
+    }
+    if (len > engine.mtu) {
+      engine.drop('tooBig');
+      continue;
+    }
+    const dst = o + (version === 4 ? IPV4_DST_OFFSET : IPV6_DST_OFFSET);
+    const peer = engine.routes.lookup(buf, dst, version);
+    if (!peer) {
+      engine.drop('noRoute');
+      continue;
+    }
+    engine.txPeerOf[i] = peer;
+    let seen = false;
+    for (let p = 0; p < nPeers; p++) if (engine.txPeers[p] === peer) seen = true;
+    if (!seen) engine.txPeers[nPeers++] = peer;
+  }
+  for (let p = 0; p < nPeers; p++) {
+    const peer = engine.txPeers[p];
+    engine.txPeers[p] = undefined as unknown as Peer;
+    const kp = peer.keypairs.current;
+    const path = peer.endpoint.path;
+    let n = 0;
+    for (let i = 0; i < count; i++) if (engine.txPeerOf[i] === peer) n++;
+    if (!engine.local || !kp || !kp.canSend(now, n) || !path) {
+      // No usable session: keep copies until the handshake completes.
+      for (let i = 0; i < count; i++) if (engine.txPeerOf[i] === peer) stage(engine, peer, buf.slice(offs[i], offs[i] + lens[i]));
+      sendInitiation(engine, peer, false, now);
+      continue;
+    }
+    n = 0;
+    for (let i = 0; i < count; i++) {
+      if (engine.txPeerOf[i] !== peer) continue;
+      // §5.4.6: pad with zeros to a multiple of 16, but not beyond the MTU.
+      const o = offs[i];
+      const len = lens[i];
+      const padded = Math.min(engine.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
+      buf.fill(0, o + len, o + padded);
+      engine.txSealOffs[n] = o;
+      engine.txSealLens[n] = padded;
+      n++;
+    }
+    sealAndSend(engine, peer, kp, path, buf, n, now);
+    if (kp.wantsRekeyOnSend(now)) sendInitiation(engine, peer, false, now);
+  }
+}
+
+/** Seal buf at txSeal*[0..n) under kp, frame each with its header, and hand it to the sink. */
+export function sealAndSend(
+  engine: Engine,
+  peer: Peer,
+  kp: Keypair,
+  path: Path,
+  buf: Uint8Array,
+  n: number,
+  now: number,
+  sealOffs: Uint32Array = engine.txSealOffs,
+  sealLens: Uint32Array = engine.txSealLens,
+): void {
+  touch(engine, peer);
+  kp.reserve(n);
+  engine.aead.sealBatch(kp.sendKey, kp.reservedHi, kp.reservedLo, buf, sealOffs, sealLens, n);
+  let hi = kp.reservedHi;
+  let lo = kp.reservedLo;
+  let data = false;
+  // Make-before-break: while a candidate path is being validated, copies go there too.
+  const dups = path === peer.endpoint.path && peer.endpoint.size > 1 ? peer.endpoint.duplicateTargets(0) : null;
+  for (let k = 0; k < n; k++) {
+    const start = sealOffs[k] - TRANSPORT_HEADER_SIZE;
+    writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
+    lo = (lo + 1) >>> 0;
+    if (lo === 0) hi = (hi + 1) >>> 0;
+    const total = TRANSPORT_HEADER_SIZE + sealLens[k] + 16;
+    if (sealLens[k] > 0) data = true;
+    peer.txBytes += total;
+    engine.counters.txPackets++;
+    engine.sink.send(path, buf, start, total);
+    if (dups) duplicate(engine, peer, dups, buf, start, total, now);
+  }
+  peer.timers.anyAuthenticatedPacketTraversal(now);
+  peer.timers.anyAuthenticatedPacketSent();
+  if (data) {
+    peer.timers.dataSent(now, engine.jitterFn);
+    if (path === peer.endpoint.path) peer.endpoint.dataSent(now);
+  }
+}
+
+function stage(engine: Engine, peer: Peer, packet: Uint8Array): void {
+  touch(engine, peer);
+  if (peer.staged.length >= MAX_STAGED_PACKETS) {
+    peer.staged.shift();
+    engine.counters.drops.stagedOverflow++;
+  }
+  peer.staged.push(packet.slice());
+}
+
+/** Send what waited for a session (or start a handshake if there still is none). */
+export function flushStaged(engine: Engine, peer: Peer, now: number): void {
+  if (peer.staged.length === 0) return;
+  const kp = peer.keypairs.current;
+  const path = peer.endpoint.path;
+  if (!kp || !path || !kp.canSend(now, peer.staged.length)) {
+    sendInitiation(engine, peer, false, now);
+    return;
+  }
+  const packets = peer.staged;
+  peer.staged = [];
+  if (packets.length > engine.txCap) growTx(engine, packets.length);
+  const slot = engine.mtu + TX_SLOT_EXTRA;
+  let n = 0;
+  for (const p of packets) {
+    const base = n * slot + TRANSPORT_HEADER_SIZE;
+    if (p.length > 0) engine.txBuf.set(p, base);
+    const padded = Math.min(engine.mtu, (p.length + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
+    engine.txBuf.fill(0, base + p.length, base + padded);
+    engine.txSealOffs[n] = base;
+    engine.txSealLens[n] = padded;
+    n++;
+  }
+  sealAndSend(engine, peer, kp, path, engine.txBuf, n, now);
+}
+
+/** A keepalive is a transport packet with an empty payload (§6.5). Without a session it starts a handshake. */
+export function sendKeepalive(engine: Engine, peer: Peer, now: number): void {
+  const kp = peer.keypairs.current;
+  const path = peer.endpoint.path;
+  if (peer.staged.length > 0) {
+    flushStaged(engine, peer, now);
+    return;
+  }
+  if (!kp || !path || !kp.canSend(now)) {
+    stage(engine, peer, new Uint8Array(0));
+    sendInitiation(engine, peer, false, now);
+    return;
+  }
+  engine.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
+  engine.txSealLens[0] = 0;
+  sealAndSend(engine, peer, kp, path, engine.txBuf, 1, now);
+}
+
+/** Room to seal a batch of n packets (txBuf: n fixed slots of MTU + TX_SLOT_EXTRA bytes). */
+export function growTx(engine: Engine, n: number): void {
+  const cap = Math.max(n, engine.txCap * 2);
+  engine.txCap = cap;
+  engine.txBuf = new Uint8Array(cap * (engine.mtu + TX_SLOT_EXTRA));
+  engine.txSealOffs = new Uint32Array(cap);
+  engine.txSealLens = new Uint32Array(cap);
+  engine.txPeerOf = new Array(cap).fill(null);
+}
