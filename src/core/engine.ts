@@ -48,6 +48,7 @@ import { earliestDeadline } from './deadline-index.js';
 import type { EndpointChange, Path, PathEntry } from './endpoint.js';
 import { RELAY_HEADER, type ExtMessage } from './extension.js';
 import { dropSessions, sendInitiation } from './handshake.js';
+import { PendingIntroductions } from './introductions.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
 import { drainRelayed, relayOut } from './lighthouse-relay.js';
@@ -237,6 +238,7 @@ export class Engine {
   /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
   /** @internal */ readonly relayBudget: TokenBuckets;
   /** @internal */ readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
+  /** @internal Lighthouse: lookups it could not answer yet (introductions.ts). */ readonly introductions = new PendingIntroductions();
   /** @internal */ readonly lh = newLighthouseStats();
   private readonly relayPaths = new Map<string, RelayPath>();
   /** @internal */ readonly relayBuf: Uint8Array;
@@ -348,6 +350,7 @@ export class Engine {
     this.routes.removeValue(peer);
     this.peers.delete(peer.keyId);
     for (const [k, r] of this.relayPaths) if (r.via === peer.keyId || r.targetKeyId === peer.keyId) this.relayPaths.delete(k);
+    this.introductions.forget(peer.keyId);
     return true;
   }
 

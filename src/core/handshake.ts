@@ -13,7 +13,7 @@ import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import { keyId, type DatagramResult, type Engine, type IndexEntry } from './engine.js';
 import { Keypair } from './keypair.js';
-import { initiationExtras, lookup } from './lighthouse-lookup.js';
+import { initiateNow, initiationExtras, introduceWaiting, lookup } from './lighthouse-lookup.js';
 import {
   INITIATION_MAC1_OFFSET,
   parseCookieReply,
@@ -203,11 +203,14 @@ export function completeHandshake(engine: Engine, peer: Peer, initiator: boolean
   // candidates and relays that arrived before there was a session to challenge them with
   for (const e of peer.endpoint.unchallenged()) sendChallenge(engine, peer, e, now);
   if (peer.lighthouse) {
-    // registered with a lighthouse: peers that were waiting for one can be looked up now
+    // registered with a lighthouse: peers that were waiting for one can be looked up, and their
+    // initiations relayed, now
     for (const p of engine.peers.values()) {
-      if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) sendInitiation(engine, p, false, now);
+      if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) initiateNow(engine, p, now);
     }
   }
+  // a lighthouse: members that asked for this one while it was away are introduced now
+  introduceWaiting(engine, peer, now);
 }
 
 /** §6.2: an initiator whose current keypair nears REJECT_AFTER_TIME re-handshakes on receive, once. */

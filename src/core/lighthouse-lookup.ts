@@ -13,6 +13,7 @@ import type { Path, PathEntry } from './endpoint.js';
 import { keyId, type Engine } from './engine.js';
 import { EXT_CANDIDATES, EXT_LOOKUP, MAX_ADDRESSES, type ExtMessage } from './extension.js';
 import { LOOKUP_MIN_INTERVAL } from './lighthouse.js';
+import { sendInitiation } from './handshake.js';
 import { sendChallenge, sendExtension } from './paths.js';
 import type { Peer } from './peer.js';
 
@@ -53,9 +54,10 @@ export function initiationExtras(engine: Engine, peer: Peer, path: Path | null):
 /** Ask every lighthouse where `peer` is, and make sure a relay to it exists through each. */
 export function lookup(engine: Engine, peer: Peer, now: number, force = false): void {
   if (peer.lighthouse || (!force && now - peer.lastLookup < LOOKUP_MIN_INTERVAL)) return;
-  peer.lastLookup = now;
   const live = liveLighthouses(engine, peer);
+  // with no lighthouse session yet nothing was asked: the first one to complete asks at once
   if (live.length === 0) return;
+  peer.lastLookup = now;
   for (const l of live) {
     if (sendExtension(engine, l, l.endpoint.path!, { type: EXT_LOOKUP, key: peer.publicKey }, now)) engine.lh.lookupsSent++;
   }
@@ -100,7 +102,10 @@ export function answerLookup(engine: Engine, asker: Peer, path: Path, key: Uint8
   }
   const theirs = candidatesOf(engine, target);
   if (theirs.length === 0 || !target.keypairs.current) {
-    engine.lh.lookupsRefused++; // we do not know where it is (it has not registered)
+    // We do not know where it is (it has not registered yet): keep the question, and introduce
+    // both the moment it does (introduceWaiting), instead of leaving the asker to its retry timer.
+    engine.lh.lookupsRefused++;
+    engine.introductions.remember(target.keyId, asker.keyId, now);
     return;
   }
   const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
@@ -128,11 +133,42 @@ export function onCandidates(engine: Engine, from: Peer, answer: boolean, key: U
   }
   const fresh = target.endpoint.candidates(paths);
   engine.sink.event({ type: 'peer-found', peer: target, lighthouse: from, answer, candidates: paths });
+  ensureRelays(engine, target, liveLighthouses(engine, target), now);
   if (target.keypairs.current?.canSend(now)) {
     for (const e of fresh) sendChallenge(engine, target, e, now);
-  } else if (target.lastInitiation && target.handshake.state === 'initiation-created' && now - target.lastSentHandshake < REKEY_TIMEOUT) {
-    // a handshake is in flight: send the same initiation to the new candidates too
-    for (const e of fresh) engine.sink.send(e.path, target.lastInitiation, 0, target.lastInitiation.length);
+  } else if (answer || target.staged.length > 0) {
+    // No session yet, and something now knows where the peer is: the initiation goes there at
+    // once (the relays included: the peer has just registered), not at the next retry.
+    initiateNow(engine, target, now);
   }
-  ensureRelays(engine, target, liveLighthouses(engine, target), now);
+}
+
+/**
+ * Something that can carry a handshake to `peer` just appeared (a lighthouse session, candidates,
+ * a usable relay): if an initiation is in flight, send the same one over every relay and to every
+ * candidate now (REKEY_TIMEOUT would hold a new one back); otherwise start a handshake.
+ */
+export function initiateNow(engine: Engine, peer: Peer, now: number): void {
+  if (peer.keypairs.current) return;
+  const msg = peer.lastInitiation;
+  if (msg && peer.handshake.state === 'initiation-created' && now - peer.lastSentHandshake < REKEY_TIMEOUT) {
+    const path = peer.endpoint.path;
+    lookup(engine, peer, now);
+    if (path) engine.sink.send(path, msg, 0, msg.length);
+    for (const p of initiationExtras(engine, peer, path) ?? []) engine.sink.send(p, msg, 0, msg.length);
+    return;
+  }
+  sendInitiation(engine, peer, false, now);
+}
+
+/**
+ * Lighthouse: `member` has just registered (its session is complete). Members that asked for it
+ * while it was away are answered now, and it is told about them (introductions.ts).
+ */
+export function introduceWaiting(engine: Engine, member: Peer, now: number): void {
+  if (!engine.isLighthouse || member.lighthouse) return;
+  for (const id of engine.introductions.take(member.keyId, now)) {
+    const asker = engine.peers.get(id);
+    if (asker && asker !== member && asker.keypairs.current && asker.endpoint.path) answerLookup(engine, asker, asker.endpoint.path, member.publicKey, now);
+  }
 }
