@@ -1,12 +1,13 @@
 /**
- * Lighthouse side: lookups it could not answer yet, remembered so that both sides are introduced
- * the moment the peer they named registers (sans-I/O; the engine feeds it `now`).
+ * Lighthouse side: recent lookups, remembered so that both sides are introduced (again) the
+ * moment the peer they named registers (sans-I/O; the engine feeds it `now`).
  *
  * A member that asks for a peer which has no session with the lighthouse (not up yet, or its
- * registration is still in flight — both laptops waking up at once) would otherwise hear nothing
- * until its own handshake retry (REKEY_TIMEOUT, 5 s). The lighthouse keeps the question for
- * INTRODUCTION_TTL and, when the peer's session completes, answers it then: CANDIDATES to the
- * asker and a punch request to the peer, exactly as if the lookup had arrived just now.
+ * registration is still in flight — both laptops waking up at once), or whose session is left
+ * from before it went down, would otherwise hear nothing useful until its own handshake retry
+ * (REKEY_TIMEOUT, 5 s). The lighthouse keeps the question for INTRODUCTION_TTL and, when a session
+ * with the peer completes, answers it then: CANDIDATES to the asker and a punch request to the
+ * peer, exactly as if the lookup had arrived just now.
  *
  * Bounded: at most MAX_ASKERS_PER_TARGET askers per peer and MAX_TARGETS peers (oldest forgotten
  * first); only peers in the lighthouse's own config are ever remembered (the engine checks).

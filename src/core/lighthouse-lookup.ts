@@ -100,12 +100,14 @@ export function answerLookup(engine: Engine, asker: Peer, path: Path, key: Uint8
     engine.lh.lookupsRefused++;
     return;
   }
+  // Keep the question for a while, answered or not, and introduce both again the moment the
+  // target registers (introduceWaiting): it may not be up yet, or the session we hold with it may
+  // be its previous life's (it went down and is coming back), and the asker should not be left to
+  // its handshake retry timer either way.
+  engine.introductions.remember(target.keyId, asker.keyId, now);
   const theirs = candidatesOf(engine, target);
   if (theirs.length === 0 || !target.keypairs.current) {
-    // We do not know where it is (it has not registered yet): keep the question, and introduce
-    // both the moment it does (introduceWaiting), instead of leaving the asker to its retry timer.
-    engine.lh.lookupsRefused++;
-    engine.introductions.remember(target.keyId, asker.keyId, now);
+    engine.lh.lookupsRefused++; // we do not know where it is (it has not registered)
     return;
   }
   const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
@@ -162,8 +164,8 @@ export function initiateNow(engine: Engine, peer: Peer, now: number): void {
 }
 
 /**
- * Lighthouse: `member` has just registered (its session is complete). Members that asked for it
- * while it was away are answered now, and it is told about them (introductions.ts).
+ * Lighthouse: `member` has just registered (a session with it is complete). Members that asked
+ * for it lately are answered again now, and it is told about them (introductions.ts).
  */
 export function introduceWaiting(engine: Engine, member: Peer, now: number): void {
   if (!engine.isLighthouse || member.lighthouse) return;
