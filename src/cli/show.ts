@@ -27,6 +27,7 @@ export interface ShowStatus {
     speaksKeymesh?: boolean;
     lighthouse?: boolean;
     foundVia?: string | null;
+    relayReason?: string | null;
     relayed?: { packets: number; bytes: number };
     paths?: Array<{
       path: string;
@@ -129,6 +130,7 @@ export function formatShow(s: ShowStatus): string {
     out.push(`  peer speaks keymesh: ${p.speaksKeymesh ? 'yes (roaming needs path validation)' : 'no (WireGuard semantics)'}`);
     if (p.lighthouse) out.push('  lighthouse: yes (registered; asked about other peers)');
     if (p.foundVia) out.push(`  found via lighthouse: ${p.foundVia}`);
+    if (p.relayReason) out.push(`  relayed: ${p.relayReason}`);
     if (p.relayed && p.relayed.packets) out.push(`  relayed for this peer: ${p.relayed.packets} packets, ${humanBytes(p.relayed.bytes)}`);
     for (const path of shownPaths(p.paths ?? [])) {
       const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;

@@ -680,6 +680,28 @@ export class PeerEndpoint {
     for (const [id, e] of this.entries) if (e !== this.activeEntry && pred(e.path)) this.entries.delete(id);
   }
 
+  /**
+   * Why traffic goes over a relay (for `keymesh show`), or null when it does not: which direct
+   * candidates exist and how their validation went.
+   */
+  whyRelayed(): string | null {
+    const a = this.activeEntry;
+    if (!a || !isRelay(a.path)) return null;
+    let tried = 0;
+    let probing = 0;
+    let validated = 0;
+    for (const e of this.entries.values()) {
+      if (isRelay(e.path)) continue;
+      tried++;
+      if (e.state === 'validating' || e.state === 'new') probing++;
+      else if (e.state === 'validated') validated++;
+    }
+    if (tried === 0) return 'no direct candidates (no address of the peer we could use)';
+    if (validated > 0) return 'a direct path answered: leaving the relay';
+    if (probing > 0) return `punching: ${probing} of ${tried} direct candidates still being probed`;
+    return `punching failed: none of ${tried} direct candidates answered (a symmetric NAT, or a NAT that gave our probes another port)`;
+  }
+
   entryFor(path: Path): PathEntry | undefined {
     return this.entries.get(path.id);
   }

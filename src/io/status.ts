@@ -73,6 +73,7 @@ export function showStatus(rt: StatusHost): object {
       speaksKeymesh: p.endpoint.speaksKeymesh,
       lighthouse: p.lighthouse,
       foundVia: keyOf(p.foundVia),
+      relayReason: p.endpoint.whyRelayed(),
       relayed: { packets: p.relayedPackets, bytes: p.relayedBytes },
       paths: p.endpoint.list().map((e) => ({
         path: udpOf(e.path)?.remoteId ?? e.path.id,

@@ -126,6 +126,7 @@ describe('lookup and hole punching', () => {
     expect(pa.endpoint.path?.id).toBe('NATB:51820');
     expect(pb.endpoint.path?.id).toBe('NATA:51820');
     expect(isRelay(pa.endpoint.path!)).toBe(false);
+    expect(pa.endpoint.whyRelayed()).toBeNull();
     expect(a.events.some((e) => e.type === 'endpoint-changed' && e.reason === 'direct path validated: leaving the relay')).toBe(true);
     // after punching, the lighthouse carries no data for the pair
     const relayed = relayedBy(l);
@@ -149,6 +150,8 @@ describe('lookup and hole punching', () => {
     expect(isRelay(pa.endpoint.path!)).toBe(true);
     expect(isRelay(peerOf(b, a).endpoint.path!)).toBe(true);
     expect(na.dropped + nb.dropped).toBeGreaterThan(0); // the punch attempts died at the NATs
+    // and `keymesh show` can say why it is relayed
+    expect(pa.endpoint.whyRelayed()).toMatch(/^punching( failed: none of \d+ direct candidates answered|: \d+ of \d+ direct candidates still being probed)/);
     expect(relayedBy(l)).toBeGreaterThan(400);
     expect(l.tun).toHaveLength(0);
     // one relay path chosen, never switching: no endpoint change after the first ones
