@@ -11,7 +11,7 @@
  * May touch: the engine's transmit scratch (to seal control messages), random, makePaths,
  * addressOf, localAddresses, counters and sink, and a peer's endpoint cache and announced addresses.
  */
-import { PADDING_MULTIPLE, TRANSPORT_HEADER_SIZE } from './constants.js';
+import { PADDING_MULTIPLE, REKEY_TIMEOUT, TRANSPORT_HEADER_SIZE } from './constants.js';
 import { touch } from './deadline-index.js';
 import { isRelay, type Path, type PathEntry } from './endpoint.js';
 import { keyId, type DatagramResult, type Engine } from './engine.js';
@@ -30,6 +30,7 @@ import {
   writeExtension,
   type ExtMessage,
 } from './extension.js';
+import { sendInitiation } from './handshake.js';
 import { answerLookup, onCandidates } from './lighthouse-lookup.js';
 import { onRelayed, relayOn } from './lighthouse-relay.js';
 import type { Peer } from './peer.js';
@@ -159,6 +160,13 @@ export function recover(engine: Engine, peer: Peer, now: number): void {
   }
   const round = ep.dueRecovery(now);
   if (!round) return;
+  // Silence on every path for REKEY_TIMEOUT: the peer may have restarted, and the session we hold
+  // be its previous life's (it drops everything sealed under it). A fresh handshake finds out, and
+  // gets through if it is so, instead of waiting for the new-handshake timer (§6.2, 15 s). At most
+  // one initiation per REKEY_TIMEOUT, as always.
+  let heard = -Infinity;
+  for (const e of ep.list()) if (e.lastReceive > heard) heard = e.lastReceive;
+  if (now - heard >= REKEY_TIMEOUT && now - peer.lastSentHandshake >= REKEY_TIMEOUT) sendInitiation(engine, peer, false, now);
   const active = ep.active;
   for (const e of round.probe) sendProbe(engine, peer, e, now);
   for (const e of round.challenge) sendChallenge(engine, peer, e, now);
