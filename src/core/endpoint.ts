@@ -694,7 +694,7 @@ export class PeerEndpoint {
       if (isRelay(e.path)) continue;
       tried++;
       if (e.state === 'validating' || e.state === 'new') probing++;
-      else if (e.state === 'validated') validated++;
+      else if (e.state === 'validated' && e.probeMisses === 0) validated++; // (one missing its probes counts as failed)
     }
     if (tried === 0) return 'no direct candidates (no address of the peer we could use)';
     if (validated > 0) return 'a direct path answered: leaving the relay';
