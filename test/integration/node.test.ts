@@ -148,7 +148,7 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     await waitFor('default routes', () => lab!.exec(a.ns, ['ip', 'route', 'get', '203.0.113.9']).includes(a.ifname), 5000);
     expect(lab.exec(a.ns, ['ip', 'route', 'get', '192.0.2.2'])).toContain('dev eth0'); // the endpoint stays outside
     withLogs(() => expect(ping(lab!, a.ns, TUNNEL.b)).toBe(true));
-    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(await p.stop('SIGTERM'), p.output).toBe(0);
     expect(lab.exec(a.ns, ['ip', 'route', 'show'])).not.toMatch(/0\.0\.0\.0\/1|128\.0\.0\.0\/1|192\.0\.2\.2 via/);
     expect(lab.exec(a.ns, ['ip', 'route', 'show', 'default'])).toContain('via 192.0.2.2');
   }, 60_000);
@@ -182,7 +182,7 @@ describe.skipIf(skip)('keymesh in network namespaces', () => {
     ];
     const p = await startKeymesh(lab, a);
     sh('wg', ['set', a.ifname, 'peer', a.peers[0].publicKey, 'allowed-ips', '10.0.0.2/32,10.123.0.0/16']);
-    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(await p.stop('SIGTERM'), p.output).toBe(0);
     expect(readFileSync(marks, 'utf8')).toBe(`preup ${a.ifname}\npostup ${a.ifname}\npredown ${a.ifname}\npostdown ${a.ifname}\n`);
     const saved = readFileSync(a.configFile!, 'utf8');
     expect(saved).toContain('AllowedIPs = 10.0.0.2/32, 10.123.0.0/16');
