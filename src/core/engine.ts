@@ -105,6 +105,7 @@ export const DROP_REASONS = [
   'handshakeInvalid', // handshake message that did not decrypt/authenticate (or unknown static key)
   'staleTimestamp', // initiation replay: TAI64N not newer than the last accepted one
   'initiationFlood', // initiations from one peer faster than HANDSHAKE_INITIATION_RATE
+  'crossedInitiation', // the peer's initiation crossed ours and ours wins the tie-break (handshake.ts)
   'unknownIndex', // receiver index not in the index table
   'unexpectedMessage', // response or cookie reply that matches no handshake in flight
   'expiredKeypair', // transport packet under a keypair past REJECT_AFTER_TIME or zeroed

@@ -42,6 +42,16 @@ export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, n
   const hs = consumed.hs;
   if (compareTai64n(consumed.result.timestamp, hs.latestTimestamp) <= 0) return engine.drop('staleTimestamp');
   if (now - hs.lastInitiationConsumed < HANDSHAKE_INITIATION_RATE) return engine.drop('initiationFlood');
+  // Crossed initiations: both sides started a handshake at the same moment. If each answered the
+  // other's, each answer would replace the state its own initiation's response needs, and both
+  // handshakes would be lost until the next retry (REKEY_TIMEOUT, as in WireGuard). One side
+  // yields: the one with the lower public key keeps its initiation in flight and does not answer
+  // (its peer answers it instead); the other answers as usual. (The timestamp is kept, so this
+  // initiation cannot be replayed to us later.)
+  if (hs.state === 'initiation-created' && now - peer.lastSentHandshake < REKEY_TIMEOUT && lowerKey(local.publicKey, peer.publicKey)) {
+    hs.latestTimestamp = consumed.result.timestamp;
+    return engine.drop('crossedInitiation');
+  }
   engine.counters.handshakesReceived++;
   releaseHandshakeIndex(engine, peer);
   acceptInitiation(hs, consumed.result, now);
@@ -234,4 +244,10 @@ export function dropSessions(engine: Engine, peer: Peer): void {
   releaseHandshakeIndex(engine, peer);
   peer.handshake.clear();
   peer.staged = [];
+}
+
+/** Is `a` below `b`, as unsigned big-endian numbers (the crossed-initiation tie-break)? */
+function lowerKey(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
+  return false;
 }

@@ -83,6 +83,20 @@ describe('engine: handshake and data', () => {
     expect(lastPayload(a)).toBe('again b→a');
   });
 
+  it('crossed initiations (both start at the same instant): one side yields, the handshake completes at once, not at the retry', () => {
+    const { net, a, b } = setup();
+    send(net, a, '10.0.0.1', '10.0.0.2', 'a→b');
+    send(net, b, '10.0.0.2', '10.0.0.1', 'b→a');
+    // both initiations are on the wire before either arrives
+    expect(net.queue.filter((w) => w.data[0] === 1)).toHaveLength(2);
+    net.deliver();
+    net.advance(50);
+    expect(lastPayload(b)).toBe('a→b');
+    expect(lastPayload(a)).toBe('b→a');
+    // exactly one of them yielded
+    expect(a.engine.stats().drops.crossedInitiation + b.engine.stats().drops.crossedInitiation).toBe(1);
+  });
+
   it('works with a preshared key and fails with a wrong one', () => {
     const psk = random(32);
     const ok = setup({ psk });
