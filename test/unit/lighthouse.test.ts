@@ -55,10 +55,7 @@ function setup(kind: 'cone' | 'symmetric', lighthouseCount = 1, opts: { relayRat
   return { net, lhs, a, b, na, nb };
 }
 
-/**
- * A's first packet to B (A initiates; two hosts starting handshakes at the very same instant
- * both lose them, as in WireGuard, and retry after REKEY_TIMEOUT).
- */
+/** A's first packet to B (A initiates). */
 function start(net: Net, a: Node, text = 'first'): void {
   send(net, a, '10.0.0.1', '10.0.0.2', text);
   net.deliver();
