@@ -355,10 +355,7 @@ export class PeerEndpoint {
     for (const e of this.entries.values()) {
       if (e.state !== 'validating' || e.retryAt > now) continue;
       if (e.challenges >= MAX_CHALLENGES) {
-        e.state = 'failed';
-        e.challengesOut = [];
-        e.retryAt = Infinity;
-        e.challenges = 0;
+        failChallenges(e);
       } else due.push(e);
     }
     return due;
@@ -486,10 +483,7 @@ export class PeerEndpoint {
             this.nextLivenessAt = now + Math.min(PROBE_TIMEOUT_MIN * 2 ** e.probeMisses, SENDING_WINDOW);
           }
         } else if (e.probeMisses >= SPARE_MAX_MISSES) {
-          e.state = 'failed';
-          e.challengesOut = [];
-          e.retryAt = Infinity;
-          e.challenges = 0;
+          failChallenges(e);
         }
       }
     }
@@ -527,10 +521,7 @@ export class PeerEndpoint {
 
   /** A challenge could not be sent (no session, or over the amplification budget): give up on e for now. */
   challengeBlocked(e: PathEntry): void {
-    e.state = 'failed';
-    e.challengesOut = [];
-    e.retryAt = Infinity;
-    e.challenges = 0;
+    failChallenges(e);
   }
 
   /** A probe could not be sent: try again at the next interval. */
@@ -718,4 +709,12 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   let d = 0;
   for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
   return d === 0;
+}
+
+/** e stops being a candidate for now: failed, with no challenge outstanding or due. */
+function failChallenges(e: PathEntry): void {
+  e.state = 'failed';
+  e.challengesOut = [];
+  e.retryAt = Infinity;
+  e.challenges = 0;
 }
