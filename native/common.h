@@ -65,6 +65,14 @@ static inline napi_value make_int(napi_env env, int64_t v) {
   return r;
 }
 
+/* A Uint8Array (a Buffer) holding a copy of len bytes. */
+static inline napi_value make_bytes(napi_env env, const uint8_t *p, size_t len) {
+  napi_value v;
+  void *data;
+  if (napi_create_buffer_copy(env, len, p, &data, &v) != napi_ok) return NULL;
+  return v;
+}
+
 static inline void set_prop(napi_env env, napi_value obj, const char *key, napi_value v) {
   napi_set_named_property(env, obj, key, v);
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -193,6 +194,10 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     int on = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
     setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    /* ICMP errors (time exceeded for the NAT openers' TTL, and the rest) are queued on the
+     * socket's error queue, which udpErrors() drains; see there. */
+    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
+    setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
     struct sockaddr_in6 sa;
     memset(&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
@@ -213,6 +218,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     if (fd < 0) return throw_code(env, errno_code(errno), "socket: %s", strerror(errno));
     int on4 = 1;
     setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on4, sizeof on4);
+    setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on4, sizeof on4);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -270,6 +276,153 @@ static napi_value udp_set_mark(napi_env env, napi_callback_info info) {
     return throw_code(env, errno_code(e), "setting fwmark 0x%x: %s", m, strerror(e));
   }
   return NULL;
+}
+
+/* udpSetTtl(fd, ttl): the IPv4 TTL and IPv6 hop limit of what the socket sends from now on; -1
+ * restores the system default. The NAT openers (src/core/punch.ts) go out with a small TTL: far
+ * enough to open our own NAT's mapping, not far enough to reach the peer's NAT. */
+static napi_value udp_set_ttl(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd, ttl;
+  if (argc < 2 || !get_int(env, argv[0], &fd) || !get_int(env, argv[1], &ttl) || ttl < -1 || ttl == 0 || ttl > 255)
+    return throw_code(env, "EINVAL", "udpSetTtl(fd, ttl): ttl must be 1–255, or -1 for the default");
+  int v = (int)ttl;
+  /* Both: a dual-stack socket sends IPv4(-mapped) datagrams with IP_TTL, IPv6 with the hop limit. */
+  int r4 = setsockopt((int)fd, IPPROTO_IP, IP_TTL, &v, sizeof v);
+  int r6 = setsockopt((int)fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v, sizeof v);
+  if (r4 < 0 && r6 < 0) {
+    int e = errno;
+    return throw_code(env, errno_code(e), "setting TTL %d: %s", v, strerror(e));
+  }
+  return NULL;
+}
+
+/*
+ * ICMP errors about datagrams we sent (IP_RECVERR / IPV6_RECVERR). The kernel queues them on the
+ * socket's error queue and epoll reports POLLERR until it is empty, so the poll callback drains it
+ * at once into this ring (bounded: when full, the oldest report is overwritten and counted), and
+ * JavaScript takes them with udpErrors(fd) when told "SOERROR". A caller that ignores them costs
+ * nothing but the ring.
+ */
+#define ICMP_RING 256
+typedef struct {
+  int fd;
+  uint8_t addr[16];
+  uint16_t port;
+  uint8_t offender[16];
+  bool has_offender;
+  uint8_t origin, type, code;
+  uint32_t info;
+} icmp_report;
+static icmp_report g_icmp[ICMP_RING];
+static unsigned g_icmp_head, g_icmp_count;
+static uint64_t g_icmp_overwritten;
+
+static void drain_errqueue(int fd) {
+  for (int i = 0; i < 4 * ICMP_RING; i++) {
+    struct sockaddr_in6 dst;
+    uint8_t data[64];
+    uint8_t ctrl[512];
+    struct iovec iov = {data, sizeof data};
+    struct msghdr h;
+    memset(&h, 0, sizeof h);
+    h.msg_name = &dst;
+    h.msg_namelen = sizeof dst;
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    h.msg_control = ctrl;
+    h.msg_controllen = sizeof ctrl;
+    memset(&dst, 0, sizeof dst);
+    ssize_t r = recvmsg(fd, &h, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return; /* EAGAIN: the queue is empty */
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+      bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+      bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+      if (!v4 && !v6) continue;
+      struct sock_extended_err ee;
+      if (c->cmsg_len < CMSG_LEN(sizeof ee)) continue;
+      memcpy(&ee, CMSG_DATA(c), sizeof ee);
+      icmp_report *rep;
+      if (g_icmp_count == ICMP_RING) {
+        rep = &g_icmp[g_icmp_head];
+        g_icmp_head = (g_icmp_head + 1) % ICMP_RING;
+        g_icmp_overwritten++;
+      } else {
+        rep = &g_icmp[(g_icmp_head + g_icmp_count) % ICMP_RING];
+        g_icmp_count++;
+      }
+      memset(rep, 0, sizeof *rep);
+      rep->fd = fd;
+      km_addr16((struct sockaddr *)&dst, rep->addr, &rep->port);
+      /* the offender address follows the sock_extended_err in the control message */
+      size_t have = c->cmsg_len - CMSG_LEN(0);
+      const uint8_t *sa_at = CMSG_DATA(c) + sizeof ee;
+      struct sockaddr_storage sa;
+      memset(&sa, 0, sizeof sa);
+      if (have > sizeof ee) memcpy(&sa, sa_at, have - sizeof ee < sizeof sa ? have - sizeof ee : sizeof sa);
+      if ((sa.ss_family == AF_INET && have >= sizeof ee + sizeof(struct sockaddr_in)) ||
+          (sa.ss_family == AF_INET6 && have >= sizeof ee + sizeof(struct sockaddr_in6))) {
+        uint16_t op;
+        km_addr16((struct sockaddr *)&sa, rep->offender, &op);
+        rep->has_offender = true;
+      }
+      rep->origin = ee.ee_origin;
+      rep->type = ee.ee_type;
+      rep->code = ee.ee_code;
+      rep->info = ee.ee_info;
+    }
+  }
+}
+
+/*
+ * udpErrors(fd) → [{ addr, port, offender, origin, type, code, info }]: the ICMP reports for fd
+ * (its error queue drained first). addr and port (16-byte IPv6 or v4-mapped, as elsewhere) are
+ * the destination of the datagram reported on, offender the router that reported it (null when
+ * not given), origin SO_EE_ORIGIN_* (2 ICMP, 3 ICMPv6), type and code the ICMP ones, info the
+ * ICMP's extra field (a next-hop MTU for "fragmentation needed"). At most 64 per call; call again
+ * while it returns 64.
+ */
+static napi_value udp_errors(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd;
+  if (argc < 1 || !get_int(env, argv[0], &fd)) return throw_code(env, "EINVAL", "udpErrors(fd)");
+  drain_errqueue((int)fd);
+  napi_value arr;
+  CHECK(napi_create_array(env, &arr));
+  uint32_t n = 0;
+  unsigned kept = 0;
+  icmp_report keep[ICMP_RING];
+  for (unsigned i = 0; i < g_icmp_count; i++) {
+    icmp_report *rep = &g_icmp[(g_icmp_head + i) % ICMP_RING];
+    if (rep->fd != (int)fd || n >= 64) {
+      keep[kept++] = *rep;
+      continue;
+    }
+    napi_value o;
+    CHECK(napi_create_object(env, &o));
+    set_prop(env, o, "addr", make_bytes(env, rep->addr, 16));
+    set_prop(env, o, "port", make_int(env, rep->port));
+    napi_value off;
+    if (rep->has_offender) off = make_bytes(env, rep->offender, 16);
+    else napi_get_null(env, &off);
+    set_prop(env, o, "offender", off);
+    set_prop(env, o, "origin", make_int(env, rep->origin));
+    set_prop(env, o, "type", make_int(env, rep->type));
+    set_prop(env, o, "code", make_int(env, rep->code));
+    set_prop(env, o, "info", make_int(env, (int64_t)rep->info));
+    napi_set_element(env, arr, n++, o);
+  }
+  for (unsigned i = 0; i < kept; i++) g_icmp[i] = keep[i];
+  g_icmp_head = 0;
+  g_icmp_count = kept;
+  return arr;
 }
 
 static struct mmsghdr g_msgs[MAX_BATCH];
@@ -421,8 +574,11 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     socklen_t len = sizeof err;
     if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0) {
       km_udp_counters.udp_so_errors++;
+      drain_errqueue(p->fd);
       uv_poll_start(&p->handle, UV_READABLE, poll_cb);
-      call_js(p, NULL);
+      /* "SOERROR": ICMP reports (IP_RECVERR) were moved from the error queue to the ring, for
+       * JavaScript to take with udpErrors(). */
+      call_js(p, "SOERROR");
     } else {
       call_js(p, "EPOLLERR");
     }
@@ -522,6 +678,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"tunWriteBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
       {"udpSetMark", NULL, udp_set_mark, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSetTtl", NULL, udp_set_ttl, NULL, NULL, NULL, napi_default, NULL},
+      {"udpErrors", NULL, udp_errors, NULL, NULL, NULL, napi_default, NULL},
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
       {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL},

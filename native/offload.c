@@ -831,7 +831,7 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
     m++;
     i += n;
   }
-  int start = 0;
+  int start = 0, retried = -1;
   int64_t sent = 0;
   while (start < m) {
     int r = sendmmsg((int)fd, o_msgs + start, (unsigned)(m - start), 0);
@@ -846,6 +846,13 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
     if (r < 0 && errno == EINTR) continue;
     if (r == 0 || errno == EAGAIN || errno == ENOBUFS) break;
     int e = errno;
+    /* With IP_RECVERR an ICMP error about an earlier datagram (to anyone) is also left pending on
+     * the socket, and the next send returns it instead of sending, which cleared it: send this
+     * message once more before counting it as failed. */
+    if (retried != start && (e == ECONNREFUSED || e == EHOSTUNREACH || e == ENETUNREACH || e == EHOSTDOWN || e == EPROTO || e == EMSGSIZE)) {
+      retried = start;
+      continue;
+    }
     if (o_n[start] == 1) {
       km_udp_counters.udp_send_errors++;
       start++;

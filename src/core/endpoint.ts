@@ -97,6 +97,8 @@ export const RECOVERY_MIN = 100;
 export const RECOVERY_MAX = 3200;
 /** …for as long as we send data to the peer, and this long after the last reason to look (90 s, as REKEY_ATTEMPT_TIME). */
 export const RECOVERY_GIVE_UP = 90_000;
+/** After a punched IPv4 candidate failed, nothing goes to it for this long (punch.ts). */
+export const PUNCH_QUIET = 35_000;
 /** Bytes a candidate may be sent in one recovery round, whatever it sent us: a challenge and an ADDRESSES. */
 export const RECOVERY_ALLOWANCE = 384;
 /** ADDRESSES carries no acknowledgement: each announcement is repeated after these delays (ms), in case it was lost. */
@@ -156,6 +158,10 @@ export class PathEntry {
   abandonedAt = -Infinity;
   /** A lighthouse gave us this address as a candidate (hole punching). */
   punched = false;
+  /** When NAT openers last went to it (punch.ts), -Infinity: never. */
+  openedAt = -Infinity;
+  /** After a failed punch nothing goes to it before this (punch.ts: PUNCH_QUIET). */
+  quietUntil = -Infinity;
 
   constructor(readonly path: Path) {}
 
@@ -287,6 +293,7 @@ export class PeerEndpoint {
     if (!this.speaksKeymesh || isRelay(e.path)) return null;
     // (A path that once validated and then failed is re-probed on its own schedule instead.)
     if (e.probeToken || e.srtt !== null) return null;
+    if (e.state === 'validating' && e.challenges === 0) return e; // held for the peer's PUNCH_OPEN (punch.ts): it has opened
     if (e.state === 'new' || (e.state === 'failed' && now - e.lastSend >= SPARE_PROBE_INTERVAL)) return e;
     return null;
   }
@@ -356,6 +363,8 @@ export class PeerEndpoint {
       if (e.state !== 'validating' || e.retryAt > now) continue;
       if (e.challenges >= MAX_CHALLENGES) {
         failChallenges(e);
+        // a punch that opened and probed and got nothing: let the NATs forget it first (punch.ts)
+        if (e.openedAt > -Infinity) e.quietUntil = now + PUNCH_QUIET;
       } else due.push(e);
     }
     return due;
@@ -385,11 +394,12 @@ export class PeerEndpoint {
    * already working becomes a candidate with a fresh allowance of a few challenges. Unlike
    * announced(), this does not wait for HELLO: a peer found through a lighthouse speaks keymesh.
    */
-  candidates(paths: Path[]): PathEntry[] {
+  candidates(paths: Path[], now: number): PathEntry[] {
     const out: PathEntry[] = [];
     for (const p of paths) {
       const e = this.entry(p);
       if (e === this.activeEntry || e.state === 'validated' || e.state === 'validating') continue;
+      if (now < e.quietUntil) continue; // a failed punch's quiet (punch.ts)
       e.announced = true;
       e.punched = true;
       e.bytesReceived += Math.ceil(ANNOUNCED_ALLOWANCE / AMPLIFICATION_FACTOR);
@@ -521,6 +531,17 @@ export class PeerEndpoint {
 
   /** A challenge could not be sent (no session, or over the amplification budget): give up on e for now. */
   challengeBlocked(e: PathEntry): void {
+    failChallenges(e);
+  }
+
+  /** A challenge was held back (punch.ts): e waits, counting as being validated, and is looked at again at `at`. */
+  challengeHeld(e: PathEntry, at: number): void {
+    e.state = 'validating';
+    e.retryAt = at;
+  }
+
+  /** A held challenge was never let go (the peer did not open in time): e fails, with no quiet (nothing full-size went out). */
+  punchGaveUp(e: PathEntry): void {
     failChallenges(e);
   }
 

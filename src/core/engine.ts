@@ -65,6 +65,7 @@ import {
 import { LocalIdentity, ZERO_KEY } from './noise.js';
 import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
+import { onTimeExceeded, Openers } from './punch.js';
 import { RateLimiter } from './ratelimiter.js';
 import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
 import { growTx, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
@@ -86,6 +87,11 @@ export type EngineEvent =
 export interface Sink {
   /** Send buf[off .. off+len) (valid only during this call) as one UDP datagram on `path`. */
   send(path: Path, buf: Uint8Array, off: number, len: number): void;
+  /**
+   * Optional: send one datagram as `send` does but with this IP TTL / hop limit (the NAT openers
+   * of punch.ts). A runtime without it sends no openers.
+   */
+  sendTtl?(path: Path, buf: Uint8Array, off: number, len: number, ttl: number): void;
   /** Write the IP packet buf[off .. off+len) (valid only during this call) to the TUN device. */
   writeTun(buf: Uint8Array, off: number, len: number): void;
   event(e: EngineEvent): void;
@@ -171,6 +177,8 @@ export interface EngineStats {
   handshakesReceived: number;
   underLoad: boolean;
   lighthouse: LighthouseStats;
+  /** NAT openers and PUNCH_OPEN (punch.ts). */
+  punch: Openers['stats'];
 }
 
 /** @internal What a receiver index names (index-table.ts): a keypair, or a handshake in flight. */
@@ -241,6 +249,7 @@ export class Engine {
   /** @internal */ readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
   /** @internal Lighthouse: lookups it could not answer yet (introductions.ts). */ readonly introductions = new PendingIntroductions();
   /** @internal */ readonly lh = newLighthouseStats();
+  /** @internal NAT openers and the TTL ladder (punch.ts). */ readonly openers = new Openers();
   private readonly relayPaths = new Map<string, RelayPath>();
   /** @internal */ readonly relayBuf: Uint8Array;
   /** @internal */ readonly relayOffs = new Uint32Array(1);
@@ -267,6 +276,12 @@ export class Engine {
       writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
       event: (e) => this.out.event(e),
     };
+    if (sink.sendTtl) {
+      const sendTtl = sink.sendTtl.bind(sink);
+      this.sink.sendTtl = (path, buf, off, len, ttl) => {
+        if (path.via === undefined) sendTtl(path, buf, off, len, ttl);
+      };
+    }
     this.checkDeadlines = opts.checkDeadlines ?? false;
     this.crypto = opts.crypto ?? nobleCrypto;
     this.aead = opts.aead ?? createNobleTransportAead();
@@ -284,7 +299,7 @@ export class Engine {
     this.indexes = new IndexTable<IndexEntry>(this.random);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
-    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh };
+    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: this.openers.stats };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);
     growRx(this, 64);
@@ -410,7 +425,7 @@ export class Engine {
   }
 
   stats(now = 0): EngineStats {
-    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh } };
+    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats } };
   }
 
   /** Unix time in ms of the peer's last handshake, 0 if never (the UAPI's convention). */
@@ -530,6 +545,7 @@ export class Engine {
   localAddressesChanged(now: number): void {
     this.allDirty = true;
     this.clock = now;
+    this.openers.reset(); // another network: other NATs in front of us, perhaps
     for (const peer of this.peers.values()) {
       if (!peer.keypairs.current || !peer.endpoint.path) continue;
       sendKeepalive(this, peer, now);
@@ -537,6 +553,15 @@ export class Engine {
       // active path still works).
       peer.endpoint.startRecovery(now, true);
     }
+  }
+
+  /**
+   * The runtime read an ICMP "time exceeded" off the socket's error queue: a datagram we sent to
+   * addr:port (16 bytes, IPv4-mapped) ran out of TTL at the router `offender` (punch.ts).
+   */
+  handleTimeExceeded(addr: Uint8Array, port: number, offender: Uint8Array | null, now: number): void {
+    this.clock = now;
+    onTimeExceeded(this, addr, port, offender, now);
   }
 
   // ───────────────────────────── helpers ─────────────────────────────

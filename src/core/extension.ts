@@ -17,6 +17,10 @@
  *   ADDRESSES       count:u8 ‖ count × (address:16 ‖ port:u16be)
  *                   — every local address the sender can be reached at (IPv4 as ::ffff:a.b.c.d);
  *                     sent when a session with a keymesh peer starts and whenever the set changes.
+ *   PUNCH_OPEN      (no body; version 2)   — "I have just sent NAT openers (punch.ts) toward the
+ *                     candidates a lighthouse gave me for you: your probes to me get through now".
+ *                     Full-size probes to a punched IPv4 candidate wait for it, so that no probe
+ *                     reaches the other side's NAT before that side's own opener left it.
  *
  * Lighthouses (see lighthouse.ts), between a member and a lighthouse only:
  *   LOOKUP          key:32                  — member → lighthouse: "where can I reach this peer?"
@@ -34,7 +38,8 @@
  */
 
 export const EXT_MARKER = 0x0b;
-export const EXT_VERSION = 1;
+/** 2: PUNCH_OPEN. */
+export const EXT_VERSION = 2;
 
 export const EXT_HELLO = 1;
 export const EXT_PATH_CHALLENGE = 2;
@@ -44,6 +49,7 @@ export const EXT_LOOKUP = 5;
 export const EXT_CANDIDATES = 6;
 export const EXT_RELAY = 7;
 export const EXT_RELAYED = 8;
+export const EXT_PUNCH_OPEN = 9;
 export const KEY_LEN = 32;
 /** RELAY/RELAYED header before the datagram: marker, type, key, length. */
 export const RELAY_HEADER = 2 + KEY_LEN + 2;
@@ -61,7 +67,8 @@ export type ExtMessage =
   | { type: typeof EXT_CANDIDATES; answer: boolean; key: Uint8Array; addresses: Array<{ addr: Uint8Array; port: number }> }
   /** `data` is a view into the caller's buffer: valid only while the message is handled. */
   | { type: typeof EXT_RELAY; key: Uint8Array; data: Uint8Array }
-  | { type: typeof EXT_RELAYED; key: Uint8Array; data: Uint8Array };
+  | { type: typeof EXT_RELAYED; key: Uint8Array; data: Uint8Array }
+  | { type: typeof EXT_PUNCH_OPEN };
 
 /** True if the decrypted payload at b[off..off+len) is an extension message (not an IP packet). */
 export function isExtension(b: Uint8Array, off: number, len: number): boolean {
@@ -100,6 +107,8 @@ export function parseExtension(b: Uint8Array, off: number, len: number): ExtMess
       if (n === 0 || len < RELAY_HEADER + n) return null;
       return { type, key: b.slice(off + 2, off + 2 + KEY_LEN), data: b.subarray(off + RELAY_HEADER, off + RELAY_HEADER + n) } as ExtMessage;
     }
+    case EXT_PUNCH_OPEN:
+      return { type };
     default:
       return null;
   }
@@ -114,6 +123,7 @@ export function writeExtension(b: Uint8Array, off: number, m: ExtMessage): numbe
     b[off + 3] = m.version;
     return 4;
   }
+  if (m.type === EXT_PUNCH_OPEN) return 2;
   if (m.type === EXT_ADDRESSES) return 2 + writeAddressList(b, off + 2, m.addresses);
   if (m.type === EXT_LOOKUP) {
     b.set(m.key, off + 2);

@@ -168,7 +168,7 @@ export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: 
   const path = peer.endpoint.path;
   // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
   // initiation also goes over every relay and to every candidate address the lighthouses gave.
-  const extra = !path || retry ? initiationExtras(engine, peer, path) : null;
+  const extra = !path || retry ? initiationExtras(engine, peer, path, now) : null;
   if (extra) lookup(engine, peer, now);
   if (!path && (!extra || extra.length === 0)) {
     engine.counters.drops.noEndpoint++;

@@ -16,6 +16,7 @@ import { LOOKUP_MIN_INTERVAL } from './lighthouse.js';
 import { sendInitiation } from './handshake.js';
 import { sendChallenge, sendExtension } from './paths.js';
 import type { Peer } from './peer.js';
+import { directAllowed, openTowards } from './punch.js';
 
 /** Traffic to this peer goes through a lighthouse: keep trying for a direct path. */
 export function onRelay(p: Peer): boolean {
@@ -38,7 +39,7 @@ function liveLighthouses(engine: Engine, except: Peer): Peer[] {
 }
 
 /** Where else a handshake initiation for `peer` goes: every relay and every unconfirmed candidate; null without lighthouses. */
-export function initiationExtras(engine: Engine, peer: Peer, path: Path | null): Path[] | null {
+export function initiationExtras(engine: Engine, peer: Peer, path: Path | null, now: number): Path[] | null {
   if (peer.lighthouse || !hasLighthouses(engine)) return null;
   const out: Path[] = [];
   for (const l of liveLighthouses(engine, peer)) {
@@ -46,7 +47,7 @@ export function initiationExtras(engine: Engine, peer: Peer, path: Path | null):
     if (r !== path) out.push(r);
   }
   for (const e of peer.endpoint.list()) {
-    if (e.punched && e.path !== path && (e.state === 'new' || e.state === 'validating')) out.push(e.path);
+    if (e.punched && e.path !== path && (e.state === 'new' || e.state === 'validating') && directAllowed(engine, peer, e, now)) out.push(e.path);
   }
   return out;
 }
@@ -133,7 +134,9 @@ export function onCandidates(engine: Engine, from: Peer, answer: boolean, key: U
   if (engine.makePaths) {
     for (const a of addresses) for (const p of engine.makePaths(a.addr, a.port)) if (!paths.includes(p)) paths.push(p);
   }
-  const fresh = target.endpoint.candidates(paths);
+  const fresh = target.endpoint.candidates(paths, now);
+  // openers first, so our NAT is open toward the peer before anything full-size goes (punch.ts)
+  openTowards(engine, target, fresh, now);
   engine.sink.event({ type: 'peer-found', peer: target, lighthouse: from, answer, candidates: paths });
   ensureRelays(engine, target, liveLighthouses(engine, target), now);
   if (target.keypairs.current?.canSend(now)) {
@@ -157,7 +160,7 @@ export function initiateNow(engine: Engine, peer: Peer, now: number): void {
     const path = peer.endpoint.path;
     lookup(engine, peer, now);
     if (path) engine.sink.send(path, msg, 0, msg.length);
-    for (const p of initiationExtras(engine, peer, path) ?? []) engine.sink.send(p, msg, 0, msg.length);
+    for (const p of initiationExtras(engine, peer, path, now) ?? []) engine.sink.send(p, msg, 0, msg.length);
     return;
   }
   sendInitiation(engine, peer, false, now);

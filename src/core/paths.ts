@@ -22,6 +22,7 @@ import {
   EXT_LOOKUP,
   EXT_PATH_CHALLENGE,
   EXT_PATH_RESPONSE,
+  EXT_PUNCH_OPEN,
   EXT_RELAY,
   EXT_RELAYED,
   EXT_VERSION,
@@ -34,6 +35,7 @@ import { sendInitiation } from './handshake.js';
 import { answerLookup, onCandidates } from './lighthouse-lookup.js';
 import { onRelayed, relayOn } from './lighthouse-relay.js';
 import type { Peer } from './peer.js';
+import { directAllowed, hold, onPunchOpen } from './punch.js';
 import { sealAndSend } from './send.js';
 
 /** Every authenticated packet goes through here: the endpoint cache decides what it means. */
@@ -44,6 +46,11 @@ export function onAuthenticated(engine: Engine, peer: Peer, path: Path, bytes: n
 }
 
 export function sendChallenge(engine: Engine, peer: Peer, e: PathEntry, now: number): void {
+  // a punched IPv4 candidate: not before our openers and the peer's (punch.ts)
+  if (!directAllowed(engine, peer, e, now)) {
+    hold(engine, peer, e, now);
+    return;
+  }
   const token = engine.random(TOKEN_LEN).slice();
   if (sendExtension(engine, peer, e.path, { type: EXT_PATH_CHALLENGE, token }, now, e)) peer.endpoint.challengeSent(e, token, now);
   else peer.endpoint.challengeBlocked(e);
@@ -63,6 +70,7 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
   if (!m) return engine.drop('badExtension');
   switch (m.type) {
     case EXT_HELLO:
+      peer.extVersion = m.version;
       if (!m.reply) sendExtension(engine, peer, path, { type: EXT_HELLO, reply: true, version: EXT_VERSION }, now);
       if (!peer.endpoint.speaksKeymesh) {
         peer.endpoint.speaksKeymesh = true;
@@ -98,6 +106,9 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
       break;
     case EXT_RELAYED:
       onRelayed(engine, peer, m.key, m.data);
+      break;
+    case EXT_PUNCH_OPEN:
+      onPunchOpen(engine, peer, now, (e) => sendChallenge(engine, peer, e, now));
       break;
   }
   return 'extension';
@@ -173,7 +184,7 @@ export function recover(engine: Engine, peer: Peer, now: number): void {
   if (engine.localAddresses.length === 0) return;
   const m: ExtMessage = { type: EXT_ADDRESSES, addresses: engine.localAddresses };
   if (active) sendExtension(engine, peer, active.path, m, now, active);
-  for (const e of round.challenge) if (e !== active) sendExtension(engine, peer, e.path, m, now, e);
+  for (const e of round.challenge) if (e !== active && directAllowed(engine, peer, e, now)) sendExtension(engine, peer, e.path, m, now, e);
   for (const e of round.probe) if (e !== active) sendExtension(engine, peer, e.path, m, now, e);
 }
 

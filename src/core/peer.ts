@@ -51,6 +51,11 @@ export class Peer {
   relayedBytes = 0;
   /** HELLOs sent on the extension channel without an answer yet. */
   hellosSent = 0;
+  /** The extension version its HELLO gave (0: not known yet). */
+  extVersion = 0;
+  /** Punching (punch.ts): when its PUNCH_OPEN last arrived, and when we last sent ours. */
+  peerOpenedAt = -Infinity;
+  punchOpenSentAt = -Infinity;
 
   constructor(
     readonly publicKey: Uint8Array,

@@ -57,9 +57,11 @@ interface Addon {
   udpOpen(port: number, loopbackOnly?: boolean): UdpHandle;
   packetPair(): [number, number];
   udpSetMark(fd: number, mark: number): void;
+  udpSetTtl(fd: number, ttl: number): void;
+  udpErrors(fd: number): IcmpReport[];
   udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
   udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
-  pollStart(fd: number, onReadable: (error?: 'EPOLLERR') => void): number;
+  pollStart(fd: number, onReadable: (error?: 'EPOLLERR' | 'SOERROR') => void): number;
   pollStop(id: number): void;
   closeFd(fd: number): void;
   counters(): { tunWriteErrors: number; udpSendErrors: number; udpTruncated: number; udpSoErrors: number };
@@ -126,6 +128,32 @@ export const udpOpen = (port: number, loopbackOnly = false): UdpHandle => a().ud
 export const packetPair = (): [number, number] => a().packetPair();
 /** SO_MARK: outgoing tunnel packets carry this firewall mark (0 clears it), for policy routing. */
 export const udpSetMark = (fd: number, mark: number): void => a().udpSetMark(fd, mark);
+
+/** IP TTL / IPv6 hop limit for what the socket sends from now on (1–255; -1: the system default). */
+export const udpSetTtl = (fd: number, ttl: number): void => a().udpSetTtl(fd, ttl);
+
+/** One ICMP error about a datagram we sent, from the socket's error queue (IP_RECVERR). */
+export interface IcmpReport {
+  /** The datagram's destination (16 bytes, IPv4-mapped) and port. */
+  addr: Uint8Array;
+  port: number;
+  /** The router that reported it, or null. */
+  offender: Uint8Array | null;
+  /** SO_EE_ORIGIN_*: 2 ICMP, 3 ICMPv6, 1 local. */
+  origin: number;
+  type: number;
+  code: number;
+  /** The ICMP's extra field (a next-hop MTU for "fragmentation needed" / "packet too big"). */
+  info: number;
+}
+
+/** Drain up to 64 entries of the socket's error queue (call again while it returns 64). */
+export const udpErrors = (fd: number): IcmpReport[] => a().udpErrors(fd);
+
+/** "Time exceeded" in transit: ICMP type 11 code 0, ICMPv6 type 3 code 0. */
+export function isTimeExceeded(r: IcmpReport): boolean {
+  return ((r.origin === 2 && r.type === 11) || (r.origin === 3 && r.type === 3)) && r.code === 0;
+}
 /**
  * recvmmsg. Datagram i lands at buf[i*slotSize], its length in lengths[i], its source address at
  * addrs[i*16..+16] (IPv6, IPv4 as ::ffff:a.b.c.d) and port in ports[i]. Returns the count, 0 when
@@ -173,12 +201,13 @@ export const udpSendBatch = (
 /**
  * Call onReadable() whenever fd is readable (uv_poll on Node's loop); the callback then drains
  * with the batch reads. Returns a poll id for pollStop. On a socket, an error condition (POLLERR
- * from a queued ICMP error) is cleared and counted (counters().udpSoErrors) and polling goes on.
- * On a non-socket fd an error condition cannot be cleared (a TUN fd whose interface was deleted):
+ * from a queued ICMP error) is cleared and counted (counters().udpSoErrors), polling goes on and
+ * onReadable('SOERROR') is called: the caller drains the error queue (udpErrors), or epoll
+ * reports it again at once. On a non-socket fd an error condition cannot be cleared (a TUN fd whose interface was deleted):
  * the poll stops and onReadable('EPOLLERR') is called once. An active poll keeps the process
  * alive; a stopped one does not. One poll per fd (a second pollStart on it throws EEXIST).
  */
-export const pollStart = (fd: number, onReadable: (error?: 'EPOLLERR') => void): number => a().pollStart(fd, onReadable);
+export const pollStart = (fd: number, onReadable: (error?: 'EPOLLERR' | 'SOERROR') => void): number => a().pollStart(fd, onReadable);
 /** Stop and close a poll; unknown or already stopped ids are ignored. */
 export const pollStop = (id: number): void => a().pollStop(id);
 /** Stop any poll on fd, then close it. Closing a TUN fd removes the (non-persistent) interface. */

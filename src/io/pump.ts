@@ -60,7 +60,7 @@ export class Pump {
   // outgoing TUN packets: opened datagrams (pointing into udpIn) and copies
   private readonly tunOut = new OutQueue(BATCH, false);
   private readonly tunOutSide = new OutQueue(BATCH, false);
-  readonly counters = { udpSendShort: 0, tunWriteShort: 0 };
+  readonly counters = { udpSendShort: 0, tunWriteShort: 0, icmpTimeExceeded: 0, icmpOther: 0 };
   // Offloads in use (native/offload.c): chosen once per fd, with the matching batch functions.
   udpOff = { gso: false, gro: false };
   private tunRead = native.tunReadBatch;
@@ -94,6 +94,7 @@ export class Pump {
         if (q.full) this.flushUdp();
         q.push(buf, off, len, path as UdpPath);
       },
+      sendTtl: (path, buf, off, len, ttl) => this.sendTtl(path as UdpPath, buf, off, len, ttl),
       writeTun: (buf, off, len) => {
         const q = buf === this.udpIn ? this.tunOut : this.tunOutSide;
         if (q.full) this.flushTun();
@@ -206,6 +207,38 @@ export class Pump {
       if (n < BATCH) break;
     }
     return n;
+  }
+
+  /** One datagram with its own TTL (a NAT opener): whatever is queued goes first, then it, alone. */
+  private sendTtl(path: UdpPath, buf: Uint8Array, off: number, len: number, ttl: number): void {
+    this.flushUdp();
+    if (!this.udp) return;
+    const q = this.udpOutSide;
+    q.push(buf, off, len, path);
+    native.udpSetTtl(this.udp.fd, ttl);
+    try {
+      const sent = native.udpSendBatch(this.udp.fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, 1, q.locals, q.ifindexes);
+      if (sent < 1) this.counters.udpSendShort++;
+    } finally {
+      native.udpSetTtl(this.udp.fd, -1);
+      q.clear();
+    }
+  }
+
+  /** The socket reported an error (epoll's POLLERR): drain its error queue, ICMP reports for the engine. */
+  onUdpErrors(): void {
+    if (!this.udp) return;
+    for (let round = 0; round < 16; round++) {
+      const reports = native.udpErrors(this.udp.fd);
+      for (const r of reports) {
+        if (native.isTimeExceeded(r)) {
+          this.counters.icmpTimeExceeded++;
+          this.rt.engine.handleTimeExceeded(r.addr, r.port, r.offender, this.rt.now());
+        } else this.counters.icmpOther++;
+      }
+      if (reports.length < 64) break;
+    }
+    this.flush();
   }
 
   private flushUdp(): void {

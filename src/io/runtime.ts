@@ -267,7 +267,7 @@ export class Runtime {
       }
       this.pump.onTunReadable();
     });
-    this.udpPoll = native.pollStart(udp.fd, () => this.pump.onUdpReadable());
+    this.udpPoll = native.pollStart(udp.fd, (err) => this.onUdpPoll(err));
     this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
@@ -359,6 +359,12 @@ export class Runtime {
 
   // ───────────────────────────── the UDP socket, routes and DNS ─────────────────────────────
 
+  /** The UDP socket is readable, or (SOERROR) has ICMP reports queued on its error queue. */
+  private onUdpPoll(err?: string): void {
+    if (err === 'SOERROR') this.pump.onUdpErrors();
+    this.pump.onUdpReadable();
+  }
+
   /** Listen on another UDP port (for the UAPI's listen_port): the new socket first, so a failure changes nothing. */
   rebind(port: number): void {
     const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
@@ -366,7 +372,7 @@ export class Runtime {
     if (this.pump.udp) native.closeFd(this.pump.udp.fd);
     this.pump.useUdp(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
-    this.udpPoll = native.pollStart(next.fd, () => this.pump.onUdpReadable());
+    this.udpPoll = native.pollStart(next.fd, (err) => this.onUdpPoll(err));
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
   }
 

@@ -248,6 +248,30 @@ describe('native UDP: dual-stack socket, recvmmsg/sendmmsg batches, uv_poll', ()
     expect(d.got.at(-1)!.data.toString()).toBe('unpolled');
   });
 
+  it('reports ICMP errors about sent datagrams (udpErrors), and sets the TTL (udpSetTtl)', async () => {
+    const h = open(0);
+    const closed = await bound('udp4', '127.0.0.1');
+    const closedPort = closed.address().port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const out = Buffer.from('nobody');
+    native.udpSetTtl(h.fd, 3);
+    for (const addr of [mapped4(127, 0, 0, 1), LOOP6]) {
+      expect(native.udpSendBatch(h.fd, out, new Uint32Array([0]), new Uint32Array([out.length]), addr, new Uint16Array([closedPort]), 1)).toBe(1);
+    }
+    native.udpSetTtl(h.fd, -1);
+    await sleep(50);
+    const reports = native.udpErrors(h.fd);
+    const v4 = reports.find((r) => r.origin === 2);
+    const v6 = reports.find((r) => r.origin === 3);
+    expect(v4, JSON.stringify(reports)).toMatchObject({ type: 3, code: 3, port: closedPort }); // port unreachable
+    expect(Buffer.from(v4!.addr).equals(Buffer.from(mapped4(127, 0, 0, 1)))).toBe(true);
+    expect(v6, JSON.stringify(reports)).toMatchObject({ type: 1, code: 4, port: closedPort });
+    expect(native.isTimeExceeded(v4!)).toBe(false);
+    expect(native.udpErrors(h.fd)).toEqual([]); // taken
+    expect(() => native.udpSetTtl(h.fd, 0)).toThrow(/ttl/);
+    expect(() => native.udpSetTtl(h.fd, 256)).toThrow(/ttl/);
+  });
+
   it('a stale poll id does not stop a newer poll that reused its slot; one poll per fd', async () => {
     const h = open(0);
     const first = new Drain(h.fd).start();
