@@ -315,6 +315,8 @@ typedef struct {
   bool has_offender;
   uint8_t origin, type, code;
   uint32_t info;
+  uint8_t payload[16]; /* the start of the reported datagram's payload, as the ICMP quoted it */
+  uint8_t payload_len;
 } icmp_report;
 static icmp_report g_icmp[ICMP_RING];
 static unsigned g_icmp_head, g_icmp_count;
@@ -375,6 +377,8 @@ static void drain_errqueue(int fd) {
       rep->type = ee.ee_type;
       rep->code = ee.ee_code;
       rep->info = ee.ee_info;
+      rep->payload_len = (uint8_t)(r < (ssize_t)sizeof rep->payload ? r : (ssize_t)sizeof rep->payload);
+      memcpy(rep->payload, data, rep->payload_len);
     }
   }
 }
@@ -384,7 +388,8 @@ static void drain_errqueue(int fd) {
  * (its error queue drained first). addr and port (16-byte IPv6 or v4-mapped, as elsewhere) are
  * the destination of the datagram reported on, offender the router that reported it (null when
  * not given), origin SO_EE_ORIGIN_* (2 ICMP, 3 ICMPv6), type and code the ICMP ones, info the
- * ICMP's extra field (a next-hop MTU for "fragmentation needed"). At most 64 per call; call again
+ * ICMP's extra field (a next-hop MTU for "fragmentation needed"), payload the first (up to 16)
+ * bytes of the reported datagram's payload as far as the ICMP quoted it. At most 64 per call; call again
  * while it returns 64.
  */
 static napi_value udp_errors(napi_env env, napi_callback_info info) {
@@ -417,6 +422,7 @@ static napi_value udp_errors(napi_env env, napi_callback_info info) {
     set_prop(env, o, "type", make_int(env, rep->type));
     set_prop(env, o, "code", make_int(env, rep->code));
     set_prop(env, o, "info", make_int(env, (int64_t)rep->info));
+    set_prop(env, o, "payload", make_bytes(env, rep->payload, rep->payload_len));
     napi_set_element(env, arr, n++, o);
   }
   for (unsigned i = 0; i < kept; i++) g_icmp[i] = keep[i];

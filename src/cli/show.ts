@@ -9,7 +9,14 @@ export interface ShowStatus {
   aead: string;
   portMapping?: { protocol: string; gateway: string; external: string; internalPort: number; secondsLeft: number } | null;
   offload?: { tun: Record<string, boolean> | null; udp: { gso: boolean; gro: boolean } };
-  stats: { drops: Record<string, number>; rxPackets: number; txPackets: number; underLoad: boolean; lighthouse?: Record<string, number> };
+  stats: {
+    drops: Record<string, number>;
+    rxPackets: number;
+    txPackets: number;
+    underLoad: boolean;
+    lighthouse?: Record<string, number>;
+    punch?: { openersSent: number; punchOpenSent: number; punchOpenReceived: number; held: number; ttl: number; ttlConfirmed: boolean; ttlRaised: number };
+  };
   isLighthouse?: boolean;
   peers: Array<{
     publicKey: string;
@@ -114,6 +121,13 @@ export function formatShow(s: ShowStatus): string {
     out.push(
       `  lighthouse: ${lh.lookupsAnswered} lookups answered, ${lh.lookupsRefused} refused, ${lh.punchesSent} punches, ` +
         `${lh.relayedPackets} packets (${humanBytes(lh.relayedBytes)}) relayed, ${lh.relayRefused} refused, ${lh.relayRateLimited} over the rate`,
+    );
+  }
+  const pu = s.stats.punch;
+  if (pu && pu.openersSent > 0) {
+    out.push(
+      `  punching: NAT openers with TTL ${pu.ttl}${pu.ttlConfirmed ? ' (confirmed by ICMP)' : ''}, ${pu.openersSent} sent; ` +
+        `PUNCH_OPEN ${pu.punchOpenSent} sent, ${pu.punchOpenReceived} received`,
     );
   }
   for (const p of s.peers) {

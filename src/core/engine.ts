@@ -163,6 +163,8 @@ export interface EngineOptions {
   makePaths?: (addr: Uint8Array, port: number) => Path[];
   /** `IsLighthouse = true`: answer lookups and relay between the peers in our config. */
   isLighthouse?: boolean;
+  /** NAT openers and PUNCH_OPEN before full probes to punched IPv4 candidates (punch.ts); default true. */
+  punchOpeners?: boolean;
   /** The remote address (16 bytes, IPv4-mapped) and port of a runtime path, for CANDIDATES; null if it has none. */
   addressOf?: (p: Path) => { addr: Uint8Array; port: number } | null;
   /** Lighthouse: relayed bytes per second allowed per member (default DEFAULT_RELAY_RATE). */
@@ -178,7 +180,7 @@ export interface EngineStats {
   underLoad: boolean;
   lighthouse: LighthouseStats;
   /** NAT openers and PUNCH_OPEN (punch.ts). */
-  punch: Openers['stats'];
+  punch: Openers['stats'] & { ttl: number; ttlConfirmed: boolean };
 }
 
 /** @internal What a receiver index names (index-table.ts): a keypair, or a handshake in flight. */
@@ -291,6 +293,7 @@ export class Engine {
     this.underLoadThreshold = opts.underLoadThreshold ?? UNDER_LOAD_HANDSHAKES_PER_SECOND;
     this.makePaths = opts.makePaths ?? null;
     this.isLighthouse = opts.isLighthouse ?? false;
+    this.openers.enabled = opts.punchOpeners ?? true;
     this.addressOf = opts.addressOf ?? null;
     const rate = opts.relayRate ?? DEFAULT_RELAY_RATE;
     this.relayBudget = new TokenBuckets(rate, Math.max(rate * RELAY_BURST_SECONDS, 65536));
@@ -299,7 +302,7 @@ export class Engine {
     this.indexes = new IndexTable<IndexEntry>(this.random);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
-    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: this.openers.stats };
+    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: { ...this.openers.stats, ttl: 0, ttlConfirmed: false } };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);
     growRx(this, 64);
@@ -425,7 +428,7 @@ export class Engine {
   }
 
   stats(now = 0): EngineStats {
-    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats } };
+    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats, ttl: this.openers.ttl, ttlConfirmed: this.openers.confirmed } };
   }
 
   /** Unix time in ms of the peer's last handshake, 0 if never (the UAPI's convention). */
@@ -557,11 +560,12 @@ export class Engine {
 
   /**
    * The runtime read an ICMP "time exceeded" off the socket's error queue: a datagram we sent to
-   * addr:port (16 bytes, IPv4-mapped) ran out of TTL at the router `offender` (punch.ts).
+   * addr:port (16 bytes, IPv4-mapped) ran out of TTL at the router `offender`; `payload` is the
+   * start of that datagram's payload as the ICMP quoted it (punch.ts).
    */
-  handleTimeExceeded(addr: Uint8Array, port: number, offender: Uint8Array | null, now: number): void {
+  handleTimeExceeded(addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
     this.clock = now;
-    onTimeExceeded(this, addr, port, offender, now);
+    onTimeExceeded(this, addr, port, offender, payload, now);
   }
 
   // ───────────────────────────── helpers ─────────────────────────────

@@ -55,8 +55,13 @@ export const OPENER_TTL = 2;
 export const OPENER_TTL_MAX = 4;
 /** Openers sent per candidate per attempt (one may be lost). */
 export const OPENER_COPIES = 2;
-/** An opener: four zero bytes, message type 0, which no WireGuard receiver accepts. */
-export const OPENER = new Uint8Array(4);
+/**
+ * An opener: message type 0 (no WireGuard receiver accepts it), "o", and the TTL it was sent
+ * with, which the ICMP "time exceeded" quotes back, so each report names the rung it is about.
+ */
+export function opener(ttl: number): Uint8Array {
+  return Uint8Array.of(0, 0, 0x6f, ttl);
+}
 /** With no session (or a peer that never sends PUNCH_OPEN), full probes follow our openers after this. */
 export const OPEN_FALLBACK = 1000;
 /** The peer's PUNCH_OPEN still counts this long after it arrived (its openers' NAT entries live 30 s). */
@@ -72,10 +77,12 @@ const OPENER_MEMORY = 3000;
 
 /** The engine's opener state: the TTL ladder and the openers sent lately (to match ICMP reports to). */
 export class Openers {
+  /** Off (EngineOptions.punchOpeners = false, for comparison): punched candidates are probed at once, as before. */
+  enabled = true;
   ttl = OPENER_TTL;
   /** A "time exceeded" from beyond our NATs confirmed the TTL. */
   confirmed = false;
-  readonly recent = new Map<string, { entry: PathEntry; ttl: number; at: number }>();
+  readonly recent = new Map<string, { entry: PathEntry; at: number }>();
   readonly stats = { openersSent: 0, punchOpenSent: 0, punchOpenReceived: 0, held: 0, timeExceeded: 0, ttlRaised: 0 };
 
   /** Another network: the NATs in front of us may be others. */
@@ -101,7 +108,7 @@ export function insideNatAddress(addr: Uint8Array): boolean {
 
 /** Does this entry get openers and a held first probe? A punched direct IPv4 candidate. */
 export function gated(engine: Engine, e: PathEntry): boolean {
-  if (!e.punched || isRelay(e.path) || !engine.addressOf) return false;
+  if (!engine.openers.enabled || !e.punched || isRelay(e.path) || !engine.addressOf) return false;
   const a = engine.addressOf(e.path);
   return a !== null && isV4(a.addr);
 }
@@ -133,11 +140,12 @@ export function openTowards(engine: Engine, peer: Peer, entries: readonly PathEn
 function sendOpeners(engine: Engine, e: PathEntry, ttl: number, now: number): void {
   const send = engine.sink.sendTtl;
   if (!send) return;
-  for (let i = 0; i < OPENER_COPIES; i++) send(e.path, OPENER, 0, OPENER.length, ttl);
+  const o = opener(ttl);
+  for (let i = 0; i < OPENER_COPIES; i++) send(e.path, o, 0, o.length, ttl);
   engine.openers.stats.openersSent += OPENER_COPIES;
   const a = engine.addressOf?.(e.path);
   // only openers toward public addresses teach the ladder (a LAN address's route says nothing)
-  if (a && !insideNatAddress(a.addr)) engine.openers.recent.set(`${keyId(a.addr)}:${a.port}`, { entry: e, ttl, at: now });
+  if (a && !insideNatAddress(a.addr)) engine.openers.recent.set(`${keyId(a.addr)}:${a.port}`, { entry: e, at: now });
 }
 
 /** Tell the peer we have opened (over its active path, the relay usually); at most every 200 ms. */
@@ -191,18 +199,21 @@ export function onPunchOpen(engine: Engine, peer: Peer, now: number, challenge: 
  * (the runtime reads them off the socket's error queue). If it was one of our openers, climb the
  * TTL ladder (see 3. above).
  */
-export function onTimeExceeded(engine: Engine, addr: Uint8Array, port: number, offender: Uint8Array | null, now: number): void {
+export function onTimeExceeded(engine: Engine, addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
   const o = engine.openers;
   o.stats.timeExceeded++;
-  const k = `${keyId(addr)}:${port}`;
-  const rec = o.recent.get(k);
+  // only reports about our openers, which say which rung they were sent on (a router that
+  // quotes no payload teaches nothing)
+  if (payload.length < 4 || payload[0] !== 0 || payload[1] !== 0 || payload[2] !== 0x6f) return;
+  const ttl = payload[3];
+  const rec = o.recent.get(`${keyId(addr)}:${port}`);
   if (!rec || now - rec.at > OPENER_MEMORY || !offender) return;
   if (!insideNatAddress(offender)) {
-    if (rec.ttl === o.ttl) o.confirmed = true;
+    if (ttl === o.ttl) o.confirmed = true;
     return;
   }
-  // it died inside our own NATs: one hop more, and again at once (only once per rung)
-  if (rec.ttl !== o.ttl || o.confirmed || o.ttl >= OPENER_TTL_MAX) return;
+  // it died inside our own NATs: one hop more, and again at once (a report about an earlier rung, or a second copy, changes nothing)
+  if (ttl !== o.ttl || o.confirmed || o.ttl >= OPENER_TTL_MAX) return;
   o.ttl++;
   o.stats.ttlRaised++;
   sendOpeners(engine, rec.entry, o.ttl, now);

@@ -145,6 +145,8 @@ export interface IcmpReport {
   code: number;
   /** The ICMP's extra field (a next-hop MTU for "fragmentation needed" / "packet too big"). */
   info: number;
+  /** The first bytes (up to 16) of the reported datagram's payload, as far as the ICMP quoted it. */
+  payload: Uint8Array;
 }
 
 /** Drain up to 64 entries of the socket's error queue (call again while it returns 64). */

@@ -233,7 +233,7 @@ export class Pump {
       for (const r of reports) {
         if (native.isTimeExceeded(r)) {
           this.counters.icmpTimeExceeded++;
-          this.rt.engine.handleTimeExceeded(r.addr, r.port, r.offender, this.rt.now());
+          this.rt.engine.handleTimeExceeded(r.addr, r.port, r.offender, r.payload, this.rt.now());
         } else this.counters.icmpOther++;
       }
       if (reports.length < 64) break;

@@ -101,6 +101,8 @@ export class Runtime {
       ...cryptoBackends(process.env.KEYMESH_CRYPTO),
       makePaths: (addr, port) => this.localEnds.pathsTo(addr, port),
       isLighthouse: opts.config.interface.isLighthouse,
+      // KEYMESH_PUNCH_OPENERS=0: punch without NAT openers (to measure what they are for)
+      punchOpeners: process.env.KEYMESH_PUNCH_OPENERS !== '0',
       addressOf: (p) => (p instanceof UdpPath ? { addr: p.addr16, port: p.port } : null),
       wallClockOffset: Date.now() - performance.now(),
     });
