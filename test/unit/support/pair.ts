@@ -31,9 +31,14 @@ export interface Wire {
   rec?: WireRecord;
   /** The datagram whose handling made the node send this one (null: a timer or the TUN device). */
   cause?: WireRecord | null;
+  /**
+   * Sent with a small IP TTL (a NAT opener): it passes the sender's NAT (which maps it) and dies
+   * at the next router, which reports "time exceeded" to the sender from a public address.
+   */
+  ttl?: number;
 }
 
-export type Fate = 'queued' | 'held' | 'lost' | 'delivered' | 'filtered' | 'blackholed' | 'noHost';
+export type Fate = 'queued' | 'held' | 'lost' | 'delivered' | 'filtered' | 'blackholed' | 'noHost' | 'expired';
 
 /** What happened to one datagram (a duplicate gets its own record). */
 export interface WireRecord {
@@ -95,6 +100,7 @@ export class Node {
     this.path = makePath(name);
     const sink: Sink = {
       send: (path, buf, off, len) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
+      sendTtl: (path, buf, off, len, ttl) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len), ttl }),
       writeTun: (buf, off, len) => this.tun.push(buf.slice(off, off + len)),
       event: (e) => this.events.push(e),
     };
@@ -106,7 +112,7 @@ export class Node {
         const p = net.pathByAddr(addr, port);
         return p ? [p] : [];
       },
-      addressOf: (p) => ({ addr: fakeAddr(p), port: portOf(p) }),
+      addressOf: (p) => ({ addr: fakeAddr(p, net), port: portOf(p) }),
       ...opts,
     });
   }
@@ -125,7 +131,7 @@ export class Node {
     this.net.nodes.set(path.id, this);
     this.net.paths.set(path.id, path);
     this.engine.setLocalAddresses(
-      [this.path, ...this.extra].map((p) => ({ addr: fakeAddr(p), port: 51820 })),
+      [this.path, ...this.extra].map((p) => ({ addr: fakeAddr(p, this.net), port: 51820 })),
       this.net.now,
     );
   }
@@ -154,8 +160,22 @@ export function portOf(p: Path): number {
  * (endpoint-independent, port-preserving); 'symmetric' takes a new public port for every
  * destination. Filtering (both): a datagram comes in on a public port only from an address and
  * port that port has sent to (address- and port-dependent, as Linux conntrack).
+ *
+ * 'plain' is Linux masquerade with no inbound filter, modelled on conntrack: a flow (private
+ * source → destination) keeps the public port it was given, port-preserving unless that tuple is
+ * taken; a datagram from outside that matches no flow is "for the router itself" and leaves an
+ * unreplied entry (outside source → public port) behind — and a later flow from inside to that
+ * source then clashes with it and is given another public port. Every entry expires after
+ * PLAIN_TIMEOUT without traffic (30 s, Linux's unreplied UDP timeout); traffic refreshes it.
  */
+export const PLAIN_TIMEOUT = 30_000;
+
 export class FakeNat {
+  /** 'plain': flows by "private>destination" → public port and last use; stale local entries by "source>public port". */
+  private readonly flows = new Map<string, { pub: Path; priv: Path; dst: string; seen: number }>();
+  private readonly stale = new Map<string, number>();
+  /** 'plain': datagrams that ended at the router itself (and left a stale entry). */
+  local = 0;
   private nextPort = 40000;
   private readonly byPublic = new Map<string, { priv: Path; allowed: Set<string> }>();
   private readonly byPrivate = new Map<string, Path>();
@@ -164,12 +184,38 @@ export class FakeNat {
   constructor(
     readonly net: Net,
     readonly name: string,
-    readonly kind: 'cone' | 'symmetric',
+    readonly kind: 'cone' | 'symmetric' | 'plain',
   ) {
     net.nats.set(name, this);
   }
 
+  private alive(seen: number): boolean {
+    return this.net.now - seen < PLAIN_TIMEOUT;
+  }
+
   outbound(priv: Path, dst: Path): Path {
+    if (this.kind === 'plain') {
+      const k = `${priv.id}>${dst.id}`;
+      const f = this.flows.get(k);
+      if (f && this.alive(f.seen)) {
+        f.seen = this.net.now;
+        return f.pub;
+      }
+      // port-preserving, unless the reply tuple (dst → us:port) is taken by a stale entry or another flow
+      const taken = (port: number) => {
+        const id = `${this.name}:${port}`;
+        const st = this.stale.get(`${dst.id}>${id}`);
+        if (st !== undefined && this.alive(st)) return true;
+        for (const g of this.flows.values()) if (g.pub.id === id && g.dst === dst.id && this.alive(g.seen)) return true;
+        return false;
+      };
+      let port = portOf(priv);
+      while (taken(port)) port = this.nextPort++;
+      const pub = makePath(this.name, port);
+      this.net.paths.set(pub.id, pub);
+      this.flows.set(k, { pub, priv, dst: dst.id, seen: this.net.now });
+      return pub;
+    }
     const key = this.kind === 'cone' ? priv.id : `${priv.id}>${dst.id}`;
     let pub = this.byPrivate.get(key);
     if (!pub) {
@@ -183,6 +229,17 @@ export class FakeNat {
   }
 
   inbound(pubId: string, src: Path): Path | null {
+    if (this.kind === 'plain') {
+      for (const f of this.flows.values()) {
+        if (f.pub.id === pubId && f.dst === src.id && this.alive(f.seen)) {
+          f.seen = this.net.now;
+          return f.priv;
+        }
+      }
+      this.stale.set(`${src.id}>${pubId}`, this.net.now); // for the router itself: an unreplied entry, refreshed
+      this.local++;
+      return null;
+    }
     const m = this.byPublic.get(pubId);
     if (!m || !m.allowed.has(src.id)) {
       this.dropped++;
@@ -195,11 +252,19 @@ export class FakeNat {
   flush(): void {
     this.byPublic.clear();
     this.byPrivate.clear();
+    this.flows.clear();
+    this.stale.clear();
   }
 }
 
-/** A fake 16-byte address for a fake path (the host name's bytes), so ADDRESSES can carry it. */
-export function fakeAddr(p: Path): Uint8Array {
+/**
+ * A fake 16-byte address for a fake path (the host name's bytes), so ADDRESSES can carry it — or,
+ * for a host given one with net.ipv4(), that IPv4 address (v4-mapped), so the engine treats it
+ * as IPv4 (NAT openers, punch.ts).
+ */
+export function fakeAddr(p: Path, net?: Net): Uint8Array {
+  const v4 = net?.v4.get(p.hostId);
+  if (v4) return Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4);
   const out = new Uint8Array(16);
   out.set(new TextEncoder().encode(p.hostId).subarray(0, 16));
   return out;
@@ -289,9 +354,23 @@ export class Net {
   }
 
   pathByAddr(addr: Uint8Array, port: number): Path | null {
-    for (const p of this.paths.values()) if (Buffer.from(fakeAddr(p)).equals(Buffer.from(addr)) && p.id.endsWith(`:${port}`)) return p;
+    for (const p of this.paths.values()) if (Buffer.from(fakeAddr(p, this)).equals(Buffer.from(addr)) && p.id.endsWith(`:${port}`)) return p;
     return null;
   }
+
+  /** TTL-limited datagrams are reported back as "time exceeded" (false: the ICMP is filtered). */
+  reportTimeExceeded = true;
+
+  /** Hosts given an IPv4 address (fakeAddr): host name → its four bytes. */
+  readonly v4 = new Map<string, number[]>();
+
+  /** Give a host (its paths, whatever the port) the IPv4 address `a.b.c.d`. */
+  ipv4(hostId: string, address: string): void {
+    this.v4.set(hostId, address.split('.').map(Number));
+  }
+
+  /** The router past every NAT that TTL-limited datagrams die at (a public address). */
+  static readonly ROUTER = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1);
   nodes = new Map<string, Node>();
   /** NATs by name (their public host name), and which NAT each private source path is behind. */
   nats = new Map<string, FakeNat>();
@@ -330,6 +409,13 @@ export class Net {
       const outNat = this.natOf.get(w.from);
       const dst = this.paths.get(w.to);
       if (outNat && from && dst) from = outNat.outbound(from, dst);
+      if (w.ttl !== undefined) {
+        // an opener: past the sender's NAT (mapped above), it dies at the next router, which says so
+        fate('expired');
+        const sender = this.nodes.get(w.from);
+        if (sender && dst && this.reportTimeExceeded) sender.engine.handleTimeExceeded(fakeAddr(dst, this), portOf(dst), Net.ROUTER, w.data.subarray(0, 16), this.now);
+        continue;
+      }
       const inNat = this.nats.get(w.to.slice(0, w.to.lastIndexOf(':')));
       if (inNat && from) {
         const priv = inNat.inbound(w.to, from);
