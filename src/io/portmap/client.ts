@@ -69,14 +69,15 @@ import {
 import { openUdpTransport, type DatagramSource, type OpenPortMapTransport, type PortMapTransport } from './udp-transport.js';
 
 export interface PortMapping {
-  protocol: 'pcp' | 'nat-pmp';
+  /** 'upnp': UPnP IGD, from ./upnp.ts. */
+  protocol: 'pcp' | 'nat-pmp' | 'upnp';
   gateway: string;
   internalPort: number;
   externalAddress: string;
   externalPort: number;
-  /** Seconds the gateway granted. */
+  /** Seconds the gateway granted; 0: a permanent UPnP mapping (lease 0), renewed by no one but deleted on stop. */
   lifetime: number;
-  /** When it runs out, on the mapper's clock (ms). */
+  /** When it runs out, on the mapper's clock (ms); Infinity for lifetime 0. */
   expiresAt: number;
 }
 
@@ -101,6 +102,8 @@ export interface PortMapperOptions {
   retryAfterMs?: number;
   /** A gateway announcing a restart is answered within a random delay up to this (ms), so its clients spread out. */
   announceJitterMs?: number;
+  /** Losses go to onLost only, not to the log (the caller words one line for all protocols). */
+  quietLoss?: boolean;
   onMapped?: (m: PortMapping) => void;
   onLost?: (reason: string) => void;
   log?: (line: string) => void;
@@ -484,7 +487,7 @@ export class PortMapper {
     this.current = null;
     this.st = 'failed';
     const retry = retryMs > 0 ? `trying again in ${formatMs(retryMs)}` : 'not trying again';
-    if (reason !== this.lastLostReason) this.log(`portmap: ${reason}; ${retry}`);
+    if (!this.opts.quietLoss && reason !== this.lastLostReason) this.log(`portmap: ${reason}; ${retry}`);
     this.lastLostReason = reason;
     if (retryMs > 0) this.arm(() => this.beginRound(false), retryMs);
     this.opts.onLost?.(reason);
