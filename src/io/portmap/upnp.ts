@@ -283,7 +283,8 @@ export class UpnpMapper {
           }
           if (u.protocol !== 'http:' || u.hostname !== this.gateway) {
             this.stats.foreign++;
-            if (notes.length < 3) notes.push(`${this.gateway} gave a LOCATION elsewhere (${printable(a.location, 80)}), not followed`);
+            const note = `${this.gateway} gave a LOCATION elsewhere (${printable(a.location, 80)}), not followed`;
+            if (notes.length < 3 && !notes.includes(note)) notes.push(note);
             return;
           }
           if (seen.size >= MAX_LOCATIONS || seen.has(u.href)) return;
@@ -353,12 +354,15 @@ export class UpnpMapper {
         ['NewPortMappingDescription', DESCRIPTION],
         ['NewLeaseDuration', lease],
       ];
-      const p = this.soap(svc, 'AddPortMapping', args, [], live);
-      const flight = { svc, port, ok: p.then((r) => r.ok, () => false) };
-      this.inflightAdd = flight;
+      // stop() while this is in flight waits for its answer (the raw one: this round is stale by then)
+      let flight: UpnpMapper['inflightAdd'] = null;
+      const onPost = (raw: Promise<HttpResult>) => {
+        const ok = raw.then((res) => !('error' in res) && decodeSoapResponse(res.status, res.body, 'AddPortMapping')?.ok === true);
+        this.inflightAdd = flight = { svc, port, ok };
+      };
       let r: SoapResult;
       try {
-        r = await p;
+        r = await this.soap(svc, 'AddPortMapping', args, [], live, onPost);
       } finally {
         if (this.inflightAdd === flight) this.inflightAdd = null;
       }
@@ -401,8 +405,17 @@ export class UpnpMapper {
   }
 
   /** One SOAP action, bounded; the device not answering properly is a (transport) Fail. */
-  private async soap(svc: WanService, action: string, args: Array<[string, string | number]>, outArgs: string[], live: () => boolean): Promise<SoapResult> {
-    const res = await this.bounded(this.post(svc, encodeSoapRequest(svc.serviceType, action, args)), HTTP_TIMEOUT_MS + 500, {
+  private async soap(
+    svc: WanService,
+    action: string,
+    args: Array<[string, string | number]>,
+    outArgs: string[],
+    live: () => boolean,
+    onPost?: (raw: Promise<HttpResult>) => void,
+  ): Promise<SoapResult> {
+    const raw = this.post(svc, encodeSoapRequest(svc.serviceType, action, args));
+    onPost?.(raw);
+    const res = await this.bounded(raw, HTTP_TIMEOUT_MS + 500, {
       error: `no answer within ${HTTP_TIMEOUT_MS} ms`,
     });
     if (!live()) throw STALE;
@@ -458,7 +471,7 @@ export class UpnpMapper {
       else this.arm(() => this.lose(`the mapping expired: ${f.reason}`), left);
       return;
     }
-    this.lose(f.reason);
+    this.lose(renewing && m ? `the mapping expired: ${f.reason}` : f.reason);
   }
 
   private lose(reason: string): void {
