@@ -79,14 +79,7 @@ export class PortMappings {
     this.gateway = gw.address;
     this.failures = { pcp: null, upnp: null };
     this.lastSaid = null;
-    this.mapper = new PortMapper({
-      gateway: gw.address,
-      internalPort: this.rt.listenPort,
-      quietLoss: true,
-      onMapped: (m) => this.mapped(m),
-      onLost: (reason) => this.pcpLost(reason),
-      log: (line) => this.log(line),
-    });
+    this.mapper = new PortMapper({ ...this.mapperOptions(gw.address), onLost: (reason) => this.pcpLost(reason) });
     this.mapper.start();
     this.upnpTimer = setTimeout(() => this.startUpnp(), UPNP_HEAD_START_MS).unref();
   }
@@ -95,15 +88,13 @@ export class PortMappings {
     if (this.upnpTimer) clearTimeout(this.upnpTimer);
     this.upnpTimer = null;
     if (this.upnp || this.rt.stopped || !this.gateway || (this.current && this.current.protocol !== 'upnp')) return;
-    this.upnp = new UpnpMapper({
-      gateway: this.gateway,
-      internalPort: this.rt.listenPort,
-      quietLoss: true,
-      onMapped: (m) => this.mapped(m),
-      onLost: (reason) => this.upnpLost(reason),
-      log: (line) => this.log(line),
-    });
+    this.upnp = new UpnpMapper({ ...this.mapperOptions(this.gateway), onLost: (reason) => this.upnpLost(reason) });
     this.upnp.start();
+  }
+
+  /** What both clients are given; their losses are said here, in one line for the two (sayFailed). */
+  private mapperOptions(gateway: string) {
+    return { gateway, internalPort: this.rt.listenPort, quietLoss: true, onMapped: (m: PortMapping) => this.mapped(m), log: (line: string) => this.log(line) };
   }
 
   private mapped(m: PortMapping): void {

@@ -13,7 +13,7 @@
  * A second case gives miniupnpd NAT-PMP/PCP as well: PCP is preferred and UPnP leaves nothing.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, startKeymesh, waitFor, wgGenKeypair, type NodeSpec, type Proc } from '../../netns/lib.js';
+import { canRunNetns, KEYMESH_BIN, Lab, ping, sh, startKeymesh, waitFor, wgGenKeypair, type NodeSpec, type PeerSpec, type Proc } from '../../netns/lib.js';
 import { PORTMAP_ADDR, portmapTopology } from '../../netns/portmap.js';
 import { miniupnpdMissing, startMiniupnpd, type Miniupnpd } from '../../netns/miniupnpd.js';
 
@@ -43,22 +43,17 @@ describe.skipIf(skip)('port mapping with UPnP IGD (real miniupnpd) through a NAT
   beforeAll(() => {
     lab = new Lab();
     t = portmapTopology(lab);
-    m = {
-      ns: t.lan,
-      ifname: lab.name('km'),
-      privateKey: keys.m.privateKey,
+    const node = (ns: string, role: string, own: { privateKey: string }, address: string, peer: PeerSpec): NodeSpec => ({
+      ns,
+      ifname: lab.name(role),
+      privateKey: own.privateKey,
       listenPort: PORT,
-      addresses: [`${TUNNEL.m}/24`],
-      peers: [{ publicKey: keys.o.publicKey, allowedIps: [`${TUNNEL.o}/32`] }],
-    };
-    o = {
-      ns: t.outside,
-      ifname: lab.name('ko'),
-      privateKey: keys.o.privateKey,
-      listenPort: PORT,
-      addresses: [`${TUNNEL.o}/24`],
-      peers: [{ publicKey: keys.m.publicKey, allowedIps: [`${TUNNEL.m}/32`], endpoint: `${PORTMAP_ADDR.wan}:${PORT}` }],
-    };
+      addresses: [`${address}/24`],
+      peers: [peer],
+    });
+    // M knows O without an endpoint; O knows M at the router's WAN address
+    m = node(t.lan, 'km', keys.m, TUNNEL.m, { publicKey: keys.o.publicKey, allowedIps: [`${TUNNEL.o}/32`] });
+    o = node(t.outside, 'ko', keys.o, TUNNEL.o, { publicKey: keys.m.publicKey, allowedIps: [`${TUNNEL.m}/32`], endpoint: `${PORTMAP_ADDR.wan}:${PORT}` });
   });
 
   afterAll(async () => {

@@ -28,7 +28,8 @@
  * The seams (transport, clock, random) let the unit tests drive this against an in-memory IGD on
  * a virtual clock; the default is ./upnp-transport.ts and the process's unref'd timers.
  */
-import { type PortMapClock, type PortMapping } from './client.js';
+import type { PortMapping } from './client.js';
+import { OneTimer, processClock, type PortMapClock } from './clock.js';
 import { upnpTransport, type HttpResult, type UpnpTransport } from './upnp-transport.js';
 import {
   decodeSoapResponse,
@@ -88,11 +89,6 @@ const DELETE_WAIT_MS = 1000;
 const MIN_RENEWAL_MS = 1000;
 const DESCRIPTION = 'keymesh';
 
-const defaultClock: PortMapClock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 /** Why a round ended without a mapping; `transport`: the device did not answer properly, so look for it again next time. */
 class Fail {
@@ -118,7 +114,7 @@ export class UpnpMapper {
   private localAddress: string | null;
   private st: UpnpMapperState = 'idle';
   private gen = 0;
-  private timer: unknown = null;
+  private readonly timer: OneTimer;
   private services: WanService[] = [];
   private current: PortMapping | null = null;
   private mappedOn: WanService | null = null;
@@ -144,7 +140,8 @@ export class UpnpMapper {
     this.searchMs = opts.searchMs ?? UPNP_SEARCH_MS;
     this.retryAfterMs = opts.retryAfterMs ?? UPNP_RETRY_AFTER_MS;
     this.io = opts.transport ?? upnpTransport;
-    this.clock = opts.clock ?? defaultClock;
+    this.clock = opts.clock ?? processClock;
+    this.timer = new OneTimer(this.clock, () => this.st !== 'stopped');
     this.random = opts.random ?? Math.random;
     this.localAddress = opts.localAddress ?? null;
   }
@@ -177,7 +174,7 @@ export class UpnpMapper {
     const inflight = this.inflightAdd;
     this.st = 'stopped';
     this.gen++;
-    this.cancelTimer();
+    this.timer.cancel();
     this.current = null;
     this.stopping = (async () => {
       let target = held;
@@ -200,7 +197,7 @@ export class UpnpMapper {
   /** Find the service (unless known), learn the external address, and add (or renew) the mapping. */
   private async run(renewing: boolean): Promise<void> {
     const gen = ++this.gen;
-    this.cancelTimer();
+    this.timer.cancel();
     if (!renewing) this.st = 'mapping';
     const live = () => gen === this.gen;
     try {
@@ -453,7 +450,7 @@ export class UpnpMapper {
       const howLong = lease > 0 ? `for ${lease} s` : 'permanently (lease 0)';
       this.log(`upnp: udp ${this.internalPort} mapped to ${externalAddress}:${externalPort} ${howLong} by ${this.gateway} (UPnP ${shortType(svc)})`);
     }
-    this.arm(() => void this.run(true), lease > 0 ? Math.max(MIN_RENEWAL_MS, lease * 500) : PERMANENT_RECHECK_MS);
+    this.timer.arm(() => void this.run(true), lease > 0 ? Math.max(MIN_RENEWAL_MS, lease * 500) : PERMANENT_RECHECK_MS);
     this.opts.onMapped?.(m);
   }
 
@@ -466,26 +463,26 @@ export class UpnpMapper {
       if (!this.renewalStalled) this.log(`upnp: renewing the mapping failed (${f.reason}); it holds until its lease ends`);
       this.renewalStalled = true;
       const left = m.expiresAt - now;
-      if (!Number.isFinite(left)) this.arm(() => void this.run(true), PERMANENT_RECHECK_MS);
-      else if (left / 2 >= MIN_RENEWAL_MS) this.arm(() => void this.run(true), left / 2);
-      else this.arm(() => this.lose(`the mapping expired: ${f.reason}`), left);
+      if (!Number.isFinite(left)) this.timer.arm(() => void this.run(true), PERMANENT_RECHECK_MS);
+      else if (left / 2 >= MIN_RENEWAL_MS) this.timer.arm(() => void this.run(true), left / 2);
+      else this.timer.arm(() => this.lose(`the mapping expired: ${f.reason}`), left);
       return;
     }
     this.lose(renewing && m ? `the mapping expired: ${f.reason}` : f.reason);
   }
 
   private lose(reason: string): void {
-    this.cancelTimer();
+    this.timer.cancel();
     this.current = null;
     this.st = 'failed';
     const retry = this.retryAfterMs > 0 ? `trying again in ${Math.round(this.retryAfterMs / 60_000)} min` : 'not trying again';
     if (!this.opts.quietLoss && reason !== this.lastLostReason) this.log(`upnp: ${reason}; ${retry}`);
     this.lastLostReason = reason;
-    if (this.retryAfterMs > 0) this.arm(() => void this.run(false), this.retryAfterMs);
+    if (this.retryAfterMs > 0) this.timer.arm(() => void this.run(false), this.retryAfterMs);
     this.opts.onLost?.(reason);
   }
 
-  // ───────────────────────────── timers ─────────────────────────────
+  // ───────────────────────────── helpers ─────────────────────────────
 
   /** `p`, or `fallback` if it has not settled within `ms` on our clock. */
   private bounded<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
@@ -504,18 +501,6 @@ export class UpnpMapper {
     });
   }
 
-  private arm(fn: () => void, ms: number): void {
-    this.cancelTimer();
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = null;
-      if (this.st !== 'stopped') fn();
-    }, ms);
-  }
-
-  private cancelTimer(): void {
-    if (this.timer !== null) this.clock.clearTimeout(this.timer);
-    this.timer = null;
-  }
 
   private log(line: string): void {
     this.opts.log?.(line);
