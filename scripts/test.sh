@@ -18,6 +18,12 @@ if [ "$(id -u)" = 0 ]; then
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
       || { echo "test: apt-get install failed"; exit 1; }
   fi
+  # the real UPnP IGD for the port mapping netns test (netns/miniupnpd.ts); that test is skipped without it
+  if [ ! -x /usr/sbin/miniupnpd ]; then
+    echo "test: installing miniupnpd-nftables"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends miniupnpd-nftables >/dev/null \
+      || echo "test: miniupnpd-nftables not installed; the UPnP netns test will be skipped"
+  fi
   modprobe tun 2>/dev/null || true
 else
   echo "test: not root — integration tests (network namespaces, TUN) will be skipped"

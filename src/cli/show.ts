@@ -7,7 +7,7 @@ export interface ShowStatus {
   mtu: number;
   fwmark: number;
   aead: string;
-  portMapping?: { protocol: string; gateway: string; external: string; internalPort: number; secondsLeft: number } | null;
+  portMapping?: { protocol: string; gateway: string; external: string; internalPort: number; secondsLeft: number | null } | null;
   offload?: { tun: Record<string, boolean> | null; udp: { gso: boolean; gro: boolean } };
   stats: {
     drops: Record<string, number>;
@@ -101,7 +101,7 @@ export function formatShow(s: ShowStatus): string {
   out.push(`  mtu: ${s.mtu}`);
   if (s.portMapping) {
     const m = s.portMapping;
-    out.push(`  port mapping: ${m.protocol} via ${m.gateway}: ${m.external} → port ${m.internalPort} (${m.secondsLeft} s left)`);
+    out.push(`  port mapping: ${m.protocol} via ${m.gateway}: ${m.external} → port ${m.internalPort} (${m.secondsLeft === null ? 'permanent lease' : `${m.secondsLeft} s left`})`);
   }
   if (s.offload) {
     const on = [

@@ -1,6 +1,7 @@
 /**
  * Port mapping as the runtime uses it (`PortMapping = on`, the default): find the default
- * gateway, ask it to map our listen port (portmap/client.ts: PCP, else NAT-PMP), and announce the
+ * gateway, ask it to map our listen port (portmap/client.ts: PCP, else NAT-PMP; portmap/upnp.ts:
+ * UPnP IGD when neither answers, see UPNP_HEAD_START_MS), and announce the
  * router's side of the mapping as one more address we can be reached at — to keymesh peers and
  * lighthouses alike (ADDRESSES), so a member behind a NAT that grants mappings is reachable
  * directly even from behind a NAT that punching cannot open. The mapping is renewed by the
@@ -11,9 +12,18 @@
  * delays bring-up (a silent or refusing router costs one log line, later).
  */
 import { findDefaultGateway } from './portmap/gateway.js';
-import { PortMapper, type PortMapping } from './portmap/client.js';
+import { PortMapper, PORTMAP_RETRY_AFTER_MS, type PortMapping } from './portmap/client.js';
+import { UpnpMapper } from './portmap/upnp.js';
 import { addressTo16 } from './udp-path.js';
 import type { LocalEnds } from './local-ends.js';
+
+/**
+ * UPnP IGD is asked when PCP and NAT-PMP have failed (refused, port unreachable, given up), or
+ * when they have not answered within this much, whichever comes first: a router on the link
+ * answers them in milliseconds, and one that drops them silently must not hold UPnP for the 4 s
+ * of their bound. A PCP or NAT-PMP mapping, when there is one, is preferred: UPnP's is deleted.
+ */
+export const UPNP_HEAD_START_MS = 1000;
 
 export interface PortMappingHost {
   readonly name: string;
@@ -27,9 +37,14 @@ export interface PortMappingHost {
 
 export class PortMappings {
   private mapper: PortMapper | null = null;
+  private upnp: UpnpMapper | null = null;
+  private upnpTimer: NodeJS.Timeout | null = null;
   private gateway: string | null = null;
   private current: PortMapping | null = null;
   private starting: Promise<void> | null = null;
+  /** Why each way has no mapping now: when both have failed, one log line says so. */
+  private failures: { pcp: string | null; upnp: string | null } = { pcp: null, upnp: null };
+  private lastSaid: string | null = null;
 
   constructor(private readonly rt: PortMappingHost) {}
 
@@ -51,58 +66,110 @@ export class PortMappings {
     if (this.rt.stopped) return;
     if (!gw) {
       // no default gateway (a host on one link, a lab): nobody to ask, nothing to say
-      await this.stopMapper();
+      await this.stopMappers();
       return;
     }
     if (this.mapper && this.gateway === gw.address) {
-      this.mapper.refresh(); // same router, perhaps a new local address: map again now
+      // same router, perhaps a new local address: map again now
+      this.mapper.refresh();
+      this.upnp?.refresh();
       return;
     }
-    await this.stopMapper();
+    await this.stopMappers();
     this.gateway = gw.address;
-    this.mapper = new PortMapper({
-      gateway: gw.address,
-      internalPort: this.rt.listenPort,
-      onMapped: (m) => this.mapped(m),
-      onLost: (reason) => this.lost(reason),
-      log: (line) => this.rt.log(`${this.rt.name}: port mapping: ${line}`),
-    });
+    this.failures = { pcp: null, upnp: null };
+    this.lastSaid = null;
+    this.mapper = new PortMapper({ ...this.mapperOptions(gw.address), onLost: (reason) => this.pcpLost(reason) });
     this.mapper.start();
+    this.upnpTimer = setTimeout(() => this.startUpnp(), UPNP_HEAD_START_MS).unref();
+  }
+
+  private startUpnp(): void {
+    if (this.upnpTimer) clearTimeout(this.upnpTimer);
+    this.upnpTimer = null;
+    if (this.upnp || this.rt.stopped || !this.gateway || (this.current && this.current.protocol !== 'upnp')) return;
+    this.upnp = new UpnpMapper({ ...this.mapperOptions(this.gateway), onLost: (reason) => this.upnpLost(reason) });
+    this.upnp.start();
+  }
+
+  /** What both clients are given; their losses are said here, in one line for the two (sayFailed). */
+  private mapperOptions(gateway: string) {
+    return { gateway, internalPort: this.rt.listenPort, quietLoss: true, onMapped: (m: PortMapping) => this.mapped(m), log: (line: string) => this.log(line) };
   }
 
   private mapped(m: PortMapping): void {
+    if (m.protocol === 'upnp') {
+      this.failures.upnp = null;
+    } else {
+      this.failures.pcp = null;
+      const u = this.upnp;
+      this.upnp = null;
+      if (this.upnpTimer) clearTimeout(this.upnpTimer);
+      this.upnpTimer = null;
+      if (u) void u.stop(); // the router also speaks PCP or NAT-PMP: one mapping is enough
+    }
+    this.lastSaid = null;
     const prev = this.current;
     this.current = m;
     if (prev && prev.externalAddress === m.externalAddress && prev.externalPort === m.externalPort) return; // a renewal
     const addr = addressTo16(m.externalAddress);
     if (!addr) return;
-    this.rt.log(`${this.rt.name}: port mapping: ${m.protocol} on ${m.gateway}: ${m.externalAddress}:${m.externalPort} → port ${m.internalPort}, ${m.lifetime} s`);
+    const howLong = m.lifetime > 0 ? `${m.lifetime} s` : 'permanent';
+    this.log(`${m.protocol} on ${m.gateway}: ${m.externalAddress}:${m.externalPort} → port ${m.internalPort}, ${howLong}`);
     this.rt.localEnds.setMapped([{ addr, port: m.externalPort }]);
     this.rt.announce();
   }
 
-  private lost(reason: string): void {
-    if (!this.current) return;
+  private pcpLost(reason: string): void {
+    this.failures.pcp = reason;
+    if (this.current && this.current.protocol !== 'upnp') this.withdraw(reason);
+    this.startUpnp(); // perhaps the router speaks UPnP
+    this.sayFailed();
+  }
+
+  private upnpLost(reason: string): void {
+    this.failures.upnp = reason;
+    if (this.current?.protocol === 'upnp') this.withdraw(reason);
+    this.sayFailed();
+  }
+
+  /** Both ways failed: one line for the two (and not again while the reasons stay the same). */
+  private sayFailed(): void {
+    const { pcp, upnp } = this.failures;
+    if (this.current || pcp === null || upnp === null) return;
+    const line = `none: ${pcp}; UPnP: ${upnp}; trying again in ${Math.round(PORTMAP_RETRY_AFTER_MS / 60_000)} min`;
+    if (line !== this.lastSaid) this.log(line);
+    this.lastSaid = line;
+  }
+
+  private withdraw(reason: string): void {
     this.current = null;
     this.rt.log(`${this.rt.name}: port mapping lost (${reason})`);
     this.rt.localEnds.setMapped([]);
     if (!this.rt.stopped) this.rt.announce();
   }
 
-  private async stopMapper(): Promise<void> {
-    const m = this.mapper;
+  private log(line: string): void {
+    this.rt.log(`${this.rt.name}: port mapping: ${line}`);
+  }
+
+  private async stopMappers(): Promise<void> {
+    const mappers = [this.mapper, this.upnp];
     this.mapper = null;
+    this.upnp = null;
+    if (this.upnpTimer) clearTimeout(this.upnpTimer);
+    this.upnpTimer = null;
     this.gateway = null;
     if (this.current) {
       this.current = null;
       this.rt.localEnds.setMapped([]);
     }
-    if (m) await m.stop().catch(() => undefined);
+    await Promise.all(mappers.map((m) => m?.stop().catch(() => undefined)));
   }
 
   /** `down`: delete the mapping on the router. */
   async stop(): Promise<void> {
     await this.starting?.catch(() => undefined);
-    await this.stopMapper();
+    await this.stopMappers();
   }
 }

@@ -105,6 +105,7 @@ function mappingStatus(m: PortMapping | null): object | null {
     gateway: m.gateway,
     external: `${m.externalAddress}:${m.externalPort}`,
     internalPort: m.internalPort,
-    secondsLeft: Math.max(0, Math.round((m.expiresAt - Date.now()) / 1000)),
+    // null: a permanent (lease 0) UPnP mapping
+    secondsLeft: m.lifetime === 0 ? null : Math.max(0, Math.round((m.expiresAt - Date.now()) / 1000)),
   };
 }

@@ -66,25 +66,23 @@ import {
   PcpResult,
   type PcpResponse,
 } from './pcp.js';
+import { OneTimer, processClock, type PortMapClock } from './clock.js';
 import { openUdpTransport, type DatagramSource, type OpenPortMapTransport, type PortMapTransport } from './udp-transport.js';
 
 export interface PortMapping {
-  protocol: 'pcp' | 'nat-pmp';
+  /** 'upnp': UPnP IGD, from ./upnp.ts. */
+  protocol: 'pcp' | 'nat-pmp' | 'upnp';
   gateway: string;
   internalPort: number;
   externalAddress: string;
   externalPort: number;
-  /** Seconds the gateway granted. */
+  /** Seconds the gateway granted; 0: a permanent UPnP mapping (lease 0), renewed by no one but deleted on stop. */
   lifetime: number;
-  /** When it runs out, on the mapper's clock (ms). */
+  /** When it runs out, on the mapper's clock (ms); Infinity for lifetime 0. */
   expiresAt: number;
 }
 
-export interface PortMapClock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+export type { PortMapClock };
 
 export interface PortMapperOptions {
   /** The default gateway: an IPv4 or IPv6 literal (IPv6 link-local with its zone, fe80::1%eth0). */
@@ -101,6 +99,8 @@ export interface PortMapperOptions {
   retryAfterMs?: number;
   /** A gateway announcing a restart is answered within a random delay up to this (ms), so its clients spread out. */
   announceJitterMs?: number;
+  /** Losses go to onLost only, not to the log (the caller words one line for all protocols). */
+  quietLoss?: boolean;
   onMapped?: (m: PortMapping) => void;
   onLost?: (reason: string) => void;
   log?: (line: string) => void;
@@ -126,11 +126,6 @@ const MIN_RENEWAL_MS = 500;
 /** stop(): the delete goes out once and again after 250 ms; we wait at most this for its answer. */
 const DELETE_WAIT_MS = 750;
 
-const defaultClock: PortMapClock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 type Step = 'pcp' | 'nat-pmp-address' | 'nat-pmp-map';
 
@@ -165,7 +160,7 @@ export class PortMapper {
   /** The last external port and address we had: suggested again after a loss (RFC 6886 §3.3). */
   private last: { port: number; address: string } | null = null;
   private round: Round | null = null;
-  private timer: unknown = null;
+  private readonly timer: OneTimer;
   private epochs: { pcp: EpochSample | null; natPmp: EpochSample | null } = { pcp: null, natPmp: null };
   private lastLostReason: string | null = null;
   private renewalStalled = false;
@@ -191,7 +186,8 @@ export class PortMapper {
     this.giveUpMs = opts.giveUpMs ?? PORTMAP_GIVE_UP_MS;
     this.retryAfterMs = opts.retryAfterMs ?? PORTMAP_RETRY_AFTER_MS;
     this.announceJitterMs = opts.announceJitterMs ?? 5000;
-    this.clock = opts.clock ?? defaultClock;
+    this.clock = opts.clock ?? processClock;
+    this.timer = new OneTimer(this.clock, () => this.st !== 'stopped');
     this.random = opts.random ?? Math.random;
     this.nonce = (opts.randomBytes ?? ((n) => new Uint8Array(randomBytes(n))))(PCP_NONCE_SIZE);
     this.localAddress = opts.localAddress ?? null;
@@ -237,7 +233,7 @@ export class PortMapper {
     const deleteVia = this.current?.protocol ?? (this.round?.step === 'pcp' ? 'pcp' : this.round?.step === 'nat-pmp-map' ? 'nat-pmp' : null);
     const ext = this.current ?? (this.last ? { externalPort: this.last.port, externalAddress: this.last.address } : null);
     this.st = 'stopped';
-    this.cancelTimer();
+    this.timer.cancel();
     this.round = null;
     this.current = null;
     const t = this.transport;
@@ -272,7 +268,7 @@ export class PortMapper {
 
   /** A round of requests: PCP first, NAT-PMP if the gateway says so; bounded by giveUpMs. */
   private beginRound(renewing: boolean): void {
-    this.cancelTimer();
+    this.timer.cancel();
     this.st = renewing ? 'mapped' : 'mapping';
     // A renewal round ends with the mapping it renews, at the latest.
     let deadline = this.clock.now() + this.giveUpMs;
@@ -306,7 +302,7 @@ export class PortMapper {
       step === 'nat-pmp-address'
         ? encodeNatPmpExternalAddressRequest()
         : encodeNatPmpMapRequest({ protocol: 'udp', internalPort: this.internalPort, suggestedExternalPort: this.last?.port ?? this.internalPort, lifetime: this.lifetime });
-    this.cancelTimer();
+    this.timer.cancel();
     this.transmit();
   }
 
@@ -316,7 +312,7 @@ export class PortMapper {
     this.send(r.packet);
     const now = this.clock.now();
     const wait = Math.min(r.deadline - now, NATPMP_INITIAL_TIMEOUT_MS * 2 ** r.attempt);
-    this.arm(() => {
+    this.timer.arm(() => {
       if (this.round !== r) return;
       if (this.clock.now() >= r.deadline) return this.silent(r);
       r.attempt++;
@@ -439,7 +435,7 @@ export class PortMapper {
     }
     // RFC 6887 §11.2.1: renew between 1/2 and 5/8 of the lifetime; RFC 6886 §3.3: halfway.
     const renewIn = protocol === 'pcp' ? pcpRenewalDelayMs(lifetime, this.random()) : lifetime * 500;
-    this.arm(() => this.beginRound(true), Math.max(MIN_RENEWAL_MS, renewIn));
+    this.timer.arm(() => this.beginRound(true), Math.max(MIN_RENEWAL_MS, renewIn));
     this.opts.onMapped?.(m);
   }
 
@@ -455,8 +451,8 @@ export class PortMapper {
       if (!this.renewalStalled) this.log(`portmap: ${what} from ${this.gateway} to a renewal; the mapping holds until it expires in ${formatMs(m.expiresAt - now)}`);
       this.renewalStalled = true;
       const left = m.expiresAt - now;
-      if (left / 2 >= 1000) this.arm(() => this.beginRound(true), left / 2);
-      else this.arm(() => this.lose(`the mapping expired: ${what} from ${this.gateway} to renewals`, this.retryAfterMs), left);
+      if (left / 2 >= 1000) this.timer.arm(() => this.beginRound(true), left / 2);
+      else this.timer.arm(() => this.lose(`the mapping expired: ${what} from ${this.gateway} to renewals`, this.retryAfterMs), left);
       return;
     }
     this.lose(`${what} from ${this.gateway}:5351 within ${formatMs(this.giveUpMs)}`, this.retryAfterMs);
@@ -479,14 +475,14 @@ export class PortMapper {
 
   /** No mapping now: tell once in the log (the same reason again stays quiet), and try again later. */
   private lose(reason: string, retryMs: number): void {
-    this.cancelTimer();
+    this.timer.cancel();
     this.round = null;
     this.current = null;
     this.st = 'failed';
     const retry = retryMs > 0 ? `trying again in ${formatMs(retryMs)}` : 'not trying again';
-    if (reason !== this.lastLostReason) this.log(`portmap: ${reason}; ${retry}`);
+    if (!this.opts.quietLoss && reason !== this.lastLostReason) this.log(`portmap: ${reason}; ${retry}`);
     this.lastLostReason = reason;
-    if (retryMs > 0) this.arm(() => this.beginRound(false), retryMs);
+    if (retryMs > 0) this.timer.arm(() => this.beginRound(false), retryMs);
     this.opts.onLost?.(reason);
   }
 
@@ -496,23 +492,7 @@ export class PortMapper {
     this.log(`portmap: ${this.gateway} lost its mappings (${why}); mapping again`);
     const wait = this.random() * this.announceJitterMs;
     this.round = null;
-    this.arm(() => this.beginRound(false), wait);
-  }
-
-  // ───────────────────────────── timer ─────────────────────────────
-
-  /** One timer at a time: the next retransmission, renewal or retry. */
-  private arm(fn: () => void, ms: number): void {
-    this.cancelTimer();
-    this.timer = this.clock.setTimeout(() => {
-      this.timer = null;
-      if (this.st !== 'stopped') fn();
-    }, ms);
-  }
-
-  private cancelTimer(): void {
-    if (this.timer !== null) this.clock.clearTimeout(this.timer);
-    this.timer = null;
+    this.timer.arm(() => this.beginRound(false), wait);
   }
 
   private log(line: string): void {

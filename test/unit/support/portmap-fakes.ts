@@ -31,6 +31,28 @@ export class FakeClock implements PortMapClock {
     this.timers.delete(handle as number);
   }
 
+  /** When the next timer is due, or null if none is set. */
+  nextAt(): number | null {
+    let at: number | null = null;
+    for (const e of this.timers.values()) if (at === null || e.at < at) at = e.at;
+    return at;
+  }
+
+  /**
+   * Like advance(), for code that awaits: before each timer, let every pending promise
+   * continuation run (they may set timers of their own).
+   */
+  async run(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      await new Promise((r) => setImmediate(r));
+      const at = this.nextAt();
+      if (at === null || at > end) break;
+      this.advance(Math.max(0, at - this.t));
+    }
+    this.t = end;
+  }
+
   /** Run every timer due within `ms`, in time order (ties in the order they were set). */
   advance(ms: number): void {
     const end = this.t + ms;
