@@ -27,7 +27,8 @@
  * Tunnel addresses 10.99.0.0/24: L .1, A .11, B .12.
  */
 import path from 'node:path';
-import { KEYMESH_BIN, Lab, REPO, sh, startKeymesh, tcpTransfer, wgGenKeypair, type NodeSpec, type Proc } from './lib.js';
+import { controlRequest } from '../src/io/control.js';
+import { Lab, REPO, startKeymesh, tcpTransfer, wgGenKeypair, type NodeSpec, type Proc } from './lib.js';
 
 export type NatKind = 'plain' | 'home' | 'symmetric' | 'cgnat';
 
@@ -184,6 +185,8 @@ export interface MatrixCase {
   expect: 'direct' | 'relay' | null;
   /** The TTL A's NAT openers must end up with, confirmed by ICMP (punch.ts: the ladder). */
   openerTtl?: number;
+  /** A's active path to B must start with this (e.g. B's LAN address when both are behind one NAT). */
+  pathPrefix?: string;
 }
 
 export interface MatrixResult {
@@ -195,6 +198,8 @@ export interface MatrixResult {
   /** ms from the late variant's B up until both sides' active paths are direct (null: never, within the wait). */
   directAfterMs: number | null;
   path: 'direct' | 'relay' | 'none';
+  /** A's active path to B at the end (its remote address:port, or the relay). */
+  activePath: string | null;
   /** Bytes the lighthouse relayed for the pair during a 10 MB transfer, as a fraction of it. */
   lighthouseShare: number | null;
   transferOk: boolean;
@@ -205,14 +210,17 @@ export interface MatrixResult {
 
 const RESPONDER = path.join(REPO, 'dist', 'netns', 'portmap-responder.js');
 
-function show(ifname: string): { peers: ShowPeer[]; stats: { punch: { ttl: number; ttlConfirmed: boolean } } } {
-  return JSON.parse(sh(process.execPath, [KEYMESH_BIN, 'show', ifname, '--json']));
+type Status = { peers: ShowPeer[]; stats: { punch: { ttl: number; ttlConfirmed: boolean } } };
+
+/** `keymesh show --json`, through the control socket directly (no process per look: the timings stay sharp). */
+async function show(ifname: string): Promise<Status> {
+  return (await controlRequest(ifname, { op: 'status' })).status as Status;
 }
 
 interface ShowPeer {
   publicKey: string;
   relayed: { packets: number; bytes: number };
-  paths: Array<{ kind: 'direct' | 'relay'; active: boolean }>;
+  paths: Array<{ path: string; kind: 'direct' | 'relay'; active: boolean }>;
 }
 
 /** Run one case: fresh NAT state, L, A and B started, the measurements above. */
@@ -255,22 +263,22 @@ export async function runMatrixCase(
     const lateAnswerMs = replies === null ? null : Math.max(0, replies - bUp);
 
     // 3. direct or relay after up to 10 s; then 10 MB through whatever carries it
-    const active = (ifname: string, key: string) => show(ifname).peers.find((p) => p.publicKey === key)?.paths.find((p) => p.active)?.kind;
+    const active = async (ifname: string, key: string) => (await show(ifname)).peers.find((p) => p.publicKey === key)?.paths.find((p) => p.active)?.kind;
     let directAfterMs: number | null = null;
     const deadline = bUp + 10_000;
     while (Date.now() < deadline) {
-      if (active(t.a.spec.ifname, t.keys.b) === 'direct' && active(t.b.spec.ifname, t.keys.a) === 'direct') {
+      if ((await active(t.a.spec.ifname, t.keys.b)) === 'direct' && (await active(t.b.spec.ifname, t.keys.a)) === 'direct') {
         directAfterMs = Date.now() - bUp;
         break;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 10));
     }
-    const relayed = () => {
+    const relayed = async () => {
       let n = 0;
-      for (const p of show(t.l.ifname).peers) n += p.relayed.bytes;
+      for (const p of (await show(t.l.ifname)).peers) n += p.relayed.bytes;
       return n;
     };
-    const before = relayed();
+    const before = await relayed();
     const size = 10 * 1024 * 1024;
     let transferOk = false;
     try {
@@ -279,12 +287,13 @@ export async function runMatrixCase(
     } catch (e) {
       log(`${c.name}: transfer failed: ${(e as Error).message}`);
     }
-    const share = (relayed() - before) / size;
-    const ka = active(t.a.spec.ifname, t.keys.b);
+    const share = ((await relayed()) - before) / size;
+    const ka = await active(t.a.spec.ifname, t.keys.b);
+    const activePath = (await show(t.a.spec.ifname)).peers.find((p) => p.publicKey === t.keys.b)?.paths.find((p) => p.active)?.path ?? null;
     const path = ka === 'direct' ? 'direct' : ka === 'relay' ? 'relay' : 'none';
     pinger.stop();
-    const punch = show(t.a.spec.ifname).stats.punch;
-    return { name: c.name, firstAnswerMs, lateAnswerMs, directAfterMs, path, lighthouseShare: share, transferOk, openerTtl: punch.ttl, openerTtlConfirmed: punch.ttlConfirmed };
+    const punch = (await show(t.a.spec.ifname)).stats.punch;
+    return { name: c.name, firstAnswerMs, lateAnswerMs, directAfterMs, path, activePath, lighthouseShare: share, transferOk, openerTtl: punch.ttl, openerTtlConfirmed: punch.ttlConfirmed };
   } finally {
     await stopAll();
     for (const r of responders) await r.stop('SIGTERM', 3000);
@@ -334,7 +343,7 @@ export const MATRIX: MatrixCase[] = [
   { name: 'home ↔ home', a: ['ha'], b: ['hb'], expect: 'direct' },
   { name: 'plain ↔ home', a: ['pa'], b: ['hb'], expect: 'direct' },
   { name: 'CGNAT + plain ↔ plain', a: ['cgh'], b: ['pb'], expect: 'direct', openerTtl: 3 },
-  { name: 'both behind one NAT (two LANs)', a: ['sh', '10.6.0'], b: ['sh', '10.7.0'], expect: 'direct' },
+  { name: 'both behind one NAT (two LANs)', a: ['sh', '10.6.0'], b: ['sh', '10.7.0'], expect: 'direct', pathPrefix: '10.7.0.3:' },
   { name: 'symmetric ↔ symmetric', a: ['sa'], b: ['sb'], expect: 'relay' },
   { name: 'symmetric ↔ symmetric, B maps a port (PCP)', a: ['sa'], b: ['sb'], portMapping: ['sb'], expect: 'direct' },
   { name: 'home ↔ symmetric', a: ['ha'], b: ['sb'], expect: null },

@@ -1,6 +1,14 @@
 /**
- * `sudo npm run bench:nat`: NAT traversal through lighthouses (topology netns/nat.ts), for
- * members behind port-preserving ("cone") and behind symmetric NATs:
+ * `sudo npm run bench:nat`: NAT traversal through lighthouses.
+ *
+ * 1. The NAT matrix (netns/nat-matrix.ts, the cases the tests assert): per NAT pair, the time to
+ *    the first ping answer when A pings the moment every node is up, the same when B comes up
+ *    while A is already pinging, the time until both sides are on a direct path, direct or relay,
+ *    and the lighthouse's share of the bytes of a 10 MB transfer. Every case runs twice in the
+ *    same lab: as shipped, and with the NAT openers off (KEYMESH_PUNCH_OPENERS=0: punching as it
+ *    was before src/core/punch.ts), side by side.
+ * 2. Moves (topology netns/nat.ts), for members behind port-preserving ("cone") and behind
+ *    symmetric NATs:
  *   time to first packet  — A sends to B (no session, no known address) until the first echo
  *                           comes back through the tunnel;
  *   time to direct path   — from that first send until A's active path to B is a direct one
@@ -12,6 +20,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Lab, sleep, startKeymesh, startProbe, waitFor } from '../netns/lib.js';
 import { NAT_TUNNEL, natTopology } from '../netns/nat.js';
+import { MATRIX, natMatrix, runMatrixCase, type MatrixResult } from '../netns/nat-matrix.js';
 import { controlRequest } from '../src/io/control.js';
 
 const RUNS = Number(process.env.RUNS ?? 1);
@@ -87,6 +96,41 @@ if (process.getuid?.() !== 0) {
   console.error('bench:nat: needs root (network namespaces): sudo npm run bench:nat');
   process.exit(1);
 }
+// 1. the matrix, with and without openers, one lab
+const matrix: Array<{ openers: MatrixResult; without: MatrixResult }> = [];
+{
+  const lab = new Lab();
+  try {
+    const t = natMatrix(lab);
+    for (let i = 0; i < RUNS; i++) {
+      for (const c of MATRIX) {
+        delete process.env.KEYMESH_PUNCH_OPENERS;
+        const openers = await runMatrixCase(lab, t, c);
+        process.env.KEYMESH_PUNCH_OPENERS = '0';
+        const without = await runMatrixCase(lab, t, c);
+        delete process.env.KEYMESH_PUNCH_OPENERS;
+        matrix.push({ openers, without });
+        process.stderr.write(`  ${c.name}: done\n`);
+      }
+    }
+  } finally {
+    await lab.cleanup();
+  }
+}
+const ms = (v: number | null) => (v === null ? '—' : `${v}`);
+const share = (v: number | null) => (v === null ? '—' : `${(v * 100).toFixed(v < 0.01 ? 2 : 0)} %`);
+console.log('NAT matrix (netns/nat-matrix.ts; ms; "without" = the same run with the NAT openers off)\n');
+console.log(
+  `${'NAT pair'.padEnd(44)} ${'1st answer'.padStart(10)} ${'late peer'.padStart(9)} ${'direct after'.padStart(12)} ${'path'.padStart(6)} ${'LH share'.padStart(8)}   ${'without: path'.padStart(13)} ${'LH share'.padStart(8)}`,
+);
+for (const { openers: r, without: w } of matrix) {
+  console.log(
+    `${r.name.padEnd(44)} ${ms(r.firstAnswerMs).padStart(10)} ${ms(r.lateAnswerMs).padStart(9)} ${ms(r.directAfterMs).padStart(12)} ${r.path.padStart(6)} ${share(r.lighthouseShare).padStart(8)}   ${w.path.padStart(13)} ${share(w.lighthouseShare).padStart(8)}`,
+  );
+}
+console.log('');
+
+// 2. moves
 const results: Record<string, Array<Awaited<ReturnType<typeof run>>>> = { cone: [], symmetric: [] };
 for (let i = 0; i < RUNS; i++) {
   for (const kind of ['cone', 'symmetric'] as const) results[kind].push(await run(kind));
@@ -100,5 +144,5 @@ for (const kind of ['cone', 'symmetric'] as const) {
   }
 }
 mkdirSync('bench-results', { recursive: true });
-writeFileSync('bench-results/nat.json', JSON.stringify(results, (_k, v) => (v === Infinity ? 'never' : v), 2));
+writeFileSync('bench-results/nat.json', JSON.stringify({ matrix, moves: results }, (_k, v) => (v === Infinity ? 'never' : v), 2));
 process.exit(0);

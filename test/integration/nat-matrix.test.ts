@@ -41,6 +41,7 @@ describe.skipIf(skip)('NAT matrix', () => {
         expect(r.lateAnswerMs, why).not.toBeNull();
         expect(r.lateAnswerMs!, why).toBeLessThanOrEqual(500);
         expect(r.transferOk, why).toBe(true);
+        if (c.pathPrefix !== undefined) expect(r.activePath?.startsWith(c.pathPrefix), why).toBe(true);
         if (c.openerTtl !== undefined) {
           expect({ ttl: r.openerTtl, confirmed: r.openerTtlConfirmed }, why).toEqual({ ttl: c.openerTtl, confirmed: true });
         }
