@@ -9,7 +9,7 @@
  * "Down" is modelled by blackholing a host's own address: nothing it sends leaves, nothing reaches it.
  */
 import { describe, expect, it } from 'vitest';
-import { FakeNat, ipBytes, ipPacket, Net, type Node } from './support/pair.js';
+import { FakeNat, ipPacket, lighthouseAndMembers, Net, type Node } from './support/pair.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -25,15 +25,7 @@ function build(kind: 'cone' | 'symmetric') {
   const b = net.add('B-lan');
   a.behind(new FakeNat(net, 'NATA', kind));
   b.behind(new FakeNat(net, 'NATB', kind));
-  l.engine.upsertPeer({ publicKey: a.publicKey, allowedIps: [{ addr: ipBytes('10.0.0.1'), cidr: 32 }] }, net.now);
-  l.engine.upsertPeer({ publicKey: b.publicKey, allowedIps: [{ addr: ipBytes('10.0.0.2'), cidr: 32 }] }, net.now);
-  for (const [m, o, ip] of [
-    [a, b, '10.0.0.2'],
-    [b, a, '10.0.0.1'],
-  ] as const) {
-    m.engine.upsertPeer({ publicKey: l.publicKey, endpoint: l.path, lighthouse: true, allowedIps: [{ addr: ipBytes('10.0.9.1'), cidr: 32 }] }, net.now);
-    m.engine.upsertPeer({ publicKey: o.publicKey, allowedIps: [{ addr: ipBytes(ip), cidr: 32 }] }, net.now);
-  }
+  lighthouseAndMembers(net, l, a, b);
   return { net, l, a, b };
 }
 

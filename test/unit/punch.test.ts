@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import { PUNCH_QUIET } from '../../src/core/endpoint.js';
 import { opener, OPENER_TTL } from '../../src/core/punch.js';
-import { FakeNat, ipBytes, ipPacket, Net, type Node, PLAIN_TIMEOUT } from './support/pair.js';
+import { FakeNat, ipPacket, lighthouseAndMembers, Net, type Node, PLAIN_TIMEOUT } from './support/pair.js';
 
 const enc = new TextEncoder();
 
@@ -38,16 +38,8 @@ function build(opts: { openers?: boolean } = {}) {
   const natB = new FakeNat(net, 'NATB', 'plain');
   a.behind(natA);
   b.behind(natB);
-  l.engine.upsertPeer({ publicKey: a.publicKey, allowedIps: [{ addr: ipBytes('10.0.0.1'), cidr: 32 }] }, net.now);
-  l.engine.upsertPeer({ publicKey: b.publicKey, allowedIps: [{ addr: ipBytes('10.0.0.2'), cidr: 32 }] }, net.now);
-  for (const [m, o, ip] of [
-    [a, b, '10.0.0.2'],
-    [b, a, '10.0.0.1'],
-  ] as const) {
-    m.engine.upsertPeer({ publicKey: l.publicKey, endpoint: l.path, lighthouse: true, allowedIps: [{ addr: ipBytes('10.0.9.1'), cidr: 32 }] }, net.now);
-    m.engine.upsertPeer({ publicKey: o.publicKey, allowedIps: [{ addr: ipBytes(ip), cidr: 32 }] }, net.now);
-    m.engine.setPersistentKeepalive(peerOf(m, l), 10, net.now);
-  }
+  lighthouseAndMembers(net, l, a, b);
+  for (const m of [a, b]) m.engine.setPersistentKeepalive(peerOf(m, l), 10, net.now);
   net.advance(50); // both registered with L1
   return { net, l, a, b, natA, natB };
 }

@@ -493,6 +493,22 @@ export function connect(
   );
 }
 
+/**
+ * A lighthouse l that knows members a (tunnel 10.0.0.1) and b (10.0.0.2); each member lists l as
+ * its lighthouse (at l's address) and the other member without an endpoint.
+ */
+export function lighthouseAndMembers(net: Net, l: Node, a: Node, b: Node): void {
+  l.engine.upsertPeer({ publicKey: a.publicKey, allowedIps: [{ addr: ipBytes('10.0.0.1'), cidr: 32 }] }, net.now);
+  l.engine.upsertPeer({ publicKey: b.publicKey, allowedIps: [{ addr: ipBytes('10.0.0.2'), cidr: 32 }] }, net.now);
+  for (const [m, o, ip] of [
+    [a, b, '10.0.0.2'],
+    [b, a, '10.0.0.1'],
+  ] as const) {
+    m.engine.upsertPeer({ publicKey: l.publicKey, endpoint: l.path, lighthouse: true, allowedIps: [{ addr: ipBytes('10.0.9.1'), cidr: 32 }] }, net.now);
+    m.engine.upsertPeer({ publicKey: o.publicKey, allowedIps: [{ addr: ipBytes(ip), cidr: 32 }] }, net.now);
+  }
+}
+
 export function ipBytes(s: string): Uint8Array {
   const ip = parseIp(s);
   if (!ip) throw new Error(`not an IP address: ${s}`);
