@@ -332,9 +332,9 @@ export async function startKeymesh(lab: Lab, n: NodeSpec): Promise<Proc> {
   return p;
 }
 
-/** Start wireguard-go in a namespace and configure it with `wg` and `ip`, as wg-quick would. */
-export async function startWireguardGo(lab: Lab, n: NodeSpec): Promise<Proc> {
-  const p = lab.spawn(n.ns, ['env', 'WG_PROCESS_FOREGROUND=1', 'wireguard-go', n.ifname], `wireguard-go ${n.ifname}`);
+/** Start wireguard-go (`binary`: another build of it) in a namespace and configure it with `wg` and `ip`, as wg-quick would. */
+export async function startWireguardGo(lab: Lab, n: NodeSpec, binary = 'wireguard-go'): Promise<Proc> {
+  const p = lab.spawn(n.ns, ['env', 'WG_PROCESS_FOREGROUND=1', binary, n.ifname], `wireguard-go ${n.ifname}`);
   await waitFor(`wireguard-go ${n.ifname}`, () => existsSync(uapiSocket(n.ifname)));
   const keyFile = lab.file(`${n.ifname}.key`, n.privateKey + '\n');
   const args = ['set', n.ifname, 'private-key', keyFile];
