@@ -15,7 +15,7 @@ if [ "$(id -u)" = 0 ]; then
   done
   if [ ${#need[@]} -gt 0 ]; then
     echo "test: installing ${need[*]}"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
       || { echo "test: apt-get install failed"; exit 1; }
   fi
   # the real UPnP IGD for the port mapping netns test (netns/miniupnpd.ts); that test is skipped without it
