@@ -57,15 +57,25 @@ export class CookieChecker {
    * When not under load only mac1 matters; under load a valid mac2 for this source is required.
    */
   check(msg: Uint8Array, mac1Offset: number, cookieBytes: Uint8Array, underLoad: boolean, now: number): MacCheck {
-    const mac1 = this.c.mac(this.mac1Key, msg.subarray(0, mac1Offset));
-    if (!equalBytes(mac1, msg.subarray(mac1Offset, mac1Offset + MAC_LEN))) return 'bad-mac1';
+    if (!this.mac1Valid(msg, 0, mac1Offset)) return 'bad-mac1';
     if (!underLoad) return 'ok';
     // Only a cookie from the current secret counts: a stale one gets a fresh cookie reply.
-    if (now - this.secretSetAt >= COOKIE_REFRESH_TIME) return 'need-cookie';
+    return this.mac2Valid(msg, 0, mac1Offset, cookieBytes, now) ? 'ok' : 'need-cookie';
+  }
+
+  /** mac1 of the handshake message at buf[off..] (mac1 at off + mac1Offset), checked in place. */
+  mac1Valid(buf: Uint8Array, off: number, mac1Offset: number): boolean {
+    const mac1 = this.c.mac(this.mac1Key, buf.subarray(off, off + mac1Offset));
+    return equalBytes(mac1, buf.subarray(off + mac1Offset, off + mac1Offset + MAC_LEN));
+  }
+
+  /** Under load: does the message at buf[off..] carry a valid mac2 for this source (a cookie of the current secret)? */
+  mac2Valid(buf: Uint8Array, off: number, mac1Offset: number, cookieBytes: Uint8Array, now: number): boolean {
+    if (now - this.secretSetAt >= COOKIE_REFRESH_TIME) return false;
     const cookie = this.c.mac(this.secret, cookieBytes);
     const mac2Offset = mac1Offset + MAC_LEN;
-    const mac2 = this.c.mac(cookie, msg.subarray(0, mac2Offset));
-    return equalBytes(mac2, msg.subarray(mac2Offset, mac2Offset + MAC_LEN)) ? 'ok' : 'need-cookie';
+    const mac2 = this.c.mac(cookie, buf.subarray(off, off + mac2Offset));
+    return equalBytes(mac2, buf.subarray(off + mac2Offset, off + mac2Offset + MAC_LEN));
   }
 
   /** Build the cookie reply to a message whose sender index is `receiverIndex` and whose mac1 is `mac1`. */

@@ -67,7 +67,8 @@ import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
 import { onTimeExceeded, Openers } from './punch.js';
 import { RateLimiter } from './ratelimiter.js';
-import { growRx, receiveDatagram, receiveDatagramBatch } from './receive.js';
+import { HandshakeQueue } from './handshake-gate.js';
+import { growRx, receiveAdmittedHandshake, receiveDatagram, receiveDatagramBatch } from './receive.js';
 import { growTx, sendKeepalive, sendTunBatch, TX_SLOT_EXTRA } from './send.js';
 import { fireTimers } from './timer-effects.js';
 import type { TimerName } from './timers.js';
@@ -107,6 +108,8 @@ export const DROP_REASONS = [
   'malformed', // not a WireGuard message of a valid type and size
   'badMac1', // handshake message whose mac1 is not ours
   'cookieSent', // under load without a valid mac2: answered with a cookie reply instead
+  'cookieShed', // under load without a valid mac2, over the cookie-reply budget (handshake-gate.ts): not answered
+  'handshakeShed', // a handshake message that found the handshake queue full (handshake-gate.ts)
   'rateLimited', // under load, source over its handshake rate
   'handshakeInvalid', // handshake message that did not decrypt/authenticate (or unknown static key)
   'staleTimestamp', // initiation replay: TAI64N not newer than the last accepted one
@@ -190,7 +193,8 @@ export interface IndexEntry {
 }
 
 /** What handleDatagram did with a datagram; for tests and diagnostics. */
-export type DatagramResult = 'data' | 'keepalive' | 'extension' | 'initiation' | 'response' | 'cookie' | DropReason;
+/** 'queued': a handshake message that passed the gate and waits for Engine.processHandshakes (handshake-gate.ts). */
+export type DatagramResult = 'data' | 'keepalive' | 'extension' | 'initiation' | 'response' | 'cookie' | 'queued' | DropReason;
 
 /**
  * A map key for 32-byte keys and addresses: one character per byte (a flat one-byte string of
@@ -212,6 +216,8 @@ export class Engine {
   /** @internal */ readonly indexes: IndexTable<IndexEntry>;
   /** @internal */ readonly routes = new AllowedIps<Peer>();
   /** @internal */ readonly ratelimiter = new RateLimiter();
+  /** @internal Handshake messages that passed the gate, waiting for their Noise work (handshake-gate.ts). */
+  readonly handshakes = new HandshakeQueue();
   /** @internal */ readonly underLoadThreshold: number;
   // -Infinity, not 0: the first handshake (in the runtime's warm-up) opens a window whatever the clock says
   /** @internal */ handshakeWindowStart = -Infinity;
@@ -455,6 +461,8 @@ export class Engine {
   /**
    * A batch of datagrams laid out in `buf` (datagram i at offs[i], lens[i] bytes, from paths[i]).
    * Consecutive transport packets for the same receiver index are opened with one AEAD call.
+   * Handshake messages that pass the gate are queued for processHandshakes (handshake-gate.ts);
+   * handleDatagram, one datagram at a time, does their work at once.
    */
   handleDatagramBatch(buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
     this.clock = now;
@@ -464,6 +472,31 @@ export class Engine {
     } finally {
       if (--this.inbound === 0 && this.deferred.length > 0) drainRelayed(this, now);
     }
+  }
+
+  /**
+   * Do the Noise work of up to `max` handshake messages that handleDatagramBatch queued (oldest
+   * first); returns how many still wait. The runtime calls it between its reads of the socket, a
+   * slice at a time, so transport data never waits behind a flood of handshakes.
+   */
+  processHandshakes(now: number, max = Infinity): number {
+    this.clock = now;
+    this.inbound++;
+    try {
+      for (let i = 0; i < max; i++) {
+        const m = this.handshakes.shift();
+        if (!m) break;
+        receiveAdmittedHandshake(this, m.data, m.path, now);
+      }
+    } finally {
+      if (--this.inbound === 0 && this.deferred.length > 0) drainRelayed(this, now);
+    }
+    return this.handshakes.length;
+  }
+
+  /** Handshake messages waiting for processHandshakes. */
+  get pendingHandshakes(): number {
+    return this.handshakes.length;
   }
 
   // ───────────────────────────── outbound packets ─────────────────────────────

@@ -8,33 +8,28 @@
  * May touch: the engine's identity, cookie checker, index table, rate limiter, load window,
  * counters and sink, and a peer's handshake, keypairs, cookie state, timers and staging queue.
  */
-import { HANDSHAKE_INITIATION_RATE, REKEY_RECEIVE_THRESHOLD, REKEY_TIMEOUT, UNDER_LOAD_AFTER } from './constants.js';
+import { COOKIE_REPLY_SIZE, HANDSHAKE_INITIATION_RATE, REKEY_RECEIVE_THRESHOLD, REKEY_TIMEOUT } from './constants.js';
 import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import { keyId, type DatagramResult, type Engine, type IndexEntry } from './engine.js';
 import { Keypair } from './keypair.js';
 import { initiateNow, initiationExtras, introduceWaiting, lookup } from './lighthouse-lookup.js';
-import {
-  INITIATION_MAC1_OFFSET,
-  parseCookieReply,
-  parseInitiation,
-  parseResponse,
-  RESPONSE_MAC1_OFFSET,
-  serializeCookieReply,
-} from './messages.js';
+import { INITIATION_MAC1_OFFSET, parseCookieReply, parseInitiation, parseResponse, readU32, RESPONSE_MAC1_OFFSET } from './messages.js';
+import { noteHandshakeLoad, replyWithCookie } from './handshake-gate.js';
 import { acceptInitiation, consumeInitiation, consumeResponse, createInitiation, createResponse, deriveTransportKeys } from './noise.js';
 import { maybeHello, onAuthenticated, sendChallenge } from './paths.js';
 import type { Peer } from './peer.js';
 import { flushStaged, sendKeepalive } from './send.js';
 import { compareTai64n, tai64n } from './tai64n.js';
 
-export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, now: number): DatagramResult {
-  engine.allDirty = true; // rare: rebuild the deadline index
+/** `admitted`: the gate (handshake-gate.ts) checked its MACs and the load already. */
+export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, now: number, admitted = false): DatagramResult {
   if (!engine.local || !engine.checker) return engine.drop('noPrivateKey');
   const msg = parseInitiation(data);
   if (!msg) return engine.drop('malformed');
-  const gate = admitHandshake(engine, data, INITIATION_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
+  const gate = admitted ? null : admitHandshake(engine, data, INITIATION_MAC1_OFFSET, path, now);
   if (gate) return gate;
+  engine.allDirty = true; // past the gate: rebuild the deadline index
   const local = engine.local;
   const consumed = consumeInitiation(local, msg, (s) => engine.peers.get(keyId(s))?.handshake ?? null);
   if (!consumed) return engine.drop('handshakeInvalid');
@@ -80,13 +75,13 @@ export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, n
   return 'initiation';
 }
 
-export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now: number): DatagramResult {
-  engine.allDirty = true; // rare: rebuild the deadline index
+export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now: number, admitted = false): DatagramResult {
   if (!engine.local || !engine.checker) return engine.drop('noPrivateKey');
   const msg = parseResponse(data);
   if (!msg) return engine.drop('malformed');
-  const gate = admitHandshake(engine, data, RESPONSE_MAC1_OFFSET, msg.senderIndex, msg.mac1, path, now);
+  const gate = admitted ? null : admitHandshake(engine, data, RESPONSE_MAC1_OFFSET, path, now);
   if (gate) return gate;
+  engine.allDirty = true; // past the gate: rebuild the deadline index
   const entry = engine.indexes.get(msg.receiverIndex);
   if (!entry) return engine.drop('unknownIndex');
   if (entry.keypair) return engine.drop('unexpectedMessage');
@@ -112,48 +107,42 @@ export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now
 }
 
 export function handleCookieReply(engine: Engine, data: Uint8Array, now: number): DatagramResult {
-  engine.allDirty = true; // rare: rebuild the deadline index
+  if (data.length !== COOKIE_REPLY_SIZE) return engine.drop('malformed');
+  // only a reply naming a handshake of ours in flight is opened (nothing to gain by forging others)
+  const entry = engine.indexes.get(readU32(data, 4));
+  if (!entry) return engine.drop('unknownIndex');
   const msg = parseCookieReply(data);
   if (!msg) return engine.drop('malformed');
-  const entry = engine.indexes.get(msg.receiverIndex);
-  if (!entry) return engine.drop('unknownIndex');
   if (!entry.peer.cookie.consumeReply(msg, now)) return engine.drop('unexpectedMessage');
+  engine.allDirty = true; // rebuild the deadline index
+  retryWithCookie(engine, entry.peer, now);
   return 'cookie';
+}
+
+/**
+ * A cookie reply to our initiation: the responder is under load and will take the next one only
+ * with mac2. Send it now, once per initiation answered this way, instead of after REKEY_TIMEOUT
+ * (WireGuard's initiator waits the retry timer; the responder accepts an initiation per peer every
+ * HANDSHAKE_INITIATION_RATE ms, and the fresh one carries a newer TAI64N timestamp).
+ */
+function retryWithCookie(engine: Engine, peer: Peer, now: number): void {
+  if (peer.handshake.state !== 'initiation-created' || peer.cookieRetried === peer.lastInitiation) return;
+  peer.lastSentHandshake = -Infinity; // let sendInitiation go now
+  sendInitiation(engine, peer, true, now);
+  peer.cookieRetried = peer.lastInitiation;
 }
 
 /**
  * The DoS gate every handshake message passes (whitepaper §5.3): mac1 always; under load a valid
  * mac2 (else a cookie reply) and the per-source rate limit. Returns a drop reason or null to go on.
  */
-function admitHandshake(
-  engine: Engine,
-  data: Uint8Array,
-  mac1Offset: number,
-  senderIndex: number,
-  mac1: Uint8Array,
-  path: Path,
-  now: number,
-): DatagramResult | null {
+function admitHandshake(engine: Engine, data: Uint8Array, mac1Offset: number, path: Path, now: number): DatagramResult | null {
+  if (!engine.checker!.mac1Valid(data, 0, mac1Offset)) return engine.drop('badMac1');
   noteHandshakeLoad(engine, now);
-  const underLoad = engine.isUnderLoad(now);
-  const check = engine.checker!.check(data, mac1Offset, path.cookieBytes, underLoad, now);
-  if (check === 'bad-mac1') return engine.drop('badMac1');
-  if (check === 'need-cookie') {
-    const reply = engine.checker!.createReply(senderIndex, mac1.slice(), path.cookieBytes, now);
-    const bytes = serializeCookieReply(reply);
-    engine.sink.send(path, bytes, 0, bytes.length);
-    return engine.drop('cookieSent');
-  }
-  if (underLoad && !engine.ratelimiter.allow(path.hostId, now)) return engine.drop('rateLimited');
+  if (!engine.isUnderLoad(now)) return null;
+  if (!engine.checker!.mac2Valid(data, 0, mac1Offset, path.cookieBytes, now)) return replyWithCookie(engine, data, 0, mac1Offset, path, now);
+  if (!engine.ratelimiter.allow(path.hostId, now)) return engine.drop('rateLimited');
   return null;
-}
-
-function noteHandshakeLoad(engine: Engine, now: number): void {
-  if (now - engine.handshakeWindowStart >= 1000) {
-    engine.handshakeWindowStart = now;
-    engine.handshakeWindowCount = 0;
-  }
-  if (++engine.handshakeWindowCount > engine.underLoadThreshold) engine.underLoadUntil = now + UNDER_LOAD_AFTER;
 }
 
 /** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */

@@ -40,6 +40,8 @@ export class Peer {
   announcedAddresses: Array<{ addr: Uint8Array; port: number }> = [];
   /** The latest handshake initiation we sent (re-sent unchanged to candidates that arrive while it is in flight). */
   lastInitiation: Uint8Array | null = null;
+  /** The initiation a cookie reply already made us send again at once (handshake.ts: retryWithCookie). */
+  cookieRetried: Uint8Array | null = null;
   /** Engine time we last asked our lighthouses about this peer. */
   lastLookup = -Infinity;
   /** The engine's deadline index: this peer's next deadline as last computed (see Engine.nextDeadline). */

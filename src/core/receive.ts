@@ -21,6 +21,7 @@ import {
   keepKeyFreshReceiving,
   retireKeypair,
 } from './handshake.js';
+import { triageHandshake } from './handshake-gate.js';
 import { ipDeclaredLength, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { messageType, readU32 } from './messages.js';
@@ -49,14 +50,23 @@ export function receiveDatagram(engine: Engine, data: Uint8Array, path: Path, no
   }
 }
 
+/** A handshake message the gate queued (Engine.processHandshakes): its MACs and the load checks are done. */
+export function receiveAdmittedHandshake(engine: Engine, data: Uint8Array, path: Path, now: number): DatagramResult {
+  return data[0] === MESSAGE_INITIATION ? handleInitiation(engine, data, path, now, true) : handleResponse(engine, data, path, now, true);
+}
+
 /** Engine.handleDatagramBatch: runs of transport packets for one receiver index go to handleTransportRun together. */
 export function receiveDatagramBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array, lens: Uint32Array, paths: Path[], count: number, now: number): void {
   let i = 0;
   while (i < count) {
     const o = offs[i];
-    if (messageType(buf, o, lens[i]) !== MESSAGE_TRANSPORT_DATA) {
-      // Handshake messages are rare and may be kept (staged) by reference: give them their own bytes.
-      receiveDatagram(engine, buf.slice(o, o + lens[i]), paths[i], now);
+    const type = messageType(buf, o, lens[i]);
+    if (type !== MESSAGE_TRANSPORT_DATA) {
+      // Not data: sorted out before any cryptography; a handshake that deserves the work is
+      // copied into the handshake queue (handshake-gate.ts), the rest dropped without a copy.
+      if (type === MESSAGE_INITIATION || type === MESSAGE_RESPONSE) triageHandshake(engine, type, buf, o, lens[i], paths[i], now);
+      else if (type === MESSAGE_COOKIE_REPLY) handleCookieReply(engine, buf.subarray(o, o + lens[i]), now);
+      else engine.drop('malformed');
       i++;
       continue;
     }

@@ -21,6 +21,11 @@ import type { PathTable, UdpPath } from './udp-path.js';
 
 export const BATCH = 64;
 const MAX_ROUNDS = 16;
+/**
+ * Handshake messages given their Noise work per turn of the event loop (handshake-gate.ts): about
+ * 8 × 4 X25519, ~2 ms here, between reads of the socket; the rest wait for the next turn.
+ */
+const HANDSHAKE_SLICE = 8;
 /** KEYMESH_OFFLOAD=0 turns the TUN and UDP segmentation offloads off (for comparison and tests). */
 export const OFFLOAD = process.env.KEYMESH_OFFLOAD !== '0';
 
@@ -69,6 +74,7 @@ export class Pump {
   private udpSend = native.udpSendBatch;
   private tunAgain = false;
   private udpAgain = false;
+  private handshakesAgain = false;
   private tunWritten = false;
 
   constructor(
@@ -154,6 +160,7 @@ export class Pump {
       this.udpAgain = true; // as for TUN: coalesced receives may be pending in the addon
       setImmediate(() => this.onUdpReadable());
     }
+    this.runHandshakes();
     // Writing to the TUN device often makes the kernel answer at once, in the write itself (an
     // ICMP echo reply, TCP ACKs): take those now rather than after another trip through epoll.
     if (this.tunWritten && this.tun) {
@@ -164,6 +171,21 @@ export class Pump {
       }
     }
     this.rt.armTimer();
+  }
+
+  /** One slice of the queued handshakes; another turn of the event loop for the rest. */
+  private runHandshakes(): void {
+    this.handshakesAgain = false;
+    if (!this.udp || this.rt.engine.pendingHandshakes === 0) return;
+    const left = this.rt.engine.processHandshakes(this.rt.now(), HANDSHAKE_SLICE);
+    this.flush();
+    if (left > 0 && !this.handshakesAgain) {
+      this.handshakesAgain = true;
+      setImmediate(() => {
+        this.runHandshakes();
+        this.rt.armTimer();
+      });
+    }
   }
 
   /** Read, process and send TUN packets until drained (or MAX_ROUNDS batches); returns the last batch's size. */

@@ -297,17 +297,21 @@ describe('engine: attacks and garbage', () => {
     expect(b.tun.length).toBe(0);
   });
 
-  it('under load, answers an initiation without mac2 with a cookie; the retry with mac2 succeeds', () => {
+  it('under load, answers an initiation without mac2 with a cookie; the initiator retries with mac2 at once, and it succeeds', () => {
     const { net, a, b } = setup();
     b.engine.setUnderLoad(true);
     send(net, a, '10.0.0.1', '10.0.0.2', 'under load');
-    net.deliver();
+    expect(net.deliver(() => true, 2)).toBe(2); // the initiation, and the cookie reply
     expect(b.engine.stats().drops.cookieSent).toBe(1);
     expect(b.tun.length).toBe(0);
     expect(a.engine.getPeer(b.publicKey)!.cookie.hasFreshCookie(net.now)).toBe(true);
-    net.advance(5500); // retransmit timer: the retry carries mac2
+    // the retry went out on the cookie reply, not at the retransmit timer (5 s)
+    expect(net.queue.map((w) => w.data[0])).toEqual([1]);
+    net.deliver();
     expect(b.tun.length).toBe(1);
     expect(lastPayload(b)).toBe('under load');
+    expect(b.engine.stats().drops.cookieSent).toBe(1);
+    expect(a.engine.stats().handshakesSent).toBe(2);
   });
 
   it('counts the engine as under load when handshakes flood in', () => {
