@@ -358,6 +358,9 @@ export class Net {
     return null;
   }
 
+  /** Deliver through handleDatagramBatch + processHandshakes (the runtime's way) instead of handleDatagram. */
+  batched = false;
+
   /** TTL-limited datagrams are reported back as "time exceeded" (false: the ICMP is filtered). */
   reportTimeExceeded = true;
 
@@ -437,7 +440,11 @@ export class Net {
       fate('delivered');
       this.current = w.rec ?? null;
       try {
-        to.engine.handleDatagram(w.data, from, this.now);
+        if (this.batched) {
+          // as the runtime does: through the batch entry point, then the queued handshakes' work
+          to.engine.handleDatagramBatch(w.data, Uint32Array.of(0), Uint32Array.of(w.data.length), [from], 1, this.now);
+          to.engine.processHandshakes(this.now);
+        } else to.engine.handleDatagram(w.data, from, this.now);
       } finally {
         this.current = null;
       }
