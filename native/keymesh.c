@@ -331,9 +331,9 @@ static void drain_errqueue(int fd) {
       if (errno == EINTR) continue;
       return; /* EAGAIN: the queue is empty */
     }
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
-      km_icmp_report got;
-      if (!km_icmp_parse(&h, c, data, (size_t)r, &got)) continue;
+    km_icmp_report got[KM_ICMP_PER_MSG];
+    int n = km_icmp_parse(&h, data, (size_t)r, got, KM_ICMP_PER_MSG);
+    for (int k = 0; k < n; k++) {
       km_icmp_report *rep;
       if (g_icmp_count == ICMP_RING) {
         rep = &g_icmp[g_icmp_head];
@@ -343,7 +343,7 @@ static void drain_errqueue(int fd) {
         rep = &g_icmp[(g_icmp_head + g_icmp_count) % ICMP_RING];
         g_icmp_count++;
       }
-      *rep = got;
+      *rep = got[k];
       rep->fd = fd;
     }
   }

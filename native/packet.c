@@ -424,10 +424,22 @@ void km_addr16(const struct sockaddr *sa, uint8_t a[16], uint16_t *port) {
   }
 }
 
+/*
+ * How many bytes of c's data lie inside h's control buffer: what cmsg_len says, but never past
+ * msg_controllen. The two differ for a message the kernel cut short (MSG_CTRUNC: cmsg_len is then
+ * what fitted) and for a corrupt length (CMSG_FIRSTHDR does not look at cmsg_len); reading a
+ * struct without this check would read past the buffer, or stale bytes of an earlier receive.
+ */
+static size_t cmsg_data_len(const struct msghdr *h, const struct cmsghdr *c) {
+  size_t room = (size_t)((const uint8_t *)h->msg_control + h->msg_controllen - (const uint8_t *)c);
+  size_t len = c->cmsg_len < room ? c->cmsg_len : room;
+  return len > CMSG_LEN(0) ? len - CMSG_LEN(0) : 0;
+}
+
 int km_pktinfo(const struct msghdr *h, const struct cmsghdr *c, uint8_t local16[16], uint32_t *ifindex) {
-  (void)h;
   if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
     struct in6_pktinfo pi;
+    if (cmsg_data_len(h, c) < sizeof pi) return 0;
     memcpy(&pi, CMSG_DATA(c), sizeof pi);
     memcpy(local16, &pi.ipi6_addr, 16);
     *ifindex = (uint32_t)pi.ipi6_ifindex;
@@ -435,6 +447,7 @@ int km_pktinfo(const struct msghdr *h, const struct cmsghdr *c, uint8_t local16[
   }
   if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
     struct in_pktinfo pi;
+    if (cmsg_data_len(h, c) < sizeof pi) return 0;
     memcpy(&pi, CMSG_DATA(c), sizeof pi);
     memset(local16, 0, 10);
     local16[10] = local16[11] = 0xff;
@@ -452,6 +465,7 @@ void km_recv_cmsgs(const struct msghdr *h, uint16_t *gro, uint8_t local16[16], u
   for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
     if (gro && c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
       int g;
+      if (cmsg_data_len(h, c) < sizeof g) continue;
       memcpy(&g, CMSG_DATA(c), sizeof g);
       *gro = g > 0 && g < 65536 ? (uint16_t)g : 0;
     } else {
@@ -468,17 +482,18 @@ uint32_t km_gro_segment(uint32_t len, uint16_t gso, uint32_t off) {
 
 /* ───────────────────────── ICMP reports (IP_RECVERR) ───────────────────────── */
 
-int km_icmp_parse(const struct msghdr *h, const struct cmsghdr *c, const uint8_t *data, size_t datalen, km_icmp_report *rep) {
+/* One IP_RECVERR / IPV6_RECVERR control message into a report; 0 when c is none. */
+static int icmp_report_of(const struct msghdr *h, const struct cmsghdr *c, const uint8_t *data, size_t datalen, km_icmp_report *rep) {
   bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
   bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
   if (!v4 && !v6) return 0;
   struct sock_extended_err ee;
-  if (c->cmsg_len < CMSG_LEN(sizeof ee)) return 0;
+  size_t have = cmsg_data_len(h, c);
+  if (have < sizeof ee) return 0;
   memcpy(&ee, CMSG_DATA(c), sizeof ee);
   memset(rep, 0, sizeof *rep);
   km_addr16((const struct sockaddr *)h->msg_name, rep->addr, &rep->port);
   /* the offender address follows the sock_extended_err in the control message */
-  size_t have = c->cmsg_len - CMSG_LEN(0);
   const uint8_t *sa_at = CMSG_DATA(c) + sizeof ee;
   struct sockaddr_storage sa;
   memset(&sa, 0, sizeof sa);
@@ -496,4 +511,10 @@ int km_icmp_parse(const struct msghdr *h, const struct cmsghdr *c, const uint8_t
   rep->payload_len = (uint8_t)(datalen < sizeof rep->payload ? datalen : sizeof rep->payload);
   memcpy(rep->payload, data, rep->payload_len);
   return 1;
+}
+
+int km_icmp_parse(const struct msghdr *h, const uint8_t *data, size_t datalen, km_icmp_report *reps, int max) {
+  int n = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c && n < max; c = CMSG_NXTHDR((struct msghdr *)h, c)) n += icmp_report_of(h, c, data, datalen, &reps[n]);
+  return n;
 }

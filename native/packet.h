@@ -69,8 +69,10 @@ typedef struct {
   uint8_t payload_len;
 } km_icmp_report;
 
-/* If c (a control message of h, received with MSG_ERRQUEUE: h->msg_name the destination, data
- * the first datalen bytes of the datagram) is an IP_RECVERR / IPV6_RECVERR, its report (fd 0); 1 then. */
-int km_icmp_parse(const struct msghdr *h, const struct cmsghdr *c, const uint8_t *data, size_t datalen, km_icmp_report *rep);
+/* The IP_RECVERR / IPV6_RECVERR reports (fd 0) among the control messages of h, a receive with
+ * MSG_ERRQUEUE (h->msg_name the destination reported on, data its first datalen bytes): at most
+ * max, how many. */
+#define KM_ICMP_PER_MSG 16 /* as many as a 512-byte control buffer can hold */
+int km_icmp_parse(const struct msghdr *h, const uint8_t *data, size_t datalen, km_icmp_report *reps, int max);
 
 #endif
