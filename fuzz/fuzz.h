@@ -128,4 +128,43 @@ static inline int naive_packet_ok(const uint8_t *p, size_t len, uint32_t *iphlen
   return naive_sum(p + ih, l4len, s) == 0xffff;
 }
 
+/* Where the TCP header is (and its length) if the addon takes p for TCP: IPv4 (any IHL) or IPv6
+ * without extension headers, a whole TCP header; 0 otherwise. */
+static inline int naive_tcp(const uint8_t *p, size_t len, uint32_t *iph, uint32_t *tcph) {
+  if (len < 20) return 0;
+  int v6 = p[0] >> 4 == 6;
+  if (p[0] >> 4 == 4) *iph = (uint32_t)(p[0] & 15) * 4;
+  else if (v6 && len >= 40) *iph = 40;
+  else return 0;
+  if (*iph < 20 || *iph > len || p[v6 ? 6 : 9] != 6 || len < *iph + 20) return 0;
+  *tcph = (uint32_t)(p[*iph + 12] >> 4) * 4;
+  return *tcph >= 20 && *iph + *tcph <= len;
+}
+
+/* Make the IPv4 header checksum and the TCP/UDP checksum of p right, where its headers are whole. */
+static inline void naive_fix(uint8_t *p, size_t len) {
+  if (len < 20) return;
+  uint32_t ih, s;
+  int proto;
+  if (p[0] >> 4 == 4) {
+    ih = (uint32_t)(p[0] & 15) * 4;
+    if (ih < 20 || ih > len) return;
+    p[10] = p[11] = 0;
+    uint16_t c = (uint16_t)~naive_sum(p, ih, 0);
+    p[10] = (uint8_t)(c >> 8), p[11] = (uint8_t)c;
+    proto = p[9];
+    s = naive_sum(p + 12, 8, 0);
+  } else if (p[0] >> 4 == 6 && len >= 40) {
+    ih = 40, proto = p[6];
+    s = naive_sum(p + 8, 32, 0);
+  } else {
+    return;
+  }
+  uint32_t at = ih + (proto == 6 ? 16 : 6), l4len = (uint32_t)len - ih;
+  if ((proto != 6 && proto != 17) || at + 2 > len) return;
+  p[at] = p[at + 1] = 0;
+  uint16_t c = (uint16_t)~naive_sum(p + ih, l4len, s + (uint32_t)proto + (l4len >> 16) + (l4len & 0xffff));
+  p[at] = (uint8_t)(c >> 8), p[at + 1] = (uint8_t)c;
+}
+
 #endif

@@ -5,11 +5,12 @@
  */
 #include "aead_batch.h"
 
+#include <limits.h>
 #include <string.h>
 
 int64_t km_aead_bad_slice(size_t blen, const uint32_t *offs, const uint32_t *lens, uint32_t count, uint32_t extra) {
   for (uint32_t i = 0; i < count; i++)
-    if ((uint64_t)offs[i] + lens[i] + extra > blen) return i;
+    if ((uint64_t)offs[i] + lens[i] + extra > blen || lens[i] > INT_MAX - KM_TAG_LEN) return i;
   return -1;
 }
 

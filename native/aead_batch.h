@@ -13,7 +13,8 @@
 
 /*
  * The first packet i of count whose bytes buf[offs[i] .. +lens[i] + extra] do not lie inside blen
- * bytes, or whose length the cipher cannot take (an int); -1 when every packet is usable.
+ * bytes, or whose length with its tag is no int (OpenSSL's lengths are; a negative one would
+ * point the tag before the packet); -1 when every packet is usable.
  * extra: KM_TAG_LEN for sealing (the tag is written after the plaintext), 0 for opening.
  */
 int64_t km_aead_bad_slice(size_t blen, const uint32_t *offs, const uint32_t *lens, uint32_t count, uint32_t extra);

@@ -290,6 +290,8 @@ static int can_append(const bucket *b, const tcpseg *q) {
   if (tc[13] & 0x80) return 0;                                        /* CWR starts a new one */
   if ((ta[13] ^ tc[13]) & ~(0x80 | 0x08)) return 0;                  /* other flags equal */
   if (memcmp(ta + 14, tc + 14, 2)) return 0;                          /* same window */
+  if (memcmp(ta + 18, tc + 18, 2)) return 0; /* same urgent pointer: meaningless without URG, but
+                                                segmentation copies the first one's into all */
   if (memcmp(ta + 20, tc + 20, f->L.l4hlen - 20)) return 0;           /* same options */
   if (l->p[l->L.iphlen + 13] & 0x08) return 0;                        /* nothing after a PSH */
   if (q->seq != b->next_seq) return 0;                                /* contiguous */
