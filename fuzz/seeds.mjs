@@ -24,7 +24,7 @@ function sum(b, s = 0) {
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   return s;
 }
-function packet({ v6 = false, proto = 6, payload = 100, seq = 1000, id = 7, flags = 0x10, csum = true } = {}) {
+function packet({ v6 = false, proto = 6, payload = 100, seq = 1000, id = 7, flags = 0x10, sport = 40000, csum = true } = {}) {
   const l4h = proto === 6 ? 20 : 8, iph = v6 ? 40 : 20;
   const p = Buffer.alloc(iph + l4h + payload);
   if (v6) {
@@ -35,7 +35,7 @@ function packet({ v6 = false, proto = 6, payload = 100, seq = 1000, id = 7, flag
     p.set([10, 0, 0, 1, 10, 0, 0, 2], 12);
   }
   const l4 = p.subarray(iph);
-  l4.writeUInt16BE(40000, 0), l4.writeUInt16BE(5201, 2);
+  l4.writeUInt16BE(sport, 0), l4.writeUInt16BE(5201, 2);
   if (proto === 6) l4.writeUInt32BE(seq, 4), l4.writeUInt32BE(555, 8), (l4[12] = 0x50), (l4[13] = flags), l4.writeUInt16BE(65000, 14);
   else l4.writeUInt16BE(l4h + payload, 4);
   fill(payload).copy(p, iph + l4h);
@@ -65,7 +65,8 @@ tunRead('single-plain', 2048, 1, vnet(), packet({ proto: 17, payload: 64 }));
 tunRead('csum-at-end', 2048, 1, vnet({ flags: NEEDS_CSUM, start: 60, offset: 0 }), packet({ payload: 22 }));
 
 // tun_write: per packet a control byte (bit 0: fix checksums, bit 1: next segment of the previous
-// flow, bit 2: PSH, bit 3: CWR), then a length and bytes, or (bit 1) a payload length and bytes
+// flow, bit 2: PSH, bit 3: CWR, bit 4: its write fails with EAGAIN), then a length and bytes, or
+// (bit 1) a payload length and bytes
 const raw = (p) => Buffer.concat([u8(1), be16(p.length), p]);
 const next = (len, bits = 0) => Buffer.concat([u8(3 | bits), be16(len), fill(len, (i) => i * 13)]);
 seed('tun_write', 'flow4', raw(packet({ payload: 1000 })), next(1000), next(1000), next(600, 4));
@@ -74,6 +75,8 @@ seed('tun_write', 'two-flows', raw(packet({ payload: 500 })), raw(packet({ v6: t
 seed('tun_write', 'udp-between', raw(packet({ payload: 800 })), raw(packet({ proto: 17, payload: 60 })), raw(packet({ payload: 800, seq: 1800, id: 8 })));
 seed('tun_write', 'bad-checksum', Buffer.concat([u8(0), be16(1040), packet({ payload: 1000 })]), next(1000));
 seed('tun_write', 'psh-then-more', raw(packet({ payload: 700, flags: 0x18 })), next(700));
+seed('tun_write', 'nine-flows', ...Array.from({ length: 9 }, (_, i) => Buffer.concat([raw(packet({ payload: 300, sport: 40000 + i })), next(300)])));
+seed('tun_write', 'eagain', raw(packet({ payload: 400 })), next(400), Buffer.concat([u8(0x13), be16(400), fill(400)]), raw(packet({ proto: 17, payload: 30 })));
 
 // udp_recv: slot (2), slots per call (1), GRO socket (1), control messages, the receive.
 // Control messages built by the harness: mode (bit 0; count − 1 in bits 1–2), then per message a

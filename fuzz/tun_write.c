@@ -9,7 +9,9 @@
  *   bit 1 set:   the next segment of the previous packet's flow: its headers, a payload length
  *                (2 bytes) and bytes, the IPv4 ID one up and the sequence number after it, PSH
  *                (bit 2) and CWR (bit 3) from the control byte;
- *   bit 0 set:   the checksums made right (else they stay as they are).
+ *   bit 0 set:   the checksums made right (else they stay as they are);
+ *   bit 4 set:   the write that carries this packet fails with EAGAIN (emit returns -1), which
+ *                must end the batch there.
  * Checked beyond memory safety: every packet is written exactly once, in order within its TCP
  * flow; a packet alone goes out unchanged behind a zero header; a super-packet, its checksum
  * completed as the kernel would, verifies, and segmenting it (km_split) gives back the very
@@ -28,6 +30,8 @@ typedef struct {
   int count;
   int written[MAX_PACKETS];
   int order[MAX_PACKETS], norder;
+  const uint8_t *eagain; /* per packet: its write says EAGAIN */
+  int stopped;
 } check_ctx;
 
 static void wrote(check_ctx *c, int i) {
@@ -47,13 +51,14 @@ static int same_but_checksums(const uint8_t *a, const uint8_t *b, uint32_t len, 
 static int emit(void *ctx, struct iovec *iov, int iovcnt, int packets, const int *idx) {
   check_ctx *c = ctx;
   static const uint8_t zero[KM_VNET_LEN];
+  if (c->stopped) FAIL("a write after EAGAIN");
   if (iovcnt < 2 || iov[0].iov_len != KM_VNET_LEN) FAIL("a write of %d iovecs, header of %zu bytes", iovcnt, iov[0].iov_len);
   if (!idx) { /* a packet alone: one of the batch's, unchanged, behind a zero header */
     if (iovcnt != 2 || packets != 1 || memcmp(iov[0].iov_base, zero, KM_VNET_LEN)) FAIL("a single packet written oddly");
     int i = 0;
     while (i < c->count && (iov[1].iov_base != c->buf + c->offs[i] || iov[1].iov_len != c->lens[i] || c->written[i])) i++;
     wrote(c, i);
-    return 0;
+    return c->eagain[i] ? (c->stopped = 1, -1) : 0;
   }
   if (packets < 2 || iovcnt != 2 + packets || packets > KM_MAX_COALESCE) FAIL("%d packets in %d iovecs", packets, iovcnt);
   size_t total = 0;
@@ -70,7 +75,8 @@ static int emit(void *ctx, struct iovec *iov, int iovcnt, int packets, const int
   if (h.hdr_len != iov[1].iov_len) FAIL("hdr_len %u for %zu bytes of headers", h.hdr_len, iov[1].iov_len);
 
   /* what the kernel will segment: check it splits back into exactly what went in */
-  uint8_t *segs = malloc((size_t)packets * 65536);
+  static uint8_t slots[KM_MAX_COALESCE * 65536]; /* ending where the array does, in ASan's redzone */
+  uint8_t *segs = slots + sizeof slots - (size_t)packets * 65536;
   uint32_t lens[KM_MAX_COALESCE];
   int n = 0;
   int w = km_split(&h, super, total, 0, segs, 65536, lens, packets, &n);
@@ -88,7 +94,9 @@ static int emit(void *ctx, struct iovec *iov, int iovcnt, int packets, const int
   uint32_t iph;
   int proto;
   if (km_complete_csum(&h, super, total) != 1 || !naive_packet_ok(super, total, &iph, &proto)) FAIL("the super-packet does not verify");
-  free(segs), free(super);
+  free(super);
+  for (int k = 0; k < packets; k++)
+    if (c->eagain[idx[k]]) return c->stopped = 1, -1;
   return 0;
 }
 
@@ -96,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   reader r = {data, size};
   static uint8_t flat[MAX_PACKETS * 65536];
   uint32_t offs[MAX_PACKETS], lens[MAX_PACKETS];
+  uint8_t eagain[MAX_PACKETS];
   int count = 0;
   size_t used = 0;
   while (r.n && count < MAX_PACKETS) {
@@ -128,14 +137,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       len = (uint32_t)got;
     }
     if (ctl & 1) naive_fix(p, len);
-    offs[count] = (uint32_t)used, lens[count] = len;
+    offs[count] = (uint32_t)used, lens[count] = len, eagain[count] = (ctl >> 4) & 1;
     used += len, count++;
   }
   /* the batch in one allocation of its exact size, as tunWriteBatchVnet's caller's buffer */
   uint8_t *buf = exact_copy(flat, used);
-  check_ctx c = {buf, offs, lens, count, {0}, {0}, 0};
-  if (km_coalesce(buf, offs, lens, count, emit, &c) != 0) FAIL("coalesce stopped without being asked to");
-  for (int i = 0; i < count; i++)
+  check_ctx c = {buf, offs, lens, count, {0}, {0}, 0, eagain, 0};
+  int ret = km_coalesce(buf, offs, lens, count, emit, &c);
+  if (ret != -c.stopped) FAIL("coalesce returned %d, %s", ret, c.stopped ? "stopped by EAGAIN" : "not stopped");
+  for (int i = 0; i < count && !c.stopped; i++)
     if (!c.written[i]) FAIL("packet %d never written", i);
   /* order within each TCP flow (addresses and ports) is kept */
   for (int a = 0; a < c.norder; a++)
