@@ -15,10 +15,6 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   reader r = {data, size};
   size_t slot = 1 + take16(&r) % 4096;

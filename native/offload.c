@@ -41,9 +41,6 @@
 #ifndef TUN_F_USO6
 #define TUN_F_USO6 0x40
 #endif
-#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
-#define VIRTIO_NET_HDR_GSO_UDP_L4 5
-#endif
 #ifndef SOL_UDP
 #define SOL_UDP 17
 #endif

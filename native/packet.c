@@ -17,9 +17,6 @@
 #ifndef SOL_UDP
 #define SOL_UDP 17
 #endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 
 #define MAX_BUCKETS 8 /* TCP flows coalesced at once within one write batch */
 
