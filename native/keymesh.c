@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/errqueue.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
