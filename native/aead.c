@@ -5,7 +5,8 @@
  *
  * Nothing here keeps protocol state: JavaScript passes the key, the counters and the buffers.
  * One call seals or opens a whole batch for one keypair, so the key schedule is set up once per
- * batch and the per-packet cost is the cipher itself plus setting the 12-byte nonce.
+ * batch and the per-packet cost is the cipher itself plus setting the 12-byte nonce. The batch
+ * loops and their bounds checks are in aead_batch.c (no N-API there: fuzz/ calls them too).
  *
  *   aeadSealBatch(key, hi, lo, buf, offs, lens, count)
  *       packet i: plaintext buf[offs[i] .. +lens[i]] becomes ciphertext in place and its 16-byte
@@ -18,13 +19,11 @@
  *   x25519Base(out, scalar)      public key for a private key
  */
 #include "common.h"
+#include "aead_batch.h"
 
 #include <dlfcn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-
-#define KEY_LEN 32
-#define TAG_LEN 16
 
 static EVP_CIPHER *g_cipher;  /* fetched once: an implicit fetch on every init costs a lookup */
 static EVP_CIPHER_CTX *g_ctx; /* one context, re-keyed per batch (the JS thread is the only user) */
@@ -38,12 +37,6 @@ static int ready(napi_env env) {
     return 0;
   }
   return 1;
-}
-
-static inline void put_nonce(uint8_t nonce[12], uint32_t hi, uint32_t lo) {
-  memset(nonce, 0, 4);
-  nonce[4] = (uint8_t)lo, nonce[5] = (uint8_t)(lo >> 8), nonce[6] = (uint8_t)(lo >> 16), nonce[7] = (uint8_t)(lo >> 24);
-  nonce[8] = (uint8_t)hi, nonce[9] = (uint8_t)(hi >> 8), nonce[10] = (uint8_t)(hi >> 16), nonce[11] = (uint8_t)(hi >> 24);
 }
 
 static int get_u32(napi_env env, napi_value v, uint32_t *out) {
@@ -62,23 +55,14 @@ static napi_value seal_batch(napi_env env, napi_callback_info info) {
   uint8_t *buf = typed(env, argv[3], napi_uint8_array, &blen);
   uint32_t *offs = typed(env, argv[4], napi_uint32_array, &olen);
   uint32_t *lens = typed(env, argv[5], napi_uint32_array, &llen);
-  if (!key || klen != KEY_LEN || !buf || !offs || !lens || count > olen || count > llen)
+  if (!key || klen != KM_KEY_LEN || !buf || !offs || !lens || count > olen || count > llen)
     return throw_code(env, "EINVAL", "aeadSealBatch: bad arguments");
-  for (uint32_t i = 0; i < count; i++)
-    if ((uint64_t)offs[i] + lens[i] + TAG_LEN > blen) return throw_code(env, "EINVAL", "aeadSealBatch: packet %u (and its tag) lies outside the buffer", i);
+  int64_t bad = km_aead_bad_slice(blen, offs, lens, count, KM_TAG_LEN);
+  if (bad >= 0) return throw_code(env, "EINVAL", "aeadSealBatch: packet %u (and its tag) lies outside the buffer", (uint32_t)bad);
   if (!ready(env)) return NULL;
   if (count == 0) return NULL;
-  uint8_t nonce[12];
-  if (!EVP_EncryptInit_ex2(g_ctx, g_cipher, key, NULL, NULL)) return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 key setup failed");
-  for (uint32_t i = 0; i < count; i++) {
-    put_nonce(nonce, hi, lo);
-    uint8_t *p = buf + offs[i];
-    int n = 0, f = 0;
-    if (!EVP_EncryptInit_ex2(g_ctx, NULL, NULL, nonce, NULL) || !EVP_EncryptUpdate(g_ctx, p, &n, p, (int)lens[i]) ||
-        !EVP_EncryptFinal_ex(g_ctx, p + n, &f) || !EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, p + lens[i]))
-      return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 seal failed");
-    if (++lo == 0) hi++;
-  }
+  int r = km_aead_seal_batch(g_ctx, g_cipher, key, hi, lo, buf, offs, lens, count);
+  if (r < 0) return throw_code(env, "ENOCRYPTO", r == -1 ? "ChaCha20-Poly1305 key setup failed" : "ChaCha20-Poly1305 seal failed");
   return NULL;
 }
 
@@ -96,26 +80,15 @@ static napi_value open_batch(napi_env env, napi_callback_info info) {
   uint32_t *offs = typed(env, argv[4], napi_uint32_array, &olen);
   uint32_t *lens = typed(env, argv[5], napi_uint32_array, &llen);
   uint8_t *ok = typed(env, argv[7], napi_uint8_array, &oklen);
-  if (!key || klen != KEY_LEN || !his || !los || !buf || !offs || !lens || !ok || count > hlen || count > lolen || count > olen ||
+  if (!key || klen != KM_KEY_LEN || !his || !los || !buf || !offs || !lens || !ok || count > hlen || count > lolen || count > olen ||
       count > llen || count > oklen)
     return throw_code(env, "EINVAL", "aeadOpenBatch: bad arguments");
-  for (uint32_t i = 0; i < count; i++)
-    if ((uint64_t)offs[i] + lens[i] > blen) return throw_code(env, "EINVAL", "aeadOpenBatch: packet %u lies outside the buffer", i);
+  int64_t bad = km_aead_bad_slice(blen, offs, lens, count, 0);
+  if (bad >= 0) return throw_code(env, "EINVAL", "aeadOpenBatch: packet %u lies outside the buffer", (uint32_t)bad);
   if (!ready(env)) return NULL;
   if (count == 0) return NULL;
-  uint8_t nonce[12];
-  if (!EVP_DecryptInit_ex2(g_ctx, g_cipher, key, NULL, NULL)) return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 key setup failed");
-  for (uint32_t i = 0; i < count; i++) {
-    ok[i] = 0;
-    if (lens[i] < TAG_LEN) continue;
-    int clen = (int)(lens[i] - TAG_LEN), n = 0, f = 0;
-    uint8_t *p = buf + offs[i];
-    put_nonce(nonce, his[i], los[i]);
-    if (!EVP_DecryptInit_ex2(g_ctx, NULL, NULL, nonce, NULL) || !EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, p + clen) ||
-        !EVP_DecryptUpdate(g_ctx, p, &n, p, clen))
-      continue;
-    ok[i] = EVP_DecryptFinal_ex(g_ctx, p + n, &f) > 0;
-  }
+  if (km_aead_open_batch(g_ctx, g_cipher, key, his, los, buf, offs, lens, count, ok) < 0)
+    return throw_code(env, "ENOCRYPTO", "ChaCha20-Poly1305 key setup failed");
   return NULL;
 }
 
@@ -141,17 +114,17 @@ static napi_value aead_one(napi_env env, napi_callback_info info) {
   if (!in && il == 0) in = empty;
   if (!aad && al == 0) aad = empty;
   if (!out && ol == 0) out = empty;
-  if (!key || kl != KEY_LEN || !nonce || nl != 12 || (enc ? ol != il + TAG_LEN : (il < TAG_LEN || ol != il - TAG_LEN)))
+  if (!key || kl != KM_KEY_LEN || !nonce || nl != 12 || (enc ? ol != il + KM_TAG_LEN : (il < KM_TAG_LEN || ol != il - KM_TAG_LEN)))
     return throw_code(env, "EINVAL", "aeadOne: bad key, nonce or lengths");
   if (!ready(env)) return NULL;
   int n = 0, f = 0, ok;
   if (enc) {
     ok = EVP_EncryptInit_ex2(g_ctx, g_cipher, key, nonce, NULL) && EVP_EncryptUpdate(g_ctx, NULL, &n, aad, (int)al) &&
          EVP_EncryptUpdate(g_ctx, out, &n, in, (int)il) && EVP_EncryptFinal_ex(g_ctx, out + n, &f) &&
-         EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + il);
+         EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_GET_TAG, KM_TAG_LEN, out + il);
   } else {
-    size_t cl = il - TAG_LEN;
-    ok = EVP_DecryptInit_ex2(g_ctx, g_cipher, key, nonce, NULL) && EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, in + cl) &&
+    size_t cl = il - KM_TAG_LEN;
+    ok = EVP_DecryptInit_ex2(g_ctx, g_cipher, key, nonce, NULL) && EVP_CIPHER_CTX_ctrl(g_ctx, EVP_CTRL_AEAD_SET_TAG, KM_TAG_LEN, in + cl) &&
          EVP_DecryptUpdate(g_ctx, NULL, &n, aad, (int)al) && EVP_DecryptUpdate(g_ctx, out, &n, in, (int)cl) &&
          EVP_DecryptFinal_ex(g_ctx, out + n, &f) > 0;
     if (!ok && ol) memset(out, 0, ol);

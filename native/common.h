@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "packet.h"
+
 #define CHECK(call)                                                         \
   do {                                                                      \
     if ((call) != napi_ok) {                                                \
@@ -165,42 +167,6 @@ static inline int km_parse_recv_args(napi_env env, napi_callback_info info, cons
   }
   if (!a->locals || !a->ifindexes) a->locals = NULL, a->ifindexes = NULL;
   return 1;
-}
-
-/* A socket address as 16 bytes (IPv4 as ::ffff:a.b.c.d) and a port in host order. */
-static inline void km_addr16(const struct sockaddr *sa, uint8_t a[16], uint16_t *port) {
-  if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-    memcpy(a, &s6->sin6_addr, 16);
-    *port = ntohs(s6->sin6_port);
-  } else {
-    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-    memset(a, 0, 10);
-    a[10] = a[11] = 0xff;
-    memcpy(a + 12, &s4->sin_addr, 4);
-    *port = ntohs(s4->sin_port);
-  }
-}
-
-/* If c is an IPV6_PKTINFO or IP_PKTINFO control message, the local end it reports; returns 1 then. */
-static inline int km_pktinfo(const struct cmsghdr *c, uint8_t local16[16], uint32_t *ifindex) {
-  if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
-    struct in6_pktinfo pi;
-    memcpy(&pi, CMSG_DATA(c), sizeof pi);
-    memcpy(local16, &pi.ipi6_addr, 16);
-    *ifindex = (uint32_t)pi.ipi6_ifindex;
-    return 1;
-  }
-  if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
-    struct in_pktinfo pi;
-    memcpy(&pi, CMSG_DATA(c), sizeof pi);
-    memset(local16, 0, 10);
-    local16[10] = local16[11] = 0xff;
-    memcpy(local16 + 12, &pi.ipi_addr, 4);
-    *ifindex = (uint32_t)pi.ipi_ifindex;
-    return 1;
-  }
-  return 0;
 }
 
 /* UDP drop counters, one set for the plain and the offloaded paths (defined in keymesh.c). */

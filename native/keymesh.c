@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/errqueue.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -306,19 +305,8 @@ static napi_value udp_set_ttl(napi_env env, napi_callback_info info) {
  * JavaScript takes them with udpErrors(fd) when told "SOERROR". A caller that ignores them costs
  * nothing but the ring.
  */
-#define ICMP_RING 256
-typedef struct {
-  int fd;
-  uint8_t addr[16];
-  uint16_t port;
-  uint8_t offender[16];
-  bool has_offender;
-  uint8_t origin, type, code;
-  uint32_t info;
-  uint8_t payload[16]; /* the start of the reported datagram's payload, as the ICMP quoted it */
-  uint8_t payload_len;
-} icmp_report;
-static icmp_report g_icmp[ICMP_RING];
+#define ICMP_RING 256 /* of km_icmp_report (packet.h) */
+static km_icmp_report g_icmp[ICMP_RING];
 static unsigned g_icmp_head, g_icmp_count;
 static uint64_t g_icmp_overwritten;
 
@@ -342,14 +330,10 @@ static void drain_errqueue(int fd) {
       if (errno == EINTR) continue;
       return; /* EAGAIN: the queue is empty */
     }
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
-      bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
-      bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
-      if (!v4 && !v6) continue;
-      struct sock_extended_err ee;
-      if (c->cmsg_len < CMSG_LEN(sizeof ee)) continue;
-      memcpy(&ee, CMSG_DATA(c), sizeof ee);
-      icmp_report *rep;
+    km_icmp_report got[KM_ICMP_PER_MSG];
+    int n = km_icmp_parse(&h, data, (size_t)r, got, KM_ICMP_PER_MSG);
+    for (int k = 0; k < n; k++) {
+      km_icmp_report *rep;
       if (g_icmp_count == ICMP_RING) {
         rep = &g_icmp[g_icmp_head];
         g_icmp_head = (g_icmp_head + 1) % ICMP_RING;
@@ -358,27 +342,8 @@ static void drain_errqueue(int fd) {
         rep = &g_icmp[(g_icmp_head + g_icmp_count) % ICMP_RING];
         g_icmp_count++;
       }
-      memset(rep, 0, sizeof *rep);
+      *rep = got[k];
       rep->fd = fd;
-      km_addr16((struct sockaddr *)&dst, rep->addr, &rep->port);
-      /* the offender address follows the sock_extended_err in the control message */
-      size_t have = c->cmsg_len - CMSG_LEN(0);
-      const uint8_t *sa_at = CMSG_DATA(c) + sizeof ee;
-      struct sockaddr_storage sa;
-      memset(&sa, 0, sizeof sa);
-      if (have > sizeof ee) memcpy(&sa, sa_at, have - sizeof ee < sizeof sa ? have - sizeof ee : sizeof sa);
-      if ((sa.ss_family == AF_INET && have >= sizeof ee + sizeof(struct sockaddr_in)) ||
-          (sa.ss_family == AF_INET6 && have >= sizeof ee + sizeof(struct sockaddr_in6))) {
-        uint16_t op;
-        km_addr16((struct sockaddr *)&sa, rep->offender, &op);
-        rep->has_offender = true;
-      }
-      rep->origin = ee.ee_origin;
-      rep->type = ee.ee_type;
-      rep->code = ee.ee_code;
-      rep->info = ee.ee_info;
-      rep->payload_len = (uint8_t)(r < (ssize_t)sizeof rep->payload ? r : (ssize_t)sizeof rep->payload);
-      memcpy(rep->payload, data, rep->payload_len);
     }
   }
 }
@@ -403,9 +368,9 @@ static napi_value udp_errors(napi_env env, napi_callback_info info) {
   CHECK(napi_create_array(env, &arr));
   uint32_t n = 0;
   unsigned kept = 0;
-  icmp_report keep[ICMP_RING];
+  km_icmp_report keep[ICMP_RING];
   for (unsigned i = 0; i < g_icmp_count; i++) {
-    icmp_report *rep = &g_icmp[(g_icmp_head + i) % ICMP_RING];
+    km_icmp_report *rep = &g_icmp[(g_icmp_head + i) % ICMP_RING];
     if (rep->fd != (int)fd || n >= 64) {
       keep[kept++] = *rep;
       continue;
@@ -438,13 +403,6 @@ static struct sockaddr_in6 g_sa[MAX_BATCH];
 /* udpRecvBatch(fd, buf, slotSize, lengths, addrs, ports, max) → count */
 #define CTRL_LEN 128 /* IPV6_PKTINFO (40) + IP_PKTINFO (32) both arrive for IPv4 on a dual-stack socket */
 static uint8_t g_ctrl[MAX_BATCH][CTRL_LEN];
-
-/* The local end of a received datagram, from its IP_PKTINFO / IPV6_PKTINFO control message. */
-static void read_pktinfo(struct msghdr *h, uint8_t *local16, uint32_t *ifindex) {
-  memset(local16, 0, 16);
-  *ifindex = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) km_pktinfo(c, local16, ifindex);
-}
 
 static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   km_recv_args args;
@@ -484,7 +442,7 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
     }
     if (n != i) memmove(buf + n * slot, buf + (int64_t)i * slot, g_msgs[i].msg_len);
     lens[n] = g_msgs[i].msg_len;
-    if (locals) read_pktinfo(&g_msgs[i].msg_hdr, locals + n * 16, ifindexes + n);
+    if (locals) km_recv_cmsgs(&g_msgs[i].msg_hdr, NULL, locals + n * 16, ifindexes + n); /* IP[V6]_PKTINFO */
     km_addr16((struct sockaddr *)&g_sa[i], addrs + n * 16, &ports[n]);
     n++;
   }

@@ -18,8 +18,9 @@
  *   udpRecvBatchGro    recvmmsg on a UDP_GRO socket; a coalesced receive is cut back into its
  *                      datagrams by the gso_size in its cmsg; leftovers stay pending (per fd).
  *
- * The packet logic (split, checksum completion, coalescing plan) is pure and is exported for
- * tests as offloadSplit / offloadCoalesce. Bad input is never trusted: it is counted and dropped.
+ * The packet logic (split, checksum completion, coalescing plan) is pure, in packet.c, and is
+ * exported for tests as offloadSplit / offloadCoalesce. Bad input is never trusted: it is counted
+ * and dropped.
  */
 #include "common.h"
 
@@ -40,19 +41,13 @@
 #ifndef TUN_F_USO6
 #define TUN_F_USO6 0x40
 #endif
-#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
-#define VIRTIO_NET_HDR_GSO_UDP_L4 5
-#endif
 #ifndef SOL_UDP
 #define SOL_UDP 17
 #endif
 
-#define VNET_LEN 10             /* sizeof(struct virtio_net_hdr): TUNSETVNETHDRSZ is set to this */
 #define MAX_BATCH KM_MAX_BATCH
 #define MAX_SLOT KM_MAX_SLOT
 #define STAGE (65536 + 256)     /* one TUN read: the largest super-packet the kernel hands a TUN */
-#define MAX_COALESCE 64         /* segments per written super-packet */
-#define MAX_BUCKETS 8           /* TCP flows coalesced at once within one write batch */
 #define UDP_MAX_GSO_SEGS 64     /* UDP_SEGMENT: at most 64 segments per send (older kernels' limit) */
 #define UDP_MAX_GSO_BYTES 65507 /* and at most this many payload bytes (IPv4's UDP payload limit) */
 #define URX_N 16                /* coalesced receives per recvmmsg */
@@ -75,403 +70,6 @@ static struct {
   double udp_gro_segments;   /* datagrams they carried */
 } ctr;
 
-/* ───────────────────────── checksums (RFC 1071) ───────────────────────── */
-
-/*
- * One's complement sum of memory-order 16-bit words, accumulated 64 bits at a time with the
- * end-around carry. Folded and stored back in memory order, it is the Internet checksum whatever
- * the host's byte order. Only the last chunk of a summed region may have an odd length.
- */
-static uint64_t csum_add(const uint8_t *p, size_t n, uint64_t sum) {
-  while (n >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    sum += w;
-    sum += sum < w;
-    p += 8, n -= 8;
-  }
-  if (n >= 4) {
-    uint32_t w;
-    memcpy(&w, p, 4);
-    sum += w;
-    sum += sum < w;
-    p += 4, n -= 4;
-  }
-  if (n >= 2) {
-    uint16_t w;
-    memcpy(&w, p, 2);
-    sum += w;
-    sum += sum < w;
-    p += 2, n -= 2;
-  }
-  if (n) {
-    uint16_t w = 0;
-    memcpy(&w, p, 1);
-    sum += w;
-    sum += sum < w;
-  }
-  return sum;
-}
-
-static uint16_t csum_fold(uint64_t s) {
-  s = (s & 0xffffffffu) + (s >> 32);
-  s = (s & 0xffffffffu) + (s >> 32);
-  s = (s & 0xffff) + (s >> 16);
-  s = (s & 0xffff) + (s >> 16);
-  return (uint16_t)s;
-}
-
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-static inline void wr16(uint8_t *p, uint16_t v) { p[0] = v >> 8, p[1] = v & 0xff; }
-static inline void wr32(uint8_t *p, uint32_t v) { p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v; }
-
-/* Where the headers are. */
-typedef struct {
-  int v6;
-  uint32_t iphlen; /* IP header */
-  int proto;       /* 6 TCP, 17 UDP, else other */
-  uint32_t l4hlen; /* TCP header with options, or 8 for UDP; 0 for other protocols */
-} layout;
-
-static int parse_layout(const uint8_t *p, size_t len, layout *L) {
-  if (len < 20) return -1;
-  int ver = p[0] >> 4;
-  if (ver == 4) {
-    uint32_t ihl = (uint32_t)(p[0] & 15) * 4;
-    if (ihl < 20 || ihl > len) return -1;
-    L->v6 = 0, L->iphlen = ihl, L->proto = p[9];
-  } else if (ver == 6) {
-    if (len < 40) return -1;
-    L->v6 = 1, L->iphlen = 40, L->proto = p[6]; /* extension headers: "other" */
-  } else {
-    return -1;
-  }
-  L->l4hlen = 0;
-  if (L->proto == 6) {
-    if (len < L->iphlen + 20) return -1;
-    uint32_t doff = (uint32_t)(p[L->iphlen + 12] >> 4) * 4;
-    if (doff < 20 || L->iphlen + doff > len) return -1;
-    L->l4hlen = doff;
-  } else if (L->proto == 17) {
-    if (len < L->iphlen + 8) return -1;
-    L->l4hlen = 8;
-  }
-  return 0;
-}
-
-/* The pseudo-header sum for an L4 segment of l4len bytes. */
-static uint64_t pseudo_sum(const uint8_t *p, const layout *L, uint32_t l4len) {
-  uint64_t s = L->v6 ? csum_add(p + 8, 32, 0) : csum_add(p + 12, 8, 0);
-  uint8_t tail[4] = {0, (uint8_t)L->proto, (uint8_t)(l4len >> 8), (uint8_t)l4len};
-  if (l4len > 0xffff) { /* IPv6 jumbo lengths never reach here (≤ 64 KiB), but stay correct */
-    uint8_t t6[8] = {(uint8_t)(l4len >> 24), (uint8_t)(l4len >> 16), (uint8_t)(l4len >> 8), (uint8_t)l4len, 0, 0, 0, (uint8_t)L->proto};
-    return csum_add(t6, 8, s);
-  }
-  return csum_add(tail, 4, s);
-}
-
-static void ipv4_header_checksum(uint8_t *p, uint32_t ihl) {
-  p[10] = p[11] = 0;
-  uint16_t c = (uint16_t)~csum_fold(csum_add(p, ihl, 0));
-  memcpy(p + 10, &c, 2);
-}
-
-/* Full TCP/UDP checksum of a packet whose headers are described by L. */
-static void l4_checksum(uint8_t *p, const layout *L, uint32_t len) {
-  uint32_t l4len = len - L->iphlen;
-  uint32_t at = L->iphlen + (L->proto == 6 ? 16 : 6);
-  p[at] = p[at + 1] = 0;
-  uint16_t c = (uint16_t)~csum_fold(csum_add(p + L->iphlen, l4len, pseudo_sum(p, L, l4len)));
-  if (L->proto == 17 && c == 0) c = 0xffff; /* 0 would mean "no checksum" */
-  memcpy(p + at, &c, 2);
-}
-
-static int l4_checksum_ok(const uint8_t *p, const layout *L, uint32_t len) {
-  uint32_t l4len = len - L->iphlen;
-  return csum_fold(csum_add(p + L->iphlen, l4len, pseudo_sum(p, L, l4len))) == 0xffff;
-}
-
-/* ───────────────────────── virtio_net_hdr ───────────────────────── */
-
-typedef struct {
-  uint8_t flags, gso_type;
-  uint16_t hdr_len, gso_size, csum_start, csum_offset;
-} vhdr;
-
-/* TUN speaks the legacy virtio header in the host's byte order unless TUNSETVNETBE/LE say otherwise. */
-static void vhdr_read(const uint8_t *b, vhdr *h) {
-  h->flags = b[0], h->gso_type = b[1];
-  memcpy(&h->hdr_len, b + 2, 2);
-  memcpy(&h->gso_size, b + 4, 2);
-  memcpy(&h->csum_start, b + 6, 2);
-  memcpy(&h->csum_offset, b + 8, 2);
-}
-
-static void vhdr_write(uint8_t *b, const vhdr *h) {
-  b[0] = h->flags, b[1] = h->gso_type;
-  memcpy(b + 2, &h->hdr_len, 2);
-  memcpy(b + 4, &h->gso_size, 2);
-  memcpy(b + 6, &h->csum_start, 2);
-  memcpy(b + 8, &h->csum_offset, 2);
-}
-
-/*
- * Complete the checksum of a single packet the kernel handed over with NEEDS_CSUM: sum from
- * csum_start to the end (the field holds the pseudo-header sum) and store it at csum_offset.
- */
-static int complete_csum(const vhdr *h, uint8_t *p, size_t len) {
-  if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) return 0;
-  size_t st = h->csum_start, at = st + h->csum_offset;
-  if ((h->csum_offset & 1) || st >= len || at + 2 > len) return -1;
-  uint16_t c = (uint16_t)~csum_fold(csum_add(p + st, len - st, 0));
-  if (c == 0) c = 0xffff;
-  memcpy(p + at, &c, 2);
-  ctr.tun_csum_completed++;
-  return 0;
-}
-
-/*
- * Split a GSO super-packet into segments from index `from` on, into slots of `slot` bytes.
- * Returns how many were written (≤ room); *total is the number of segments it makes in all.
- * -1: not a super-packet we can split (bad header, protocol mismatch, segment larger than a slot).
- */
-static int split(const vhdr *h, const uint8_t *p, size_t len, int from, uint8_t *out, size_t slot, uint32_t *lens, int room,
-                 int *total) {
-  layout L;
-  if (parse_layout(p, len, &L) < 0) return -1;
-  int type = h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
-  if (type == VIRTIO_NET_HDR_GSO_TCPV4) {
-    if (L.v6 || L.proto != 6) return -1;
-  } else if (type == VIRTIO_NET_HDR_GSO_TCPV6) {
-    if (!L.v6 || L.proto != 6) return -1;
-  } else if (type == VIRTIO_NET_HDR_GSO_UDP_L4) {
-    if (L.proto != 17) return -1;
-  } else {
-    return -1; /* UFO (IP fragmentation) was never enabled; anything else is unknown */
-  }
-  if (!L.v6 && (rd16(p + 6) & 0x3fff)) return -1; /* a fragment cannot be a super-packet */
-  uint32_t hlen = L.iphlen + L.l4hlen, gso = h->gso_size;
-  if (gso == 0 || len <= hlen || hlen + gso > slot) return -1;
-  uint32_t payload = (uint32_t)len - hlen;
-  int n = (int)((payload + gso - 1) / gso);
-  *total = n;
-  int w = 0;
-  uint16_t id = L.v6 ? 0 : rd16(p + 4);
-  uint32_t seq = L.proto == 6 ? rd32(p + L.iphlen + 4) : 0;
-  for (int i = from; i < n && w < room; i++, w++) {
-    uint32_t off = (uint32_t)i * gso, plen = payload - off < gso ? payload - off : gso, seglen = hlen + plen;
-    uint8_t *s = out + (size_t)w * slot;
-    memcpy(s, p, hlen);
-    memcpy(s + hlen, p + hlen + off, plen);
-    if (L.v6) {
-      wr16(s + 4, (uint16_t)(seglen - 40));
-    } else {
-      wr16(s + 2, (uint16_t)seglen);
-      wr16(s + 4, (uint16_t)(id + i));
-      ipv4_header_checksum(s, L.iphlen);
-    }
-    uint8_t *l4 = s + L.iphlen;
-    if (L.proto == 6) {
-      wr32(l4 + 4, seq + off);
-      if (i != 0) l4[13] &= (uint8_t)~0x80;          /* CWR only on the first segment */
-      if (i != n - 1) l4[13] &= (uint8_t)~(0x01 | 0x08); /* FIN and PSH only on the last */
-    } else {
-      wr16(l4 + 4, (uint16_t)(8 + plen));
-    }
-    l4_checksum(s, &L, seglen);
-    lens[w] = seglen;
-  }
-  return w;
-}
-
-/* ───────────────────────── GRO plan (TCP coalescing) ───────────────────────── */
-
-typedef struct {
-  const uint8_t *p;
-  uint32_t len, plen, seq;
-  layout L;
-} tcpseg;
-
-/* A TCP segment that may be coalesced: plain IPv4 (no options, not a fragment, valid header
- * checksum) or IPv6 without
- * extension headers, exact lengths, payload, ACK and no SYN/RST/URG/FIN, and a valid checksum (a
- * coalesced super-packet's checksum is trusted by the receiving stack, so a bad one must not
- * hide inside it). */
-static int tcp_candidate(const uint8_t *p, uint32_t len, tcpseg *t) {
-  if (parse_layout(p, len, &t->L) < 0 || t->L.proto != 6) return 0;
-  if (t->L.v6) {
-    if ((uint32_t)rd16(p + 4) + 40 != len) return 0;
-  } else {
-    if (t->L.iphlen != 20 || rd16(p + 2) != len || (rd16(p + 6) & 0x3fff)) return 0;
-    if (csum_fold(csum_add(p, 20, 0)) != 0xffff) return 0; /* a bad header must not be "fixed" by merging */
-  }
-  uint32_t hlen = t->L.iphlen + t->L.l4hlen;
-  if (len <= hlen) return 0;
-  uint8_t fl = p[t->L.iphlen + 13];
-  if (!(fl & 0x10) || (fl & (0x01 | 0x02 | 0x04 | 0x20))) return 0;
-  if (!l4_checksum_ok(p, &t->L, len)) return 0;
-  t->p = p, t->len = len, t->plen = len - hlen, t->seq = rd32(p + t->L.iphlen + 4);
-  return 1;
-}
-
-/* Any TCP packet's flow (addresses and ports), for ordering within a flow. */
-static int same_flow(const uint8_t *a, const layout *La, const uint8_t *b, const layout *Lb) {
-  if (La->v6 != Lb->v6) return 0;
-  if (La->v6 ? memcmp(a + 8, b + 8, 32) : memcmp(a + 12, b + 12, 8)) return 0;
-  return memcmp(a + La->iphlen, b + Lb->iphlen, 4) == 0;
-}
-
-typedef struct {
-  int used, closed, n;
-  int idx[MAX_COALESCE];
-  tcpseg first, last;
-  uint32_t total, next_seq;
-  int order;
-} bucket;
-
-static int can_append(const bucket *b, const tcpseg *q) {
-  const tcpseg *f = &b->first, *l = &b->last;
-  if (b->closed || b->n >= MAX_COALESCE) return 0;
-  if (!same_flow(f->p, &f->L, q->p, &q->L)) return 0;
-  const uint8_t *a = f->p, *c = q->p;
-  if (f->L.v6) {
-    if (memcmp(a, c, 4) || a[7] != c[7]) return 0; /* traffic class, flow label, hop limit */
-  } else {
-    if (a[1] != c[1] || a[6] != c[6] || a[8] != c[8]) return 0; /* TOS, DF, TTL */
-    if (rd16(c + 4) != (uint16_t)(rd16(a + 4) + b->n)) return 0;  /* IDs count up, as segmentation will make them */
-  }
-  if (f->L.l4hlen != q->L.l4hlen) return 0;
-  const uint8_t *ta = a + f->L.iphlen, *tc = c + q->L.iphlen;
-  if (memcmp(ta + 8, tc + 8, 4)) return 0;                          /* same ACK */
-  if (tc[13] & 0x80) return 0;                                        /* CWR starts a new one */
-  if ((ta[13] ^ tc[13]) & ~(0x80 | 0x08)) return 0;                  /* other flags equal */
-  if (memcmp(ta + 14, tc + 14, 2)) return 0;                          /* same window */
-  if (memcmp(ta + 20, tc + 20, f->L.l4hlen - 20)) return 0;           /* same options */
-  if (l->p[l->L.iphlen + 13] & 0x08) return 0;                        /* nothing after a PSH */
-  if (q->seq != b->next_seq) return 0;                                /* contiguous */
-  if (q->plen > f->plen || l->plen != f->plen) return 0;              /* gso_size; short one ends it */
-  if (b->total + q->plen > 65535) return 0;
-  return 1;
-}
-
-/*
- * Emission: the iovec of one write — the virtio header, then the packet (alone), or the
- * rewritten headers of the first segment followed by every segment's payload (coalesced).
- * Returns -1 to stop the batch (EAGAIN).
- */
-/* idx: for a coalesced write, the indexes of its segments in the batch (else NULL). */
-typedef int (*emit_fn)(void *ctx, struct iovec *iov, int iovcnt, int packets, const int *idx);
-
-static int emit_single(const uint8_t *p, uint32_t len, emit_fn emit, void *ctx) {
-  static const uint8_t zero[VNET_LEN];
-  struct iovec iov[2] = {{(void *)zero, VNET_LEN}, {(void *)p, len}};
-  return emit(ctx, iov, 2, 1, NULL);
-}
-
-/* A batch being coalesced: the packets (by index) and the open buckets. */
-typedef struct {
-  const uint8_t *buf;
-  const uint32_t *offs, *lens;
-  bucket b[MAX_BUCKETS];
-  int order;
-} plan;
-
-static int flush_b(plan *pl, bucket *b, emit_fn emit, void *ctx) {
-  if (!b->used) return 0;
-  if (b->n == 1) {
-    b->used = 0;
-    return emit_single(b->first.p, b->first.len, emit, ctx);
-  }
-  b->used = 0;
-  const tcpseg *f = &b->first;
-  uint8_t vb[VNET_LEN], hdr[120];
-  uint32_t hlen = f->L.iphlen + f->L.l4hlen;
-  memcpy(hdr, f->p, hlen);
-  if (f->L.v6) {
-    wr16(hdr + 4, (uint16_t)(b->total - 40));
-  } else {
-    wr16(hdr + 2, (uint16_t)b->total);
-    ipv4_header_checksum(hdr, 20);
-  }
-  uint8_t *th = hdr + f->L.iphlen;
-  th[13] |= b->last.p[b->last.L.iphlen + 13] & 0x08;
-  uint16_t ps = csum_fold(pseudo_sum(hdr, &f->L, b->total - f->L.iphlen));
-  memcpy(th + 16, &ps, 2);
-  vhdr h = {VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            (uint8_t)((f->L.v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4) | (th[13] & 0x80 ? VIRTIO_NET_HDR_GSO_ECN : 0)),
-            (uint16_t)hlen, (uint16_t)f->plen, (uint16_t)f->L.iphlen, 16};
-  vhdr_write(vb, &h);
-  struct iovec iov[2 + MAX_COALESCE];
-  iov[0] = (struct iovec){vb, VNET_LEN};
-  iov[1] = (struct iovec){hdr, hlen};
-  for (int k = 0; k < b->n; k++) {
-    const uint8_t *p = pl->buf + pl->offs[b->idx[k]];
-    iov[2 + k] = (struct iovec){(void *)(p + hlen), pl->lens[b->idx[k]] - hlen};
-  }
-  return emit(ctx, iov, 2 + b->n, b->n, b->idx);
-}
-
-/* Oldest first, so flows keep roughly the order they arrived in. */
-static int flush_all(plan *pl, emit_fn emit, void *ctx) {
-  for (;;) {
-    bucket *o = NULL;
-    for (int i = 0; i < MAX_BUCKETS; i++)
-      if (pl->b[i].used && (!o || pl->b[i].order < o->order)) o = &pl->b[i];
-    if (!o) return 0;
-    if (flush_b(pl, o, emit, ctx) < 0) return -1;
-  }
-}
-
-/*
- * Walk a batch: TCP segments of one flow that can be coalesced gather in a bucket; a packet of
- * that flow that cannot join flushes the bucket first (order within a flow is kept); other
- * packets go out as they come. Returns -1 when emit asked to stop (EAGAIN).
- */
-static int coalesce(const uint8_t *buf, const uint32_t *offs, const uint32_t *lens, int count, emit_fn emit, void *ctx) {
-  plan pl;
-  memset(&pl, 0, sizeof pl);
-  pl.buf = buf, pl.offs = offs, pl.lens = lens;
-  for (int i = 0; i < count; i++) {
-    const uint8_t *p = buf + offs[i];
-    uint32_t len = lens[i];
-    tcpseg q;
-    int cand = tcp_candidate(p, len, &q);
-    layout Lq;
-    int is_tcp = cand ? (Lq = q.L, 1) : (parse_layout(p, len, &Lq) == 0 && Lq.proto == 6);
-    bucket *b = NULL;
-    if (is_tcp)
-      for (int k = 0; k < MAX_BUCKETS; k++)
-        if (pl.b[k].used && same_flow(pl.b[k].first.p, &pl.b[k].first.L, p, &Lq)) b = &pl.b[k];
-    if (cand) {
-      if (b && can_append(b, &q)) {
-        b->idx[b->n++] = i;
-        b->last = q;
-        b->total += q.plen;
-        b->next_seq = q.seq + q.plen;
-        if (q.plen < b->first.plen || (p[q.L.iphlen + 13] & 0x08)) b->closed = 1;
-        continue;
-      }
-      if (b && flush_b(&pl, b, emit, ctx) < 0) return -1;
-      b = NULL;
-      for (int k = 0; k < MAX_BUCKETS && !b; k++)
-        if (!pl.b[k].used) b = &pl.b[k];
-      if (!b) { /* all in use: the oldest goes out */
-        for (int k = 0; k < MAX_BUCKETS; k++)
-          if (!b || pl.b[k].order < b->order) b = &pl.b[k];
-        if (flush_b(&pl, b, emit, ctx) < 0) return -1;
-      }
-      memset(b, 0, sizeof *b);
-      b->used = 1, b->n = 1, b->idx[0] = i, b->first = b->last = q, b->order = pl.order++;
-      b->total = q.len, b->next_seq = q.seq + q.plen;
-      if (p[q.L.iphlen + 13] & 0x08) b->closed = 1;
-      continue;
-    }
-    if (b && flush_b(&pl, b, emit, ctx) < 0) return -1;
-    if (emit_single(p, len, emit, ctx) < 0) return -1;
-  }
-  return flush_all(&pl, emit, ctx);
-}
 
 /* ───────────────────────── per-fd state ───────────────────────── */
 
@@ -480,7 +78,7 @@ typedef struct {
   /* TUN read: a super-packet whose later segments did not fit the last call's slots */
   uint8_t *tstage;
   uint32_t tlen;
-  vhdr th;
+  km_vhdr th;
   int tnext, ttotal;
   /* UDP GRO receive: coalesced receives not yet handed out */
   uint8_t *ustage;
@@ -535,7 +133,7 @@ void km_offload_forget(int fd) {
  * virtio header is still there and every packet is then a plain one).
  */
 unsigned km_offload_tun_setup(int fd) {
-  int sz = VNET_LEN;
+  int sz = KM_VNET_LEN;
   if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) return 0;
   static const unsigned tries[] = {
       TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_USO4 | TUN_F_USO6,
@@ -567,7 +165,7 @@ static napi_value tun_read_vnet(napi_env env, napi_callback_info info) {
   while (n < max) {
     if (st->tnext < st->ttotal) { /* segments left over from the last call first */
       int total = 0;
-      int w = split(&st->th, st->tstage + VNET_LEN, st->tlen, st->tnext, buf + (size_t)n * slot, (size_t)slot, lens + n, (int)max - n, &total);
+      int w = km_split(&st->th, st->tstage + KM_VNET_LEN, st->tlen, st->tnext, buf + (size_t)n * slot, (size_t)slot, lens + n, (int)max - n, &total);
       if (w < 0) { /* cannot happen: it split before; drop the rest */
         st->tnext = st->ttotal = 0;
         continue;
@@ -582,19 +180,21 @@ static napi_value tun_read_vnet(napi_env env, napi_callback_info info) {
       break;
     }
     if (r == 0) break;
-    if (r < VNET_LEN + 1 || r >= STAGE) {
+    if (r < KM_VNET_LEN + 1 || r >= STAGE) {
       ctr.tun_bad++;
       continue;
     }
-    vhdr h;
-    vhdr_read(st->tstage, &h);
-    uint8_t *p = st->tstage + VNET_LEN;
-    uint32_t len = (uint32_t)r - VNET_LEN;
+    km_vhdr h;
+    km_vhdr_read(st->tstage, &h);
+    uint8_t *p = st->tstage + KM_VNET_LEN;
+    uint32_t len = (uint32_t)r - KM_VNET_LEN;
     if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
-      if (complete_csum(&h, p, len) < 0) {
+      int done = km_complete_csum(&h, p, len);
+      if (done < 0) {
         ctr.tun_bad++;
         continue;
       }
+      ctr.tun_csum_completed += done;
       if (len > slot) {
         ctr.tun_too_big++;
         continue;
@@ -604,7 +204,7 @@ static napi_value tun_read_vnet(napi_env env, napi_callback_info info) {
       continue;
     }
     int total = 0;
-    int w = split(&h, p, len, 0, buf + (size_t)n * slot, (size_t)slot, lens + n, (int)max - n, &total);
+    int w = km_split(&h, p, len, 0, buf + (size_t)n * slot, (size_t)slot, lens + n, (int)max - n, &total);
     if (w < 0) {
       ctr.tun_bad++;
       continue;
@@ -639,8 +239,8 @@ static int emit_write(void *c, struct iovec *iov, int iovcnt, int packets, const
     if (!idx) return 0;
     /* The kernel refused the super-packet: its segments are still good packets, one by one. */
     for (int k = 0; k < packets; k++) {
-      static const uint8_t zero[VNET_LEN];
-      struct iovec one[2] = {{(void *)zero, VNET_LEN}, {(void *)(w->buf + w->offs[idx[k]]), w->lens[idx[k]]}};
+      static const uint8_t zero[KM_VNET_LEN];
+      struct iovec one[2] = {{(void *)zero, KM_VNET_LEN}, {(void *)(w->buf + w->offs[idx[k]]), w->lens[idx[k]]}};
       do r = writev(w->fd, one, 2);
       while (r < 0 && errno == EINTR);
       if (r >= 0) w->done++;
@@ -665,7 +265,7 @@ static napi_value tun_write_vnet(napi_env env, napi_callback_info info) {
   uint8_t *buf = p.buf;
   uint32_t *offs = p.offs, *lens = p.lens;
   write_ctx w = {(int)fd, 0, 0, buf, offs, lens};
-  coalesce(buf, offs, lens, (int)count, emit_write, &w);
+  km_coalesce(buf, offs, lens, (int)count, emit_write, &w);
   return make_int(env, w.done);
 }
 
@@ -907,12 +507,11 @@ static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
     /* hand out what is pending */
     while (n < max && st->ucur < st->un) {
       int k = st->ucur;
-      uint32_t len = st->ulen[k], gso = st->ugso[k] ? st->ugso[k] : len;
-      if (st->uoff >= len) {
+      uint32_t seg = km_gro_segment(st->ulen[k], st->ugso[k], st->uoff);
+      if (seg == 0) {
         st->ucur++, st->uoff = 0;
         continue;
       }
-      uint32_t seg = len - st->uoff < gso ? len - st->uoff : gso;
       if (seg > (uint32_t)slot) {
         km_udp_counters.udp_truncated++;
         st->ucur++, st->uoff = 0;
@@ -954,18 +553,7 @@ static napi_value udp_recv_gro(napi_env env, napi_callback_info info) {
       struct msghdr *h = &i_msgs[k].msg_hdr;
       st->ulen[k] = (h->msg_flags & MSG_TRUNC) ? 0 : i_msgs[k].msg_len;
       if (h->msg_flags & MSG_TRUNC) km_udp_counters.udp_truncated++;
-      st->ugso[k] = 0;
-      memset(st->uloc[k], 0, 16);
-      st->uif[k] = 0;
-      for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-          int g;
-          memcpy(&g, CMSG_DATA(c), sizeof g);
-          st->ugso[k] = g > 0 && g < 65536 ? (uint16_t)g : 0;
-        } else {
-          km_pktinfo(c, st->uloc[k], &st->uif[k]);
-        }
-      }
+      km_recv_cmsgs(h, &st->ugso[k], st->uloc[k], &st->uif[k]); /* UDP_GRO, IP[V6]_PKTINFO */
       if (st->ugso[k] && st->ulen[k] > st->ugso[k]) ctr.udp_gro_receives++, ctr.udp_gro_segments += (st->ulen[k] + st->ugso[k] - 1) / st->ugso[k];
       km_addr16(&i_sa[k].sa, st->uaddr[k], &st->uport[k]);
     }
@@ -1001,17 +589,19 @@ static napi_value offload_split(napi_env env, napi_callback_info info) {
   uint8_t *pb = argc >= 2 ? bytes_of(env, argv[1], &pl) : NULL;
   int64_t slot = 2048;
   if (argc >= 3 && !get_int(env, argv[2], &slot)) slot = 2048;
-  if (!hb || !pb || hl != VNET_LEN || slot <= 0 || slot > 65536 || pl > STAGE)
+  if (!hb || !pb || hl != KM_VNET_LEN || slot <= 0 || slot > 65536 || pl > STAGE)
     return throw_code(env, "EINVAL", "offloadSplit(vnetHeader: 10 bytes, packet, slotSize?)");
-  vhdr h;
-  vhdr_read(hb, &h);
+  km_vhdr h;
+  km_vhdr_read(hb, &h);
   napi_value arr, null;
   napi_get_null(env, &null);
   uint8_t *copy = malloc(pl ? pl : 1);
   if (!copy) return throw_code(env, "ENOMEM", "offloadSplit: out of memory");
   memcpy(copy, pb, pl);
   if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
-    if (pl == 0 || complete_csum(&h, copy, pl) < 0 || pl > (size_t)slot) {
+    int done = pl == 0 ? -1 : km_complete_csum(&h, copy, pl);
+    if (done > 0) ctr.tun_csum_completed++;
+    if (done < 0 || pl > (size_t)slot) {
       ctr.tun_bad++;
       free(copy);
       return null;
@@ -1036,7 +626,7 @@ static napi_value offload_split(napi_env env, napi_callback_info info) {
     return throw_code(env, "ENOMEM", "offloadSplit: out of memory");
   }
   for (;;) {
-    int w = split(&h, copy, pl, done, out, (size_t)slot, lens, 7, &total);
+    int w = km_split(&h, copy, pl, done, out, (size_t)slot, lens, 7, &total);
     if (w < 0) {
       ctr.tun_bad++;
       free(out), free(copy);
@@ -1071,9 +661,9 @@ static int emit_collect(void *c, struct iovec *iov, int iovcnt, int packets, con
   void *d;
   napi_value ab;
   napi_create_object(cc->env, &obj);
-  napi_create_arraybuffer(cc->env, VNET_LEN, &d, &ab);
-  memcpy(d, iov[0].iov_base, VNET_LEN);
-  napi_create_typedarray(cc->env, napi_uint8_array, VNET_LEN, ab, 0, &hv);
+  napi_create_arraybuffer(cc->env, KM_VNET_LEN, &d, &ab);
+  memcpy(d, iov[0].iov_base, KM_VNET_LEN);
+  napi_create_typedarray(cc->env, napi_uint8_array, KM_VNET_LEN, ab, 0, &hv);
   napi_create_arraybuffer(cc->env, total, &d, &ab);
   uint8_t *o = d;
   for (int i = 1; i < iovcnt; i++) memcpy(o, iov[i].iov_base, iov[i].iov_len), o += iov[i].iov_len;
@@ -1115,7 +705,7 @@ static napi_value offload_coalesce(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < count; i++) memcpy(flat + offs[i], ptrs[i], lens[i]);
   collect_ctx cc = {env, NULL, 0};
   napi_create_array(env, &cc.arr);
-  coalesce(flat, offs, lens, (int)count, emit_collect, &cc);
+  km_coalesce(flat, offs, lens, (int)count, emit_collect, &cc);
   free(flat);
   return cc.arr;
 }

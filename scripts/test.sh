@@ -13,6 +13,10 @@ if [ "$(id -u)" = 0 ]; then
               make:make g++:g++ python3:python3; do
     command -v "${spec%%:*}" >/dev/null 2>&1 || need+=("${spec##*:}")
   done
+  # the native fuzz targets (fuzz/run.sh): clang with libFuzzer and the sanitizer runtimes, OpenSSL's headers
+  for pkg in clang libfuzzer-14-dev libclang-rt-14-dev libssl-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
   if [ ${#need[@]} -gt 0 ]; then
     echo "test: installing ${need[*]}"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
@@ -39,14 +43,29 @@ report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report"
 status=$?
+
+# The native parsers under libFuzzer (native-notes/fuzzing.md): each target replays its corpus and
+# regressions, then fuzzes for FUZZ_SECONDS (20 here); each counts as a test, a crash as a failure.
+fuzz_passed=0 fuzz_failed=0
+if command -v clang >/dev/null 2>&1; then
+  fuzz_log=$(mktemp)
+  trap 'rm -f "$report" "$fuzz_log"' EXIT
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} ./fuzz/run.sh 2>&1 | tee "$fuzz_log"
+  fuzz_status=${PIPESTATUS[0]}
+  fuzz_passed=$(grep -c '^fuzz: [a-z_]* clean' "$fuzz_log")
+  fuzz_failed=$(grep -c '^fuzz: [a-z_]* FAILED' "$fuzz_log")
+  [ "$fuzz_status" -ne 0 ] && [ "$fuzz_failed" -eq 0 ] && fuzz_failed=1 # did not build, or no such target
+else
+  echo "test: clang not found — native fuzz targets skipped"
+fi
 node -e '
   const fs = require("fs");
   let r = {};
   try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch {}
-  const passed = r.numPassedTests ?? 0, failed = r.numFailedTests ?? 0;
+  const passed = (r.numPassedTests ?? 0) + Number(process.argv[2]), failed = (r.numFailedTests ?? 0) + Number(process.argv[3]);
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
   console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
   process.exit(passed > 0 && failed === 0 ? 0 : 1);
-' "$report"
+' "$report" "$fuzz_passed" "$fuzz_failed"
 summary=$?
 [ $status -eq 0 ] && [ $summary -eq 0 ]
