@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -171,32 +172,24 @@ static void set_bufsize(int fd, int force_opt, int opt, int size) {
   setsockopt(fd, SOL_SOCKET, opt, &size, sizeof size);
 }
 
-/* udpOpen(port[, loopbackOnly]) → { fd, port, family }. loopbackOnly binds to 127.0.0.1 (as
- * ::ffff:127.0.0.1 on the dual-stack socket) instead of every address: a socket the start-up
- * warm-up talks to itself through, unreachable from any network. */
-static napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t port;
-  if (argc < 1 || !get_int(env, argv[0], &port) || port < 0 || port > 65535)
-    return throw_code(env, "EINVAL", "udpOpen: port must be 0–65535");
-  bool loopback = false;
-  if (argc >= 2) napi_get_value_bool(env, argv[1], &loopback);
-  int family = 6;
+/* One UDP socket bound to `port` (dual-stack [::] if IPv6 works, else IPv4), configured as every
+ * keymesh socket is. Returns the fd, or -1 with *err set (an errno) and *where naming the bind. */
+static int open_udp(int64_t port, bool loopback, bool reuseport, int *family, int *err, const char **where) {
+  int on = 1;
+  *family = 6;
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd >= 0) {
     int off = 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
     /* Report each datagram's destination address and arrival interface (the path's local end):
      * IPV6_RECVPKTINFO for IPv6, IP_PKTINFO for IPv4(-mapped) datagrams on this dual-stack socket. */
-    int on = 1;
     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
     setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
     /* ICMP errors (time exceeded for the NAT openers' TTL, and the rest) are queued on the
      * socket's error queue, which udpErrors() drains; see there. */
     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
     setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
     struct sockaddr_in6 sa;
     memset(&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
@@ -206,18 +199,23 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
       int e = errno;
       close(fd);
-      if (e == EADDRINUSE) return throw_code(env, "EADDRINUSE", "UDP port %lld is already in use", (long long)port);
-      if (e != EADDRNOTAVAIL && e != EAFNOSUPPORT) return throw_code(env, errno_code(e), "bind [::]:%lld: %s", (long long)port, strerror(e));
+      if (e != EADDRNOTAVAIL && e != EAFNOSUPPORT) {
+        *err = e, *where = "[::]";
+        return -1;
+      }
       fd = -1; /* IPv6 present but unusable: fall back to IPv4 */
     }
   }
   if (fd < 0) {
-    family = 4;
+    *family = 4;
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return throw_code(env, errno_code(errno), "socket: %s", strerror(errno));
-    int on4 = 1;
-    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on4, sizeof on4);
-    setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on4, sizeof on4);
+    if (fd < 0) {
+      *err = errno, *where = "socket";
+      return -1;
+    }
+    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -226,19 +224,86 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
       int e = errno;
       close(fd);
-      if (e == EADDRINUSE) return throw_code(env, "EADDRINUSE", "UDP port %lld is already in use", (long long)port);
-      return throw_code(env, errno_code(e), "bind 0.0.0.0:%lld: %s", (long long)port, strerror(e));
+      *err = e, *where = "0.0.0.0";
+      return -1;
+    }
+  }
+  return fd;
+}
+
+static int bound_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/*
+ * Handshakes apart from data, in the kernel. Two sockets share the port (SO_REUSEPORT) and a
+ * classic BPF program on the group steers each datagram by its first byte, the WireGuard message
+ * type: transport data (4) to socket 0, everything else to socket 1. A flood of handshake
+ * messages then fills only socket 1's receive buffer, which the kernel drops from when full, and
+ * never the one data arrives on. (The program runs with the UDP payload at offset 0; an empty
+ * payload, which cannot be loaded, ends the program with 0: the data socket, which drops it.)
+ */
+static bool steer_by_type(int fd) {
+  struct sock_filter code[] = {
+      {BPF_LD | BPF_B | BPF_ABS, 0, 0, 0},   /* A = payload[0] */
+      {BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 4},  /* transport data? */
+      {BPF_RET | BPF_K, 0, 0, 0},            /* socket 0: data */
+      {BPF_RET | BPF_K, 0, 0, 1},            /* socket 1: handshakes and the rest */
+  };
+  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) == 0;
+}
+
+/* udpOpen(port[, loopbackOnly[, splitHandshakes]]) → { fd, hsFd, port, family }. loopbackOnly
+ * binds to 127.0.0.1 (as ::ffff:127.0.0.1 on the dual-stack socket) instead of every address: a
+ * socket the start-up warm-up talks to itself through, unreachable from any network.
+ * splitHandshakes opens the pair above: fd gets transport data, hsFd everything else (-1 when
+ * the kernel cannot steer: then fd gets all). The port is first bound alone, so a port in use
+ * is still refused (EADDRINUSE) rather than shared. */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t port;
+  if (argc < 1 || !get_int(env, argv[0], &port) || port < 0 || port > 65535)
+    return throw_code(env, "EINVAL", "udpOpen: port must be 0–65535");
+  bool loopback = false, split = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &loopback);
+  if (argc >= 3) napi_get_value_bool(env, argv[2], &split);
+  int family, err = 0;
+  const char *where = "";
+  int fd = open_udp(port, loopback, false, &family, &err, &where);
+  if (fd < 0) {
+    if (err == EADDRINUSE) return throw_code(env, "EADDRINUSE", "UDP port %lld is already in use", (long long)port);
+    return throw_code(env, errno_code(err), "bind %s:%lld: %s", where, (long long)port, strerror(err));
+  }
+  int real = bound_port(fd);
+  int hs = -1;
+  if (split) {
+    /* the port is ours (nobody else bound it): now the pair, sharing it */
+    close(fd);
+    int fam2;
+    fd = open_udp(real, loopback, true, &family, &err, &where);
+    hs = fd >= 0 ? open_udp(real, loopback, true, &fam2, &err, &where) : -1;
+    if (fd < 0 || hs < 0 || fam2 != family || !steer_by_type(fd)) {
+      if (hs >= 0) close(hs);
+      if (fd >= 0) close(fd);
+      hs = -1;
+      fd = open_udp(real, loopback, false, &family, &err, &where);
+      if (fd < 0) return throw_code(env, errno_code(err), "bind %s:%d: %s", where, real, strerror(err));
     }
   }
   set_bufsize(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
   set_bufsize(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
-  int real = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  /* the handshake socket: ~1,300 initiations queued at most; under a flood the kernel drops the rest */
+  if (hs >= 0) set_bufsize(hs, SO_RCVBUFFORCE, SO_RCVBUF, 1 << 20);
   napi_value obj;
   CHECK(napi_create_object(env, &obj));
   set_prop(env, obj, "fd", make_int(env, fd));
+  set_prop(env, obj, "hsFd", make_int(env, hs));
   set_prop(env, obj, "port", make_int(env, real));
   set_prop(env, obj, "family", make_int(env, family));
   return obj;

@@ -58,6 +58,31 @@ export function rcvbufErrors(lab: Lab, ns: string): number {
   return Number(vals[head.indexOf('RcvbufErrors')]);
 }
 
+/**
+ * Datagrams dropped per UDP socket bound to `port` in this namespace (the "drops" column of
+ * /proc/net/udp and udp6), in the order the kernel lists them; with keymesh's split sockets the
+ * data socket and the handshake socket are two entries.
+ */
+export function socketDrops(lab: Lab, ns: string, port: number): number[] {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const out: number[] = [];
+  for (const f of ['/proc/net/udp', '/proc/net/udp6']) {
+    for (const line of lab.exec(ns, ['cat', f]).split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 12 && cols[1].endsWith(`:${hex}`)) out.push(Number(cols[cols.length - 1]));
+    }
+  }
+  return out;
+}
+
+/** ping's own summary ("N packets transmitted, M received"): sent, answered, loss as a fraction. */
+export function pingSummary(output: string): { sent: number; answered: number; loss: number } {
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(output);
+  const sent = m ? Number(m[1]) : 0;
+  const answered = m ? Number(m[2]) : 0;
+  return { sent, answered, loss: sent > 0 ? 1 - answered / sent : 1 };
+}
+
 /** CPU seconds (user + system) a process has used so far. */
 export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -184,6 +184,16 @@ export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: 
   engine.sink.event({ type: 'handshake-initiated', peer, retry });
 }
 
+/** timers.ts resendInitiation: the initiation in flight, unchanged, where it went (and to the relays and candidates now known). */
+export function resendInitiation(engine: Engine, peer: Peer, now: number): void {
+  const msg = peer.lastInitiation;
+  if (!msg || peer.handshake.state !== 'initiation-created') return;
+  const path = peer.endpoint.path;
+  if (path) engine.sink.send(path, msg, 0, msg.length);
+  for (const p of initiationExtras(engine, peer, path, now) ?? []) engine.sink.send(p, msg, 0, msg.length);
+  peer.timers.initiationResent(now);
+}
+
 /** An index held by an unfinished handshake is released when a new handshake replaces it. */
 function releaseHandshakeIndex(engine: Engine, peer: Peer): void {
   const hs = peer.handshake;

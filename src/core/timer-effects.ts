@@ -11,7 +11,7 @@
 import { KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME } from './constants.js';
 import { duePeers, touch } from './deadline-index.js';
 import type { Engine } from './engine.js';
-import { dropSessions, sendInitiation } from './handshake.js';
+import { dropSessions, resendInitiation, sendInitiation } from './handshake.js';
 import { lookup, onRelay } from './lighthouse-lookup.js';
 import { RELAY_RETRY_DIRECT } from './lighthouse.js';
 import { recover, sendAddresses, sendChallenge, sendProbe } from './paths.js';
@@ -61,6 +61,9 @@ function expire(engine: Engine, peer: Peer, name: TimerName, now: number): void 
         t.handshakeAttempts++;
         sendInitiation(engine, peer, true, now);
       }
+      break;
+    case 'resendInitiation':
+      resendInitiation(engine, peer, now);
       break;
     case 'sendKeepalive':
       sendKeepalive(engine, peer, now);

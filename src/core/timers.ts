@@ -11,12 +11,22 @@
  *                        authenticated came back: the session is presumed dead, so re-handshake.
  *   zeroKeyMaterial      3 × REJECT_AFTER_TIME after the last session was derived: wipe all keys.
  *   persistentKeepalive  the configured interval after any authenticated packet went either way.
+ *   resendInitiation     (keymesh's own) 250 ms after an initiation, then 500 ms, 1 s and 2 s after
+ *                        that, while no response came: the same initiation, byte for byte, again —
+ *                        a lost initiation (a lossy link, a responder whose socket overflows under a
+ *                        flood) costs a fraction of a second instead of REKEY_TIMEOUT. A copy is
+ *                        not a new handshake: a responder that saw the first drops it (its
+ *                        timestamp is not newer), so WireGuard's one initiation per REKEY_TIMEOUT
+ *                        holds.
  */
 import { KEEPALIVE_TIMEOUT, REJECT_AFTER_TIME, REKEY_TIMEOUT } from './constants.js';
 
-export type TimerName = 'retransmitHandshake' | 'sendKeepalive' | 'newHandshake' | 'zeroKeyMaterial' | 'persistentKeepalive';
+export type TimerName = 'retransmitHandshake' | 'sendKeepalive' | 'newHandshake' | 'zeroKeyMaterial' | 'persistentKeepalive' | 'resendInitiation';
+/** The first copy of an initiation goes this long after it; each later one twice as long after the one before. */
+export const INITIATION_RESEND_FIRST = 250;
 export const TIMER_NAMES: readonly TimerName[] = [
   'retransmitHandshake',
+  'resendInitiation',
   'sendKeepalive',
   'newHandshake',
   'zeroKeyMaterial',
@@ -29,6 +39,9 @@ export class PeerTimers {
   newHandshake = Infinity;
   zeroKeyMaterial = Infinity;
   persistentKeepalive = Infinity;
+  resendInitiation = Infinity;
+  /** The gap before the next copy of the initiation in flight. */
+  resendInterval = INITIATION_RESEND_FIRST;
   handshakeAttempts = 0;
   needAnotherKeepalive = false;
   /** Persistent keepalive interval in milliseconds; 0 disables it. */
@@ -59,11 +72,21 @@ export class PeerTimers {
   /** Should be called after a handshake initiation message is sent. */
   handshakeInitiated(now: number, jitter: number): void {
     this.retransmitHandshake = now + REKEY_TIMEOUT + jitter;
+    this.resendInterval = INITIATION_RESEND_FIRST;
+    this.resendInitiation = now + INITIATION_RESEND_FIRST;
+  }
+
+  /** A copy of the initiation went out: the next one twice as far off, none past the retransmission. */
+  initiationResent(now: number): void {
+    this.resendInterval *= 2;
+    const at = now + this.resendInterval;
+    this.resendInitiation = at < this.retransmitHandshake ? at : Infinity;
   }
 
   /** Should be called after a handshake response is consumed or a responder's keypair is confirmed. */
   handshakeComplete(): void {
     this.retransmitHandshake = Infinity;
+    this.resendInitiation = Infinity;
     this.handshakeAttempts = 0;
   }
 
@@ -79,10 +102,10 @@ export class PeerTimers {
 
   /** Earliest armed deadline, or Infinity. */
   next(): number {
-    return Math.min(this.retransmitHandshake, this.sendKeepalive, this.newHandshake, this.zeroKeyMaterial, this.persistentKeepalive);
+    return Math.min(this.retransmitHandshake, this.sendKeepalive, this.newHandshake, this.zeroKeyMaterial, this.persistentKeepalive, this.resendInitiation);
   }
 
   stopAll(): void {
-    this.retransmitHandshake = this.sendKeepalive = this.newHandshake = this.zeroKeyMaterial = this.persistentKeepalive = Infinity;
+    this.retransmitHandshake = this.sendKeepalive = this.newHandshake = this.zeroKeyMaterial = this.persistentKeepalive = this.resendInitiation = Infinity;
   }
 }

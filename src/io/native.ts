@@ -24,6 +24,8 @@ export interface TunHandle {
 }
 export interface UdpHandle {
   fd: number;
+  /** With udpOpen's splitHandshakes: the socket the kernel steers every non-data datagram to (-1: none, fd gets all). */
+  hsFd?: number;
   port: number;
   family: 4 | 6;
 }
@@ -54,7 +56,7 @@ interface Addon {
   tunOpen(name: string, options?: { offload?: boolean }): TunHandle;
   tunReadBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, maxPackets: number): number;
   tunWriteBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
-  udpOpen(port: number, loopbackOnly?: boolean): UdpHandle;
+  udpOpen(port: number, loopbackOnly?: boolean, splitHandshakes?: boolean): UdpHandle;
   packetPair(): [number, number];
   udpSetMark(fd: number, mark: number): void;
   udpSetTtl(fd: number, ttl: number): void;
@@ -123,7 +125,12 @@ export const tunReadBatch = (fd: number, buf: Uint8Array, slotSize: number, leng
 export const tunWriteBatch = (fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number =>
   a().tunWriteBatch(fd, buf, offsets, lengths, count);
 /** A dual-stack UDP socket on `port` (0: the kernel picks). Errors carry `code`, e.g. EADDRINUSE. */
-export const udpOpen = (port: number, loopbackOnly = false): UdpHandle => a().udpOpen(port, loopbackOnly);
+/**
+ * With splitHandshakes, two sockets share the port and the kernel steers by message type (a BPF
+ * program on the SO_REUSEPORT group): transport data to `fd`, everything else to `hsFd`, so a
+ * handshake flood never fills the buffer data arrives in (native-notes/README.md).
+ */
+export const udpOpen = (port: number, loopbackOnly = false, splitHandshakes = false): UdpHandle => a().udpOpen(port, loopbackOnly, splitHandshakes);
 /** A connected pair of AF_UNIX SOCK_SEQPACKET sockets: one message per write and per read, as on a TUN device. */
 export const packetPair = (): [number, number] => a().packetPair();
 /** SO_MARK: outgoing tunnel packets carry this firewall mark (0 clears it), for policy routing. */

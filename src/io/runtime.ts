@@ -60,6 +60,14 @@ export interface RuntimeOptions {
   onFatal?: (reason: string) => void;
 }
 
+/** KEYMESH_SPLIT_HANDSHAKES=0: one socket for everything (handshakes not kept apart by the kernel; for comparison). */
+const SPLIT_HANDSHAKES = process.env.KEYMESH_SPLIT_HANDSHAKES !== '0';
+
+function closeUdp(udp: native.UdpHandle): void {
+  native.closeFd(udp.fd);
+  if (udp.hsFd !== undefined && udp.hsFd >= 0) native.closeFd(udp.hsFd);
+}
+
 export class Runtime {
   readonly engine: Engine;
   readonly paths = new PathTable();
@@ -67,6 +75,7 @@ export class Runtime {
   readonly pump: Pump;
   private tunPoll = -1;
   private udpPoll = -1;
+  private hsPoll = -1;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private uapi: UapiServer | null = null;
@@ -233,9 +242,9 @@ export class Runtime {
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preUp) await runHook(h, name);
     const tun = this.pump.useTun(native.tunOpen(name, { offload: OFFLOAD }));
-    const udp = this.pump.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0));
+    const udp = this.pump.useUdp(native.udpOpen(cfg.interface.listenPort ?? 0, false, SPLIT_HANDSHAKES));
     this.fwmark = cfg.interface.fwmark ?? 0;
-    if (this.fwmark) native.udpSetMark(udp.fd, this.fwmark);
+    if (this.fwmark) this.setSocketMarks(udp, this.fwmark);
     if (WARMUP) {
       // The device and socket exist (so their handles have the shapes the warm-up must see) but
       // nothing polls them yet and the interface is down: warm up, then take them back.
@@ -270,6 +279,7 @@ export class Runtime {
       this.pump.onTunReadable();
     });
     this.udpPoll = native.pollStart(udp.fd, (err) => this.onUdpPoll(err));
+    this.hsPoll = udp.hsFd! >= 0 ? native.pollStart(udp.hsFd!, () => this.pump.onHandshakeReadable()) : -1;
     this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
@@ -303,11 +313,12 @@ export class Runtime {
     this.names.clear();
     if (this.tunPoll >= 0) native.pollStop(this.tunPoll);
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
-    this.tunPoll = this.udpPoll = -1;
+    if (this.hsPoll >= 0) native.pollStop(this.hsPoll);
+    this.tunPoll = this.udpPoll = this.hsPoll = -1;
     await this.uapi?.close().catch(() => undefined);
     await this.net.teardown();
     const { tun, udp } = this.pump;
-    if (udp) native.closeFd(udp.fd);
+    if (udp) closeUdp(udp);
     if (tun) native.closeFd(tun.fd); // closing a non-persistent TUN removes the interface
     this.pump.release();
     this.engine.removeAllPeers();
@@ -361,6 +372,12 @@ export class Runtime {
 
   // ───────────────────────────── the UDP socket, routes and DNS ─────────────────────────────
 
+  /** SO_MARK on the socket (and its handshake twin, though nothing is sent from that one). */
+  private setSocketMarks(udp: native.UdpHandle, mark: number): void {
+    native.udpSetMark(udp.fd, mark);
+    if (udp.hsFd !== undefined && udp.hsFd >= 0) native.udpSetMark(udp.hsFd, mark);
+  }
+
   /** The UDP socket is readable, or (SOERROR) has ICMP reports queued on its error queue. */
   private onUdpPoll(err?: string): void {
     if (err === 'SOERROR') this.pump.onUdpErrors();
@@ -369,19 +386,21 @@ export class Runtime {
 
   /** Listen on another UDP port (for the UAPI's listen_port): the new socket first, so a failure changes nothing. */
   rebind(port: number): void {
-    const next = native.udpOpen(port); // throws EADDRINUSE with a clear message; nothing changed then
+    const next = native.udpOpen(port, false, SPLIT_HANDSHAKES); // throws EADDRINUSE with a clear message; nothing changed then
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
-    if (this.pump.udp) native.closeFd(this.pump.udp.fd);
+    if (this.hsPoll >= 0) native.pollStop(this.hsPoll);
+    if (this.pump.udp) closeUdp(this.pump.udp);
     this.pump.useUdp(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, (err) => this.onUdpPoll(err));
+    this.hsPoll = next.hsFd! >= 0 ? native.pollStart(next.hsFd!, () => this.pump.onHandshakeReadable()) : -1;
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
   }
 
   /** Mark the UDP socket's packets (SO_MARK) with `mark`, if it is new and the socket is open. */
   setFwmark(mark: number): void {
     if (mark === this.fwmark || !this.pump.udp) return;
-    native.udpSetMark(this.pump.udp.fd, mark);
+    this.setSocketMarks(this.pump.udp, mark);
     this.fwmark = mark;
   }
 
