@@ -93,7 +93,8 @@ async function interfaceExists(name: string): Promise<boolean> {
     await ip(['-o', 'link', 'show', 'dev', name]);
     return true;
   } catch (e) {
-    if (/does not exist/.test((e as Error).message)) return false;
+    // no such device; or no `ip` at all, and then bring-up stops with that plainly
+    if (/does not exist|not installed/.test((e as Error).message)) return false;
     throw e;
   }
 }
