@@ -119,6 +119,7 @@ export class NodeRecord {
   private constructor(
     private readonly file: string,
     private readonly data: NodeRecordData,
+    private readonly log: (line: string) => void,
   ) {}
 
   /**
@@ -128,22 +129,19 @@ export class NodeRecord {
   static async claim(name: string, o: ClaimOptions): Promise<NodeRecord> {
     const stateDir = o.stateDir ?? o.controlDir ?? CONTROL_DIR;
     const file = recordPath(name, stateDir);
-    const sockets = [
-      { what: 'UAPI', p: path.join(o.uapiDir ?? UAPI_DIR, `${name}.sock`) },
-      { what: 'control', p: controlPath(name, o.controlDir) },
-    ];
+    const sockets = [path.join(o.uapiDir ?? UAPI_DIR, `${name}.sock`), controlPath(name, o.controlDir)];
     const prev = await readRecord(file);
-    const ownerAlive = async () => prev !== null && prev.pid !== process.pid && (await startTimeOf(prev.pid)) === prev.startTime;
+    const ownerAlive = async (): Promise<boolean> => prev !== null && prev.pid !== process.pid && (await startTimeOf(prev.pid)) === prev.startTime;
     // a process killed a moment ago is still exiting: give it that moment before calling it live
     const end = Date.now() + OWNER_EXIT_TIMEOUT_MS;
     while ((await ownerAlive()) && Date.now() < end) await sleep(50);
     if (prev && (await ownerAlive())) throw new Error(`interface ${name} belongs to a running keymesh node (pid ${prev.pid}); stop it first (keymesh down ${name})`);
     const stale: string[] = [];
-    for (const s of sockets) {
-      const st = await lstat(s.p).catch(() => null);
+    for (const p of sockets) {
+      const st = await lstat(p).catch(() => null);
       if (!st?.isSocket()) continue; // absent; anything else there is the UAPI server's to refuse
-      if (await socketAnswers(s.p)) throw new Error(`interface ${name} is served by another running process (${s.p} accepts connections)`);
-      stale.push(s.p);
+      if (await socketAnswers(p)) throw new Error(`interface ${name} is served by another running process (${p} accepts connections)`);
+      stale.push(p);
     }
     const netns = await readlink('/proc/self/ns/net').catch(() => '');
     if (await interfaceExists(name)) {
@@ -163,12 +161,12 @@ export class NodeRecord {
     }
     if (prev) undone.push(...(await undo(name, prev, netns, o)));
     if (prev || undone.length) {
-      const who = prev ? `a node (pid ${prev.pid}) that did not stop cleanly` : 'a node that did not stop cleanly';
-      o.log(`${name}: cleaned up after ${who}: ${undone.length ? undone.join('; ') : 'nothing was left'}`);
+      const who = prev ? `a node (pid ${prev.pid})` : 'a node';
+      o.log(`${name}: cleaned up after ${who} that did not stop cleanly: ${undone.length ? undone.join('; ') : 'nothing was left'}`);
     }
     await mkdir(stateDir, { recursive: true, mode: 0o755 });
     const startTime = (await startTimeOf(process.pid)) ?? '';
-    const rec = new NodeRecord(file, { version: 1, pid: process.pid, startTime, netns, dns: false, pinned: [], postDown: true });
+    const rec = new NodeRecord(file, { version: 1, pid: process.pid, startTime, netns, dns: false, pinned: [], postDown: true }, o.log);
     await rec.save();
     return rec;
   }
@@ -179,18 +177,19 @@ export class NodeRecord {
     return this.save();
   }
 
-  /** A clean stop: nothing is left to undo. */
+  /** A clean stop: nothing is left to undo. (A record another process has written since is its own.) */
   async release(): Promise<void> {
     this.released = true;
     await this.writing;
-    await unlink(this.file).catch(() => undefined);
+    if ((await readRecord(this.file))?.pid === this.data.pid) await unlink(this.file).catch(() => undefined);
   }
 
   private save(): Promise<void> {
     // One write at a time, each of the whole record as it is when it starts.
     this.writing = this.writing
       .then(() => (this.released ? undefined : writeFileAtomic(this.file, JSON.stringify(this.data) + '\n', { mode: 0o600 })))
-      .catch(() => undefined);
+      // bring-up goes on without it: only the clean-up after a crash would be lost
+      .catch((e) => this.log(`${path.basename(this.file, '.json')}: cannot write ${this.file}: ${(e as Error).message}`));
     return this.writing;
   }
 }
