@@ -9,7 +9,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -240,6 +240,10 @@ export class Lab {
       }
     }
     this.namespaces.length = 0;
+    // what a killed node leaves under its name (sockets, crash-recovery record): every name is km<id>…
+    for (const dir of ['/var/run/keymesh', '/var/run/wireguard']) {
+      for (const f of existsSync(dir) ? readdirSync(dir) : []) if (f.startsWith(`km${this.id}`)) rmSync(path.join(dir, f), { force: true });
+    }
     rmSync(this.dir, { recursive: true, force: true });
     live.delete(this);
   }

@@ -28,7 +28,7 @@ export class ControlServer {
   static async listen(name: string, h: ControlHandlers, dir = CONTROL_DIR): Promise<ControlServer> {
     await mkdir(dir, { recursive: true, mode: 0o755 });
     const p = controlPath(name, dir);
-    await unlink(p).catch(() => undefined); // the UAPI server already refused if a live node owns NAME
+    await unlink(p).catch(() => undefined); // bring-up already refused if a live node owns NAME (crash-recovery.ts)
     const server = net.createServer((sock) => {
       let buf = '';
       sock.setEncoding('utf8');

@@ -130,6 +130,16 @@ export class InterfaceConfigurator {
     this.endpointRoutes.set(address, [`-${family}`, 'route', 'del', host]);
   }
 
+  /** How many endpoint routes are pinned now. */
+  get pinnedCount(): number {
+    return this.endpointRoutes.size;
+  }
+
+  /** The `ip` arguments that delete each pinned endpoint route (they outlive the interface). */
+  pinnedRoutes(): string[][] {
+    return [...this.endpointRoutes.values()];
+  }
+
   /** Remove every route keymesh added. The interface's own removal takes its addresses along. */
   async teardown(): Promise<void> {
     await this.syncRoutes([]).catch(() => undefined);

@@ -17,6 +17,7 @@
  *   events.ts       the log of the engine's events
  *   status.ts       what `keymesh show` prints beyond the UAPI
  *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
+ *   crash-recovery.ts  the claim on the interface name, and what a kill -9 would leave
  *
  * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
  * or arms the timer.
@@ -47,6 +48,7 @@ import { onEvent } from './events.js';
 import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
+import { NodeRecord } from './crash-recovery.js';
 
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
@@ -87,6 +89,8 @@ export class Runtime {
   fwmark = 0;
   startedAt = Date.now();
   private dnsApplied = false;
+  /** Our claim on the name, and what a crash would leave for the next `up` to undo (crash-recovery.ts). */
+  private record: NodeRecord | null = null;
   /** Peers' endpoints configured by host name, and their re-resolution. */
   readonly names = new EndpointNames(this);
   /** Our local ends (address, interface) — one path per local end of the family, per announced address. */
@@ -130,9 +134,14 @@ export class Runtime {
     return performance.now();
   }
 
-  /** Bring the interface up as wg-quick does; on any failure, undo what was done and rethrow. */
+  /**
+   * Bring the interface up as wg-quick does; on any failure, undo what was done and rethrow.
+   * First the name is claimed: a live node holding it makes this throw before anything is
+   * touched (no hook runs, no DNS changes); what a dead one left is undone.
+   */
   static async start(opts: RuntimeOptions): Promise<Runtime> {
     const rt = new Runtime(opts);
+    rt.record = await NodeRecord.claim(opts.interfaceName, { log: rt.log, postDown: opts.config.interface.postDown, uapiDir: opts.uapiDir });
     try {
       await rt.bringUp();
     } catch (e) {
@@ -322,7 +331,9 @@ export class Runtime {
     if (tun) native.closeFd(tun.fd); // closing a non-persistent TUN removes the interface
     this.pump.release();
     this.engine.removeAllPeers();
+    await this.record?.update({ postDown: false });
     for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
+    await this.record?.release();
   }
 
   // ───────────────────────────── timer ─────────────────────────────
@@ -411,10 +422,13 @@ export class Runtime {
       for (const a of this.engine.allowedIpsOf(p)) routes.push({ cidr: `${formatAddress(a.addr)}/${a.cidr}`, family: a.family });
     }
     await this.net.syncRoutes(routes);
+    const pinned = this.net.pinnedCount;
     for (const p of this.engine.listPeers()) {
       const ep = udpOf(p.endpoint.path);
       if (ep) await this.net.pinEndpoint(ep.address, ep.family);
     }
+    // routes through the underlay outlive the process: a crash leaves them to the next `up`
+    if (this.net.pinnedCount !== pinned) await this.record?.update({ pinned: this.net.pinnedRoutes() });
   }
 
   /** DNS = … as wg-quick applies it (netconf.ts); without resolvconf, say so and go on without. */
@@ -422,6 +436,7 @@ export class Runtime {
     const i = this.opts.config.interface;
     if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
     try {
+      await this.record?.update({ dns: true }); // before: a crash during setDns may leave the record
       await setDns(this.name, i.dns, i.dnsSearch);
       this.dnsApplied = true;
     } catch (e) {

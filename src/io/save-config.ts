@@ -2,10 +2,10 @@
  * SaveConfig = true: on shutdown, the running configuration (peers, endpoints, allowed IPs and
  * keys as they are now, after any `wg set`) is written back to the wg-quick file it came from.
  *
- * May touch: that file (written through a temporary file beside it, then renamed) and the log;
- * it reads the engine.
+ * May touch: that file (replaced atomically through atomic-write.ts, mode 0600: it holds the
+ * private key) and the log; it reads the engine.
  */
-import { writeFile, rename } from 'node:fs/promises';
+import { writeFileAtomic } from './atomic-write.js';
 import type { Engine } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import { serializeWgQuick, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
@@ -36,8 +36,7 @@ export async function saveConfig(rt: SaveHost, cfg: WgQuickConfig): Promise<void
   });
   const privateKey = rt.engine.privateKey ?? cfg.interface.privateKey;
   const text = serializeWgQuick({ file: cfg.file, interface: { ...cfg.interface, privateKey, listenPort: rt.listenPort }, peers });
-  const tmp = `${cfg.file}.keymesh-tmp`;
-  await writeFile(tmp, text, { mode: 0o600 });
-  await rename(tmp, cfg.file);
+  // A crash (or power loss) while saving leaves the old file or the new one, never a truncated one.
+  await writeFileAtomic(cfg.file, text, { mode: 0o600 });
   rt.log(`${rt.name}: configuration saved to ${cfg.file}`);
 }

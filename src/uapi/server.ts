@@ -37,7 +37,7 @@ export interface UapiDevice {
 }
 
 /** Does something accept connections on this socket path? */
-function probe(p: string): Promise<boolean> {
+export function socketAnswers(p: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.createConnection(p);
     const done = (live: boolean) => {
@@ -121,7 +121,7 @@ export class UapiServer {
     const existing = await lstat(p).catch(() => null);
     if (existing) {
       if (!existing.isSocket()) throw new Error(`UAPI: ${p} exists and is not a socket; refusing to replace it`);
-      if (await probe(p)) {
+      if (await socketAnswers(p)) {
         throw new Error(`UAPI: interface ${interfaceName} is already served by another process (${p} accepts connections)`);
       }
       await unlink(p).catch((e: NodeJS.ErrnoException) => {
