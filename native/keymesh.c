@@ -298,8 +298,9 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   }
   set_bufsize(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
   set_bufsize(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
-  /* the handshake socket: ~1,300 initiations queued at most; under a flood the kernel drops the rest */
-  if (hs >= 0) set_bufsize(hs, SO_RCVBUFFORCE, SO_RCVBUF, 1 << 20);
+  /* the handshake socket: ~2,700 initiations queued at most (a burst; a few ms of triage); under a
+   * flood the kernel drops the rest — handshakes only */
+  if (hs >= 0) set_bufsize(hs, SO_RCVBUFFORCE, SO_RCVBUF, 2 << 20);
   napi_value obj;
   CHECK(napi_create_object(env, &obj));
   set_prop(env, obj, "fd", make_int(env, fd));
