@@ -7,18 +7,21 @@
  *   - the new peer's first answered ping after its `up`, 5 s into the flood;
  *   - what the responder's kernel dropped for a full receive buffer (RcvbufErrors), its CPU
  *     during the flood, the cookie replies it sent per second (as the attacker received them);
- *   - its RSS before and after 1,000,000 junk datagrams (random, then WireGuard-shaped), and 5 s later.
+ *   - its RSS before and after 1,000,000 junk datagrams (random, then WireGuard-shaped), and 5 s later;
+ *   - how long the responder takes to come up again (stopped, then started) while its port is flooded.
  * The established and new peers run the same implementation as the responder.
  * Writes bench-results/flood.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cpuSeconds, FLOOD_ADDR, FLOOD_TUNNEL, floodTopology, rcvbufErrors, rssBytes } from '../netns/flood-lab.js';
+import { cpuSeconds, FLOOD_ADDR, FLOOD_TUNNEL, floodTopology, pingSummary, rcvbufErrors, rssBytes } from '../netns/flood-lab.js';
 import { Lab, ping, REPO, sleep, startKeymesh, startWireguardGo, waitFor, type NodeSpec, type Proc } from '../netns/lib.js';
 
 const FLOOD_SECONDS = Number(process.env.FLOOD_SECONDS ?? 20);
 const JUNK = Number(process.env.JUNK_COUNT ?? 1_000_000);
 const FLOOD = path.join(REPO, 'dist', 'netns', 'flood.js');
+/** FLOOD_RATE=N: the attacker's datagrams per second (default: as fast as it can). */
+const RATE = process.env.FLOOD_RATE ? ['--rate', process.env.FLOOD_RATE] : [];
 
 interface Result {
   responder: string;
@@ -33,6 +36,9 @@ interface Result {
   rssAfterJunkMB: number;
   rssLaterMB: number;
   upMs: number;
+  /** The responder restarted under the flood: ms from start to its UAPI socket, and to E's first answered ping. */
+  restartUpMs: number;
+  restartReachedMs: number | null;
 }
 
 async function start(lab: Lab, impl: string, n: NodeSpec): Promise<Proc> {
@@ -54,12 +60,12 @@ async function run(impl: string): Promise<Result> {
     const pid = r.child.pid!;
     const rcv0 = rcvbufErrors(lab, t.r.ns);
     const cpu0 = cpuSeconds(pid);
-    const pinger = lab.spawn(t.e.ns, ['ping', '-D', '-n', '-i', '0.05', '-W', '1', '-w', String(FLOOD_SECONDS + 2), FLOOD_TUNNEL.r], 'ping E→R');
+    const pinger = lab.spawn(t.e.ns, ['ping', '-D', '-n', '-i', '0.05', '-W', '1', FLOOD_TUNNEL.r], 'ping E→R');
     await sleep(1000);
     const floodFrom = Date.now();
     const attacker = lab.spawn(
       t.attackerNs,
-      [process.execPath, FLOOD, '--target', `${FLOOD_ADDR.r}:51820`, '--kind', 'initiations', '--key', t.keys.r, '--sources', `${FLOOD_ADDR.attackerFirst},${FLOOD_ADDR.attackers}`, '--seconds', String(FLOOD_SECONDS)],
+      [process.execPath, FLOOD, '--target', `${FLOOD_ADDR.r}:51820`, '--kind', 'initiations', '--key', t.keys.r, '--sources', `${FLOOD_ADDR.attackerFirst},${FLOOD_ADDR.attackers}`, '--seconds', String(FLOOD_SECONDS), ...RATE],
       'attacker',
     );
     await sleep(5000);
@@ -72,12 +78,12 @@ async function run(impl: string): Promise<Result> {
     const floodTo = Date.now();
     const cpu1 = cpuSeconds(pid);
     const rcv1 = rcvbufErrors(lab, t.r.ns);
+    await sleep(300); // the last pings' answers
     await pinger.stop('SIGINT', 3000);
     await nPing.stop('SIGINT', 3000);
     const summary = JSON.parse(attacker.output.trim().split('\n').pop()!);
-    // pings sent during the flood window (every 50 ms), and the replies to them
-    const replies = replyTimes(pinger).filter((x) => x >= floodFrom && x <= floodTo + 1000);
-    const expected = Math.floor((floodTo - floodFrom) / 50);
+    // pings sent from 1 s before the flood to its end, and how many were answered (ping's own count)
+    const pings = pingSummary(pinger.output);
     const first = replyTimes(nPing)[0];
     // memory under junk
     const rssBefore = rssBytes(pid);
@@ -88,10 +94,25 @@ async function run(impl: string): Promise<Result> {
     const rssAfter = rssBytes(pid);
     await sleep(5000);
     const rssLater = rssBytes(pid);
+    // the responder restarted while its port is flooded
+    const again = lab.spawn(
+      t.attackerNs,
+      [process.execPath, FLOOD, '--target', `${FLOOD_ADDR.r}:51820`, '--kind', 'initiations', '--key', t.keys.r, '--sources', `${FLOOD_ADDR.attackerFirst},${FLOOD_ADDR.attackers}`, '--seconds', '12', ...RATE],
+      'attacker (restart)',
+    );
+    await sleep(1000);
+    await r.stop('SIGTERM', 5000);
+    const restartAt = Date.now();
+    await start(lab, impl, t.r);
+    const restartUpMs = Date.now() - restartAt;
+    const rePing = lab.spawn(t.e.ns, ['ping', '-D', '-n', '-i', '0.1', '-W', '1', '-w', '9', FLOOD_TUNNEL.r], 'ping E→R (restart)');
+    await rePing.exited;
+    const reFirst = replyTimes(rePing)[0];
+    await again.stop('SIGTERM', 3000);
     return {
       responder: impl === 'keymesh' || impl === 'wireguard-go' ? impl : `wireguard-go (${impl})`,
-      pingLossPct: Math.max(0, (1 - replies.length / expected) * 100),
-      pingsSent: expected,
+      pingLossPct: pings.loss * 100,
+      pingsSent: pings.sent,
       newPeerFirstAnswerMs: first === undefined ? null : first - nUp,
       rcvbufErrors: rcv1 - rcv0,
       cpuPct: ((cpu1 - cpu0) / ((floodTo - floodFrom) / 1000)) * 100,
@@ -101,6 +122,8 @@ async function run(impl: string): Promise<Result> {
       rssAfterJunkMB: rssAfter / 2 ** 20,
       rssLaterMB: rssLater / 2 ** 20,
       upMs,
+      restartUpMs,
+      restartReachedMs: reFirst === undefined ? null : reFirst - restartAt,
     };
   } finally {
     await lab.cleanup();
@@ -118,11 +141,11 @@ for (const impl of impls) if (!only || impl.includes(only)) results.push(await r
 const f1 = (v: number) => v.toFixed(1);
 console.log(`Handshake flood: 64 spoofed sources, valid-mac1 initiations for ${FLOOD_SECONDS} s; then ${JUNK} junk datagrams (netns/flood-lab.ts)\n`);
 console.log(
-  `${'responder'.padEnd(34)} ${'attack/s'.padStart(9)} ${'E loss'.padStart(7)} ${'N in (ms)'.padStart(10)} ${'N up (ms)'.padStart(10)} ${'rcvbuf drops'.padStart(13)} ${'CPU'.padStart(6)} ${'cookies/s'.padStart(10)} ${'RSS MB before/junk/later'.padStart(25)}`,
+  `${'responder'.padEnd(34)} ${'attack/s'.padStart(9)} ${'E loss'.padStart(7)} ${'N in (ms)'.padStart(10)} ${'N up (ms)'.padStart(10)} ${'rcvbuf drops'.padStart(13)} ${'CPU'.padStart(6)} ${'cookies/s'.padStart(10)} ${'RSS MB before/junk/later'.padStart(25)} ${'R up again / reached (ms)'.padStart(26)}`,
 );
 for (const r of results) {
   console.log(
-    `${r.responder.padEnd(34)} ${String(r.attackPerSecond).padStart(9)} ${`${f1(r.pingLossPct)} %`.padStart(7)} ${String(r.newPeerFirstAnswerMs ?? '—').padStart(10)} ${String(r.upMs).padStart(10)} ${String(r.rcvbufErrors).padStart(13)} ${`${Math.round(r.cpuPct)} %`.padStart(6)} ${String(r.cookieRepliesPerSecond).padStart(10)} ${`${f1(r.rssBeforeMB)} / ${f1(r.rssAfterJunkMB)} / ${f1(r.rssLaterMB)}`.padStart(25)}`,
+    `${r.responder.padEnd(34)} ${String(r.attackPerSecond).padStart(9)} ${`${f1(r.pingLossPct)} %`.padStart(7)} ${String(r.newPeerFirstAnswerMs ?? '—').padStart(10)} ${String(r.upMs).padStart(10)} ${String(r.rcvbufErrors).padStart(13)} ${`${Math.round(r.cpuPct)} %`.padStart(6)} ${String(r.cookieRepliesPerSecond).padStart(10)} ${`${f1(r.rssBeforeMB)} / ${f1(r.rssAfterJunkMB)} / ${f1(r.rssLaterMB)}`.padStart(25)} ${`${r.restartUpMs} / ${r.restartReachedMs ?? '—'}`.padStart(26)}`,
   );
 }
 mkdirSync('bench-results', { recursive: true });
