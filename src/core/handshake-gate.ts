@@ -11,7 +11,9 @@
  * Triage of one handshake message, cheapest test first:
  *   1. exact size for its type (initiation 148, response 92) — else `malformed`;
  *   2. mac1 (one BLAKE2s over the message, in place) — else `badMac1`: anyone who does not know
- *      our public key stops here;
+ *      our public key stops here; but under load, a message with no mac2 at all (zeros: no
+ *      cookie) from a source that has used up its cookie replies is dropped before that, with
+ *      no cryptography at all (`cookieShed`: it could get nothing but a reply);
  *   3. under load (more than UNDER_LOAD_HANDSHAKES_PER_SECOND valid-mac1 messages a second):
  *      without a valid mac2 the sender gets a cookie reply (whitepaper §5.3) — at most
  *      COOKIE_REPLIES_PER_SOURCE a second per source address and COOKIE_REPLIES_PER_SECOND in all,
@@ -88,6 +90,12 @@ export function replyWithCookie(engine: Engine, buf: Uint8Array, off: number, ma
   return engine.drop('cookieSent');
 }
 
+function allZero(b: Uint8Array, off: number, len: number): boolean {
+  let x = 0;
+  for (let i = 0; i < len; i++) x |= b[off + i];
+  return x === 0;
+}
+
 /**
  * One handshake message (initiation or response) from a batch: triage (see above), and queue it
  * for the Noise work if it passes. The bytes at buf[off..off+len) are copied only then.
@@ -98,10 +106,16 @@ export function triageHandshake(engine: Engine, type: number, buf: Uint8Array, o
   const checker = engine.checker;
   if (!engine.local || !checker) return engine.drop('noPrivateKey');
   const mac1Offset = type === MESSAGE_INITIATION ? INITIATION_MAC1_OFFSET : RESPONSE_MAC1_OFFSET;
+  const underLoad = engine.isUnderLoad(now);
+  const noCookie = underLoad && allZero(buf, off + mac1Offset + 16, 16);
+  if (noCookie && !engine.handshakes.cookieRepliesPerSource.has(path.hostId, 1, now)) {
+    noteHandshakeLoad(engine, now); // still counts toward the load (so being under load does not flap)
+    return engine.drop('cookieShed');
+  }
   if (!checker.mac1Valid(buf, off, mac1Offset)) return engine.drop('badMac1');
   noteHandshakeLoad(engine, now);
-  if (engine.isUnderLoad(now)) {
-    if (!checker.mac2Valid(buf, off, mac1Offset, path.cookieBytes, now)) return replyWithCookie(engine, buf, off, mac1Offset, path, now);
+  if (underLoad) {
+    if (noCookie || !checker.mac2Valid(buf, off, mac1Offset, path.cookieBytes, now)) return replyWithCookie(engine, buf, off, mac1Offset, path, now);
     if (!engine.ratelimiter.allow(path.hostId, now)) return engine.drop('rateLimited');
   }
   if (!engine.handshakes.push(buf.slice(off, off + len), path)) return engine.drop('handshakeShed');

@@ -79,6 +79,12 @@ export class TokenBuckets {
     private readonly burst: number,
   ) {}
 
+  /** Would take(key, n, now) succeed? (Takes nothing.) */
+  has(key: string, n: number, now: number): boolean {
+    const b = this.buckets.get(key);
+    return !b || Math.min(this.burst, b.tokens + ((now - b.at) * this.rate) / 1000) >= n;
+  }
+
   /** Take `n` tokens for `key` at `now` (ms); false when there are not enough. */
   take(key: string, n: number, now: number): boolean {
     let b = this.buckets.get(key);
