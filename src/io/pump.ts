@@ -274,11 +274,23 @@ export class Pump {
     }
   }
 
-  /** The socket reported an error (epoll's POLLERR): drain its error queue, ICMP reports for the engine. */
+  /**
+   * A socket reported an error (epoll's POLLERR): take the ICMP reports of both sockets for the
+   * engine. An ICMP error is delivered to whichever socket of the SO_REUSEPORT pair the 4-tuple
+   * hashes to (no BPF program steers errors), so reports about what the data socket sent can
+   * arrive on the handshake socket.
+   */
   onUdpErrors(): void {
     if (!this.udp) return;
+    this.takeIcmpReports(this.udp.fd);
+    const hs = this.udp.hsFd ?? -1;
+    if (hs >= 0) this.takeIcmpReports(hs);
+    this.flush();
+  }
+
+  private takeIcmpReports(fd: number): void {
     for (let round = 0; round < 16; round++) {
-      const reports = native.udpErrors(this.udp.fd);
+      const reports = native.udpErrors(fd);
       for (const r of reports) {
         if (native.isTimeExceeded(r)) {
           this.counters.icmpTimeExceeded++;
@@ -287,7 +299,6 @@ export class Pump {
       }
       if (reports.length < 64) break;
     }
-    this.flush();
   }
 
   private flushUdp(): void {

@@ -288,7 +288,7 @@ export class Runtime {
       this.pump.onTunReadable();
     });
     this.udpPoll = native.pollStart(udp.fd, (err) => this.onUdpPoll(err));
-    this.hsPoll = udp.hsFd! >= 0 ? native.pollStart(udp.hsFd!, () => this.pump.onHandshakeReadable()) : -1;
+    this.hsPoll = udp.hsFd! >= 0 ? native.pollStart(udp.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
     this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
@@ -389,6 +389,12 @@ export class Runtime {
     if (udp.hsFd !== undefined && udp.hsFd >= 0) native.udpSetMark(udp.hsFd, mark);
   }
 
+  /** The handshake socket is readable, or (SOERROR) holds ICMP reports (see Pump.onUdpErrors). */
+  private onHandshakePoll(err?: string): void {
+    if (err === 'SOERROR') this.pump.onUdpErrors();
+    this.pump.onHandshakeReadable();
+  }
+
   /** The UDP socket is readable, or (SOERROR) has ICMP reports queued on its error queue. */
   private onUdpPoll(err?: string): void {
     if (err === 'SOERROR') this.pump.onUdpErrors();
@@ -404,7 +410,7 @@ export class Runtime {
     this.pump.useUdp(next);
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, (err) => this.onUdpPoll(err));
-    this.hsPoll = next.hsFd! >= 0 ? native.pollStart(next.hsFd!, () => this.pump.onHandshakeReadable()) : -1;
+    this.hsPoll = next.hsFd! >= 0 ? native.pollStart(next.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
   }
 
