@@ -38,6 +38,8 @@ interface Result {
   upMs: number;
   /** The responder restarted under the flood: ms from start to its UAPI socket, and to E's first answered ping. */
   restartUpMs: number;
+  /** Its first up, before the flood: the usual time, to compare restartUpMs with. */
+  quietUpMs: number;
   restartReachedMs: number | null;
 }
 
@@ -54,7 +56,9 @@ async function run(impl: string): Promise<Result> {
   const lab = new Lab();
   try {
     const t = floodTopology(lab);
+    const quietAt = Date.now();
     const r = await start(lab, impl, t.r);
+    const quietUpMs = Date.now() - quietAt; // the same responder's up with nothing flooding it
     await start(lab, impl, t.e);
     await waitFor('E reaches R', () => ping(lab, t.e.ns, FLOOD_TUNNEL.r, 1), 15_000, 200);
     const pid = r.child.pid!;
@@ -123,6 +127,7 @@ async function run(impl: string): Promise<Result> {
       rssLaterMB: rssLater / 2 ** 20,
       upMs,
       restartUpMs,
+      quietUpMs,
       restartReachedMs: reFirst === undefined ? null : reFirst - restartAt,
     };
   } finally {
@@ -141,11 +146,11 @@ for (const impl of impls) if (!only || impl.includes(only)) results.push(await r
 const f1 = (v: number) => v.toFixed(1);
 console.log(`Handshake flood: 64 spoofed sources, valid-mac1 initiations for ${FLOOD_SECONDS} s; then ${JUNK} junk datagrams (netns/flood-lab.ts)\n`);
 console.log(
-  `${'responder'.padEnd(34)} ${'attack/s'.padStart(9)} ${'E loss'.padStart(7)} ${'N in (ms)'.padStart(10)} ${'N up (ms)'.padStart(10)} ${'rcvbuf drops'.padStart(13)} ${'CPU'.padStart(6)} ${'cookies/s'.padStart(10)} ${'RSS MB before/junk/later'.padStart(25)} ${'R up again / reached (ms)'.padStart(26)}`,
+  `${'responder'.padEnd(34)} ${'attack/s'.padStart(9)} ${'E loss'.padStart(7)} ${'N in (ms)'.padStart(10)} ${'N up (ms)'.padStart(10)} ${'rcvbuf drops'.padStart(13)} ${'CPU'.padStart(6)} ${'cookies/s'.padStart(10)} ${'RSS MB before/junk/later'.padStart(25)} ${'R up quiet / flooded / reached (ms)'.padStart(36)}`,
 );
 for (const r of results) {
   console.log(
-    `${r.responder.padEnd(34)} ${String(r.attackPerSecond).padStart(9)} ${`${f1(r.pingLossPct)} %`.padStart(7)} ${String(r.newPeerFirstAnswerMs ?? '—').padStart(10)} ${String(r.upMs).padStart(10)} ${String(r.rcvbufErrors).padStart(13)} ${`${Math.round(r.cpuPct)} %`.padStart(6)} ${String(r.cookieRepliesPerSecond).padStart(10)} ${`${f1(r.rssBeforeMB)} / ${f1(r.rssAfterJunkMB)} / ${f1(r.rssLaterMB)}`.padStart(25)} ${`${r.restartUpMs} / ${r.restartReachedMs ?? '—'}`.padStart(26)}`,
+    `${r.responder.padEnd(34)} ${String(r.attackPerSecond).padStart(9)} ${`${f1(r.pingLossPct)} %`.padStart(7)} ${String(r.newPeerFirstAnswerMs ?? '—').padStart(10)} ${String(r.upMs).padStart(10)} ${String(r.rcvbufErrors).padStart(13)} ${`${Math.round(r.cpuPct)} %`.padStart(6)} ${String(r.cookieRepliesPerSecond).padStart(10)} ${`${f1(r.rssBeforeMB)} / ${f1(r.rssAfterJunkMB)} / ${f1(r.rssLaterMB)}`.padStart(25)} ${`${r.quietUpMs} / ${r.restartUpMs} / ${r.restartReachedMs ?? '—'}`.padStart(36)}`,
   );
 }
 mkdirSync('bench-results', { recursive: true });
