@@ -127,8 +127,7 @@ export function handleCookieReply(engine: Engine, data: Uint8Array, now: number)
  */
 function retryWithCookie(engine: Engine, peer: Peer, now: number): void {
   if (peer.handshake.state !== 'initiation-created' || peer.cookieRetried === peer.lastInitiation) return;
-  peer.lastSentHandshake = -Infinity; // let sendInitiation go now
-  sendInitiation(engine, peer, true, now);
+  sendInitiation(engine, peer, true, now, true);
   peer.cookieRetried = peer.lastInitiation;
 }
 
@@ -145,15 +144,18 @@ function admitHandshake(engine: Engine, data: Uint8Array, mac1Offset: number, pa
   return null;
 }
 
-/** Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago. */
-export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: number): void {
+/**
+ * Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago — or, with
+ * `cookieRetry`, because it answers a cookie reply (retryWithCookie), which need not wait.
+ */
+export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: number, cookieRetry = false): void {
   touch(engine, peer);
   if (!engine.local) {
     engine.counters.drops.noPrivateKey++;
     return;
   }
   if (!retry) peer.timers.handshakeAttempts = 0;
-  if (now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
+  if (!cookieRetry && now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
   const path = peer.endpoint.path;
   // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
   // initiation also goes over every relay and to every candidate address the lighthouses gave.
