@@ -284,6 +284,7 @@ static int can_append(const bucket *b, const tcpseg *q) {
   if (f->L.l4hlen != q->L.l4hlen) return 0;
   const uint8_t *ta = a + f->L.iphlen, *tc = c + q->L.iphlen;
   if (memcmp(ta + 8, tc + 8, 4)) return 0;                          /* same ACK */
+  if (ta[12] != tc[12]) return 0; /* data offset and the reserved/AE bits: segmentation copies the first's */
   if (tc[13] & 0x80) return 0;                                        /* CWR starts a new one */
   if ((ta[13] ^ tc[13]) & ~(0x80 | 0x08)) return 0;                  /* other flags equal */
   if (memcmp(ta + 14, tc + 14, 2)) return 0;                          /* same window */
