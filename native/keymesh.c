@@ -172,6 +172,17 @@ static void set_bufsize(int fd, int force_opt, int opt, int size) {
   setsockopt(fd, SOL_SOCKET, opt, &size, sizeof size);
 }
 
+/* Path MTU is keymesh's business (src/core/pmtu.ts), not the kernel's: IP_PMTUDISC_PROBE sets DF on
+ * every IPv4 datagram and never fragments one locally (IPv6 likewise), and — unlike IP_PMTUDISC_DO —
+ * ignores the route's cached path MTU, so a probe larger than what an ICMP message once claimed can
+ * still go out. A datagram larger than the interface's MTU fails with EMSGSIZE. The kernel still
+ * learns path MTUs from ICMP (routeMtu() reads them) and queues those reports for udpErrors(). */
+static void set_pmtu_probe(int fd) {
+  int probe4 = IP_PMTUDISC_PROBE, probe6 = IPV6_PMTUDISC_PROBE;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe4, sizeof probe4);
+  setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof probe6);
+}
+
 /* One UDP socket bound to `port` (dual-stack [::] if IPv6 works, else IPv4), configured as every
  * keymesh socket is. Returns the fd, or -1 with *err set (an errno) and *where naming the bind. */
 static int open_udp(int64_t port, bool loopback, bool reuseport, int *family, int *err, const char **where) {
@@ -189,6 +200,7 @@ static int open_udp(int64_t port, bool loopback, bool reuseport, int *family, in
      * socket's error queue, which udpErrors() drains; see there. */
     setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
     setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+    set_pmtu_probe(fd);
     if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
     struct sockaddr_in6 sa;
     memset(&sa, 0, sizeof sa);
@@ -215,6 +227,7 @@ static int open_udp(int64_t port, bool loopback, bool reuseport, int *family, in
     }
     setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
     setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+    set_pmtu_probe(fd);
     if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -341,6 +354,60 @@ static napi_value udp_set_mark(napi_env env, napi_callback_info info) {
     return throw_code(env, errno_code(e), "setting fwmark 0x%x: %s", m, strerror(e));
   }
   return NULL;
+}
+
+/* routeMtu(addr16, local16?, ifindex?) → the MTU the kernel knows for the route to addr (the
+ * outgoing interface's MTU, or less when an ICMP message taught it a smaller path MTU), or 0 when
+ * there is no route. A connected throwaway UDP socket is asked (IP_MTU / IPV6_MTU, which need a
+ * connected socket); nothing is sent. With local16 (not all zero) the socket is bound to that source
+ * first, with ifindex to that interface, so the route is the one the path's datagrams take. */
+static napi_value route_mtu(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t alen = 0, llen = 0;
+  uint8_t *a = argc >= 1 ? typed(env, argv[0], napi_uint8_array, &alen) : NULL;
+  if (!a || alen < 16) return throw_code(env, "EINVAL", "routeMtu(addr16, local16?, ifindex?): addr16 must be 16 bytes");
+  uint8_t *l = argc >= 2 ? typed(env, argv[1], napi_uint8_array, &llen) : NULL;
+  int64_t ifindex = 0;
+  if (argc >= 3) get_int(env, argv[2], &ifindex);
+  int v4 = 1;
+  for (int i = 0; i < 10; i++) v4 &= a[i] == 0;
+  v4 &= a[10] == 0xff && a[11] == 0xff;
+  int has_local = 0;
+  if (l && llen >= 16)
+    for (int i = 0; i < 16; i++) has_local |= l[i] != 0;
+  int fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return make_int(env, 0);
+  if (ifindex > 0) {
+    int ix = (int)ifindex;
+    setsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &ix, sizeof ix);
+  }
+  int mtu = 0;
+  socklen_t ml = sizeof mtu;
+  if (v4) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(9)};
+    if (has_local) {
+      struct sockaddr_in la = {.sin_family = AF_INET};
+      memcpy(&la.sin_addr, l + 12, 4);
+      bind(fd, (struct sockaddr *)&la, sizeof la);
+    }
+    memcpy(&sa.sin_addr, a + 12, 4);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &ml) < 0) mtu = 0;
+  } else {
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
+    if (has_local) {
+      struct sockaddr_in6 la = {.sin6_family = AF_INET6};
+      memcpy(&la.sin6_addr, l, 16);
+      la.sin6_scope_id = (uint32_t)ifindex;
+      bind(fd, (struct sockaddr *)&la, sizeof la);
+    }
+    memcpy(&sa.sin6_addr, a, 16);
+    sa.sin6_scope_id = (uint32_t)ifindex;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &ml) < 0) mtu = 0;
+  }
+  close(fd);
+  return make_int(env, mtu);
 }
 
 /* udpSetTtl(fd, ttl): the IPv4 TTL and IPv6 hop limit of what the socket sends from now on; -1
@@ -709,6 +776,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
       {"udpSetMark", NULL, udp_set_mark, NULL, NULL, NULL, napi_default, NULL},
       {"udpSetTtl", NULL, udp_set_ttl, NULL, NULL, NULL, napi_default, NULL},
+      {"routeMtu", NULL, route_mtu, NULL, NULL, NULL, napi_default, NULL},
       {"udpErrors", NULL, udp_errors, NULL, NULL, NULL, napi_default, NULL},
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},

@@ -16,6 +16,7 @@ export interface ShowStatus {
     underLoad: boolean;
     lighthouse?: Record<string, number>;
     punch?: { openersSent: number; punchOpenSent: number; punchOpenReceived: number; held: number; ttl: number; ttlConfirmed: boolean; ttlRaised: number };
+    pmtu?: { probes: number; probeBytes: number; blackHoles: number; icmpSent: number; fragmented: number; mssClamped: number };
   };
   isLighthouse?: boolean;
   peers: Array<{
@@ -45,7 +46,9 @@ export interface ShowStatus {
       active: boolean;
       rttMs: number | null;
       lastReceiveSecondsAgo: number | null;
+      pmtu?: { mtu: number; state: string; source: string; probes: number; probeBytes: number; blackHoles: number } | null;
     }>;
+    tunnelMtu?: number;
   }>;
 }
 
@@ -123,6 +126,13 @@ export function formatShow(s: ShowStatus): string {
         `${lh.relayedPackets} packets (${humanBytes(lh.relayedBytes)}) relayed, ${lh.relayRefused} refused, ${lh.relayRateLimited} over the rate`,
     );
   }
+  const pm = s.stats.pmtu;
+  if (pm && (pm.probes || pm.icmpSent || pm.fragmented || pm.mssClamped)) {
+    out.push(
+      `  path mtu: ${pm.probes} probes (${humanBytes(pm.probeBytes)}), ${pm.blackHoles} black hole(s); at the tunnel edge ${pm.icmpSent} ICMP too-big sent, ` +
+        `${pm.fragmented} packets fragmented, ${pm.mssClamped} SYNs' MSS clamped`,
+    );
+  }
   const pu = s.stats.punch;
   if (pu && pu.openersSent > 0) {
     out.push(
@@ -146,13 +156,16 @@ export function formatShow(s: ShowStatus): string {
     if (p.foundVia) out.push(`  found via lighthouse: ${p.foundVia}`);
     if (p.relayReason) out.push(`  relayed: ${p.relayReason}`);
     if (p.relayed && p.relayed.packets) out.push(`  relayed for this peer: ${p.relayed.packets} packets, ${humanBytes(p.relayed.bytes)}`);
+    if (p.tunnelMtu !== undefined && p.tunnelMtu !== s.mtu) out.push(`  tunnel mtu: ${p.tunnelMtu} (the active path carries less than the interface's ${s.mtu})`);
     for (const path of shownPaths(p.paths ?? [])) {
       const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;
       const rx = path.lastReceiveSecondsAgo === null ? '' : `, heard ${path.lastReceiveSecondsAgo} s ago`;
       const from = path.local ? `, from ${path.local}` : '';
       const name = path.kind === 'relay' ? `relay via lighthouse ${path.via ?? '?'}` : path.path;
       const kind = path.kind ? ` [${path.kind}]` : '';
-      out.push(`  path ${path.active ? '*' : ' '} ${name} ${path.state}${from}${rtt}${rx}${kind}`);
+      const pm = path.pmtu;
+      const pmtu = pm ? `, pmtu ${pm.mtu} (${pm.source === 'probe' ? (pm.state === 'complete' ? 'probed' : pm.state) : pm.source === 'kernel' ? 'route' : 'configured'}${pm.blackHoles ? `, ${pm.blackHoles} black hole(s)` : ''})` : '';
+      out.push(`  path ${path.active ? '*' : ' '} ${name} ${path.state}${from}${rtt}${pmtu}${rx}${kind}`);
     }
   }
   return out.join('\n') + '\n';

@@ -32,6 +32,8 @@ export interface InterfaceConfig {
   isLighthouse: boolean;
   /** keymesh: ask the home router to map the listen port (PCP, else NAT-PMP). `PortMapping = on|off`, default on. */
   portMapping: boolean;
+  /** keymesh: lower the MSS of TCP SYNs crossing the tunnel to fit the path. `MssClamp = on|off`, default on. */
+  mssClamp: boolean;
 }
 
 export interface PeerConfig {
@@ -53,7 +55,7 @@ export interface WgQuickConfig {
 
 /** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
 export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
-  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true };
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true };
 }
 
 export class ConfigError extends Error {
@@ -170,6 +172,7 @@ const INTERFACE_KEYS = new Set([
   'saveconfig',
   'islighthouse',
   'portmapping',
+  'mssclamp',
 ]);
 const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive', 'lighthouse']);
 
@@ -323,6 +326,10 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           if (!/^(on|off)$/i.test(value)) err(ln, `PortMapping: "${value}" is neither on nor off`);
           f.portMapping = value.toLowerCase() === 'on';
           break;
+        case 'mssclamp':
+          if (!/^(on|off)$/i.test(value)) err(ln, `MssClamp: "${value}" is neither on nor off`);
+          f.mssClamp = value.toLowerCase() === 'on';
+          break;
       }
     } else {
       const p = peers[peers.length - 1];
@@ -453,6 +460,7 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (i.saveConfig) out.push('SaveConfig = true');
   if (i.isLighthouse) out.push('IsLighthouse = true');
   if (!i.portMapping) out.push('PortMapping = off');
+  if (!i.mssClamp) out.push('MssClamp = off');
   for (const p of cfg.peers) {
     out.push('', '[Peer]', `PublicKey = ${encodeKey(p.publicKey)}`);
     if (p.presharedKey) out.push(`PresharedKey = ${encodeKey(p.presharedKey)}`);

@@ -8,6 +8,7 @@
  * May touch: the engine's deadlineHeap, dirtyPeers and allDirty, and each peer's indexedDeadline;
  * it reads the peers and their deadlines and changes nothing else.
  */
+import { pmtuDeadline } from './pmtu.js';
 import type { Engine } from './engine.js';
 import { onRelay } from './lighthouse-lookup.js';
 import { RELAY_RETRY_DIRECT } from './lighthouse.js';
@@ -33,7 +34,7 @@ export function earliestDeadline(engine: Engine): number {
 }
 
 function peerDeadline(engine: Engine, p: Peer): number {
-  let n = Math.min(p.timers.next(), p.endpoint.nextDeadline());
+  let n = Math.min(p.timers.next(), p.endpoint.nextDeadline(), pmtuDeadline(engine, p));
   if (onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
   return n;
 }

@@ -44,6 +44,8 @@
  * path carries the traffic (so a lighthouse carries nothing for a pair that punched through).
  */
 
+import type { Plpmtud } from './plpmtud.js';
+
 export interface Path {
   /** Identity of the path: equal ids mean the same path (e.g. "192.0.2.1:51820", "[2001:db8::1]:51820"). */
   readonly id: string;
@@ -162,6 +164,10 @@ export class PathEntry {
   openedAt = -Infinity;
   /** After a failed punch nothing goes to it before this (punch.ts: PUNCH_QUIET). */
   quietUntil = -Infinity;
+  /** What this path carries (pmtu.ts, plpmtud.ts); null until first needed. */
+  mtu: Plpmtud | null = null;
+  /** Where `mtu` comes from: our probes (keymesh peers), the kernel's route (stock peers), or the configuration alone. */
+  mtuSource: 'probe' | 'kernel' | 'config' = 'config';
 
   constructor(readonly path: Path) {}
 

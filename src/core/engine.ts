@@ -66,6 +66,8 @@ import { LocalIdentity, ZERO_KEY } from './noise.js';
 import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
 import { onTimeExceeded, Openers } from './punch.js';
+import { IcmpRateLimit } from './icmp.js';
+import { IPV6_MIN_MTU, onPacketTooBig, pmtuActivated } from './pmtu.js';
 import { RateLimiter } from './ratelimiter.js';
 import { HandshakeQueue } from './handshake-gate.js';
 import { growRx, receiveAdmittedHandshake, receiveDatagram, receiveDatagramBatch } from './receive.js';
@@ -83,7 +85,9 @@ export type EngineEvent =
   | { type: 'path-lost'; peer: Peer; path: Path }
   /** A lighthouse told us where `peer` may be (answer = it answered our lookup; else a punch request). */
   | { type: 'peer-found'; peer: Peer; lighthouse: Peer; answer: boolean; candidates: Path[] }
-  | { type: 'keys-zeroed'; peer: Peer };
+  | { type: 'keys-zeroed'; peer: Peer }
+  /** The peer's tunnel MTU changed (pmtu.ts): `pmtu` is the active path's IP-level MTU, when known. */
+  | { type: 'pmtu-changed'; peer: Peer; path: Path; from: number; to: number; pmtu: number | null; source: string };
 
 export interface Sink {
   /** Send buf[off .. off+len) (valid only during this call) as one UDP datagram on `path`. */
@@ -129,6 +133,8 @@ export const DROP_REASONS = [
   'noPrivateKey', // the device has no private key
   'badExtension', // an extension-channel message we cannot parse
   'amplificationLimit', // not sent to an unvalidated path: over its anti-amplification budget
+  'pmtuTooBig', // an inner packet larger than the path carries, with DF (or IPv6): answered with ICMP (pmtu.ts)
+  'pmtuSettling', // the same, while a search after a black hole settles: dropped without ICMP (pmtu.ts)
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -172,6 +178,15 @@ export interface EngineOptions {
   addressOf?: (p: Path) => { addr: Uint8Array; port: number } | null;
   /** Lighthouse: relayed bytes per second allowed per member (default DEFAULT_RELAY_RATE). */
   relayRate?: number;
+  /** Path MTU discovery with keymesh peers (pmtu.ts); default true. */
+  pmtuDiscovery?: boolean;
+  /** Lower the MSS of TCP SYNs crossing the tunnel to fit the path (mss.ts); default true (`MssClamp = off`). */
+  mssClamp?: boolean;
+  /**
+   * The IP-level MTU the host's routing gives a runtime path (its interface's, or less when an
+   * ICMP message taught the kernel a smaller one), or null when unknown (pmtu.ts).
+   */
+  routeMtu?: (p: Path) => number | null;
 }
 
 export interface EngineStats {
@@ -184,6 +199,26 @@ export interface EngineStats {
   lighthouse: LighthouseStats;
   /** NAT openers and PUNCH_OPEN (punch.ts). */
   punch: Openers['stats'] & { ttl: number; ttlConfirmed: boolean };
+  /** Path MTU (pmtu.ts). */
+  pmtu: PmtuCounters;
+}
+
+export interface PmtuCounters {
+  /** PMTU_PROBEs sent, and their bytes on the wire (IP level). */
+  probes: number;
+  probeBytes: number;
+  blackHoles: number;
+  /** ICMP "fragmentation needed" / "packet too big" written into the TUN device, and those the rate limit held back. */
+  icmpSent: number;
+  icmpRateLimited: number;
+  /** Inner IPv4 packets without DF fragmented to fit, and the fragments made. */
+  fragmented: number;
+  fragments: number;
+  /** TCP SYNs whose MSS was lowered (both directions). */
+  mssClamped: number;
+  /** ICMP too-big reports from the socket's error queue, and those that matched one of our sessions and lowered a path. */
+  tooBigReports: number;
+  tooBigApplied: number;
 }
 
 /** @internal What a receiver index names (index-table.ts): a keypair, or a handshake in flight. */
@@ -258,6 +293,14 @@ export class Engine {
   /** @internal Lighthouse: lookups it could not answer yet (introductions.ts). */ readonly introductions = new PendingIntroductions();
   /** @internal */ readonly lh = newLighthouseStats();
   /** @internal NAT openers and the TTL ladder (punch.ts). */ readonly openers = new Openers();
+  /** @internal Path MTU (pmtu.ts). */ readonly pmtuDiscovery: boolean;
+  /** @internal */ readonly mssClamp: boolean;
+  /** @internal */ readonly routeMtu: ((p: Path) => number | null) | null;
+  /** @internal ICMP errors written into the TUN device: scratch and rate limit (icmp.ts). */ readonly icmpBuf = new Uint8Array(IPV6_MIN_MTU);
+  /** @internal */ readonly icmpLimit = new IcmpRateLimit();
+  /** @internal Fragments of one inner packet (fragment.ts). */ fragBuf: Uint8Array;
+  /** @internal */ readonly fragOffs = new Uint32Array(64);
+  /** @internal */ readonly fragLens = new Uint32Array(64);
   private readonly relayPaths = new Map<string, RelayPath>();
   /** @internal */ readonly relayBuf: Uint8Array;
   /** @internal */ readonly relayOffs = new Uint32Array(1);
@@ -301,6 +344,11 @@ export class Engine {
     this.isLighthouse = opts.isLighthouse ?? false;
     this.openers.enabled = opts.punchOpeners ?? true;
     this.addressOf = opts.addressOf ?? null;
+    this.pmtuDiscovery = opts.pmtuDiscovery ?? true;
+    this.mssClamp = opts.mssClamp ?? true;
+    this.routeMtu = opts.routeMtu ?? null;
+    // an inner packet cut into pieces of at least 68 bytes (RFC 791's minimum), each with a header of up to 60
+    this.fragBuf = new Uint8Array(2 * (this.mtu + 60 * 64));
     const rate = opts.relayRate ?? DEFAULT_RELAY_RATE;
     this.relayBudget = new TokenBuckets(rate, Math.max(rate * RELAY_BURST_SECONDS, 65536));
     // a relayed datagram (at most MTU + transport overhead) plus the RELAY header, padding and tag
@@ -308,7 +356,9 @@ export class Engine {
     this.indexes = new IndexTable<IndexEntry>(this.random);
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
-    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: { ...this.openers.stats, ttl: 0, ttlConfirmed: false } };
+    this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: { ...this.openers.stats, ttl: 0, ttlConfirmed: false },
+      pmtu: { probes: 0, probeBytes: 0, blackHoles: 0, icmpSent: 0, icmpRateLimited: 0, fragmented: 0, fragments: 0, mssClamped: 0, tooBigReports: 0, tooBigApplied: 0 },
+    };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);
     growRx(this, 64);
@@ -347,7 +397,7 @@ export class Engine {
     if (!peer) {
       // Peers may be configured before the private key (the UAPI allows it): they get a
       // placeholder identity until setPrivateKey() re-keys every handshake.
-      peer = new Peer(o.publicKey.slice(), id, this.local ?? new LocalIdentity(this.crypto, new Uint8Array(32)), this.crypto);
+      peer = new Peer(o.publicKey.slice(), id, this.local ?? new LocalIdentity(this.crypto, new Uint8Array(32)), this.crypto, undefined, this.mtu);
       this.peers.set(id, peer);
     }
     if (o.presharedKey !== undefined) peer.handshake.presharedKey = o.presharedKey ? o.presharedKey.slice() : ZERO_KEY;
@@ -434,7 +484,7 @@ export class Engine {
   }
 
   stats(now = 0): EngineStats {
-    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats, ttl: this.openers.ttl, ttlConfirmed: this.openers.confirmed } };
+    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats, ttl: this.openers.ttl, ttlConfirmed: this.openers.confirmed }, pmtu: { ...this.counters.pmtu } };
   }
 
   /** Unix time in ms of the peer's last handshake, 0 if never (the UAPI's convention). */
@@ -624,6 +674,20 @@ export class Engine {
 
   /** @internal */
   emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
-    if (change) this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
+    if (!change) return;
+    this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
+    // another path: what it carries is looked at (again) now
+    pmtuActivated(this, peer, this.clock);
+  }
+
+  /**
+   * The runtime read an ICMP "fragmentation needed" / "packet too big" (or a local EMSGSIZE) off
+   * the socket's error queue about a datagram to addr:port: the path carries `mtu` bytes at the
+   * IP level; `payload` is the start of that datagram as quoted (pmtu.ts).
+   */
+  handlePacketTooBig(addr: Uint8Array, port: number, mtu: number, payload: Uint8Array, now: number): void {
+    this.clock = now;
+    this.allDirty = true;
+    onPacketTooBig(this, addr, port, mtu, payload, now);
   }
 }

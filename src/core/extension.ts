@@ -21,6 +21,10 @@
  *                     candidates a lighthouse gave me for you: your probes to me get through now".
  *                     Full-size probes to a punched IPv4 candidate wait for it, so that no probe
  *                     reaches the other side's NAT before that side's own opener left it.
+ *   PMTU_PROBE      id:u32be ‖ zeros       (version 3) — a path MTU probe (pmtu.ts, RFC 8899 §4.1):
+ *                     padded to the size being tried; the datagram's length is the measurement.
+ *   PMTU_ACK        id:u32be ‖ size:u16be  — "your probe `id` arrived here, `size` bytes on the wire",
+ *                     sent on the path the probe came from.
  *
  * Lighthouses (see lighthouse.ts), between a member and a lighthouse only:
  *   LOOKUP          key:32                  — member → lighthouse: "where can I reach this peer?"
@@ -38,8 +42,8 @@
  */
 
 export const EXT_MARKER = 0x0b;
-/** 2: PUNCH_OPEN. */
-export const EXT_VERSION = 2;
+/** 2: PUNCH_OPEN. 3: PMTU_PROBE and PMTU_ACK. */
+export const EXT_VERSION = 3;
 
 export const EXT_HELLO = 1;
 export const EXT_PATH_CHALLENGE = 2;
@@ -50,6 +54,8 @@ export const EXT_CANDIDATES = 6;
 export const EXT_RELAY = 7;
 export const EXT_RELAYED = 8;
 export const EXT_PUNCH_OPEN = 9;
+export const EXT_PMTU_PROBE = 10;
+export const EXT_PMTU_ACK = 11;
 export const KEY_LEN = 32;
 /** RELAY/RELAYED header before the datagram: marker, type, key, length. */
 export const RELAY_HEADER = 2 + KEY_LEN + 2;
@@ -68,7 +74,9 @@ export type ExtMessage =
   /** `data` is a view into the caller's buffer: valid only while the message is handled. */
   | { type: typeof EXT_RELAY; key: Uint8Array; data: Uint8Array }
   | { type: typeof EXT_RELAYED; key: Uint8Array; data: Uint8Array }
-  | { type: typeof EXT_PUNCH_OPEN };
+  | { type: typeof EXT_PUNCH_OPEN }
+  /** PMTU_PROBE's `size` is not on the wire (the padding is): 0 when writing, the plaintext length when parsed. */
+  | { type: typeof EXT_PMTU_PROBE | typeof EXT_PMTU_ACK; id: number; size: number };
 
 /** True if the decrypted payload at b[off..off+len) is an extension message (not an IP packet). */
 export function isExtension(b: Uint8Array, off: number, len: number): boolean {
@@ -109,6 +117,12 @@ export function parseExtension(b: Uint8Array, off: number, len: number): ExtMess
     }
     case EXT_PUNCH_OPEN:
       return { type };
+    case EXT_PMTU_PROBE:
+      if (len < 6) return null;
+      return { type, id: readU32(b, off + 2), size: len };
+    case EXT_PMTU_ACK:
+      if (len < 8) return null;
+      return { type, id: readU32(b, off + 2), size: (b[off + 6] << 8) | b[off + 7] };
     default:
       return null;
   }
@@ -124,6 +138,13 @@ export function writeExtension(b: Uint8Array, off: number, m: ExtMessage): numbe
     return 4;
   }
   if (m.type === EXT_PUNCH_OPEN) return 2;
+  if (m.type === EXT_PMTU_PROBE || m.type === EXT_PMTU_ACK) {
+    writeU32(b, off + 2, m.id);
+    if (m.type === EXT_PMTU_PROBE) return 6;
+    b[off + 6] = (m.size >> 8) & 0xff;
+    b[off + 7] = m.size & 0xff;
+    return 8;
+  }
   if (m.type === EXT_ADDRESSES) return 2 + writeAddressList(b, off + 2, m.addresses);
   if (m.type === EXT_LOOKUP) {
     b.set(m.key, off + 2);
@@ -143,6 +164,17 @@ export function writeExtension(b: Uint8Array, off: number, m: ExtMessage): numbe
   }
   b.set((m as { token: Uint8Array }).token, off + 2);
   return 2 + TOKEN_LEN;
+}
+
+function readU32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = (v >>> 16) & 0xff;
+  b[o + 2] = (v >>> 8) & 0xff;
+  b[o + 3] = v & 0xff;
 }
 
 /** count:u8 ‖ count × (address:16 ‖ port:u16be) at b[off..off+len); null when malformed. */

@@ -22,6 +22,8 @@ import {
   EXT_LOOKUP,
   EXT_PATH_CHALLENGE,
   EXT_PATH_RESPONSE,
+  EXT_PMTU_ACK,
+  EXT_PMTU_PROBE,
   EXT_PUNCH_OPEN,
   EXT_RELAY,
   EXT_RELAYED,
@@ -35,6 +37,7 @@ import { sendInitiation } from './handshake.js';
 import { answerLookup, onCandidates } from './lighthouse-lookup.js';
 import { onRelayed, relayOn } from './lighthouse-relay.js';
 import type { Peer } from './peer.js';
+import { onPmtuAck, onPmtuProbe, pmtuActivated, pmtuValidated, WG_OVERHEAD } from './pmtu.js';
 import { directAllowed, hold, onPunchOpen } from './punch.js';
 import { sealAndSend } from './send.js';
 
@@ -76,6 +79,7 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
         peer.endpoint.speaksKeymesh = true;
         engine.sink.event({ type: 'peer-speaks-keymesh', peer });
         sendAddresses(engine, peer, now);
+        pmtuActivated(engine, peer, now); // it can be probed now
       }
       break;
     case EXT_ADDRESSES: {
@@ -93,8 +97,16 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
     case EXT_PATH_RESPONSE: {
       const change = peer.endpoint.responseReceived(path, m.token, now);
       if (change) engine.emitEndpointChange(peer, change);
+      const e = peer.endpoint.entryFor(path);
+      if (e?.validated) pmtuValidated(engine, peer, e, now);
       break;
     }
+    case EXT_PMTU_PROBE:
+      onPmtuProbe(engine, peer, path, m.id, m.size + WG_OVERHEAD, now);
+      break;
+    case EXT_PMTU_ACK:
+      onPmtuAck(engine, peer, path, m.id, m.size, now);
+      break;
     case EXT_LOOKUP:
       answerLookup(engine, peer, path, m.key, now);
       break;

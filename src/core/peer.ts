@@ -58,6 +58,8 @@ export class Peer {
   /** Punching (punch.ts): when its PUNCH_OPEN last arrived, and when we last sent ours. */
   peerOpenedAt = -Infinity;
   punchOpenSentAt = -Infinity;
+  /** The largest inner packet its active path carries unfragmented (pmtu.ts); the interface MTU until known. */
+  tunnelMtu: number;
 
   constructor(
     readonly publicKey: Uint8Array,
@@ -65,7 +67,9 @@ export class Peer {
     local: LocalIdentity,
     c: Crypto,
     presharedKey?: Uint8Array,
+    mtu = 1420,
   ) {
+    this.tunnelMtu = mtu;
     this.handshake = new Handshake(local, publicKey, presharedKey);
     this.cookie = new CookieGenerator(c, publicKey);
     this.endpoint = new PeerEndpoint();

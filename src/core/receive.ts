@@ -12,7 +12,8 @@ import { MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, MESSAGE_TRA
 import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { DatagramResult, Engine } from './engine.js';
-import { EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
+import { EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_PMTU_ACK, EXT_PMTU_PROBE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
+import { clampMss, mssFor } from './mss.js';
 import {
   completeHandshake,
   handleCookieReply,
@@ -161,7 +162,8 @@ function onAuthenticatedTransport(
   // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
   // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
   if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) engine.allDirty = true;
-  if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE) {
+  // probes of a path say it works, not that the peer wants its traffic there
+  if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE || ext === EXT_PMTU_PROBE || ext === EXT_PMTU_ACK) {
     const candidate = peer.endpoint.heard(path, now, wireLen);
     if (candidate) sendChallenge(engine, peer, candidate, now);
   } else onAuthenticated(engine, peer, path, wireLen, now, newest);
@@ -186,6 +188,8 @@ function onAuthenticatedTransport(
   if (declared > len || declared < (version === 4 ? 20 : 40)) return engine.drop('invalidInnerPacket');
   const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
   if (engine.routes.lookup(buf, src, version) !== peer) return engine.drop('disallowedSource');
+  // a SYN from the peer's side: what our host may send back must fit the path (mss.ts)
+  if (engine.mssClamp && buf[off + (version === 4 ? 9 : 6)] === 6 && clampMss(buf, off, declared, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
   engine.sink.writeTun(buf, off, declared);
   return 'data';
 }

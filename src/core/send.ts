@@ -6,7 +6,8 @@
  *
  * May touch: the engine's transmit scratch (tx*), routes, counters and sink, and a peer's
  * keypair counters, timers, byte counts, staging queue and endpoint (what was sent on it). It
- * starts handshakes through handshake.ts and copies to candidate paths through paths.ts.
+ * starts handshakes through handshake.ts, copies to candidate paths through paths.ts, hands
+ * packets larger than the peer's path carries to pmtu.ts, and clamps the MSS of SYNs (mss.ts).
  */
 import { MAX_STAGED_PACKETS, PADDING_MULTIPLE, TRANSPORT_HEADER_SIZE } from './constants.js';
 import { touch } from './deadline-index.js';
@@ -16,7 +17,9 @@ import { sendInitiation } from './handshake.js';
 import { IPV4_DST_OFFSET, IPV6_DST_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { writeTransportHeader } from './messages.js';
+import { clampMss, mssFor } from './mss.js';
 import { duplicate } from './paths.js';
+import { tooBig, WG_OVERHEAD } from './pmtu.js';
 import type { Peer } from './peer.js';
 
 export const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
@@ -47,6 +50,10 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
       engine.drop('noRoute');
       continue;
     }
+    // larger than the peer's path carries: answered or fragmented at the tunnel's edge (pmtu.ts)
+    if (len > peer.tunnelMtu && tooBig(engine, peer, buf, o, len, version, now)) continue;
+    // a SYN toward the peer: what its host sends back to ours must fit the path (mss.ts)
+    if (engine.mssClamp && buf[o + (version === 4 ? 9 : 6)] === 6 && clampMss(buf, o, len, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
     engine.txPeerOf[i] = peer;
     let seen = false;
     for (let p = 0; p < nPeers; p++) if (engine.txPeers[p] === peer) seen = true;
@@ -66,17 +73,23 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
       continue;
     }
     n = 0;
+    let largest = 0;
+    const limit = peer.tunnelMtu;
     for (let i = 0; i < count; i++) {
       if (engine.txPeerOf[i] !== peer) continue;
-      // §5.4.6: pad with zeros to a multiple of 16, but not beyond the MTU.
+      // §5.4.6: pad with zeros to a multiple of 16, but not beyond the MTU (the path's: pmtu.ts)
       const o = offs[i];
       const len = lens[i];
-      const padded = Math.min(engine.mtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1));
+      const padded = Math.max(len, Math.min(limit, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1)));
       buf.fill(0, o + len, o + padded);
       engine.txSealOffs[n] = o;
       engine.txSealLens[n] = padded;
+      if (padded > largest) largest = padded;
       n++;
     }
+    // the path's search confirms the size in use while packets of that size go (black holes: plpmtud.ts)
+    const active = peer.endpoint.active;
+    if (active !== null && active.mtu !== null && active.path === path) active.mtu.bigSent(largest + WG_OVERHEAD, now);
     sealAndSend(engine, peer, kp, path, buf, n, now);
     if (kp.wantsRekeyOnSend(now)) sendInitiation(engine, peer, false, now);
   }
@@ -93,6 +106,8 @@ export function sealAndSend(
   now: number,
   sealOffs: Uint32Array = engine.txSealOffs,
   sealLens: Uint32Array = engine.txSealLens,
+  /** Copies to paths being validated (make-before-break); not for path probes, which are about one path. */
+  duplicates = true,
 ): void {
   touch(engine, peer);
   kp.reserve(n);
@@ -101,7 +116,7 @@ export function sealAndSend(
   let lo = kp.reservedLo;
   let data = false;
   // Make-before-break: while a candidate path is being validated, copies go there too.
-  const dups = path === peer.endpoint.path && peer.endpoint.size > 1 ? peer.endpoint.duplicateTargets(0) : null;
+  const dups = duplicates && path === peer.endpoint.path && peer.endpoint.size > 1 ? peer.endpoint.duplicateTargets(0) : null;
   for (let k = 0; k < n; k++) {
     const start = sealOffs[k] - TRANSPORT_HEADER_SIZE;
     writeTransportHeader(buf, start, kp.remoteIndex, hi, lo);
@@ -153,6 +168,32 @@ export function flushStaged(engine: Engine, peer: Peer, now: number): void {
     engine.txSealOffs[n] = base;
     engine.txSealLens[n] = padded;
     n++;
+  }
+  sealAndSend(engine, peer, kp, path, engine.txBuf, n, now);
+}
+
+/**
+ * Send copies of n packets (src[offs[k] .. offs[k]+lens[k]), e.g. the fragments of one inner
+ * packet: sealed in the transmit scratch, or staged without a usable session.
+ */
+export function sendCopies(engine: Engine, peer: Peer, src: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, now: number): void {
+  const kp = peer.keypairs.current;
+  const path = peer.endpoint.path;
+  if (!engine.local || !kp || !path || !kp.canSend(now, n)) {
+    for (let k = 0; k < n; k++) stage(engine, peer, src.subarray(offs[k], offs[k] + lens[k]));
+    sendInitiation(engine, peer, false, now);
+    return;
+  }
+  if (n > engine.txCap) growTx(engine, n);
+  const slot = engine.mtu + TX_SLOT_EXTRA;
+  for (let k = 0; k < n; k++) {
+    const base = k * slot + TRANSPORT_HEADER_SIZE;
+    const len = lens[k];
+    engine.txBuf.set(src.subarray(offs[k], offs[k] + len), base);
+    const padded = Math.max(len, Math.min(peer.tunnelMtu, (len + PADDING_MULTIPLE - 1) & ~(PADDING_MULTIPLE - 1)));
+    engine.txBuf.fill(0, base + len, base + padded);
+    engine.txSealOffs[k] = base;
+    engine.txSealLens[k] = padded;
   }
   sealAndSend(engine, peer, kp, path, engine.txBuf, n, now);
 }

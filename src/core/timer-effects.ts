@@ -2,7 +2,8 @@
  * What happens when a peer's deadline passes (whitepaper §6; the expiry handlers of the kernel's
  * timers.c): the timers of timers.ts (retransmit an initiation or give up, keepalives, a new
  * handshake, zeroing the keys) and the endpoint cache's (challenges, probes, failover, recovery
- * rounds, repeated ADDRESSES), and a lookup while traffic goes through a relay.
+ * rounds, repeated ADDRESSES), a lookup while traffic goes through a relay, and path MTU probes
+ * (pmtu.ts).
  *
  * May touch: a due peer's timers (it clears those it fires), and through the handlers it calls
  * what they touch (send.ts, handshake.ts, paths.ts, lighthouse-lookup.ts); the rate limiter's
@@ -15,6 +16,7 @@ import { dropSessions, resendInitiation, sendInitiation } from './handshake.js';
 import { lookup, onRelay } from './lighthouse-lookup.js';
 import { RELAY_RETRY_DIRECT } from './lighthouse.js';
 import { recover, sendAddresses, sendChallenge, sendProbe } from './paths.js';
+import { firePmtu, pmtuDeadline } from './pmtu.js';
 import type { Peer } from './peer.js';
 import { sendKeepalive } from './send.js';
 import { TIMER_NAMES, type TimerName } from './timers.js';
@@ -36,6 +38,7 @@ export function fireTimers(engine: Engine, now: number): Array<{ peer: Peer; tim
       if (peer.endpoint.dueAnnounce(now)) sendAddresses(engine, peer, now, true);
     }
     if (onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) lookup(engine, peer, now, true);
+    if (pmtuDeadline(engine, peer) <= now) firePmtu(engine, peer, now);
     if (peer.timers.next() > now) continue;
     for (const name of TIMER_NAMES) {
       if (peer.timers[name] > now) continue;

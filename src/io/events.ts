@@ -52,6 +52,12 @@ export function onEvent(rt: EventHost, e: EngineEvent): void {
           `probing ${e.candidates.map((c) => c.id).join(', ') || '(no usable address)'}`,
       );
       break;
+    case 'pmtu-changed':
+      rt.log(
+        `${rt.name}: ${who} tunnel MTU ${e.from} → ${e.to} on ${e.path.id}` +
+          (e.pmtu !== null ? ` (path MTU ${e.pmtu}, ${e.source === 'probe' ? 'probed' : e.source === 'kernel' ? "the kernel's route" : 'configured'})` : ''),
+      );
+      break;
     case 'path-lost':
       rt.log(`${rt.name}: ${who} active path ${e.path.id} stopped answering and there is no spare; probing`);
       if (rt.names.has(e.peer)) void rt.names.reresolve(e.peer, 'path lost');

@@ -60,6 +60,7 @@ interface Addon {
   packetPair(): [number, number];
   udpSetMark(fd: number, mark: number): void;
   udpSetTtl(fd: number, ttl: number): void;
+  routeMtu(addr16: Uint8Array, local16?: Uint8Array, ifindex?: number): number;
   udpErrors(fd: number): IcmpReport[];
   udpRecvBatch(fd: number, buf: Uint8Array, slotSize: number, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, maxPackets: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
   udpSendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, ports: Uint16Array, count: number, locals?: Uint8Array, ifindexes?: Uint32Array): number;
@@ -138,6 +139,12 @@ export const udpSetMark = (fd: number, mark: number): void => a().udpSetMark(fd,
 
 /** IP TTL / IPv6 hop limit for what the socket sends from now on (1–255; -1: the system default). */
 export const udpSetTtl = (fd: number, ttl: number): void => a().udpSetTtl(fd, ttl);
+/**
+ * The MTU the kernel knows for the route to addr16 (IPv4-mapped for IPv4) from the local end
+ * local16 / ifindex (all zero / 0: as routing chooses): the interface's, or a smaller path MTU an
+ * ICMP message taught it. 0 when there is no route. Sends nothing.
+ */
+export const routeMtu = (addr16: Uint8Array, local16?: Uint8Array, ifindex = 0): number => a().routeMtu(addr16, local16 ?? new Uint8Array(16), ifindex);
 
 /** One ICMP error about a datagram we sent, from the socket's error queue (IP_RECVERR). */
 export interface IcmpReport {
@@ -158,6 +165,14 @@ export interface IcmpReport {
 
 /** Drain up to 64 entries of the socket's error queue (call again while it returns 64). */
 export const udpErrors = (fd: number): IcmpReport[] => a().udpErrors(fd);
+
+/**
+ * "Too big": ICMP "fragmentation needed" (type 3 code 4), ICMPv6 "packet too big" (type 2), or a
+ * local EMSGSIZE (the interface's MTU); `info` is the MTU in each case.
+ */
+export function isTooBig(r: IcmpReport): boolean {
+  return ((r.origin === 2 && r.type === 3 && r.code === 4) || (r.origin === 3 && r.type === 2) || r.origin === 1) && r.info > 0;
+}
 
 /** "Time exceeded" in transit: ICMP type 11 code 0, ICMPv6 type 3 code 0. */
 export function isTimeExceeded(r: IcmpReport): boolean {

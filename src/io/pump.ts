@@ -67,7 +67,7 @@ export class Pump {
   // outgoing TUN packets: opened datagrams (pointing into udpIn) and copies
   private readonly tunOut = new OutQueue(BATCH, false);
   private readonly tunOutSide = new OutQueue(BATCH, false);
-  readonly counters = { udpSendShort: 0, tunWriteShort: 0, icmpTimeExceeded: 0, icmpOther: 0 };
+  readonly counters = { udpSendShort: 0, tunWriteShort: 0, icmpTimeExceeded: 0, icmpTooBig: 0, icmpOther: 0 };
   // Offloads in use (native/offload.c): chosen once per fd, with the matching batch functions.
   udpOff = { gso: false, gro: false };
   private tunRead = native.tunReadBatch;
@@ -295,6 +295,9 @@ export class Pump {
         if (native.isTimeExceeded(r)) {
           this.counters.icmpTimeExceeded++;
           this.rt.engine.handleTimeExceeded(r.addr, r.port, r.offender, r.payload, this.rt.now());
+        } else if (native.isTooBig(r)) {
+          this.counters.icmpTooBig++;
+          this.rt.engine.handlePacketTooBig(r.addr, r.port, r.info, r.payload, this.rt.now());
         } else this.counters.icmpOther++;
       }
       if (reports.length < 64) break;

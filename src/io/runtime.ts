@@ -117,6 +117,10 @@ export class Runtime {
       // KEYMESH_PUNCH_OPENERS=0: punch without NAT openers (to measure what they are for)
       punchOpeners: process.env.KEYMESH_PUNCH_OPENERS !== '0',
       addressOf: (p) => (p instanceof UdpPath ? { addr: p.addr16, port: p.port } : null),
+      // KEYMESH_PMTU=0: no path MTU probing between keymesh nodes (to measure what it is for)
+      pmtuDiscovery: process.env.KEYMESH_PMTU !== '0',
+      mssClamp: opts.config.interface.mssClamp ?? true,
+      routeMtu: (p) => (p instanceof UdpPath ? native.routeMtu(p.addr16, p.local16, p.ifindex) || null : null),
       wallClockOffset: Date.now() - performance.now(),
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');

@@ -70,6 +70,7 @@ export function showStatus(rt: StatusHost): object {
           }
         : null,
       stagedPackets: p.staged.length,
+      tunnelMtu: p.tunnelMtu,
       speaksKeymesh: p.endpoint.speaksKeymesh,
       lighthouse: p.lighthouse,
       foundVia: keyOf(p.foundVia),
@@ -83,6 +84,7 @@ export function showStatus(rt: StatusHost): object {
         state: e.state,
         active: e === p.endpoint.active,
         rttMs: e.srtt === null ? null : Math.round(e.srtt * 10) / 10,
+        pmtu: e.mtu ? { mtu: e.mtu.pmtu, state: e.mtu.state, source: e.mtuSource, probes: e.mtu.probesSent, probeBytes: e.mtu.probeBytes, blackHoles: e.mtu.blackHoles } : null,
         lastReceiveSecondsAgo: e.lastReceive === -Infinity ? null : Math.round((now - e.lastReceive) / 100) / 10,
       })),
     })),

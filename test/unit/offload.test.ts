@@ -640,8 +640,10 @@ while (segs.length < 20 && Date.now() < end) {
   }
 }
 const counters = n.offloadCounters();
-// UDP_SEGMENT refused: segments bigger than the route's MTU make sendmsg fail with EINVAL; the
-// addon must send the datagrams one by one instead (the kernel fragments them).
+// UDP_SEGMENT refused: segments bigger than the route's MTU make sendmsg fail; the addon tries the
+// datagrams one by one instead. keymesh's sockets never fragment (IP_PMTUDISC_PROBE: path MTU is
+// src/core/pmtu.ts's business), so those fail too — with a local EMSGSIZE report naming the MTU on
+// the error queue — while datagrams that fit go out in one UDP_SEGMENT send.
 ip('link', 'set', name, 'mtu', '1280');
 const u = n.udpOpen(0);
 const gso = n.udpOffload(u.fd).gso;
@@ -653,7 +655,11 @@ for (let i = 0; i < COUNT; i++) { offs[i] = i * LEN; addrs.set(dst, i * 16); }
 const f0 = n.offloadCounters().udpGsoFallbacks;
 const sent = n.udpSendBatchGso(u.fd, sbuf, offs, slens, addrs, ports, COUNT);
 const fallbacks = n.offloadCounters().udpGsoFallbacks - f0;
-console.log(JSON.stringify({ offload: tun.offload, segs, counters, refused: { gso, sent, fallbacks } }));
+const reports = n.udpErrors(u.fd).map((r) => ({ origin: r.origin, info: r.info }));
+slens.fill(1200);
+const fit = n.udpSendBatchGso(u.fd, sbuf, offs, slens, addrs, ports, COUNT);
+const routeMtu = n.routeMtu(new Uint8Array(dst));
+console.log(JSON.stringify({ offload: tun.offload, segs, counters, refused: { gso, sent, fallbacks, reports, fit, routeMtu } }));
 n.closeFd(u.fd);
 n.closeFd(tun.fd);
 `;
@@ -700,8 +706,13 @@ describe.skipIf(tunSkip)('offload: a real TUN device with IFF_VNET_HDR', () => {
     if (r.offload.uso) expect(r.counters.tunSuperRead).toBeGreaterThanOrEqual(2);
   });
 
-  it('when the kernel refuses UDP_SEGMENT (segment larger than the path MTU), the datagrams still go, one by one', () => {
-    const r = last;
-    expect(r.refused).toEqual({ gso: true, sent: 10, fallbacks: 1 });
+  it('when the kernel refuses UDP_SEGMENT (segment larger than the path MTU), the datagrams are tried one by one and never fragmented', () => {
+    const r = last.refused;
+    expect({ gso: r.gso, sent: r.sent, fallbacks: r.fallbacks }).toEqual({ gso: true, sent: 0, fallbacks: 1 });
+    // what the kernel knows reaches keymesh: a local EMSGSIZE report with the MTU, and the route's MTU
+    expect(r.reports.length).toBeGreaterThan(0);
+    expect(r.reports.every((x: { origin: number; info: number }) => x.origin === 1 && x.info === 1280)).toBe(true);
+    expect(r.routeMtu).toBe(1280);
+    expect(r.fit).toBe(10);
   });
 });

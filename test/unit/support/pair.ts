@@ -113,6 +113,8 @@ export class Node {
         return p ? [p] : [];
       },
       addressOf: (p) => ({ addr: fakeAddr(p, net), port: portOf(p) }),
+      // Path MTU probes are extra traffic the older tests do not count on: test/unit/pmtu.test.ts turns them on
+      pmtuDiscovery: false,
       ...opts,
     });
   }
