@@ -429,12 +429,13 @@ export class Engine {
     return true;
   }
 
-  /** Zero the counters (drops, packets, handshakes, lighthouse): after the runtime's warm-up traffic. */
+  /** Zero the counters (drops, packets, handshakes, lighthouse, path MTU): after the runtime's warm-up traffic. */
   resetCounters(): void {
     const c = this.counters;
     for (const r of DROP_REASONS) c.drops[r] = 0;
     c.rxPackets = c.txPackets = c.handshakesSent = c.handshakesReceived = 0;
     for (const k of Object.keys(this.lh) as Array<keyof typeof this.lh>) this.lh[k] = 0;
+    for (const k of Object.keys(c.pmtu) as Array<keyof PmtuCounters>) c.pmtu[k] = 0;
   }
 
   removeAllPeers(): void {

@@ -20,13 +20,14 @@
  *                              of `current` lost while smaller
  *                              packets still arrive → current = base
  *
- * The search starts with a volley: one probe at each common path MTU between what is confirmed
- * and the largest size worth having, sent together, so one round trip and one timeout find the
- * step (most paths carry exactly one of a few sizes: 1500, 1492 PPPoE, 1480, ~1420–1460 LTE, 1400,
- * 1280). Halving between the largest acknowledged and the smallest lost size then refines it to
- * SEARCH_GRANULARITY. Why a volley rather than RFC 8899's one probe at a time: a host told a
- * smaller MTU by an ICMP message keeps it for ten minutes (Linux's mtu_expires), so the first size
- * we tell it should already be the right one, and it should be known within a round trip.
+ * A search first tries the largest size alone (an untried path usually carries it: one probe, one
+ * round trip). If that is lost — or the search follows a black hole — a volley goes next: one probe
+ * at each common path MTU between what is confirmed and what is not ruled out, sent together, so
+ * one round trip and one timeout find the step (most paths carry one of a few sizes: 1500, 1492
+ * PPPoE, 1480, ~1420–1460 LTE, 1400, 1280). Halving between the largest acknowledged and the
+ * smallest lost size then refines it to SEARCH_GRANULARITY. Why a volley rather than RFC 8899's one
+ * probe at a time: a host told a smaller MTU by an ICMP message keeps it for ten minutes (Linux's
+ * mtu_expires), so the first size we tell it should already be the right one, and soon.
  *
  * An untried path is used at full size (`optimistic`): most paths carry it, and a search that
  * finds less lowers `current` one timeout later. After a black hole, `current` is the base until
@@ -75,6 +76,9 @@ export class Plpmtud {
   settling = false;
   /** The search started from full size (a path never searched): `current` stays there until the volley is answered. */
   optimistic = false;
+  /** This search's first rounds: the largest size alone (optimistic searches), then the volley. */
+  private triedTop = false;
+  private volleySent = false;
   /** Probes in flight, and misses per size in the search since it started. */
   readonly outstanding: Probe[] = [];
   private readonly misses = new Map<number, number>();
@@ -150,6 +154,8 @@ export class Plpmtud {
     this.current = optimistic ? this.max : this.low;
     this.optimistic = optimistic;
     this.settling = true;
+    this.triedTop = !optimistic;
+    this.volleySent = false;
     this.searchedAt = now;
     this.nextProbeAt = now;
   }
@@ -169,14 +175,20 @@ export class Plpmtud {
     this.nextProbeAt = Infinity;
     if (this.state === 'searching') {
       if (this.outstanding.length > 0) return [];
-      if (this.settling && this.misses.size === 0) {
-        // the volley: every common size between what is confirmed and the most worth having
+      if (this.settling && !this.triedTop) {
+        // most paths carry full size: one probe says so in a round trip
+        this.triedTop = true;
+        return [this.high];
+      }
+      if (this.settling && !this.volleySent) {
+        // the volley: every common size between what is confirmed and what is not ruled out
+        this.volleySent = true;
         const sizes: number[] = [];
         for (const m of COMMON_PMTUS) {
           const s = m - this.overhead;
-          if (s > this.low && s < this.high) sizes.push(s);
+          if (s > this.low && s <= this.high) sizes.push(s);
         }
-        if (this.high > this.low) sizes.push(this.high);
+        if (sizes.length === 0 && this.high > this.low) sizes.push(this.high);
         if (sizes.length === 0) return this.complete(now);
         return sizes;
       }
@@ -310,6 +322,10 @@ export class Plpmtud {
 
   /** Every probe of a round is answered or lost: settle `current`, and go on or finish. */
   private roundDone(now: number): void {
+    if (this.settling && !this.volleySent && this.low < this.high) {
+      this.nextProbeAt = now; // the largest size was lost: the volley next, `current` unchanged meanwhile
+      return;
+    }
     this.settling = this.optimistic = false;
     this.current = this.low;
     if (this.low >= this.high || this.high - this.low < SEARCH_GRANULARITY) {
