@@ -38,7 +38,7 @@ export interface Wire {
   ttl?: number;
 }
 
-export type Fate = 'queued' | 'held' | 'lost' | 'delivered' | 'filtered' | 'blackholed' | 'noHost' | 'expired';
+export type Fate = 'queued' | 'held' | 'lost' | 'delivered' | 'filtered' | 'blackholed' | 'noHost' | 'expired' | 'tooBig';
 
 /** What happened to one datagram (a duplicate gets its own record). */
 export interface WireRecord {
@@ -276,6 +276,16 @@ export class Net {
   queue: Wire[] = [];
   /** Path ids whose datagrams silently vanish (in either direction). */
   blackholes = new Set<string>();
+  /**
+   * Links that carry less than full size: host name (a path id without its port) → the largest
+   * datagram (UDP payload) carried to or from it; larger ones silently vanish, as on a path whose
+   * router's ICMP "fragmentation needed" is filtered.
+   */
+  mtus = new Map<string, number>();
+  private tooBig(id: string, len: number): boolean {
+    const m = this.mtus.get(id.slice(0, id.lastIndexOf(':')));
+    return m !== undefined && len > m;
+  }
   /** Every datagram sent by a node, in order, with its fate. */
   log: WireRecord[] = [];
   /** Datagrams held back by `reorder`, with the fake-clock time they are let go. */
@@ -406,6 +416,10 @@ export class Net {
       }
       if (this.blackholes.has(w.from) || this.blackholes.has(w.to)) {
         fate('blackholed');
+        continue;
+      }
+      if (this.mtus.size > 0 && (this.tooBig(w.from, w.data.length) || this.tooBig(w.to, w.data.length))) {
+        fate('tooBig');
         continue;
       }
       let from = this.paths.get(w.from);
