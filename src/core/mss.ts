@@ -39,6 +39,17 @@ function swap16(v: number): number {
 }
 
 /**
+ * The data path's cheap first look (every packet passes it): protocol TCP and the SYN flag set,
+ * for an IPv4 header of any length or an IPv6 header followed directly by TCP. Bytes past the
+ * packet read as `undefined` (0 in the bit test), so a short packet is simply not a SYN here;
+ * clampMss checks everything properly.
+ */
+export function isTcpSyn(pkt: Uint8Array, off: number, version: 4 | 6): boolean {
+  if (version === 4) return pkt[off + 9] === PROTO_TCP && (pkt[off + (pkt[off] & 0x0f) * 4 + 13] & TCP_FLAG_SYN) !== 0;
+  return pkt[off + 6] === PROTO_TCP && (pkt[off + 40 + 13] & TCP_FLAG_SYN) !== 0;
+}
+
+/**
  * If pkt[off..off+len) is a TCP segment with SYN set carrying an MSS option above `maxMss`,
  * lower the option to `maxMss` in place and fix the TCP checksum; true when it changed. Any
  * packet that is not such a segment, malformed ones included, is left alone (false); the option

@@ -177,7 +177,7 @@ function sendPmtuProbe(engine: Engine, peer: Peer, e: PathEntry, m: Plpmtud, siz
   sealAndSend(engine, peer, kp, e.path, engine.txBuf, 1, now, engine.txSealOffs, engine.txSealLens, false);
   peer.endpoint.sent(e, size, now);
   engine.counters.pmtu.probes++;
-  engine.counters.pmtu.probeBytes += size;
+  engine.counters.pmtu.probeBytes += size + m.overhead;
 }
 
 /** A PMTU_PROBE of `wireLen` bytes arrived on `path`: acknowledge it there, saying the size it arrived with. */

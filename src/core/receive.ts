@@ -13,7 +13,7 @@ import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { DatagramResult, Engine } from './engine.js';
 import { EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_PMTU_ACK, EXT_PMTU_PROBE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
-import { clampMss, mssFor } from './mss.js';
+import { clampMss, isTcpSyn, mssFor } from './mss.js';
 import {
   completeHandshake,
   handleCookieReply,
@@ -189,7 +189,7 @@ function onAuthenticatedTransport(
   const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
   if (engine.routes.lookup(buf, src, version) !== peer) return engine.drop('disallowedSource');
   // a SYN from the peer's side: what our host may send back must fit the path (mss.ts)
-  if (engine.mssClamp && buf[off + (version === 4 ? 9 : 6)] === 6 && clampMss(buf, off, declared, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
+  if (engine.mssClamp && isTcpSyn(buf, off, version) && clampMss(buf, off, declared, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
   engine.sink.writeTun(buf, off, declared);
   return 'data';
 }

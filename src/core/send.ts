@@ -17,7 +17,7 @@ import { sendInitiation } from './handshake.js';
 import { IPV4_DST_OFFSET, IPV6_DST_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { writeTransportHeader } from './messages.js';
-import { clampMss, mssFor } from './mss.js';
+import { clampMss, isTcpSyn, mssFor } from './mss.js';
 import { duplicate } from './paths.js';
 import { tooBig, WG_OVERHEAD } from './pmtu.js';
 import type { Peer } from './peer.js';
@@ -53,7 +53,7 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
     // larger than the peer's path carries: answered or fragmented at the tunnel's edge (pmtu.ts)
     if (len > peer.tunnelMtu && tooBig(engine, peer, buf, o, len, version, now)) continue;
     // a SYN toward the peer: what its host sends back to ours must fit the path (mss.ts)
-    if (engine.mssClamp && buf[o + (version === 4 ? 9 : 6)] === 6 && clampMss(buf, o, len, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
+    if (engine.mssClamp && isTcpSyn(buf, o, version) && clampMss(buf, o, len, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
     engine.txPeerOf[i] = peer;
     let seen = false;
     for (let p = 0; p < nPeers; p++) if (engine.txPeers[p] === peer) seen = true;

@@ -6,7 +6,7 @@
  * alone byte for byte; mssFor.
  */
 import { describe, expect, it } from 'vitest';
-import { clampMss, mssFor } from '../../src/core/mss.js';
+import { clampMss, isTcpSyn, mssFor } from '../../src/core/mss.js';
 import { buildV4, buildV6, concat, naiveChecksum, parseV4, parseV6, prng, pseudo4, pseudo6, randomBytes } from './support/naive-inet.js';
 
 const rnd = prng(1624);
@@ -143,6 +143,22 @@ describe('clampMss', () => {
       if (mss > maxMss) expectClamped(pkt, maxMss);
       else expectUntouched(pkt, maxMss);
     }
+  });
+
+  it("isTcpSyn (the data path's first look) lets through every packet clampMss would change, and no non-SYN", () => {
+    for (let n = 0; n < 3000; n++) {
+      const flags = rnd(2) === 0 ? SYN : rnd(2) === 0 ? ACK : SYN | ACK;
+      const options = rnd(2) === 0 ? [...NOP, ...MSS(1460)] : [...WSCALE, ...MSS(9000), ...TS];
+      const v4 = rnd(2) === 0;
+      const pkt = v4 ? syn4(options, flags, randomBytes(rnd, rnd(20)), rnd(2) === 0 ? [1, 1, 1, 0] : []) : syn6(options, flags, []);
+      const version = v4 ? 4 : 6;
+      const first = isTcpSyn(pkt, 0, version);
+      expect(first).toBe((flags & SYN) !== 0);
+      if (clampMss(pkt.slice(), 0, pkt.length, 1200)) expect(first).toBe(true);
+    }
+    // not TCP, or too short to say: not a SYN
+    expect(isTcpSyn(buildV4({ protocol: 17, payload: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2] }), 0, 4)).toBe(false);
+    expect(isTcpSyn(buildV4({ protocol: 6, payload: [1, 2] }), 0, 4)).toBe(false);
   });
 
   it('leaves a small-enough MSS alone', () => {
