@@ -106,27 +106,66 @@ export const RECOVERY_ALLOWANCE = 384;
 /** ADDRESSES carries no acknowledgement: each announcement is repeated after these delays (ms), in case it was lost. */
 export const ANNOUNCE_REPEATS = [1000, 3000] as const;
 
+/** A path whose searched size is this much below the best of its kind's carries "clearly less" (pmtu.ts). */
+export const MTU_SWITCH_MARGIN = 64;
+
+/** What a path is known to carry (its completed path MTU search, in datagram bytes), or null. */
+export function knownSize(e: PathEntry): number | null {
+  return e.mtu !== null && e.mtu.state === 'complete' ? e.mtu.current : null;
+}
+
+/**
+ * The path choice's cost of a path: its RTT — or, for a path known to carry clearly less than the
+ * best known path of its kind (direct or relay), its RTT made worse by exactly the switching
+ * hysteresis (÷ RTT_SWITCH_FRACTION + RTT_SWITCH_MARGIN). So at equal RTTs a path that carries
+ * only 1280 bytes loses to one that carries 1500 — and wins only with a clearly lower RTT — and a
+ * pair of such paths never flaps: each direction of a switch needs a clear difference.
+ */
+export function pathCost(e: PathEntry, bestDirect: number, bestRelay: number): number {
+  const s = knownSize(e);
+  const top = isRelay(e.path) ? bestRelay : bestDirect;
+  return s !== null && s < top - MTU_SWITCH_MARGIN ? e.srtt! / RTT_SWITCH_FRACTION + RTT_SWITCH_MARGIN : e.srtt!;
+}
+
 /**
  * The path choice, as a pure function (tested against a brute-force reference): among validated
- * paths answering their probes, the lowest RTT. When the active path is dead any such path will
- * do; while it works, a spare must beat it clearly (RTT_SWITCH_FRACTION and RTT_SWITCH_MARGIN) and
- * must not be in its hold-down.
+ * paths answering their probes, the lowest cost (pathCost: the RTT, worse for a path known to
+ * carry clearly less). When the active path is dead any such path will do; while it works, a
+ * spare must beat it clearly (RTT_SWITCH_FRACTION and RTT_SWITCH_MARGIN) and must not be in its
+ * hold-down.
  */
 export function choosePath(entries: readonly PathEntry[], active: PathEntry | null, activeDead: boolean, now: number): PathEntry | null {
+  let bestDirect = 0;
+  let bestRelay = 0;
+  for (const e of entries) {
+    const s = knownSize(e);
+    if (s === null) continue;
+    if (isRelay(e.path)) bestRelay = Math.max(bestRelay, s);
+    else bestDirect = Math.max(bestDirect, s);
+  }
   let best: PathEntry | null = null;
+  let bestCost = Infinity;
   for (const e of entries) {
     if (e === active || e.state !== 'validated' || e.probeMisses > 0 || e.srtt === null) continue;
     if (!activeDead && now - e.abandonedAt < HOLD_DOWN) continue;
+    const c = pathCost(e, bestDirect, bestRelay);
     if (best && isRelay(e.path) !== isRelay(best.path)) {
-      if (isRelay(best.path)) best = e; // direct before relay, whatever the RTTs
+      if (isRelay(best.path)) {
+        best = e; // direct before relay, whatever the RTTs
+        bestCost = c;
+      }
       continue;
     }
-    if (!best || e.srtt < best.srtt! || (e.srtt === best.srtt && e.lastReceive > best.lastReceive)) best = e;
+    if (!best || c < bestCost || (c === bestCost && e.lastReceive > best.lastReceive)) {
+      best = e;
+      bestCost = c;
+    }
   }
   if (!best || activeDead || !active) return best;
   if (isRelay(active.path) !== isRelay(best.path)) return isRelay(active.path) ? best : null;
   if (active.srtt === null) return null;
-  return best.srtt! < active.srtt * RTT_SWITCH_FRACTION && best.srtt! <= active.srtt - RTT_SWITCH_MARGIN ? best : null;
+  const activeCost = pathCost(active, bestDirect, bestRelay);
+  return bestCost < activeCost * RTT_SWITCH_FRACTION && bestCost <= activeCost - RTT_SWITCH_MARGIN ? best : null;
 }
 
 export class PathEntry {
@@ -336,7 +375,14 @@ export class PeerEndpoint {
         active !== null && active !== e && (active.lastReceive === -Infinity || (active.probeMisses > 0 && active.lastReceive <= active.probeSentAt));
       const better = choosePath(this.list(), active, activeSilent, now);
       if (better && activeSilent) return this.activate(better, 'active path went silent: failover to a path that answered');
-      return better ? this.activate(better, `lower RTT (${better.srtt!.toFixed(1)} ms vs ${active!.srtt!.toFixed(1)} ms)`) : null;
+      if (!better) return null;
+      const larger = knownSize(better) !== null && knownSize(active!) !== null && knownSize(better)! > knownSize(active!)!;
+      return this.activate(
+        better,
+        larger && better.srtt! >= active!.srtt! * RTT_SWITCH_FRACTION
+          ? `carries more (path MTU ${better.mtu!.pmtu} vs ${active!.mtu!.pmtu}) at a similar RTT`
+          : `lower RTT (${better.srtt!.toFixed(1)} ms vs ${active!.srtt!.toFixed(1)} ms)`,
+      );
     }
     const answered = e && e.state === 'validating' ? e.challengesOut.find((c) => sameBytes(c.token, token)) : undefined;
     if (!e || !answered) return null;

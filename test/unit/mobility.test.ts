@@ -5,7 +5,8 @@
  * and hijack attempts.
  */
 import { describe, expect, it } from 'vitest';
-import { AMPLIFICATION_FACTOR, choosePath, HOLD_DOWN, MAX_CHALLENGES, PathEntry, RTT_SWITCH_FRACTION, RTT_SWITCH_MARGIN } from '../../src/core/endpoint.js';
+import { AMPLIFICATION_FACTOR, choosePath, HOLD_DOWN, isRelay, MAX_CHALLENGES, PathEntry, RTT_SWITCH_FRACTION, RTT_SWITCH_MARGIN } from '../../src/core/endpoint.js';
+import { Plpmtud } from '../../src/core/plpmtud.js';
 import { connect, fakeAddr, ipBytes, ipPacket, makePath, Net, type Node } from './support/pair.js';
 
 const enc = new TextEncoder();
@@ -211,18 +212,27 @@ describe('multihoming and failover', () => {
 
 
 describe('path choice', () => {
-  /** Brute force: every candidate that satisfies every rule, then the minimum by (srtt, -lastReceive). */
+  /**
+   * Brute force: every candidate that satisfies every rule, direct ones before relays, then the
+   * minimum by (cost, -lastReceive), where the cost is the RTT, or for a path whose completed MTU
+   * search found clearly less (64 bytes) than the best of its kind, the RTT ÷ 0.75 + 2.
+   */
   function reference(entries: PathEntry[], active: PathEntry | null, dead: boolean, now: number): PathEntry | null {
-    const ok = entries.filter(
+    const size = (e: PathEntry) => (e.mtu && e.mtu.state === 'complete' ? e.mtu.current : null);
+    const top = (relay: boolean) => Math.max(0, ...entries.filter((e) => isRelay(e.path) === relay && size(e) !== null).map((e) => size(e)!));
+    const cost = (e: PathEntry) => (size(e) !== null && size(e)! < top(isRelay(e.path)) - 64 ? e.srtt! / 0.75 + 2 : e.srtt!);
+    let ok = entries.filter(
       (e) => e !== active && e.state === 'validated' && e.probeMisses === 0 && e.srtt !== null && (dead || now - e.abandonedAt >= HOLD_DOWN),
     );
     if (ok.length === 0) return null;
-    const min = Math.min(...ok.map((e) => e.srtt!));
-    const tied = ok.filter((e) => e.srtt === min);
+    if (ok.some((e) => !isRelay(e.path))) ok = ok.filter((e) => !isRelay(e.path));
+    const min = Math.min(...ok.map(cost));
+    const tied = ok.filter((e) => cost(e) === min);
     const best = tied.reduce((x, y) => (y.lastReceive > x.lastReceive ? y : x));
     if (dead || !active) return best;
+    if (isRelay(active.path) !== isRelay(best.path)) return isRelay(active.path) ? best : null;
     if (active.srtt === null) return null;
-    return best.srtt! < active.srtt * RTT_SWITCH_FRACTION && best.srtt! <= active.srtt - RTT_SWITCH_MARGIN ? best : null;
+    return cost(best) < cost(active) * RTT_SWITCH_FRACTION && cost(best) <= cost(active) - RTT_SWITCH_MARGIN ? best : null;
   }
 
   it('matches a brute-force reference on 20,000 random path sets', () => {
@@ -237,7 +247,12 @@ describe('path choice', () => {
     for (let round = 0; round < 20_000; round++) {
       const n = 1 + rnd(6);
       const entries = Array.from({ length: n }, (_, i) => {
-        const e = new PathEntry(makePath(`P${i}`));
+        const e = new PathEntry(rnd(4) === 0 ? { ...makePath(`R${i}`), via: `L${rnd(2)}` } : makePath(`P${i}`));
+        if (rnd(2) === 0) {
+          e.mtu = new Plpmtud(1172, 1452, 28);
+          e.mtu.state = rnd(4) === 0 ? 'searching' : 'complete';
+          e.mtu.current = 1172 + rnd(281);
+        }
         e.state = states[rnd(4)];
         e.srtt = rnd(5) === 0 ? null : rnd(60);
         e.probeMisses = rnd(4) === 0 ? 1 : 0;
@@ -249,6 +264,31 @@ describe('path choice', () => {
       const dead = rnd(2) === 0;
       expect(choosePath(entries, active, dead, 20_000)).toBe(reference(entries, active, dead, 20_000));
     }
+  });
+
+  it('a path that carries clearly more wins at an equal RTT, and a pair of paths differing in both never flaps', () => {
+    const small = new PathEntry(makePath('S'));
+    const large = new PathEntry(makePath('L'));
+    for (const [e, size] of [
+      [small, 1280 - 28],
+      [large, 1500 - 28],
+    ] as const) {
+      e.state = 'validated';
+      e.srtt = 10;
+      e.mtu = new Plpmtud(1172, 1472, 28);
+      e.mtu.state = 'complete';
+      e.mtu.current = size;
+    }
+    expect(choosePath([small, large], small, false, 0)).toBe(large);
+    expect(choosePath([small, large], large, false, 0)).toBeNull();
+    // the small one clearly faster: from either side, at most one switch
+    small.srtt = 6;
+    const fromLarge = choosePath([small, large], large, false, 0);
+    const fromSmall = choosePath([small, large], small, false, 0);
+    expect(fromLarge === null || fromSmall === null).toBe(true);
+    // much faster: it wins even carrying less
+    small.srtt = 2;
+    expect(choosePath([small, large], large, false, 0)).toBe(small);
   });
 
   it('hysteresis: a slightly faster spare does not take over; a much faster one does, once', () => {
