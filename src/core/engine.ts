@@ -97,6 +97,12 @@ export interface Sink {
    * of punch.ts). A runtime without it sends no openers.
    */
   sendTtl?(path: Path, buf: Uint8Array, off: number, len: number, ttl: number): void;
+  /**
+   * Optional: send one datagram as `send` does, but allowed to be fragmented below it (DF clear,
+   * IPv6 fragments of 1280): for the inner IPv6 packets of up to 1280 bytes that a path carrying
+   * less must still carry (pmtu.ts). Without it they go through `send`.
+   */
+  sendFragmentable?(path: Path, buf: Uint8Array, off: number, len: number): void;
   /** Write the IP packet buf[off .. off+len) (valid only during this call) to the TUN device. */
   writeTun(buf: Uint8Array, off: number, len: number): void;
   event(e: EngineEvent): void;
@@ -214,6 +220,8 @@ export interface PmtuCounters {
   /** Inner IPv4 packets without DF fragmented to fit, and the fragments made. */
   fragmented: number;
   fragments: number;
+  /** Inner IPv6 packets of up to 1280 bytes sent on a path that carries less, in an outer datagram allowed to fragment. */
+  ipv6MinMtu: number;
   /** TCP SYNs whose MSS was lowered (both directions). */
   mssClamped: number;
   /** ICMP too-big reports from the socket's error queue, and those that matched one of our sessions and lowered a path. */
@@ -327,6 +335,11 @@ export class Engine {
       writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
       event: (e) => this.out.event(e),
     };
+    const frag = sink.sendFragmentable?.bind(sink);
+    this.sink.sendFragmentable = (path, buf, off, len) => {
+      if (path.via === undefined && frag) frag(path, buf, off, len);
+      else this.sink.send(path, buf, off, len);
+    };
     if (sink.sendTtl) {
       const sendTtl = sink.sendTtl.bind(sink);
       this.sink.sendTtl = (path, buf, off, len, ttl) => {
@@ -357,7 +370,7 @@ export class Engine {
     const drops = {} as Record<DropReason, number>;
     for (const r of DROP_REASONS) drops[r] = 0;
     this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: { ...this.openers.stats, ttl: 0, ttlConfirmed: false },
-      pmtu: { probes: 0, probeBytes: 0, blackHoles: 0, icmpSent: 0, icmpRateLimited: 0, fragmented: 0, fragments: 0, mssClamped: 0, tooBigReports: 0, tooBigApplied: 0 },
+      pmtu: { probes: 0, probeBytes: 0, blackHoles: 0, icmpSent: 0, icmpRateLimited: 0, fragmented: 0, fragments: 0, ipv6MinMtu: 0, mssClamped: 0, tooBigReports: 0, tooBigApplied: 0 },
     };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);

@@ -230,9 +230,10 @@ export function onPacketTooBig(engine: Engine, addr: Uint8Array, port: number, m
 
 /**
  * The tunnel's edge: the inner packet buf[off..off+len) (IP version `version`) is larger than the
- * peer's tunnel MTU. Returns true when it was dealt with here (answered with ICMP and dropped, or
- * fragmented and sent); false when it should go as it is (an IPv6 packet no larger than the IPv6
- * minimum MTU, which must be carried whatever the path: RFC 8200 §5).
+ * peer's tunnel MTU. Returns true when it was dealt with here: answered with ICMP and dropped,
+ * fragmented and sent, or — an IPv6 packet no larger than IPv6's minimum MTU, which must be carried
+ * whatever the path (RFC 8200 §5) — sent in an outer datagram allowed to fragment. (Always true
+ * today; the caller sends the packet as it is on false.)
  */
 export function tooBig(engine: Engine, peer: Peer, buf: Uint8Array, off: number, len: number, version: 4 | 6, now: number): boolean {
   const mtu = peer.tunnelMtu;
@@ -248,7 +249,15 @@ export function tooBig(engine: Engine, peer: Peer, buf: Uint8Array, off: number,
     sendCopies(engine, peer, engine.fragBuf, engine.fragOffs, engine.fragLens, n, now);
     return true;
   }
-  if (version === 6 && len <= IPV6_MIN_MTU) return false;
+  if (version === 6 && len <= IPV6_MIN_MTU) {
+    // every IPv6 link carries 1280 (RFC 8200 §5), and no IPv6 host may be told less: a tunnel
+    // whose path carries less fragments below IPv6 — in an outer datagram allowed to fragment
+    engine.fragOffs[0] = off;
+    engine.fragLens[0] = len;
+    sendCopies(engine, peer, buf, engine.fragOffs, engine.fragLens, 1, now, true);
+    c.ipv6MinMtu++;
+    return true;
+  }
   // While a search after a black hole settles, the size to tell the host is not known yet: an
   // ICMP now would pin it to the base for ten minutes (plpmtud.ts). The packet is dropped as the
   // black hole would have; the host's retransmission gets the right answer.

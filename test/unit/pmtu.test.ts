@@ -185,6 +185,23 @@ describe('pmtu: the tunnel edge', () => {
     expect(a.tun[0].length).toBeLessThanOrEqual(1280);
   });
 
+  it('an IPv6 packet of up to 1280 bytes on a path whose tunnel MTU is below that is carried whole, in a datagram allowed to fragment (RFC 8200 §5)', () => {
+    const { net, a, b } = pair(1280 - 28);
+    expect(peerOf(a, b).tunnelMtu).toBeLessThan(1280);
+    a.tun.length = 0;
+    const before = b.tun.length;
+    const pkt = buildV6({ src: 'fd10::1', dst: 'fd10::2', payload: new Uint8Array(1240).fill(7) });
+    a.engine.handleTunPacket(pkt, net.now);
+    net.deliver();
+    expect(a.tun).toHaveLength(0); // no packet too big: IPv6 hosts may not be told less than 1280
+    expect(b.tun.slice(before).map((p) => p.length)).toEqual([1280]);
+    expect(a.engine.stats().pmtu.ipv6MinMtu).toBe(1);
+    // a larger one is told 1280
+    a.engine.handleTunPacket(buildV6({ src: 'fd10::1', dst: 'fd10::2', payload: new Uint8Array(1300) }), net.now);
+    expect(a.tun).toHaveLength(1);
+    expect(parseIcmp(a.tun[0].subarray(40)).rest).toBe(1280);
+  });
+
   it('ICMP errors into the TUN device are rate-limited', () => {
     const { net, a } = pair(1280 - 28);
     a.tun.length = 0;
