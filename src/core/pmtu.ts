@@ -78,11 +78,17 @@ export function probing(engine: Engine, peer: Peer): boolean {
   return engine.pmtuDiscovery && peer.endpoint.speaksKeymesh && peer.extVersion >= PMTU_EXT_VERSION;
 }
 
+/** What the outer packet adds to a datagram on this path: IP and UDP headers, and the RELAY wrapping on a relay path. */
+function overheadOf(engine: Engine, path: Path): number {
+  const v6 = familyOf(engine, path) === 6;
+  return (v6 ? IPV6_HEADER : IPV4_HEADER) + UDP_HEADER + (isRelay(path) ? RELAY_OVERHEAD : 0);
+}
+
 /** A path entry's search, made on first use with its base, its largest size worth having and its overhead. */
 export function pmtuOf(engine: Engine, peer: Peer, e: PathEntry): Plpmtud {
   if (e.mtu) return e.mtu;
-  const v6 = familyOf(engine, e.path) === 6;
-  const overhead = (v6 ? IPV6_HEADER : IPV4_HEADER) + UDP_HEADER + (isRelay(e.path) ? RELAY_OVERHEAD : 0);
+  const overhead = overheadOf(engine, e.path);
+  const v6 = overhead - UDP_HEADER - (isRelay(e.path) ? RELAY_OVERHEAD : 0) === IPV6_HEADER;
   const base = (v6 ? BASE_PMTU_V6 : BASE_PMTU_V4) - overhead;
   const m = new Plpmtud(base, maxFor(engine, e, overhead), overhead);
   e.mtu = m;
@@ -117,6 +123,11 @@ export function refreshTunnelMtu(engine: Engine, peer: Peer): void {
 export function pmtuActivated(engine: Engine, peer: Peer, now: number): void {
   const a = peer.endpoint.active;
   if (!a) return;
+  if (!a.mtu && !probing(engine, peer) && maxFor(engine, a, overheadOf(engine, a.path)) >= engine.mtu + WG_OVERHEAD) {
+    // a stock peer whose route carries full size: nothing to keep (10,000 idle peers stay small)
+    refreshTunnelMtu(engine, peer);
+    return;
+  }
   const m = pmtuOf(engine, peer, a);
   const overhead = m.overhead;
   m.setMax(maxFor(engine, a, overhead), now);

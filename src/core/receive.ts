@@ -188,8 +188,9 @@ function onAuthenticatedTransport(
   if (declared > len || declared < (version === 4 ? 20 : 40)) return engine.drop('invalidInnerPacket');
   const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
   if (engine.routes.lookup(buf, src, version) !== peer) return engine.drop('disallowedSource');
-  // a SYN from the peer's side: what our host may send back must fit the path (mss.ts)
-  if (engine.mssClamp && isTcpSyn(buf, off, version) && clampMss(buf, off, declared, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
+  // a SYN from the peer's side: what our host may send back must fit the path (mss.ts; the
+  // multiple of 16 as in send.ts, so both directions announce the same)
+  if (engine.mssClamp && isTcpSyn(buf, off, version) && clampMss(buf, off, declared, mssFor(peer.tunnelMtu & ~15, version))) engine.counters.pmtu.mssClamped++;
   engine.sink.writeTun(buf, off, declared);
   return 'data';
 }

@@ -52,8 +52,10 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
     }
     // larger than the peer's path carries: answered or fragmented at the tunnel's edge (pmtu.ts)
     if (len > peer.tunnelMtu && tooBig(engine, peer, buf, o, len, version, now)) continue;
-    // a SYN toward the peer: what its host sends back to ours must fit the path (mss.ts)
-    if (engine.mssClamp && isTcpSyn(buf, o, version) && clampMss(buf, o, len, mssFor(peer.tunnelMtu, version))) engine.counters.pmtu.mssClamped++;
+    // a SYN toward the peer: what its host sends back to ours must fit the path (mss.ts) — padded,
+    // since the peer pads each packet to a multiple of 16 up to its own MTU (§5.4.6), so a segment
+    // filling the tunnel MTU exactly would be padded past it: hence the multiple of 16 below
+    if (engine.mssClamp && isTcpSyn(buf, o, version) && clampMss(buf, o, len, mssFor(peer.tunnelMtu & ~15, version))) engine.counters.pmtu.mssClamped++;
     engine.txPeerOf[i] = peer;
     let seen = false;
     for (let p = 0; p < nPeers; p++) if (engine.txPeers[p] === peer) seen = true;

@@ -218,7 +218,8 @@ describe('pmtu: the tunnel edge', () => {
     a.engine.handleTunPacket(tcpSyn('10.0.0.1', '10.0.0.2', 1460), net.now);
     net.deliver();
     const syn = b.tun[before];
-    expect((syn[20 + 22] << 8) | syn[20 + 23]).toBe(mtu - 40);
+    // the tunnel MTU rounded down to WireGuard's padding multiple (a stock peer pads up to its own MTU), less the headers
+    expect((syn[20 + 22] << 8) | syn[20 + 23]).toBe((mtu & ~15) - 40);
     // the checksum still holds
     expect(naiveChecksum(concat(pseudo4(ipBytes('10.0.0.1'), ipBytes('10.0.0.2'), 6, 24), syn.subarray(20)))).toBe(0);
     expect(a.engine.stats().pmtu.mssClamped).toBe(1);
