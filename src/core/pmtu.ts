@@ -223,9 +223,14 @@ export function onPacketTooBig(engine: Engine, addr: Uint8Array, port: number, m
       if (isRelay(e.path)) continue;
       const a = engine.addressOf(e.path);
       if (!a || a.port !== port || !a.addr.every((b, i) => b === addr[i])) continue;
+      const fresh = e.mtu === null;
       const m = pmtuOf(engine, peer, e);
       const size = mtu - m.overhead;
-      if (size >= m.current) continue;
+      if (size >= m.current) {
+        // (made just now, it already took the kernel's new figure for the route as its limit)
+        if (fresh && e === peer.endpoint.active) refreshTunnelMtu(engine, peer);
+        continue;
+      }
       engine.counters.pmtu.tooBigApplied++;
       if (probing(engine, peer)) m.tooBig(size, now);
       else {

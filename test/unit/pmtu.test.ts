@@ -304,6 +304,28 @@ describe('pmtu: stock WireGuard peers and the kernel', () => {
     expect(a.engine.stats().pmtu.tooBigApplied).toBe(1);
     expect(a.engine.stats().pmtu.tooBigReports).toBe(2);
   });
+
+  it('a too-big report for a stock peer whose route first carried full size: the path takes the kernel’s new figure', () => {
+    // the kernel learns the smaller path MTU from the same ICMP before keymesh reads the report
+    let route = 1500;
+    const net = new Net();
+    const a = net.add('A', { routeMtu: () => route });
+    const b = net.add('B', {});
+    net.ipv4('A', '192.0.2.1');
+    net.ipv4('B', '198.51.100.2');
+    connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]]);
+    a.engine.handleTunPacket(buildV4({ src: '10.0.0.1', dst: '10.0.0.2', payload: [1] }), net.now);
+    net.deliver();
+    const p = peerOf(a, b);
+    p.endpoint.speaksKeymesh = false;
+    expect(p.tunnelMtu).toBe(1420);
+    expect(p.endpoint.active!.mtu).toBeNull(); // nothing kept for a stock peer whose route carries full size
+    route = 1280;
+    const idx = p.keypairs.current!.remoteIndex;
+    const addr = a.engine.addressOf!(b.path)!;
+    a.engine.handlePacketTooBig(addr.addr, addr.port, 1280, Uint8Array.of(4, 0, 0, 0, idx & 0xff, (idx >> 8) & 0xff, (idx >> 16) & 0xff, idx >>> 24), net.now);
+    expect(p.tunnelMtu).toBe(1280 - 28 - WG_OVERHEAD);
+  });
 });
 
 describe('pmtu: relayed paths', () => {
