@@ -183,19 +183,6 @@ static void set_pmtu_probe(int fd) {
   setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &probe6, sizeof probe6);
 }
 
-/* The handshake socket receives no transport data, and sends only what must reach the peer even
- * when it is larger than the path carries: an inner IPv6 packet of up to 1280 bytes (IPv6's minimum
- * MTU, which every link must carry, RFC 8200 §5) on a path whose tunnel MTU is below that. So it
- * may fragment: DF clear on IPv4 (a router on the way fragments too), and IPv6 datagrams split
- * into 1280-byte fragments at the source (IPV6_MTU sets the fragment size). pmtu.ts sends those
- * few datagrams here (udpSendFragmentable in the pump). */
-static void allow_fragments(int fd) {
-  int dont4 = IP_PMTUDISC_DONT, dont6 = IPV6_PMTUDISC_DONT, min6 = 1280;
-  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont4, sizeof dont4);
-  setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &dont6, sizeof dont6);
-  setsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &min6, sizeof min6);
-}
-
 /* One UDP socket bound to `port` (dual-stack [::] if IPv6 works, else IPv4), configured as every
  * keymesh socket is. Returns the fd, or -1 with *err set (an errno) and *where naming the bind. */
 static int open_udp(int64_t port, bool loopback, bool reuseport, int *family, int *err, const char **where) {
@@ -321,7 +308,6 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
       fd = open_udp(real, loopback, false, &family, &err, &where);
       if (fd < 0) return throw_code(env, errno_code(err), "bind %s:%d: %s", where, real, strerror(err));
     }
-    if (hs >= 0) allow_fragments(hs);
   }
   set_bufsize(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
   set_bufsize(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);

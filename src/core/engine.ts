@@ -97,12 +97,6 @@ export interface Sink {
    * of punch.ts). A runtime without it sends no openers.
    */
   sendTtl?(path: Path, buf: Uint8Array, off: number, len: number, ttl: number): void;
-  /**
-   * Optional: send one datagram as `send` does, but allowed to be fragmented below it (DF clear,
-   * IPv6 fragments of 1280): for the inner IPv6 packets of up to 1280 bytes that a path carrying
-   * less must still carry (pmtu.ts). Without it they go through `send`.
-   */
-  sendFragmentable?(path: Path, buf: Uint8Array, off: number, len: number): void;
   /** Write the IP packet buf[off .. off+len) (valid only during this call) to the TUN device. */
   writeTun(buf: Uint8Array, off: number, len: number): void;
   event(e: EngineEvent): void;
@@ -220,7 +214,7 @@ export interface PmtuCounters {
   /** Inner IPv4 packets without DF fragmented to fit, and the fragments made. */
   fragmented: number;
   fragments: number;
-  /** Inner IPv6 packets of up to 1280 bytes sent on a path that carries less, in an outer datagram allowed to fragment. */
+  /** Inner IPv6 packets of up to 1280 bytes (IPv6's minimum MTU) fragmented to fit a path that carries less. */
   ipv6MinMtu: number;
   /** TCP SYNs whose MSS was lowered (both directions). */
   mssClamped: number;
@@ -335,11 +329,7 @@ export class Engine {
       writeTun: (buf, off, len) => this.out.writeTun(buf, off, len),
       event: (e) => this.out.event(e),
     };
-    const frag = sink.sendFragmentable?.bind(sink);
-    this.sink.sendFragmentable = (path, buf, off, len) => {
-      if (path.via === undefined && frag) frag(path, buf, off, len);
-      else this.sink.send(path, buf, off, len);
-    };
+
     if (sink.sendTtl) {
       const sendTtl = sink.sendTtl.bind(sink);
       this.sink.sendTtl = (path, buf, off, len, ttl) => {

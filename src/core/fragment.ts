@@ -186,3 +186,70 @@ export function fragmentRoom(len: number, mtu: number): { count: number; bytes: 
   }
   return { count, bytes };
 }
+
+// ───────────────────────────── IPv6 ─────────────────────────────
+
+const IPV6_HEADER = 40;
+/** The Fragment extension header (RFC 8200 §4.5): next header, reserved, offset ‖ res ‖ M, identification. */
+const IPV6_FRAG_HEADER = 8;
+const NH_HOP_BY_HOP = 0;
+const NH_ROUTING = 43;
+const NH_FRAGMENT = 44;
+
+/**
+ * Split the IPv6 packet pkt[off..off+len) into fragments of at most `mtu` bytes each, with a
+ * Fragment header (RFC 8200 §4.5) of identification `id` right after the fixed header. For the
+ * one case a tunnel must (RFC 8200 §5: every link carries 1280-byte packets; RFC 2473 §7.1): a
+ * packet of up to 1280 bytes on a path whose tunnel MTU is smaller. Only keymesh's peer's host
+ * sees the fragments (they travel inside the tunnel) and reassembles them. Fragments go one
+ * after another into `out` from byte 0; returns their number, or 0 when it cannot: malformed,
+ * already a fragment, a Hop-by-Hop or Routing header (which must stay in front of the Fragment
+ * header: such packets are left as they are), mtu below 40 + 8 + 8, or too little room.
+ */
+export function fragmentIPv6(
+  pkt: Uint8Array,
+  off: number,
+  len: number,
+  mtu: number,
+  id: number,
+  out: Uint8Array,
+  outOffs: Uint32Array,
+  outLens: Uint32Array,
+): number {
+  if (!Number.isInteger(mtu) || mtu < 0) throw new RangeError(`fragmentIPv6: mtu must be a non-negative integer, got ${mtu}`);
+  if (off < 0 || len < IPV6_HEADER || off + len > pkt.length || pkt[off] >>> 4 !== 6) return 0;
+  const total = IPV6_HEADER + ((pkt[off + 4] << 8) | pkt[off + 5]);
+  if (total > len || total <= IPV6_HEADER) return 0;
+  const nh = pkt[off + 6];
+  if (nh === NH_HOP_BY_HOP || nh === NH_ROUTING || nh === NH_FRAGMENT) return 0;
+  const data = Math.floor((mtu - IPV6_HEADER - IPV6_FRAG_HEADER) / FRAGMENT_UNIT) * FRAGMENT_UNIT;
+  if (data < FRAGMENT_UNIT) return 0;
+  const payload = total - IPV6_HEADER;
+  const count = Math.ceil(payload / data);
+  if (out.length < total + count * IPV6_FRAG_HEADER + (count - 1) * IPV6_HEADER || outOffs.length < count || outLens.length < count) return 0;
+  let at = 0;
+  for (let i = 0, done = 0; i < count; i++) {
+    const piece = Math.min(data, payload - done);
+    out.set(pkt.subarray(off, off + IPV6_HEADER), at);
+    const plen = IPV6_FRAG_HEADER + piece;
+    out[at + 4] = plen >> 8;
+    out[at + 5] = plen & 0xff;
+    out[at + 6] = NH_FRAGMENT;
+    const f = at + IPV6_HEADER;
+    out[f] = nh;
+    out[f + 1] = 0;
+    const word = done | (i < count - 1 ? 1 : 0); // offset in 8-byte units, already shifted by 3 (done is a multiple of 8) ‖ M
+    out[f + 2] = word >> 8;
+    out[f + 3] = word & 0xff;
+    out[f + 4] = id >>> 24;
+    out[f + 5] = (id >>> 16) & 0xff;
+    out[f + 6] = (id >>> 8) & 0xff;
+    out[f + 7] = id & 0xff;
+    out.set(pkt.subarray(off + IPV6_HEADER + done, off + IPV6_HEADER + done + piece), f + IPV6_FRAG_HEADER);
+    outOffs[i] = at;
+    outLens[i] = IPV6_HEADER + plen;
+    at += IPV6_HEADER + plen;
+    done += piece;
+  }
+  return count;
+}

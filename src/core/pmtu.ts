@@ -31,7 +31,7 @@ import { touch } from './deadline-index.js';
 import { isRelay, type Path, type PathEntry } from './endpoint.js';
 import type { Engine } from './engine.js';
 import { EXT_PMTU_ACK, EXT_PMTU_PROBE, RELAY_HEADER, writeExtension } from './extension.js';
-import { fragmentIPv4 } from './fragment.js';
+import { fragmentIPv4, fragmentIPv6 } from './fragment.js';
 import { writeFragNeeded, writePacketTooBig } from './icmp.js';
 import type { Peer } from './peer.js';
 import { BASE_PMTU_V4, BASE_PMTU_V6, Plpmtud } from './plpmtud.js';
@@ -246,10 +246,9 @@ export function onPacketTooBig(engine: Engine, addr: Uint8Array, port: number, m
 
 /**
  * The tunnel's edge: the inner packet buf[off..off+len) (IP version `version`) is larger than the
- * peer's tunnel MTU. Returns true when it was dealt with here: answered with ICMP and dropped,
- * fragmented and sent, or — an IPv6 packet no larger than IPv6's minimum MTU, which must be carried
- * whatever the path (RFC 8200 §5) — sent in an outer datagram allowed to fragment. (Always true
- * today; the caller sends the packet as it is on false.)
+ * peer's tunnel MTU. Returns true when it was dealt with here: answered with ICMP and dropped, or
+ * fragmented and sent (an IPv4 packet without DF; an IPv6 packet no larger than IPv6's minimum
+ * MTU, which must be carried whatever the path: RFC 8200 §5). False: send it as it is.
  */
 export function tooBig(engine: Engine, peer: Peer, buf: Uint8Array, off: number, len: number, version: 4 | 6, now: number): boolean {
   const mtu = peer.tunnelMtu;
@@ -266,12 +265,17 @@ export function tooBig(engine: Engine, peer: Peer, buf: Uint8Array, off: number,
     return true;
   }
   if (version === 6 && len <= IPV6_MIN_MTU) {
-    // every IPv6 link carries 1280 (RFC 8200 §5), and no IPv6 host may be told less: a tunnel
-    // whose path carries less fragments below IPv6 — in an outer datagram allowed to fragment
-    engine.fragOffs[0] = off;
-    engine.fragLens[0] = len;
-    sendCopies(engine, peer, buf, engine.fragOffs, engine.fragLens, 1, now, true);
+    // Every IPv6 link carries 1280 bytes (RFC 8200 §5) and no IPv6 host may be told less, so a
+    // tunnel whose path carries less must fragment (RFC 2473 §7.1). The kernel will not fragment
+    // our outer datagrams at a size it does not know, so the inner packet is fragmented here,
+    // with a Fragment header; only the peer's host sees the pieces, and reassembles them.
+    const r = engine.random(4);
+    const id = ((r[0] << 24) | (r[1] << 16) | (r[2] << 8) | r[3]) >>> 0;
+    const n = fragmentIPv6(buf, off, len, mtu, id, engine.fragBuf, engine.fragOffs, engine.fragLens);
+    if (n === 0) return false; // (a Hop-by-Hop or Routing header: goes as it is)
     c.ipv6MinMtu++;
+    c.fragments += n;
+    sendCopies(engine, peer, engine.fragBuf, engine.fragOffs, engine.fragLens, n, now);
     return true;
   }
   // While a search after a black hole settles, the size to tell the host is not known yet: an

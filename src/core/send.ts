@@ -110,8 +110,6 @@ export function sealAndSend(
   sealLens: Uint32Array = engine.txSealLens,
   /** Copies to paths being validated (make-before-break); not for path probes, which are about one path. */
   duplicates = true,
-  /** Through sink.sendFragmentable (pmtu.ts: IPv6's minimum MTU on a path that carries less). */
-  fragmentable = false,
 ): void {
   touch(engine, peer);
   kp.reserve(n);
@@ -130,8 +128,7 @@ export function sealAndSend(
     if (sealLens[k] > 0) data = true;
     peer.txBytes += total;
     engine.counters.txPackets++;
-    if (fragmentable) engine.sink.sendFragmentable!(path, buf, start, total);
-    else engine.sink.send(path, buf, start, total);
+    engine.sink.send(path, buf, start, total);
     if (dups) duplicate(engine, peer, dups, buf, start, total, now);
   }
   peer.timers.anyAuthenticatedPacketTraversal(now);
@@ -181,7 +178,7 @@ export function flushStaged(engine: Engine, peer: Peer, now: number): void {
  * Send copies of n packets (src[offs[k] .. offs[k]+lens[k]), e.g. the fragments of one inner
  * packet: sealed in the transmit scratch, or staged without a usable session.
  */
-export function sendCopies(engine: Engine, peer: Peer, src: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, now: number, fragmentable = false): void {
+export function sendCopies(engine: Engine, peer: Peer, src: Uint8Array, offs: Uint32Array, lens: Uint32Array, n: number, now: number): void {
   const kp = peer.keypairs.current;
   const path = peer.endpoint.path;
   if (!engine.local || !kp || !path || !kp.canSend(now, n)) {
@@ -200,7 +197,7 @@ export function sendCopies(engine: Engine, peer: Peer, src: Uint8Array, offs: Ui
     engine.txSealOffs[k] = base;
     engine.txSealLens[k] = padded;
   }
-  sealAndSend(engine, peer, kp, path, engine.txBuf, n, now, engine.txSealOffs, engine.txSealLens, true, fragmentable);
+  sealAndSend(engine, peer, kp, path, engine.txBuf, n, now);
 }
 
 /** A keepalive is a transport packet with an empty payload (§6.5). Without a session it starts a handshake. */

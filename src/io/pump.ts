@@ -103,7 +103,6 @@ export class Pump {
         q.push(buf, off, len, path as UdpPath);
       },
       sendTtl: (path, buf, off, len, ttl) => this.sendTtl(path as UdpPath, buf, off, len, ttl),
-      sendFragmentable: (path, buf, off, len) => this.sendFragmentable(path as UdpPath, buf, off, len),
       writeTun: (buf, off, len) => {
         const q = buf === this.udpIn ? this.tunOut : this.tunOutSide;
         if (q.full) this.flushTun();
@@ -260,26 +259,6 @@ export class Pump {
   }
 
   /** One datagram with its own TTL (a NAT opener): whatever is queued goes first, then it, alone. */
-  /**
-   * One datagram that may be fragmented on its way (pmtu.ts: an inner IPv6 packet of up to 1280
-   * bytes on a path that carries less): sent from the handshake socket, which the addon set to
-   * fragment (allow_fragments in native/keymesh.c); without one, as any datagram.
-   */
-  private sendFragmentable(path: UdpPath, buf: Uint8Array, off: number, len: number): void {
-    this.flushUdp(); // after what went before it
-    if (!this.udp) return;
-    const hs = this.udp.hsFd ?? -1;
-    const fd = hs >= 0 ? hs : this.udp.fd;
-    const q = this.udpOutSide;
-    q.push(buf, off, len, path);
-    try {
-      const sent = native.udpSendBatch(fd, q.buf!, q.offs, q.lens, q.addrs, q.ports, 1, q.locals, q.ifindexes);
-      if (sent < 1) this.counters.udpSendShort++;
-    } finally {
-      q.clear();
-    }
-  }
-
   private sendTtl(path: UdpPath, buf: Uint8Array, off: number, len: number, ttl: number): void {
     this.flushUdp();
     if (!this.udp) return;

@@ -5,8 +5,8 @@
  * by field and its header checksum checked with the naive sum; every case that must give 0.
  */
 import { describe, expect, it } from 'vitest';
-import { fragmentIPv4, fragmentRoom } from '../../src/core/fragment.js';
-import { buildV4, naiveSum, parseV4, prng, randomBytes, type V4Fields } from './support/naive-inet.js';
+import { fragmentIPv4, fragmentIPv6, fragmentRoom } from '../../src/core/fragment.js';
+import { buildV4, buildV6, naiveSum, parseV4, parseV6, prng, randomBytes, type V4Fields } from './support/naive-inet.js';
 
 const rnd = prng(791);
 const MAX_FRAGS = 1024;
@@ -347,5 +347,84 @@ describe('fragmentRoom', () => {
       const pf = run(plainPkt, mtu) as Frag[];
       expect(pf.length).toBeLessThanOrEqual(fragmentRoom(plainPkt.length, mtu).count);
     }
+  });
+});
+
+describe('fragmentIPv6 (RFC 8200 §4.5)', () => {
+  /** The naive twin: reassemble by the Fragment headers' offsets, field by field. */
+  function reassemble6(frags: Uint8Array[]): { header: Uint8Array; nh: number; id: number; payload: Uint8Array } {
+    const parts: Array<{ at: number; data: Uint8Array; more: boolean }> = [];
+    let nh = -1;
+    let id = -1;
+    for (const f of frags) {
+      const h = parseV6(f);
+      expect(h.nextHeader).toBe(44);
+      expect(h.payloadLength).toBe(f.length - 40);
+      const word = f[42] * 256 + f[43];
+      const fid = ((f[44] << 24) | (f[45] << 16) | (f[46] << 8) | f[47]) >>> 0;
+      if (id === -1) id = fid;
+      expect(fid).toBe(id);
+      if (nh === -1) nh = f[40];
+      expect(f[40]).toBe(nh);
+      parts.push({ at: (word >> 3) * 8, data: f.subarray(48), more: (word & 1) === 1 });
+    }
+    parts.sort((x, y) => x.at - y.at);
+    let end = 0;
+    for (const [i, p] of parts.entries()) {
+      expect(p.at).toBe(end);
+      expect(p.more).toBe(i < parts.length - 1);
+      if (p.more) expect(p.data.length % 8).toBe(0);
+      end += p.data.length;
+    }
+    const payload = new Uint8Array(end);
+    for (const p of parts) payload.set(p.data, p.at);
+    return { header: frags[0].subarray(0, 40), nh, id, payload };
+  }
+
+  it('random packets at random MTUs reassemble to the original; every fragment fits', () => {
+    const r = prng(8200);
+    for (let n = 0; n < 2000; n++) {
+      const payload = randomBytes(r, 1 + r(1400));
+      const nh = [6, 17, 58, 60][r(4)];
+      const pkt = buildV6({ src: 'fd10::1', dst: 'fd10::2', nextHeader: nh, payload });
+      const mtu = 56 + r(1300);
+      const out = new Uint8Array(8192);
+      const offs = new Uint32Array(64);
+      const lens = new Uint32Array(64);
+      const id = r(2 ** 31) * 2 + r(2);
+      const count = fragmentIPv6(pkt, 0, pkt.length, mtu, id, out, offs, lens);
+      const need = Math.ceil(payload.length / (Math.floor((mtu - 48) / 8) * 8));
+      if (need > 64) {
+        expect(count).toBe(0);
+        continue;
+      }
+      expect(count).toBe(need);
+      const frags = Array.from({ length: count }, (_, i) => out.slice(offs[i], offs[i] + lens[i]));
+      for (const f of frags) expect(f.length).toBeLessThanOrEqual(mtu);
+      const back = reassemble6(frags);
+      expect(back.nh).toBe(nh);
+      expect(back.id).toBe(id >>> 0);
+      expect(Buffer.from(back.payload)).toEqual(Buffer.from(payload));
+      // the fixed header is the original's but for payload length and next header
+      const h = parseV6(back.header);
+      const o = parseV6(pkt);
+      expect([h.src, h.dst, h.hopLimit, h.flowLabel, h.trafficClass].map(String)).toEqual([o.src, o.dst, o.hopLimit, o.flowLabel, o.trafficClass].map(String));
+    }
+  });
+
+  it('returns 0 for what it must not or cannot fragment', () => {
+    const out = new Uint8Array(4096);
+    const offs = new Uint32Array(8);
+    const lens = new Uint32Array(8);
+    const p = (nh: number) => buildV6({ nextHeader: nh, payload: new Uint8Array(1200) });
+    expect(fragmentIPv6(p(0), 0, 1240, 1000, 1, out, offs, lens)).toBe(0); // Hop-by-Hop must stay in front
+    expect(fragmentIPv6(p(43), 0, 1240, 1000, 1, out, offs, lens)).toBe(0); // Routing likewise
+    expect(fragmentIPv6(p(44), 0, 1240, 1000, 1, out, offs, lens)).toBe(0); // already a fragment
+    expect(fragmentIPv6(p(17), 0, 1240, 55, 1, out, offs, lens)).toBe(0); // no room for 8 bytes of data
+    expect(fragmentIPv6(p(17), 0, 1239, 1000, 1, out, offs, lens)).toBe(0); // payload length past the buffer
+    expect(fragmentIPv6(buildV4({ payload: new Uint8Array(1200) }), 0, 1220, 1000, 1, out, offs, lens)).toBe(0); // not IPv6
+    expect(fragmentIPv6(p(17), 0, 1240, 1000, 1, new Uint8Array(100), offs, lens)).toBe(0); // no room in out
+    expect(fragmentIPv6(p(17), 0, 1240, 1000, 1, out, new Uint32Array(1), lens)).toBe(0); // nor in the arrays
+    expect(fragmentIPv6(p(17), 0, 1240, 1000, 1, out, offs, lens)).toBe(2);
   });
 });

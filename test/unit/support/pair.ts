@@ -36,8 +36,6 @@ export interface Wire {
    * at the next router, which reports "time exceeded" to the sender from a public address.
    */
   ttl?: number;
-  /** Sent allowed to fragment (Sink.sendFragmentable): a link that carries less passes it in pieces. */
-  fragmentable?: boolean;
 }
 
 export type Fate = 'queued' | 'held' | 'lost' | 'delivered' | 'filtered' | 'blackholed' | 'noHost' | 'expired' | 'tooBig';
@@ -103,7 +101,6 @@ export class Node {
     const sink: Sink = {
       send: (path, buf, off, len) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
       sendTtl: (path, buf, off, len, ttl) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len), ttl }),
-      sendFragmentable: (path, buf, off, len) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len), fragmentable: true }),
       writeTun: (buf, off, len) => this.tun.push(buf.slice(off, off + len)),
       event: (e) => this.events.push(e),
     };
@@ -421,7 +418,7 @@ export class Net {
         fate('blackholed');
         continue;
       }
-      if (this.mtus.size > 0 && !w.fragmentable && (this.tooBig(w.from, w.data.length) || this.tooBig(w.to, w.data.length))) {
+      if (this.mtus.size > 0 && (this.tooBig(w.from, w.data.length) || this.tooBig(w.to, w.data.length))) {
         fate('tooBig');
         continue;
       }
