@@ -9,9 +9,8 @@
  *     given up and printed as "stalled (no bytes for N s)";
  *   - when A's `keymesh show --json` first showed the active path's pmtu at ≤ 1280 (detection);
  *   - throughput before and after the switch;
- *   - the probes' overhead: stats.counters.pmtuProbes / pmtuProbeBytes (or the same names beside
- *     the other stats) at both ends, during the run and per minute while idle (PMTU_IDLE, 10 s);
- *     "n/a" when the node has no such counters;
+ *   - the probes' overhead: `keymesh show --json`'s stats.pmtu.probes / probeBytes (IP level) at
+ *     both ends, during the run and per minute while idle (PMTU_IDLE, 10 s); "n/a" for the others;
  *   - outer fragments during the run (R's counters on its ports, FragCreates of A, B and R).
  * PMTU_UNDERLAY=6 runs over the IPv6 underlay. Writes bench-results/pmtu.json.
  */
@@ -62,9 +61,9 @@ interface Result {
 }
 
 function probeCounters(status: any): Probes | null {
-  const c = status?.stats?.counters ?? status?.stats;
-  if (!c || typeof c.pmtuProbes !== 'number') return null;
-  return { probes: c.pmtuProbes, bytes: typeof c.pmtuProbeBytes === 'number' ? c.pmtuProbeBytes : NaN };
+  const c = status?.stats?.pmtu;
+  if (!c || typeof c.probes !== 'number') return null;
+  return { probes: c.probes, bytes: typeof c.probeBytes === 'number' ? c.probeBytes : NaN };
 }
 
 const minus = (x: Probes | null, y: Probes | null): Probes | null => (x && y ? { probes: x.probes - y.probes, bytes: x.bytes - y.bytes } : null);
