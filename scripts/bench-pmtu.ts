@@ -118,7 +118,7 @@ async function run(x: Impl): Promise<Result> {
             pmtuReported = false;
             break;
           }
-          if (typeof m.mtu === 'number' && m.mtu <= SMALL) {
+          if (m && typeof m.mtu === 'number' && m.mtu <= SMALL) {
             detectedMs = Date.now() - switchAt;
             break;
           }

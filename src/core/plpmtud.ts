@@ -45,12 +45,12 @@ export const SEARCH_MAX_PROBES = 2;
 /** RFC 8899 §5.1.1 PMTU_RAISE_TIMER: a completed search tries again for more this often. */
 export const PMTU_RAISE_INTERVAL = 600_000;
 /** While datagrams above the base go out on the path, `current` is confirmed this often (black hole detection). */
-export const CONFIRM_INTERVAL = 200;
+export const CONFIRM_INTERVAL = 100;
 /** "Big datagrams are being sent": one went out within this window. */
 export const BIG_SENT_WINDOW = 1000;
 /** A probe unanswered after max(PROBE_TIMEOUT_RTTS × srtt, PROBE_TIMEOUT_MIN) ms is lost. */
 export const PROBE_TIMEOUT_RTTS = 3;
-export const PROBE_TIMEOUT_MIN = 150;
+export const PROBE_TIMEOUT_MIN = 100;
 /** The search ends when the range left is smaller than this (bytes). */
 export const SEARCH_GRANULARITY = 8;
 /** Common IP-level path MTUs, probed together at the start of a search (RFC 8899 §5.3.2 suggests a table of common sizes). */
