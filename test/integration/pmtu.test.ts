@@ -247,7 +247,7 @@ describe.skipIf(skip)('path MTU', () => {
 
   describe('the path MTU drops from 1500 to 1280 in the middle of a transfer, ICMP dropped', () => {
     for (const underlay of [4, 6] as const) {
-      it(`IPv${underlay} underlay: the transfer completes, its longest stall ≤ 1.5 s, no outer fragments`, async () => {
+      it(`IPv${underlay} underlay: the transfer completes, its longest stall ≤ 1 s, no outer fragments`, async () => {
         t.forgetPmtu();
         t.setLinkMtu(1500);
         t.dropIcmp(true);
