@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { shownPaths } from '../../src/cli/show.js';
+import { formatShow, shownPaths } from '../../src/cli/show.js';
 
 const path = (p: string, local: string | null, state: string, active = false, kind: 'direct' | 'relay' = 'direct') => ({
   path: p,
@@ -32,5 +32,51 @@ describe('keymesh show: which paths are listed', () => {
     const failedBound = path('192.0.2.9:51820', '192.0.2.1%2', 'failed');
     const otherBound = path('192.0.2.9:51820', '192.0.2.5%3', 'validated');
     expect(shownPaths([relay, failedBound, otherBound])).toEqual([relay, failedBound, otherBound]);
+  });
+});
+
+describe('keymesh show: path MTU', () => {
+  const status = (tunnelMtu: number) => ({
+    interface: 'wg0',
+    publicKey: null,
+    listenPort: 51820,
+    mtu: 1420,
+    fwmark: 0,
+    stats: {
+      drops: {},
+      rxPackets: 1,
+      txPackets: 1,
+      underLoad: false,
+      pmtu: { probes: 12, probeBytes: 16_000, blackHoles: 1, icmpSent: 3, fragmented: 2, mssClamped: 4 },
+    },
+    peers: [
+      {
+        publicKey: 'k',
+        endpoint: '192.0.2.2:51820',
+        allowedIps: [],
+        latestHandshake: null,
+        secondsSinceHandshake: null,
+        rxBytes: 0,
+        txBytes: 0,
+        persistentKeepalive: 0,
+        presharedKey: false,
+        handshakes: 1,
+        session: null,
+        stagedPackets: 0,
+        tunnelMtu,
+        paths: [
+          { ...path('192.0.2.2:51820', '192.0.2.1%2', 'validated', true), pmtu: { mtu: 1280, state: 'complete', source: 'probe', probes: 9, probeBytes: 12_000, blackHoles: 1 } },
+          { ...path('198.51.100.2:51820', '192.0.2.1%2', 'validated'), pmtu: { mtu: 1480, state: 'complete', source: 'kernel', probes: 0, probeBytes: 0, blackHoles: 0 } },
+        ],
+      },
+    ],
+  });
+  it('prints each path’s PMTU and how it was found, the tunnel MTU when it is less, and the counters', () => {
+    const out = formatShow(status(1220) as never);
+    expect(out).toContain('path * 192.0.2.2:51820 validated, from 192.0.2.1%2, pmtu 1280 (probed, 1 black hole(s))');
+    expect(out).toContain('pmtu 1480 (route)');
+    expect(out).toContain('tunnel mtu: 1220 (the active path carries less than the interface’s 1420)'.replace('’', "'"));
+    expect(out).toMatch(/path mtu: 12 probes \(15\.63 KiB\), 1 black hole\(s\); at the tunnel edge 3 ICMP too-big sent, 2 packets fragmented, 4 SYNs' MSS clamped/);
+    expect(formatShow(status(1420) as never)).not.toContain('tunnel mtu:');
   });
 });
