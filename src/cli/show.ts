@@ -49,6 +49,7 @@ export interface ShowStatus {
       pmtu?: { mtu: number; state: string; source: string; probes: number; probeBytes: number; blackHoles: number } | null;
     }>;
     tunnelMtu?: number;
+    stockPaths?: { phase: string; handshakes: number; results: Array<{ path: string; ok: boolean; why: string; secondsAgo: number }> } | null;
   }>;
 }
 
@@ -156,6 +157,13 @@ export function formatShow(s: ShowStatus): string {
     if (p.foundVia) out.push(`  found via lighthouse: ${p.foundVia}`);
     if (p.relayReason) out.push(`  relayed: ${p.relayReason}`);
     if (p.relayed && p.relayed.packets) out.push(`  relayed for this peer: ${p.relayed.packets} packets, ${humanBytes(p.relayed.bytes)}`);
+    if (p.stockPaths && p.stockPaths.handshakes > 0) {
+      const last = p.stockPaths.results[0];
+      out.push(
+        `  path checks (stock peer): ${p.stockPaths.handshakes} handshake(s) as path probes${p.stockPaths.phase !== 'idle' ? `, ${p.stockPaths.phase} now` : ''}` +
+          (last ? `; last: ${last.path} ${last.ok ? 'answered' : 'no answer'} (${last.why}) ${last.secondsAgo} s ago` : ''),
+      );
+    }
     if (p.tunnelMtu !== undefined && p.tunnelMtu !== s.mtu) out.push(`  tunnel mtu: ${p.tunnelMtu} (the active path carries less than the interface's ${s.mtu})`);
     for (const path of shownPaths(p.paths ?? [])) {
       const rtt = path.rttMs === null ? '' : `, rtt ${path.rttMs} ms`;

@@ -180,6 +180,13 @@ export interface EngineOptions {
   relayRate?: number;
   /** Path MTU discovery with keymesh peers (pmtu.ts); default true. */
   pmtuDiscovery?: boolean;
+  /** Fast failover for stock WireGuard peers: the handshake as path probe (stock-paths.ts); default true. */
+  stockFailover?: boolean;
+  /**
+   * Tests: false makes this engine a stock WireGuard twin — it sends no HELLO and drops every
+   * extension message as a stock peer would (an invalid inner packet). Default true.
+   */
+  extensions?: boolean;
   /** Lower the MSS of TCP SYNs crossing the tunnel to fit the path (mss.ts); default true (`MssClamp = off`). */
   mssClamp?: boolean;
   /**
@@ -201,6 +208,8 @@ export interface EngineStats {
   punch: Openers['stats'] & { ttl: number; ttlConfirmed: boolean };
   /** Path MTU (pmtu.ts). */
   pmtu: PmtuCounters;
+  /** Handshake initiations sent as path probes to stock WireGuard peers (stock-paths.ts). */
+  stockPathHandshakes: number;
 }
 
 export interface PmtuCounters {
@@ -296,6 +305,8 @@ export class Engine {
   /** @internal */ readonly lh = newLighthouseStats();
   /** @internal NAT openers and the TTL ladder (punch.ts). */ readonly openers = new Openers();
   /** @internal Path MTU (pmtu.ts). */ readonly pmtuDiscovery: boolean;
+  /** @internal stock-paths.ts */ readonly stockFailover: boolean;
+  /** @internal false: a stock WireGuard twin for tests (no extension channel). */ readonly extensions: boolean;
   /** @internal */ readonly mssClamp: boolean;
   /** @internal */ readonly routeMtu: ((p: Path) => number | null) | null;
   /** @internal ICMP errors written into the TUN device: scratch and rate limit (icmp.ts). */ readonly icmpBuf = new Uint8Array(IPV6_MIN_MTU);
@@ -348,6 +359,8 @@ export class Engine {
     this.openers.enabled = opts.punchOpeners ?? true;
     this.addressOf = opts.addressOf ?? null;
     this.pmtuDiscovery = opts.pmtuDiscovery ?? true;
+    this.stockFailover = opts.stockFailover ?? true;
+    this.extensions = opts.extensions ?? true;
     this.mssClamp = opts.mssClamp ?? true;
     this.routeMtu = opts.routeMtu ?? null;
     // an inner packet cut into pieces of at least 68 bytes (RFC 791's minimum), each with a header of up to 60
@@ -361,6 +374,7 @@ export class Engine {
     for (const r of DROP_REASONS) drops[r] = 0;
     this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: { ...this.openers.stats, ttl: 0, ttlConfirmed: false },
       pmtu: { probes: 0, probeBytes: 0, blackHoles: 0, icmpSent: 0, icmpRateLimited: 0, fragmented: 0, fragments: 0, ipv6MinMtu: 0, mssClamped: 0, tooBigReports: 0, tooBigApplied: 0 },
+      stockPathHandshakes: 0,
     };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);
@@ -436,7 +450,7 @@ export class Engine {
   resetCounters(): void {
     const c = this.counters;
     for (const r of DROP_REASONS) c.drops[r] = 0;
-    c.rxPackets = c.txPackets = c.handshakesSent = c.handshakesReceived = 0;
+    c.rxPackets = c.txPackets = c.handshakesSent = c.handshakesReceived = c.stockPathHandshakes = 0;
     for (const k of Object.keys(this.lh) as Array<keyof typeof this.lh>) this.lh[k] = 0;
     for (const k of Object.keys(c.pmtu) as Array<keyof PmtuCounters>) c.pmtu[k] = 0;
   }

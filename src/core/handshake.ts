@@ -94,6 +94,8 @@ export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now
   const kp = new Keypair(keys.sendKey, keys.receiveKey, true, now, keys.localIndex, keys.remoteIndex);
   entry.keypair = kp;
   for (const old of peer.keypairs.install(kp)) retireKeypair(engine, old);
+  // the round trip of our latest initiation (a response answers only that one): the stock-path checks' time scale
+  peer.handshakeRtt = now - peer.lastSentHandshake;
   onAuthenticated(engine, peer, path, data.length, now);
   peer.timers.anyAuthenticatedPacketTraversal(now);
   peer.timers.anyAuthenticatedPacketReceived();
@@ -148,18 +150,23 @@ function admitHandshake(engine: Engine, data: Uint8Array, mac1Offset: number, pa
  * Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago — or, with
  * `cookieRetry`, because it answers a cookie reply (retryWithCookie), which need not wait.
  */
-export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: number, cookieRetry = false): void {
+/**
+ * Start a handshake (§5.4.2). `to`: send it on that path only, not the active one (stock-paths.ts:
+ * the handshake as a path probe), and without waiting REKEY_TIMEOUT since the last one — its
+ * caller keeps initiations MIN_GAP apart.
+ */
+export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: number, cookieRetry = false, to: Path | null = null): void {
   touch(engine, peer);
   if (!engine.local) {
     engine.counters.drops.noPrivateKey++;
     return;
   }
   if (!retry) peer.timers.handshakeAttempts = 0;
-  if (!cookieRetry && now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
-  const path = peer.endpoint.path;
+  if (!cookieRetry && !to && now - peer.lastSentHandshake < REKEY_TIMEOUT) return;
+  const path = to ?? peer.endpoint.path;
   // With lighthouses, a peer we cannot reach (no endpoint, or no answer) is looked up, and the
   // initiation also goes over every relay and to every candidate address the lighthouses gave.
-  const extra = !path || retry ? initiationExtras(engine, peer, path, now) : null;
+  const extra = !to && (!path || retry) ? initiationExtras(engine, peer, path, now) : null;
   if (extra) lookup(engine, peer, now);
   if (!path && (!extra || extra.length === 0)) {
     engine.counters.drops.noEndpoint++;

@@ -61,7 +61,7 @@ export function sendChallenge(engine: Engine, peer: Peer, e: PathEntry, now: num
 
 /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). */
 export function maybeHello(engine: Engine, peer: Peer, now: number): void {
-  if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3) return;
+  if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3 || !engine.extensions) return;
   const path = peer.endpoint.path;
   if (!path) return;
   peer.hellosSent++;

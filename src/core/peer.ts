@@ -7,6 +7,7 @@ import type { Crypto } from './crypto.js';
 import { PeerEndpoint } from './endpoint.js';
 import { Keypairs } from './keypair.js';
 import { Handshake, type LocalIdentity } from './noise.js';
+import type { StockPaths } from './stock-paths.js';
 import { PeerTimers } from './timers.js';
 
 export interface PeerStats {
@@ -60,6 +61,10 @@ export class Peer {
   punchOpenSentAt = -Infinity;
   /** The largest inner packet its active path carries unfragmented (pmtu.ts); the interface MTU until known. */
   tunnelMtu: number;
+  /** Round trip of our latest answered initiation (ms), null before one. */
+  handshakeRtt: number | null = null;
+  /** Multihoming against a stock WireGuard peer (stock-paths.ts); null until first needed. */
+  stock: StockPaths | null = null;
 
   constructor(
     readonly publicKey: Uint8Array,

@@ -158,7 +158,8 @@ function onAuthenticatedTransport(
   engine.counters.rxPackets++;
   peer.rxBytes += wireLen;
   keypair.receivedAny = true;
-  const ext = len > 0 && isExtension(buf, off, len) ? buf[off + 1] : 0;
+  // (a stock WireGuard twin, in tests, sees no extension channel: an IP version 0 packet, dropped below)
+  const ext = len > 0 && engine.extensions && isExtension(buf, off, len) ? buf[off + 1] : 0;
   // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
   // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
   if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) engine.allDirty = true;

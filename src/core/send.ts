@@ -20,6 +20,7 @@ import { writeTransportHeader } from './messages.js';
 import { clampMss, isTcpSyn, mssFor } from './mss.js';
 import { duplicate } from './paths.js';
 import { tooBig, WG_OVERHEAD } from './pmtu.js';
+import { stockDataSent } from './stock-paths.js';
 import type { Peer } from './peer.js';
 
 export const TX_SLOT_EXTRA = TRANSPORT_HEADER_SIZE + PADDING_MULTIPLE + 16; // header + padding + tag
@@ -135,7 +136,10 @@ export function sealAndSend(
   peer.timers.anyAuthenticatedPacketSent();
   if (data) {
     peer.timers.dataSent(now, engine.jitterFn);
-    if (path === peer.endpoint.path) peer.endpoint.dataSent(now);
+    if (path === peer.endpoint.path) {
+      peer.endpoint.dataSent(now);
+      if (!peer.endpoint.speaksKeymesh) stockDataSent(engine, peer, now);
+    }
   }
 }
 

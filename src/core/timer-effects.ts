@@ -2,8 +2,8 @@
  * What happens when a peer's deadline passes (whitepaper §6; the expiry handlers of the kernel's
  * timers.c): the timers of timers.ts (retransmit an initiation or give up, keepalives, a new
  * handshake, zeroing the keys) and the endpoint cache's (challenges, probes, failover, recovery
- * rounds, repeated ADDRESSES), a lookup while traffic goes through a relay, and path MTU probes
- * (pmtu.ts).
+ * rounds, repeated ADDRESSES), a lookup while traffic goes through a relay, path MTU probes
+ * (pmtu.ts), and the path checks for stock WireGuard peers (stock-paths.ts).
  *
  * May touch: a due peer's timers (it clears those it fires), and through the handlers it calls
  * what they touch (send.ts, handshake.ts, paths.ts, lighthouse-lookup.ts); the rate limiter's
@@ -17,6 +17,7 @@ import { lookup, onRelay } from './lighthouse-lookup.js';
 import { RELAY_RETRY_DIRECT } from './lighthouse.js';
 import { recover, sendAddresses, sendChallenge, sendProbe } from './paths.js';
 import { firePmtu, pmtuDeadline } from './pmtu.js';
+import { fireStock, stockDeadline } from './stock-paths.js';
 import type { Peer } from './peer.js';
 import { sendKeepalive } from './send.js';
 import { TIMER_NAMES, type TimerName } from './timers.js';
@@ -39,6 +40,7 @@ export function fireTimers(engine: Engine, now: number): Array<{ peer: Peer; tim
     }
     if (onRelay(peer) && now >= peer.lastLookup + RELAY_RETRY_DIRECT) lookup(engine, peer, now, true);
     if (pmtuDeadline(engine, peer) <= now) firePmtu(engine, peer, now);
+    if (stockDeadline(peer) <= now) fireStock(engine, peer, now);
     if (peer.timers.next() > now) continue;
     for (const name of TIMER_NAMES) {
       if (peer.timers[name] > now) continue;

@@ -71,6 +71,13 @@ export function showStatus(rt: StatusHost): object {
         : null,
       stagedPackets: p.staged.length,
       tunnelMtu: p.tunnelMtu,
+      stockPaths: p.stock
+        ? {
+            phase: p.stock.phase,
+            handshakes: p.stock.handshakes,
+            results: p.stock.results.map((r) => ({ path: r.path, ok: r.ok, why: r.why, secondsAgo: Math.round((now - r.at) / 100) / 10 })),
+          }
+        : null,
       speaksKeymesh: p.endpoint.speaksKeymesh,
       lighthouse: p.lighthouse,
       foundVia: keyOf(p.foundVia),

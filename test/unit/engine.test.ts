@@ -231,6 +231,8 @@ describe('engine: timers (fake clock)', () => {
     // the timer as WireGuard has it, for a stock peer (with a keymesh peer, recovery rounds
     // re-handshake after REKEY_TIMEOUT of silence already: mobility.test.ts, "a peer that restarts")
     a.engine.getPeer(b.publicKey)!.endpoint.speaksKeymesh = false;
+    // …and without the path checks against stock peers (stock-paths.ts asks the path at once: test/unit/stock-paths.test.ts)
+    (a.engine as unknown as { stockFailover: boolean }).stockFailover = false;
     net.advance(1000);
     send(net, a, '10.0.0.1', '10.0.0.2', 'unanswered');
     net.queue = [];

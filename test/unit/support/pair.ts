@@ -23,6 +23,19 @@ export function makePath(name: string, port = 51820): Path {
 
 export const random = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 
+/**
+ * A path with a local end (a multihomed host's: sent from, or received on, one of its own
+ * addresses), as the runtime's UdpPath with IP_PKTINFO: remote and local are path ids.
+ */
+export interface LocalPath extends Path {
+  readonly remote: string;
+  readonly local: string;
+}
+
+export function isLocalPath(p: Path): p is LocalPath {
+  return (p as LocalPath).remote !== undefined;
+}
+
 export interface Wire {
   from: string;
   to: string;
@@ -99,7 +112,10 @@ export class Node {
     this.publicKey = nobleCrypto.publicKey(this.privateKey);
     this.path = makePath(name);
     const sink: Sink = {
-      send: (path, buf, off, len) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
+      send: (path, buf, off, len) =>
+        isLocalPath(path)
+          ? net.send({ from: path.local, to: path.remote, data: buf.slice(off, off + len) })
+          : net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len) }),
       sendTtl: (path, buf, off, len, ttl) => net.send({ from: this.sourceFor(path).id, to: path.id, data: buf.slice(off, off + len), ttl }),
       writeTun: (buf, off, len) => this.tun.push(buf.slice(off, off + len)),
       event: (e) => this.events.push(e),
@@ -110,7 +126,9 @@ export class Node {
       random,
       makePaths: (addr, port) => {
         const p = net.pathByAddr(addr, port);
-        return p ? [p] : [];
+        if (!p) return [];
+        // a multihomed host (localEnds): one path from each of its addresses
+        return this.localEnds ? [this.path, ...this.extra].map((l) => net.localPath(p.id, l.id)) : [p];
       },
       addressOf: (p) => ({ addr: fakeAddr(p, net), port: portOf(p) }),
       // Path MTU probes are extra traffic the older tests do not count on: test/unit/pmtu.test.ts turns them on
@@ -121,6 +139,11 @@ export class Node {
 
   /** Extra addresses of a multihomed host; a datagram to a path of family F leaves from our family-F address. */
   extra: Path[] = [];
+  /**
+   * A multihomed host that knows its local ends (as the runtime with IP_PKTINFO): what it receives
+   * arrives on a path naming the address it came to, and makePaths gives one path per address.
+   */
+  localEnds = false;
   private sourceFor(to: Path): Path {
     const fam = to.hostId.endsWith('6') ? 6 : 4;
     for (const p of [this.path, ...this.extra]) if ((p.hostId.endsWith('6') ? 6 : 4) === fam) return p;
@@ -154,7 +177,8 @@ export class Node {
 }
 
 export function portOf(p: Path): number {
-  return Number(p.id.slice(p.id.lastIndexOf(':') + 1));
+  const id = isLocalPath(p) ? p.remote : p.id;
+  return Number(id.slice(id.lastIndexOf(':') + 1));
 }
 
 /**
@@ -365,6 +389,20 @@ export class Net {
     }
   }
 
+  private readonly localPaths = new Map<string, LocalPath>();
+
+  /** The path to `remote` from our address `local` (both path ids), one object per pair. */
+  localPath(remote: string, local: string): LocalPath {
+    const id = `${remote} from ${local}`;
+    let p = this.localPaths.get(id);
+    if (!p) {
+      const r = this.paths.get(remote)!;
+      p = { id, hostId: r.hostId, cookieBytes: r.cookieBytes, remote, local };
+      this.localPaths.set(id, p);
+    }
+    return p;
+  }
+
   pathByAddr(addr: Uint8Array, port: number): Path | null {
     for (const p of this.paths.values()) if (Buffer.from(fakeAddr(p, this)).equals(Buffer.from(addr)) && p.id.endsWith(`:${port}`)) return p;
     return null;
@@ -455,6 +493,7 @@ export class Net {
       }
       fate('delivered');
       this.current = w.rec ?? null;
+      if (to.localEnds) from = this.localPath(from.id, toId);
       try {
         if (this.batched) {
           // as the runtime does: through the batch entry point, then the queued handshakes' work
