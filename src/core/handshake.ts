@@ -129,7 +129,7 @@ export function handleCookieReply(engine: Engine, data: Uint8Array, now: number)
  */
 function retryWithCookie(engine: Engine, peer: Peer, now: number): void {
   if (peer.handshake.state !== 'initiation-created' || peer.cookieRetried === peer.lastInitiation) return;
-  sendInitiation(engine, peer, true, now, true);
+  sendInitiation(engine, peer, true, now, true, peer.initiationTo); // a path probe's retry goes where it went
   peer.cookieRetried = peer.lastInitiation;
 }
 
@@ -184,6 +184,7 @@ export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: 
   peer.cookie.addMacs(msg, INITIATION_MAC1_OFFSET, now);
   peer.lastSentHandshake = now;
   peer.lastInitiation = msg;
+  peer.initiationTo = to;
   engine.counters.handshakesSent++;
   if (path) engine.sink.send(path, msg, 0, msg.length);
   if (extra) for (const p of extra) engine.sink.send(p, msg, 0, msg.length);
@@ -197,9 +198,11 @@ export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: 
 export function resendInitiation(engine: Engine, peer: Peer, now: number): void {
   const msg = peer.lastInitiation;
   if (!msg || peer.handshake.state !== 'initiation-created') return;
-  const path = peer.endpoint.path;
+  // one sent as a path probe (stock-paths.ts) is resent on that path alone: elsewhere it would be answered, and move the peer
+  const to = peer.initiationTo;
+  const path = to ?? peer.endpoint.path;
   if (path) engine.sink.send(path, msg, 0, msg.length);
-  for (const p of initiationExtras(engine, peer, path, now) ?? []) engine.sink.send(p, msg, 0, msg.length);
+  if (!to) for (const p of initiationExtras(engine, peer, path, now) ?? []) engine.sink.send(p, msg, 0, msg.length);
   peer.timers.initiationResent(now);
 }
 

@@ -4,7 +4,7 @@
  */
 import { CookieGenerator } from './cookie.js';
 import type { Crypto } from './crypto.js';
-import { PeerEndpoint } from './endpoint.js';
+import { PeerEndpoint, type Path } from './endpoint.js';
 import { Keypairs } from './keypair.js';
 import { Handshake, type LocalIdentity } from './noise.js';
 import type { StockPaths } from './stock-paths.js';
@@ -41,6 +41,8 @@ export class Peer {
   announcedAddresses: Array<{ addr: Uint8Array; port: number }> = [];
   /** The latest handshake initiation we sent (re-sent unchanged to candidates that arrive while it is in flight). */
   lastInitiation: Uint8Array | null = null;
+  /** The one path it went to when it was a path probe (stock-paths.ts), else null. */
+  initiationTo: Path | null = null;
   /** The initiation a cookie reply already made us send again at once (handshake.ts: retryWithCookie). */
   cookieRetried: Uint8Array | null = null;
   /** Engine time we last asked our lighthouses about this peer. */
