@@ -459,6 +459,12 @@ export class Engine {
     for (const p of [...this.peers.values()]) this.removePeer(p.publicKey);
   }
 
+  /** More ways to reach the peer (e.g. every address of its Endpoint's host name): candidates, not the endpoint. */
+  addCandidatePaths(peer: Peer, paths: Path[]): void {
+    this.allDirty = true;
+    peer.endpoint.ensure(paths);
+  }
+
   setEndpoint(peer: Peer, path: Path): void {
     this.allDirty = true;
     this.emitEndpointChange(peer, peer.endpoint.configure(path));

@@ -7,6 +7,7 @@
  * resolver (node:dns), the log, and the runtime's flush-and-re-arm. It owns one TTL timer per name.
  */
 import { isIP } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import { resolve4 as dnsResolve4 } from 'node:dns/promises';
 import type { Engine } from '../core/engine.js';
 import type { Peer } from '../core/peer.js';
@@ -44,6 +45,27 @@ export class EndpointNames {
     if (isIP(endpoint.host) !== 0) return;
     this.hostnames.set(peer, { host: endpoint.host, port: endpoint.port, lastResolve: Date.now(), timer: null });
     this.scheduleTtlRefresh(peer);
+    void this.learnAll(peer, endpoint);
+  }
+
+  /**
+   * Every address the name has (A and AAAA) becomes a candidate path to the peer, beside the one
+   * the endpoint uses: a stock peer's spare when the active one goes silent (stock-paths.ts), a
+   * keymesh peer's recovery candidate.
+   */
+  private async learnAll(peer: Peer, endpoint: { host: string; port: number }): Promise<void> {
+    let all: Array<{ address: string }>;
+    try {
+      all = await lookup(endpoint.host, { all: true });
+    } catch {
+      return; // (the endpoint itself was resolved; the others are a bonus)
+    }
+    const rt = this.rt;
+    if (rt.stopped || !this.hostnames.has(peer)) return;
+    rt.engine.addCandidatePaths(
+      peer,
+      all.map((a) => rt.paths.fromLiteral(a.address, endpoint.port)),
+    );
   }
 
   has(peer: Peer): boolean {
