@@ -270,7 +270,7 @@ export interface NodeSpec {
   peers: PeerSpec[];
   /** Extra [Interface] lines (e.g. "SaveConfig = true", "PostUp = …"); keymesh only. */
   extra?: string[];
-  /** Environment for the keymesh process (e.g. { KEYMESH_CRYPTO: 'noble' }); keymesh only. */
+  /** Environment for the node's process (e.g. { KEYMESH_CRYPTO: 'noble' }, or { LOG_LEVEL: 'verbose' } for wireguard-go). */
   env?: Record<string, string>;
   /** Set by startKeymesh: where the config file was written. */
   configFile?: string;
@@ -338,7 +338,8 @@ export async function startKeymesh(lab: Lab, n: NodeSpec): Promise<Proc> {
 
 /** Start wireguard-go (`binary`: another build of it) in a namespace and configure it with `wg` and `ip`, as wg-quick would. */
 export async function startWireguardGo(lab: Lab, n: NodeSpec, binary = 'wireguard-go'): Promise<Proc> {
-  const p = lab.spawn(n.ns, ['env', 'WG_PROCESS_FOREGROUND=1', binary, n.ifname], `wireguard-go ${n.ifname}`);
+  const env = Object.entries(n.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  const p = lab.spawn(n.ns, ['env', 'WG_PROCESS_FOREGROUND=1', ...env, binary, n.ifname], `wireguard-go ${n.ifname}`);
   await waitFor(`wireguard-go ${n.ifname}`, () => existsSync(uapiSocket(n.ifname)));
   const keyFile = lab.file(`${n.ifname}.key`, n.privateKey + '\n');
   const args = ['set', n.ifname, 'private-key', keyFile];
@@ -375,15 +376,20 @@ const h=crypto.createHash('sha256');let n=0;
 const s=net.createServer(c=>{c.on('data',d=>{h.update(d);n+=d.length});c.on('end',()=>{console.log(JSON.stringify({bytes:n,sha256:h.digest('hex')}));c.end();s.close()})});
 s.listen(Number(process.argv[2]),process.argv[1],()=>console.log('LISTENING'));`;
 
+// argv[4], when not 0: a pace in bytes per second (never ahead of rate × elapsed; after a stall it
+// catches up as fast as TCP allows), so a stream of a given size lasts a given time.
 const CLIENT = `
 const net=require('net'),crypto=require('crypto');
-const total=Number(process.argv[3]);const h=crypto.createHash('sha256');let sent=0;const t0=Date.now();
+const total=Number(process.argv[3]),rate=Number(process.argv[4]||0);const h=crypto.createHash('sha256');let sent=0;const t0=Date.now();
 const c=net.connect(Number(process.argv[2]),process.argv[1],()=>{
-  const pump=()=>{while(sent<total){const n=Math.min(65536,total-sent);const b=crypto.randomBytes(n);h.update(b);sent+=n;if(!c.write(b))return c.once('drain',pump)}c.end()};pump()});
+  const pump=()=>{while(sent<total){if(rate&&sent>=rate*(Date.now()-t0)/1000)return setTimeout(pump,5);const n=Math.min(rate?16384:65536,total-sent);const b=crypto.randomBytes(n);h.update(b);sent+=n;if(!c.write(b))return c.once('drain',pump)}c.end()};pump()});
 c.on('close',()=>console.log(JSON.stringify({bytes:sent,sha256:h.digest('hex'),seconds:(Date.now()-t0)/1000})));
 c.on('error',e=>{console.error(e.message);process.exit(1)});`;
 
-/** Send `bytes` random bytes over TCP from one namespace to a listener in another; returns both hashes. */
+/**
+ * Send `bytes` random bytes over TCP from one namespace to a listener in another; returns both
+ * hashes. `rateBytesPerSecond` paces the sender (a stream that keeps flowing for bytes/rate seconds).
+ */
 export async function tcpTransfer(
   lab: Lab,
   fromNs: string,
@@ -391,10 +397,11 @@ export async function tcpTransfer(
   toAddr: string,
   bytes: number,
   port = 5201,
+  rateBytesPerSecond = 0,
 ): Promise<{ sent: { bytes: number; sha256: string; seconds: number }; received: { bytes: number; sha256: string } }> {
   const server = lab.spawn(toNs, [process.execPath, '-e', SERVER, toAddr, String(port)], 'tcp server');
   await waitFor('tcp server', () => server.output.includes('LISTENING'), 5000);
-  const client = lab.spawn(fromNs, [process.execPath, '-e', CLIENT, toAddr, String(port), String(bytes)], 'tcp client');
+  const client = lab.spawn(fromNs, [process.execPath, '-e', CLIENT, toAddr, String(port), String(bytes), String(rateBytesPerSecond)], 'tcp client');
   const timeout = setTimeout(() => void client.stop('SIGKILL'), 120_000);
   await client.exited;
   await Promise.race([server.exited, new Promise((r) => setTimeout(r, 5000))]);
