@@ -29,7 +29,7 @@
  *
  * May touch: a peer's `stock` state, and through sendInitiation a handshake on a given path.
  */
-import { KEEPALIVE_TIMEOUT } from './constants.js';
+import { KEEPALIVE_TIMEOUT, REKEY_TIMEOUT } from './constants.js';
 import { touch } from './deadline-index.js';
 import { isRelay, type Path } from './endpoint.js';
 import type { Engine } from './engine.js';
@@ -48,6 +48,8 @@ export const RETURN_INTERVAL = 3000;
 export const RETURN_FOR = 600_000;
 /** "Sending": data went to the peer within this window. */
 export const SENDING = 1000;
+/** Below this (bytes/ms, ~8 kbit/s) coming back on the active path, traffic counts as one-way. */
+export const ONE_WAY_RATE = 1;
 /** Results kept per peer for `keymesh show`. */
 export const MAX_RESULTS = 8;
 
@@ -70,6 +72,15 @@ export class StockPaths {
   nextHomeAt = Infinity;
   /** Initiations sent for all this, and the latest results. */
   handshakes = 0;
+  /** What the active path brought lately (bytes/ms, smoothed): tells one-way traffic from a path gone silent. */
+  rxRate = 0;
+  rxBytes = 0;
+  rxAt = -Infinity;
+  rxPath: Path | null = null;
+  /** The first data sent after the last authenticated packet from the peer: how long we have waited for an answer. */
+  waitingSince = -Infinity;
+  /** Checks in a row that found the active path alive (their quiet doubles). */
+  aliveChecks = 0;
   readonly results: Array<{ path: string; ok: boolean; at: number; why: string }> = [];
 }
 
@@ -90,9 +101,10 @@ function probeTimeout(peer: Peer): number {
 export function stockDataSent(engine: Engine, peer: Peer, now: number): void {
   if (!engine.stockFailover || !applies(peer)) return;
   const s = (peer.stock ??= new StockPaths());
+  // the wait for an answer starts with the first packet sent after the last one received
+  if (s.waitingSince <= peer.endpoint.lastReceived) s.waitingSince = now;
   if (s.phase !== 'idle' || s.at !== Infinity) return;
-  const heard = peer.endpoint.lastReceived;
-  s.at = Math.max(now, heard + silence(peer), s.quietUntil);
+  s.at = Math.max(now, s.waitingSince + silence(peer), s.quietUntil);
   if (s.home && s.nextHomeAt < s.at) s.at = s.nextHomeAt;
   touch(engine, peer);
 }
@@ -159,7 +171,13 @@ export function fireStock(engine: Engine, peer: Peer, now: number): void {
     if (answered || ep.lastReceived > s.askedAt) {
       const moved = s.phase === 'trying';
       record(s, active, true, moved ? 'answered: traffic moved here' : 'the active path answered', now);
-      if (!moved) s.quietUntil = now + KEEPALIVE_TIMEOUT;
+      // Checks that keep finding the path alive back off, doubling up to KEEPALIVE_TIMEOUT (one-way
+      // traffic: the peer has little to send back, and WireGuard's passive keepalive comes every
+      // 10 s); the backoff ends as soon as traffic comes back both ways again (below).
+      if (!moved) {
+        s.aliveChecks++;
+        s.quietUntil = now + Math.min(KEEPALIVE_TIMEOUT, silence(peer) * 2 ** s.aliveChecks);
+      }
       s.phase = 'idle';
       s.asked = null;
       s.queue = [];
@@ -187,7 +205,20 @@ export function fireStock(engine: Engine, peer: Peer, now: number): void {
       s.quietUntil = now + silence(peer);
     }
   }
-  // idle
+  // idle: how much the active path has been bringing back lately
+  const e = ep.active!;
+  if (s.rxPath === active && s.rxAt < now) {
+    const sample = (e.bytesReceived - s.rxBytes) / (now - s.rxAt);
+    s.rxRate = 0.7 * s.rxRate + 0.3 * sample;
+  } else s.rxRate = 0;
+  s.rxPath = active;
+  s.rxBytes = e.bytesReceived;
+  s.rxAt = now;
+  if (s.rxRate >= ONE_WAY_RATE && now - ep.lastReceived < silence(peer)) {
+    // traffic comes back as it should: a silence from now on is news, checked at once
+    s.aliveChecks = 0;
+    s.quietUntil = -Infinity;
+  }
   if (s.home && now >= s.nextHomeAt && sending && now < s.homeUntil && s.home.id !== active.id) {
     // try to go back to the path a failover left: an answer moves traffic there, no answer changes nothing
     if (ask(engine, peer, s, s.home, now)) record(s, s.home, false, 'asked again (the path we left)', now);
@@ -196,7 +227,13 @@ export function fireStock(engine: Engine, peer: Peer, now: number): void {
     s.home = null; // back home
     s.nextHomeAt = Infinity;
   } else if (s.home && s.nextHomeAt === Infinity) s.nextHomeAt = now + RETURN_INTERVAL;
-  if (sending && now >= s.quietUntil && now - ep.lastReceived >= silence(peer) && now - s.askedAt >= probeTimeout(peer)) {
+  // (not while there is no session yet, or WireGuard's own handshake is in flight: it has its retries)
+  const handshaking = peer.handshake.state === 'initiation-created' && now - peer.lastSentHandshake < REKEY_TIMEOUT;
+  // Unanswered for `silence` since the first packet after the last answer, and still sending (not
+  // merely a conversation that ended with our packet, nor the first packet after an idle spell):
+  const waited = s.waitingSince > ep.lastReceived ? now - s.waitingSince : 0;
+  const stillSending = ep.lastDataSent - s.waitingSince >= silence(peer) / 2;
+  if (sending && stillSending && peer.keypairs.current && !handshaking && now >= s.quietUntil && waited >= silence(peer) && now - s.askedAt >= probeTimeout(peer)) {
     if (ask(engine, peer, s, active, now)) {
       s.phase = 'checking';
       s.at = now + probeTimeout(peer);
@@ -205,7 +242,7 @@ export function fireStock(engine: Engine, peer: Peer, now: number): void {
     return;
   }
   if (sending) {
-    s.at = Math.max(now + 1, ep.lastReceived + silence(peer), s.quietUntil);
+    s.at = Math.max(now + 1, (s.waitingSince > ep.lastReceived ? s.waitingSince : now) + silence(peer), s.quietUntil);
     if (s.home && s.nextHomeAt < s.at) s.at = s.nextHomeAt;
   }
   touch(engine, peer);

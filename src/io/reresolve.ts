@@ -101,6 +101,20 @@ export class EndpointNames {
     const path = rt.paths.fromLiteral(r.address, r.port);
     const current = peer.endpoint.path;
     if (current?.id === path.id) return;
+    // The endpoint is still one of the name's addresses (another A or AAAA record, a failover to
+    // it: stock-paths.ts): leave it — moving back could be moving into the path that just died.
+    const now16 = current ? rt.engine.addressOf?.(current) : null;
+    if (now16 && now16.port === h.port) {
+      let all: Array<{ address: string }> = [];
+      try {
+        all = await lookup(h.host, { all: true });
+      } catch {
+        /* keep the answer above */
+      }
+      if (rt.stopped || this.hostnames.get(peer) !== h) return;
+      const ids = new Set(all.map((a) => rt.paths.fromLiteral(a.address, h.port).addr16.join(',')));
+      if (ids.has(now16.addr.join(','))) return;
+    }
     // On a TTL refresh, leave a working session alone (its endpoint may have roamed on purpose).
     if (onlyIfStale && peer.lastHandshake !== null && rt.now() - peer.lastHandshake < 135_000) return;
     rt.log(`${rt.name}: peer ${shortKey(peer.publicKey)} ${h.host} now resolves to ${path.id} (${why})`);

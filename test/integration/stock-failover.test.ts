@@ -251,17 +251,12 @@ describe.skipIf(skip)(`failover against a stock WireGuard server (keymesh client
   }, 90_000);
 
   /**
-   * (c) needs the server's IPv6 address at the client, and a stock server announces nothing. The
-   * natural source is the Endpoint's host name with both an A and an AAAA record, but keymesh keeps
-   * only one address of a name: resolveEndpoint (src/config/wgquick.ts) picks the first IPv4
-   * answer, and re-resolution (src/io/reresolve.ts) picks it again. So the case cannot pass until
-   * the engine keeps the name's other addresses as spare remote ends (tried from the local ends of
-   * their family). The body is here and runs with STOCK_FAILOVER_V6=1.
+   * (c) needs the server's IPv6 address at the client, and a stock server announces nothing: it
+   * comes from the Endpoint's host name, which has both an A and an AAAA record (keymesh keeps
+   * every address of the name as a candidate: src/io/reresolve.ts, learnAll).
    */
   const caseC = `(c) the IPv4 underlay is lost while IPv6 remains (Endpoint: a name with A and AAAA): silence ≤ ${OUTAGE_MAX_MS} ms, TCP survives`;
-  if (process.env.STOCK_FAILOVER_V6 !== '1') {
-    it.todo(`${caseC} — needs the engine to keep the AAAA of the Endpoint name as a spare remote end (keymesh keeps one address per name); STOCK_FAILOVER_V6=1 runs it`);
-  } else {
+  {
     it(caseC, async () => {
       const l = (lab = new Lab());
       const { a: c, b: s } = twoHosts(l);
