@@ -234,6 +234,9 @@ export class PeerEndpoint {
   speaksKeymesh = false;
   /** Engine time we last sent a data packet to this peer. */
   lastDataSent = -Infinity;
+  /** A stock peer's session stays on path `stickTo` until then, whatever arrives elsewhere (stock-paths.ts). */
+  stickUntil = -Infinity;
+  stickTo: string | null = null;
 
   /** The path to send on, or null when the peer has never been heard from and has no configured endpoint. */
   get path(): Path | null {
@@ -313,7 +316,12 @@ export class PeerEndpoint {
     if (this.activeEntry === null) return { change: this.activate(e, 'first contact'), challenge: null };
     // Packets over a relay never pull traffic off a direct path that works (no flapping back).
     if (isRelay(e.path) && !isRelay(this.activeEntry.path) && !this.activeDead()) return NONE;
-    if (!this.speaksKeymesh) return { change: this.activate(e, 'roamed (WireGuard semantics)'), challenge: null };
+    if (!this.speaksKeymesh) {
+      // just moved on purpose (a path probe answered there: stock-paths.ts): late packets on the
+      // path we left do not pull the session back; the peer follows our next packets here
+      if (now < this.stickUntil && this.activeEntry.path.id === this.stickTo) return NONE;
+      return { change: this.activate(e, 'roamed (WireGuard semantics)'), challenge: null };
+    }
     if (e.state === 'validated') return newest ? { change: this.activate(e, 'peer moved to a validated path'), challenge: null } : NONE;
     if (e.state === 'validating') return NONE;
     // new or failed: it must prove it can receive

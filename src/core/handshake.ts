@@ -97,6 +97,12 @@ export function handleResponse(engine: Engine, data: Uint8Array, path: Path, now
   // the round trip of our latest initiation (a response answers only that one): the stock-path checks' time scale
   peer.handshakeRtt = now - peer.lastSentHandshake;
   onAuthenticated(engine, peer, path, data.length, now);
+  // a path probe answered on its path (stock-paths.ts): stay there a moment, while the peer —
+  // which may still get a few of our packets over the old path, and follow them — settles here
+  if (peer.initiationTo && peer.initiationTo.id === path.id && peer.endpoint.path?.id === path.id) {
+    peer.endpoint.stickTo = path.id;
+    peer.endpoint.stickUntil = now + STICK_AFTER_PROBE;
+  }
   peer.timers.anyAuthenticatedPacketTraversal(now);
   peer.timers.anyAuthenticatedPacketReceived();
   peer.timers.sessionDerived(now);
@@ -150,6 +156,9 @@ function admitHandshake(engine: Engine, data: Uint8Array, mac1Offset: number, pa
  * Send a handshake initiation now, unless one went out less than REKEY_TIMEOUT ago — or, with
  * `cookieRetry`, because it answers a cookie reply (retryWithCookie), which need not wait.
  */
+/** After a path probe is answered, the session stays on its path this long (ms) whatever arrives elsewhere. */
+export const STICK_AFTER_PROBE = 1000;
+
 /**
  * Start a handshake (§5.4.2). `to`: send it on that path only, not the active one (stock-paths.ts:
  * the handshake as a path probe), and without waiting REKEY_TIMEOUT since the last one — its

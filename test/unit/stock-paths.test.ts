@@ -89,6 +89,29 @@ describe('stock-paths: a client with two uplinks and a stock WireGuard server', 
     expect(c.engine.stats().stockPathHandshakes).toBe(n);
   });
 
+  it('after the return, late packets over the spare (the peer following an old packet of ours) do not pull the session back', () => {
+    const { net, c, s } = setup();
+    echo(net, c, s, 1000);
+    net.blackholes.add('C1:51820');
+    echo(net, c, s, 3000);
+    net.blackholes.delete('C1:51820');
+    // step until the return is answered, then at once let the server send over the spare, as
+    // wireguard-go does when one of our packets sent before the switch arrives there late
+    const pc = c.engine.getPeer(s.publicKey)!;
+    for (let t = 0; t < RETURN_INTERVAL + 1000 && localOf(c, s) !== 'C1:51820'; t += 10) echo(net, c, s, 10);
+    expect(localOf(c, s)).toBe('C1:51820');
+    expect(pc.endpoint.stickUntil).toBeGreaterThan(net.now);
+    const ps = s.engine.getPeer(c.publicKey)!;
+    s.engine.setEndpoint(ps, net.paths.get('C2:51820')!);
+    s.engine.handleTunPacket(ipPacket('10.0.0.2', '10.0.0.1', enc.encode('late')), net.now);
+    net.deliver();
+    expect(localOf(c, s)).toBe('C1:51820');
+    // our next packets (over C1) bring the server back
+    echo(net, c, s, 200);
+    expect(ps.endpoint.path!.id).toBe('C1:51820');
+    expect(localOf(c, s)).toBe('C1:51820');
+  });
+
   it('while the preferred uplink stays dead it is asked again only every few seconds', () => {
     const { net, c, s } = setup();
     echo(net, c, s, 1000);
