@@ -256,6 +256,11 @@ export class PeerEndpoint {
     return [...this.entries.values()];
   }
 
+  /** The entries without copying them into an array (for deadline computations, which run often). */
+  values(): IterableIterator<PathEntry> {
+    return this.entries.values();
+  }
+
   /** How many paths are known (without building the list: the data path asks per batch). */
   get size(): number {
     return this.entries.size;

@@ -156,7 +156,7 @@ export function pmtuValidated(engine: Engine, peer: Peer, e: PathEntry, now: num
 export function pmtuDeadline(engine: Engine, peer: Peer): number {
   if (!probing(engine, peer)) return Infinity;
   let t = Infinity;
-  for (const e of peer.endpoint.list()) if (e.mtu) t = Math.min(t, e.mtu.deadline(e.srtt));
+  for (const e of peer.endpoint.values()) if (e.mtu) t = Math.min(t, e.mtu.deadline(e.srtt));
   return t;
 }
 

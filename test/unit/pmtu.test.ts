@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isRelay } from '../../src/core/endpoint.js';
-import type { Engine } from '../../src/core/engine.js';
+import type { Engine, EngineOptions } from '../../src/core/engine.js';
 import type { Peer } from '../../src/core/peer.js';
 import { RELAY_HEADER } from '../../src/core/extension.js';
 import { WG_OVERHEAD } from '../../src/core/pmtu.js';
@@ -275,6 +275,24 @@ describe('pmtu: black holes and path changes', () => {
   });
 });
 
+/** A keymesh node A (with `opts`) and a peer B that does not answer HELLO — a stock peer, as far as A can tell — in session. */
+function withStockPeer(opts: Partial<EngineOptions>) {
+  const net = new Net();
+  const a = net.add('A', opts);
+  const b = net.add('B', {});
+  net.ipv4('A', '192.0.2.1');
+  net.ipv4('B', '198.51.100.2');
+  connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]]);
+  a.engine.handleTunPacket(buildV4({ src: '10.0.0.1', dst: '10.0.0.2', payload: [1] }), net.now);
+  net.deliver();
+  const p = peerOf(a, b);
+  p.endpoint.speaksKeymesh = false;
+  return { net, a, b, p };
+}
+
+/** The first 16 bytes of a transport datagram to receiver index `i`, as an ICMP error quotes it. */
+const quoted = (i: number) => Uint8Array.of(4, 0, 0, 0, i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff, i >>> 24, 0, 0, 0, 0, 0, 0, 0, 0);
+
 describe('pmtu: stock WireGuard peers and the kernel', () => {
   it('without probing, a path takes the route MTU the runtime reports', () => {
     const net = new Net();
@@ -290,19 +308,8 @@ describe('pmtu: stock WireGuard peers and the kernel', () => {
   });
 
   it('a too-big report quoting one of our datagrams lowers a stock peer’s path; one quoting a stranger’s does not', () => {
-    const net = new Net();
-    const a = net.add('A', {});
-    const b = net.add('B', {});
-    net.ipv4('A', '192.0.2.1');
-    net.ipv4('B', '198.51.100.2');
-    connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]]);
-    // B does not answer HELLO: a stock peer, as far as A can tell
-    a.engine.handleTunPacket(buildV4({ src: '10.0.0.1', dst: '10.0.0.2', payload: [1] }), net.now);
-    net.deliver();
-    const p = peerOf(a, b);
-    p.endpoint.speaksKeymesh = false;
+    const { net, a, b, p } = withStockPeer({});
     const idx = p.keypairs.current!.remoteIndex;
-    const quoted = (i: number) => Uint8Array.of(4, 0, 0, 0, i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff, i >>> 24, 0, 0, 0, 0, 0, 0, 0, 0);
     const addr = a.engine.addressOf!(b.path)!;
     a.engine.handlePacketTooBig(addr.addr, addr.port, 1300, quoted((idx + 1) >>> 0), net.now);
     expect(p.tunnelMtu).toBe(1420);
@@ -315,22 +322,13 @@ describe('pmtu: stock WireGuard peers and the kernel', () => {
   it('a too-big report for a stock peer whose route first carried full size: the path takes the kernel’s new figure', () => {
     // the kernel learns the smaller path MTU from the same ICMP before keymesh reads the report
     let route = 1500;
-    const net = new Net();
-    const a = net.add('A', { routeMtu: () => route });
-    const b = net.add('B', {});
-    net.ipv4('A', '192.0.2.1');
-    net.ipv4('B', '198.51.100.2');
-    connect(a, [['10.0.0.1', 32]], b, [['10.0.0.2', 32]]);
-    a.engine.handleTunPacket(buildV4({ src: '10.0.0.1', dst: '10.0.0.2', payload: [1] }), net.now);
-    net.deliver();
-    const p = peerOf(a, b);
-    p.endpoint.speaksKeymesh = false;
+    const { net, a, b, p } = withStockPeer({ routeMtu: () => route });
     expect(p.tunnelMtu).toBe(1420);
     expect(p.endpoint.active!.mtu).toBeNull(); // nothing kept for a stock peer whose route carries full size
     route = 1280;
     const idx = p.keypairs.current!.remoteIndex;
     const addr = a.engine.addressOf!(b.path)!;
-    a.engine.handlePacketTooBig(addr.addr, addr.port, 1280, Uint8Array.of(4, 0, 0, 0, idx & 0xff, (idx >> 8) & 0xff, (idx >> 16) & 0xff, idx >>> 24), net.now);
+    a.engine.handlePacketTooBig(addr.addr, addr.port, 1280, quoted(idx), net.now);
     expect(p.tunnelMtu).toBe(1280 - 28 - WG_OVERHEAD);
   });
 });
