@@ -10,6 +10,7 @@
  */
 import { pmtuDeadline } from './pmtu.js';
 import { stockDeadline } from './stock-paths.js';
+import { membershipDeadline } from './membership.js';
 import type { Engine } from './engine.js';
 import { onRelay } from './lighthouse-lookup.js';
 import { RELAY_RETRY_DIRECT } from './lighthouse.js';
@@ -35,7 +36,7 @@ export function earliestDeadline(engine: Engine): number {
 }
 
 function peerDeadline(engine: Engine, p: Peer): number {
-  let n = Math.min(p.timers.next(), p.endpoint.nextDeadline(), pmtuDeadline(engine, p), stockDeadline(p));
+  let n = Math.min(p.timers.next(), p.endpoint.nextDeadline(), pmtuDeadline(engine, p), stockDeadline(p), membershipDeadline(engine, p));
   if (onRelay(p)) n = Math.min(n, p.lastLookup + RELAY_RETRY_DIRECT);
   return n;
 }

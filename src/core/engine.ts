@@ -49,6 +49,8 @@ import type { EndpointChange, Path, PathEntry } from './endpoint.js';
 import { RELAY_HEADER, type ExtMessage } from './extension.js';
 import { dropSessions, sendInitiation } from './handshake.js';
 import { PendingIntroductions } from './introductions.js';
+import type { Waiting } from './directory.js';
+import { DEFAULT_IDLE_FORGET, Membership, onCrl, reauthorize, type MeshAuthority, type MembershipCounters } from './membership.js';
 import { IndexTable } from './index-table.js';
 import type { Keypair } from './keypair.js';
 import { drainRelayed, relayOut } from './lighthouse-relay.js';
@@ -86,6 +88,9 @@ export type EngineEvent =
   /** A lighthouse told us where `peer` may be (answer = it answered our lookup; else a punch request). */
   | { type: 'peer-found'; peer: Peer; lighthouse: Peer; answer: boolean; candidates: Path[] }
   | { type: 'keys-zeroed'; peer: Peer }
+  /** membership.ts: a peer we did not configure was admitted by its certificate, or a certified peer was forgotten. */
+  | { type: 'peer-admitted'; peer: Peer }
+  | { type: 'peer-removed'; peer: Peer; reason: string }
   /** The peer's tunnel MTU changed (pmtu.ts): `pmtu` is the active path's IP-level MTU, when known. */
   | { type: 'pmtu-changed'; peer: Peer; path: Path; from: number; to: number; pmtu: number | null; source: string };
 
@@ -135,6 +140,8 @@ export const DROP_REASONS = [
   'amplificationLimit', // not sent to an unvalidated path: over its anti-amplification budget
   'pmtuTooBig', // an inner packet larger than the path carries, with DF (or IPv6): answered with ICMP (pmtu.ts)
   'pmtuSettling', // the same, while a search after a black hole settles: dropped without ICMP (pmtu.ts)
+  'notAdmitted', // from a pending peer, anything but its certificate; or an initiation whose introduced certificate no longer checks out (membership.ts)
+  'admissionLimited', // an initiation from an unknown key while too many are pending, or its source is over its rate (membership.ts)
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -194,6 +201,10 @@ export interface EngineOptions {
    * ICMP message taught the kernel a smaller one), or null when unknown (pmtu.ts).
    */
   routeMtu?: (p: Path) => number | null;
+  /** Mesh membership (membership.ts): admit peers by a certificate of this CA. */
+  mesh?: MeshAuthority;
+  /** Certified peers are forgotten after this many ms without traffic (default 10 min). */
+  meshIdleForget?: number;
 }
 
 export interface EngineStats {
@@ -210,6 +221,8 @@ export interface EngineStats {
   pmtu: PmtuCounters;
   /** Handshake initiations sent as path probes to stock WireGuard peers (stock-paths.ts). */
   stockPathHandshakes: number;
+  /** Mesh membership (membership.ts); null without a CA. */
+  mesh: MembershipCounters | null;
 }
 
 export interface PmtuCounters {
@@ -329,6 +342,9 @@ export class Engine {
   /** Rebuild the whole deadline index at the next nextDeadline(). @internal */
   allDirty = true;
   /** @internal */ readonly checkDeadlines: boolean;
+  /** @internal Mesh membership (membership.ts); null without a CA. */ membership: Membership | null;
+  private readonly meshIdleForget: number;
+  /** @internal directory.ts: packets for overlay addresses being looked up. */ readonly waiting = new Map<string, Waiting>();
 
   constructor(sink: Sink, opts: EngineOptions) {
     this.out = sink;
@@ -363,6 +379,8 @@ export class Engine {
     this.extensions = opts.extensions ?? true;
     this.mssClamp = opts.mssClamp ?? true;
     this.routeMtu = opts.routeMtu ?? null;
+    this.meshIdleForget = opts.meshIdleForget ?? DEFAULT_IDLE_FORGET;
+    this.membership = opts.mesh ? new Membership(opts.mesh, this.meshIdleForget) : null;
     // an inner packet cut into pieces of at least 68 bytes (RFC 791's minimum), each with a header of up to 60
     this.fragBuf = new Uint8Array(2 * (this.mtu + 60 * 64));
     const rate = opts.relayRate ?? DEFAULT_RELAY_RATE;
@@ -375,6 +393,7 @@ export class Engine {
     this.counters = { drops, rxPackets: 0, txPackets: 0, handshakesSent: 0, handshakesReceived: 0, underLoad: false, lighthouse: this.lh, punch: { ...this.openers.stats, ttl: 0, ttlConfirmed: false },
       pmtu: { probes: 0, probeBytes: 0, blackHoles: 0, icmpSent: 0, icmpRateLimited: 0, fragmented: 0, fragments: 0, ipv6MinMtu: 0, mssClamped: 0, tooBigReports: 0, tooBigApplied: 0 },
       stockPathHandshakes: 0,
+      mesh: this.membership?.counters ?? null,
     };
     this.setPrivateKey(opts.privateKey);
     growTx(this, 64);
@@ -508,7 +527,8 @@ export class Engine {
   }
 
   stats(now = 0): EngineStats {
-    return { ...this.counters, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats, ttl: this.openers.ttl, ttlConfirmed: this.openers.confirmed }, pmtu: { ...this.counters.pmtu } };
+    const mesh = this.membership ? { ...this.membership.counters, refused: { ...this.membership.counters.refused } } : null;
+    return { ...this.counters, mesh, drops: { ...this.counters.drops }, underLoad: this.isUnderLoad(now), lighthouse: { ...this.lh }, punch: { ...this.openers.stats, ttl: this.openers.ttl, ttlConfirmed: this.openers.confirmed }, pmtu: { ...this.counters.pmtu } };
   }
 
   /** Unix time in ms of the peer's last handshake, 0 if never (the UAPI's convention). */
@@ -630,6 +650,28 @@ export class Engine {
       this.relayPaths.set(k, r);
     }
     return r;
+  }
+
+  // ───────────────────────────── mesh membership (membership.ts) ─────────────────────────────
+
+  /**
+   * Admit peers by certificates of this CA from now on; or, already a mesh member, a new CA / own
+   * certificate / revocation list (a reload): certified peers are checked again under it.
+   */
+  setMeshAuthority(authority: MeshAuthority, now: number): void {
+    this.clock = now;
+    this.allDirty = true;
+    if (!this.membership) {
+      this.membership = new Membership(authority, this.meshIdleForget);
+      this.counters.mesh = this.membership.counters;
+    } else reauthorize(this, authority, now);
+  }
+
+  /** A revocation list from the configuration: adopted if newer than ours and passed on. */
+  offerRevocations(bytes: Uint8Array, now: number): 'newer' | 'old' | string {
+    this.clock = now;
+    this.allDirty = true;
+    return onCrl(this, bytes, now);
   }
 
   // ───────────────────────────── our addresses ─────────────────────────────

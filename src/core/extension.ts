@@ -43,7 +43,7 @@
 
 export const EXT_MARKER = 0x0b;
 /** 2: PUNCH_OPEN. 3: PMTU_PROBE and PMTU_ACK. */
-export const EXT_VERSION = 3;
+export const EXT_VERSION = 4;
 
 export const EXT_HELLO = 1;
 export const EXT_PATH_CHALLENGE = 2;
@@ -56,6 +56,19 @@ export const EXT_RELAYED = 8;
 export const EXT_PUNCH_OPEN = 9;
 export const EXT_PMTU_PROBE = 10;
 export const EXT_PMTU_ACK = 11;
+/** Mesh membership (membership.ts): a piece of a certificate or revocation list, or a request for one. */
+export const EXT_CERT = 12;
+/** Mesh directory (directory.ts): where is the member holding this overlay address? */
+export const EXT_LOOKUP_ADDR = 13;
+/** What an EXT_CERT message carries. */
+export const CERT_OWN = 1; // the sender's own node certificate
+export const CERT_CRL = 2; // the newest revocation list the sender holds
+export const CERT_INTRODUCED = 3; // a lighthouse passing on another member's certificate
+export const CERT_REQUEST = 4; // "send me your certificate" (no data)
+/** Bytes of a certificate or list per EXT_CERT message: well inside the smallest tunnel MTU keymesh uses. */
+export const CERT_CHUNK = 480;
+/** The largest blob EXT_CERT reassembles (a certificate is capped at 4 KiB; a list may be larger). */
+export const MAX_BLOB = 256 * 1024;
 export const KEY_LEN = 32;
 /** RELAY/RELAYED header before the datagram: marker, type, key, length. */
 export const RELAY_HEADER = 2 + KEY_LEN + 2;
@@ -76,7 +89,11 @@ export type ExtMessage =
   | { type: typeof EXT_RELAYED; key: Uint8Array; data: Uint8Array }
   | { type: typeof EXT_PUNCH_OPEN }
   /** PMTU_PROBE's `size` is not on the wire (the padding is): 0 when writing, the plaintext length when parsed. */
-  | { type: typeof EXT_PMTU_PROBE | typeof EXT_PMTU_ACK; id: number; size: number };
+  | { type: typeof EXT_PMTU_PROBE | typeof EXT_PMTU_ACK; id: number; size: number }
+  /** bytes [offset, offset + data.length) of a blob of `total` bytes; `data` is a view, valid while handled. */
+  | { type: typeof EXT_CERT; purpose: number; total: number; offset: number; data: Uint8Array }
+  /** `addr`: 16 bytes, IPv4-mapped for IPv4. */
+  | { type: typeof EXT_LOOKUP_ADDR; addr: Uint8Array };
 
 /** True if the decrypted payload at b[off..off+len) is an extension message (not an IP packet). */
 export function isExtension(b: Uint8Array, off: number, len: number): boolean {
@@ -123,6 +140,21 @@ export function parseExtension(b: Uint8Array, off: number, len: number): ExtMess
     case EXT_PMTU_ACK:
       if (len < 8) return null;
       return { type, id: readU32(b, off + 2), size: (b[off + 6] << 8) | b[off + 7] };
+    case EXT_CERT: {
+      // purpose:u8 ‖ total:u24be ‖ offset:u24be ‖ data
+      if (len < 9) return null;
+      const total = (b[off + 3] << 16) | (b[off + 4] << 8) | b[off + 5];
+      const offset = (b[off + 6] << 16) | (b[off + 7] << 8) | b[off + 8];
+      const purpose = b[off + 2];
+      if (purpose < CERT_OWN || purpose > CERT_REQUEST || total > MAX_BLOB || offset > total) return null;
+      // the transport padding follows the data: take exactly what is left of the blob, or one chunk
+      const n = Math.min(len - 9, total - offset, CERT_CHUNK);
+      if (purpose !== CERT_REQUEST && (n <= 0 || (offset + n < total && n < CERT_CHUNK))) return null;
+      return { type, purpose, total, offset, data: b.subarray(off + 9, off + 9 + Math.max(n, 0)) };
+    }
+    case EXT_LOOKUP_ADDR:
+      if (len < 18) return null;
+      return { type, addr: b.slice(off + 2, off + 18) };
     default:
       return null;
   }
@@ -144,6 +176,20 @@ export function writeExtension(b: Uint8Array, off: number, m: ExtMessage): numbe
     b[off + 6] = (m.size >> 8) & 0xff;
     b[off + 7] = m.size & 0xff;
     return 8;
+  }
+  if (m.type === EXT_CERT) {
+    b[off + 2] = m.purpose;
+    for (const [at, v] of [[3, m.total], [6, m.offset]]) {
+      b[off + at] = (v >>> 16) & 0xff;
+      b[off + at + 1] = (v >>> 8) & 0xff;
+      b[off + at + 2] = v & 0xff;
+    }
+    b.set(m.data, off + 9);
+    return 9 + m.data.length;
+  }
+  if (m.type === EXT_LOOKUP_ADDR) {
+    b.set(m.addr, off + 2);
+    return 18;
   }
   if (m.type === EXT_ADDRESSES) return 2 + writeAddressList(b, off + 2, m.addresses);
   if (m.type === EXT_LOOKUP) {

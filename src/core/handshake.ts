@@ -18,6 +18,8 @@ import { INITIATION_MAC1_OFFSET, parseCookieReply, parseInitiation, parseRespons
 import { noteHandshakeLoad, replyWithCookie } from './handshake-gate.js';
 import { acceptInitiation, consumeInitiation, consumeResponse, createInitiation, createResponse, deriveTransportKeys } from './noise.js';
 import { maybeHello, onAuthenticated, sendChallenge } from './paths.js';
+import { admitUnknown, candidateFor, onSessionComplete } from './membership.js';
+import { lighthouseReady } from './directory.js';
 import type { Peer } from './peer.js';
 import { flushStaged, sendKeepalive } from './send.js';
 import { compareTai64n, tai64n } from './tai64n.js';
@@ -31,8 +33,19 @@ export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, n
   if (gate) return gate;
   engine.allDirty = true; // past the gate: rebuild the deadline index
   const local = engine.local;
-  const consumed = consumeInitiation(local, msg, (s) => engine.peers.get(keyId(s))?.handshake ?? null);
-  if (!consumed) return engine.drop('handshakeInvalid');
+  // an unknown key: with a CA, a candidate peer that joins as pending if the initiation authenticates (membership.ts)
+  let candidate: Peer | null = null;
+  let limited = false;
+  const consumed = consumeInitiation(local, msg, (s) => {
+    const known = engine.peers.get(keyId(s));
+    if (known || !engine.membership) return known?.handshake ?? null;
+    const before = engine.membership.counters.pendingFull + engine.membership.counters.pendingRateLimited;
+    candidate = candidateFor(engine, s, path, now);
+    limited = candidate === null && engine.membership.counters.pendingFull + engine.membership.counters.pendingRateLimited > before;
+    return candidate?.handshake ?? null;
+  });
+  if (!consumed) return engine.drop(limited ? 'admissionLimited' : 'handshakeInvalid');
+  if (candidate !== null && !admitUnknown(engine, candidate, now)) return engine.drop('notAdmitted');
   const peer = engine.peers.get(keyId(consumed.result.remoteStatic))!;
   const hs = consumed.hs;
   if (compareTai64n(consumed.result.timestamp, hs.latestTimestamp) <= 0) return engine.drop('staleTimestamp');
@@ -230,6 +243,9 @@ export function completeHandshake(engine: Engine, peer: Peer, initiator: boolean
   peer.handshakesCompleted++;
   peer.sentLastMinuteHandshake = false;
   engine.sink.event({ type: 'handshake-complete', peer, initiator });
+  // mesh: our certificate first, before anything else of the session (membership.ts)
+  onSessionComplete(engine, peer, now);
+  if (peer.membership === 'pending') return; // it carries nothing else until its certificate checks out
   // candidates and relays that arrived before there was a session to challenge them with
   for (const e of peer.endpoint.unchallenged()) sendChallenge(engine, peer, e, now);
   if (peer.lighthouse) {
@@ -238,6 +254,7 @@ export function completeHandshake(engine: Engine, peer: Peer, initiator: boolean
     for (const p of engine.peers.values()) {
       if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) initiateNow(engine, p, now);
     }
+    lighthouseReady(engine, now); // packets for overlay addresses no peer holds yet (directory.ts)
   }
   // a lighthouse: members that asked for this one while it was away are introduced now
   introduceWaiting(engine, peer, now);

@@ -8,6 +8,8 @@
  * May touch: the engine's lookup budget, lighthouse counters and sink; a peer's endpoint cache
  * (candidates, relay paths), lastLookup and foundVia. It reads the other peers.
  */
+import { claimWaiting } from './directory.js';
+import { introduce, introducedPeer } from './membership.js';
 import { REKEY_TIMEOUT } from './constants.js';
 import type { Path, PathEntry } from './endpoint.js';
 import { keyId, type Engine } from './engine.js';
@@ -97,7 +99,7 @@ function candidatesOf(engine: Engine, m: Peer): Array<{ addr: Uint8Array; port: 
 /** Lighthouse: a member asks where `key` is. Answer it and, at once, tell `key` to probe back. */
 export function answerLookup(engine: Engine, asker: Peer, path: Path, key: Uint8Array, now: number): void {
   const target = engine.peers.get(keyId(key));
-  if (!engine.isLighthouse || !target || target === asker || !engine.lookupBudget.take(asker.keyId, 1, now)) {
+  if (!engine.isLighthouse || !target || target === asker || target.membership === 'pending' || !engine.lookupBudget.take(asker.keyId, 1, now)) {
     engine.lh.lookupsRefused++;
     return;
   }
@@ -112,10 +114,13 @@ export function answerLookup(engine: Engine, asker: Peer, path: Path, key: Uint8
     return;
   }
   const answer: ExtMessage = { type: EXT_CANDIDATES, answer: true, key: target.publicKey, addresses: theirs };
+  // mesh: each side gets the other's certificate first, so it can admit it (membership.ts)
+  introduce(engine, asker, target, now);
   // answer where the question came from (the asker may have just moved there)
   if (!sendExtension(engine, asker, path, answer, now) && asker.endpoint.path) sendExtension(engine, asker, asker.endpoint.path, answer, now);
   engine.lh.lookupsAnswered++;
   const tp = target.endpoint.path;
+  if (tp) introduce(engine, target, asker, now);
   if (tp && sendExtension(engine, target, tp, { type: EXT_CANDIDATES, answer: false, key: asker.publicKey, addresses: candidatesOf(engine, asker) }, now)) {
     engine.lh.punchesSent++;
   }
@@ -123,7 +128,9 @@ export function answerLookup(engine: Engine, asker: Peer, path: Path, key: Uint8
 
 /** Member: a lighthouse says where `key` may be. Probe every candidate (and keep a relay ready). */
 export function onCandidates(engine: Engine, from: Peer, answer: boolean, key: Uint8Array, addresses: Array<{ addr: Uint8Array; port: number }>, now: number): void {
-  const target = engine.peers.get(keyId(key));
+  // mesh: a member nobody configured, whose certificate the lighthouse has just introduced (membership.ts)
+  const target = engine.peers.get(keyId(key)) ?? (from.lighthouse ? introducedPeer(engine, key, now) : null);
+  if (target && target.membership === 'certified') claimWaiting(engine, target); // packets that waited for the lookup (directory.ts)
   if (!from.lighthouse || !target || target === from || target.lighthouse) {
     engine.lh.ignored++;
     return;

@@ -32,7 +32,7 @@ export function relayOn(engine: Engine, from: Peer, key: Uint8Array, data: Uint8
   const target = engine.peers.get(keyId(key));
   const tp = target?.endpoint.path;
   const kp = target?.keypairs.current;
-  if (!engine.isLighthouse || !target || target === from || !tp || tp.via !== undefined || !kp || !kp.canSend(now)) {
+  if (!engine.isLighthouse || !target || target === from || target.membership === 'pending' || !tp || tp.via !== undefined || !kp || !kp.canSend(now)) {
     engine.lh.relayRefused++;
     return;
   }

@@ -11,12 +11,16 @@
  * May touch: the engine's transmit scratch (to seal control messages), random, makePaths,
  * addressOf, localAddresses, counters and sink, and a peer's endpoint cache and announced addresses.
  */
+import { onCertPiece, sendOurCert } from './membership.js';
+import { answerLookupAddr } from './directory.js';
 import { PADDING_MULTIPLE, REKEY_TIMEOUT, TRANSPORT_HEADER_SIZE } from './constants.js';
 import { touch } from './deadline-index.js';
 import { isRelay, type Path, type PathEntry } from './endpoint.js';
 import { keyId, type DatagramResult, type Engine } from './engine.js';
 import {
   EXT_ADDRESSES,
+  EXT_CERT,
+  EXT_LOOKUP_ADDR,
   EXT_CANDIDATES,
   EXT_HELLO,
   EXT_LOOKUP,
@@ -61,7 +65,7 @@ export function sendChallenge(engine: Engine, peer: Peer, e: PathEntry, now: num
 
 /** Ask a peer whether it speaks keymesh (after each handshake, until it answers; a few times at most). */
 export function maybeHello(engine: Engine, peer: Peer, now: number): void {
-  if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3 || !engine.extensions) return;
+  if (peer.endpoint.speaksKeymesh || peer.hellosSent >= 3 || !engine.extensions || peer.membership === 'pending') return;
   const path = peer.endpoint.path;
   if (!path) return;
   peer.hellosSent++;
@@ -78,6 +82,7 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
       if (!peer.endpoint.speaksKeymesh) {
         peer.endpoint.speaksKeymesh = true;
         engine.sink.event({ type: 'peer-speaks-keymesh', peer });
+        if (peer.membership === 'static' && !peer.lighthouse) sendOurCert(engine, peer, now); // a configured keymesh peer: it may want our name
         sendAddresses(engine, peer, now);
         pmtuActivated(engine, peer, now); // it can be probed now
       }
@@ -118,6 +123,12 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
       break;
     case EXT_RELAYED:
       onRelayed(engine, peer, m.key, m.data);
+      break;
+    case EXT_CERT:
+      onCertPiece(engine, peer, m.purpose, m.total, m.offset, m.data, now);
+      break;
+    case EXT_LOOKUP_ADDR:
+      answerLookupAddr(engine, peer, path, m.addr, now);
       break;
     case EXT_PUNCH_OPEN:
       onPunchOpen(engine, peer, now, (e) => sendChallenge(engine, peer, e, now));

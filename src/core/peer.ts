@@ -2,6 +2,7 @@
  * A peer: its static key, handshake state, keypairs, timers, endpoint, cookie state, packets
  * waiting for a session, and its statistics. Behaviour lives in the engine; this is state.
  */
+import type { MeshCert } from './membership.js';
 import { CookieGenerator } from './cookie.js';
 import type { Crypto } from './crypto.js';
 import { PeerEndpoint, type Path } from './endpoint.js';
@@ -67,6 +68,21 @@ export class Peer {
   handshakeRtt: number | null = null;
   /** Multihoming against a stock WireGuard peer (stock-paths.ts); null until first needed. */
   stock: StockPaths | null = null;
+  /**
+   * How it came to be a peer (membership.ts): 'static' configured (a [Peer] or the UAPI),
+   * 'pending' an unknown key that completed a handshake and has yet to show a certificate,
+   * 'certified' admitted by its certificate.
+   */
+  membership: 'static' | 'pending' | 'certified' = 'static';
+  /** The certificate it showed (checked), if any. */
+  cert: MeshCert | null = null;
+  /** membership.ts: when a pending peer is forgotten; the idle check's traffic mark and time. */
+  pendingUntil = Infinity;
+  activityMark = 0;
+  activeAt = 0;
+  certRequestedAt = -Infinity;
+  /** An EXT_CERT blob being reassembled. */
+  blobIn: { purpose: number; total: number; buf: Uint8Array; got: number } | null = null;
 
   constructor(
     readonly publicKey: Uint8Array,

@@ -12,7 +12,8 @@ import { MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE, MESSAGE_TRA
 import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { DatagramResult, Engine } from './engine.js';
-import { EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_PMTU_ACK, EXT_PMTU_PROBE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
+import { fromPending } from './membership.js';
+import { EXT_CERT, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_PMTU_ACK, EXT_PMTU_PROBE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
 import { clampMss, isTcpSyn, mssFor } from './mss.js';
 import {
   completeHandshake,
@@ -182,6 +183,11 @@ function onAuthenticatedTransport(
   keepKeyFreshReceiving(engine, peer, now);
   if (len === 0) return 'keepalive';
   peer.timers.dataReceived(now);
+  if (peer.membership === 'pending' && ext !== EXT_CERT) {
+    // admitted to nothing but showing its certificate (membership.ts)
+    fromPending(engine, peer, now);
+    return engine.drop('notAdmitted');
+  }
   if (ext !== 0) return handleExtension(engine, peer, path, buf, off, len, now);
   const version = ipVersion(buf, off, len);
   if (version === 0) return engine.drop('invalidInnerPacket');

@@ -9,6 +9,7 @@
  * starts handshakes through handshake.ts, copies to candidate paths through paths.ts, hands
  * packets larger than the peer's path carries to pmtu.ts, and clamps the MSS of SYNs (mss.ts).
  */
+import { lookupAddress } from './directory.js';
 import { MAX_STAGED_PACKETS, PADDING_MULTIPLE, TRANSPORT_HEADER_SIZE } from './constants.js';
 import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
@@ -48,7 +49,8 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
     const dst = o + (version === 4 ? IPV4_DST_OFFSET : IPV6_DST_OFFSET);
     const peer = engine.routes.lookup(buf, dst, version);
     if (!peer) {
-      engine.drop('noRoute');
+      // mesh: an overlay address no peer holds yet — ask the lighthouses (directory.ts)
+      if (!(engine.membership && lookupAddress(engine, buf.subarray(dst, dst + (version === 4 ? 4 : 16)), buf.subarray(o, o + len), now))) engine.drop('noRoute');
       continue;
     }
     // larger than the peer's path carries: answered or fragmented at the tunnel's edge (pmtu.ts)

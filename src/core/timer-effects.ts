@@ -9,6 +9,7 @@
  * what they touch (send.ts, handshake.ts, paths.ts, lighthouse-lookup.ts); the rate limiter's
  * old entries.
  */
+import { fireMembership, membershipDeadline } from './membership.js';
 import { KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME } from './constants.js';
 import { duePeers, touch } from './deadline-index.js';
 import type { Engine } from './engine.js';
@@ -27,6 +28,7 @@ export function fireTimers(engine: Engine, now: number): Array<{ peer: Peer; tim
   const fired: Array<{ peer: Peer; timer: TimerName }> = [];
   for (const peer of duePeers(engine, now)) {
     touch(engine, peer);
+    if (membershipDeadline(engine, peer) <= now && fireMembership(engine, peer, now)) continue; // forgotten (membership.ts)
     if (peer.endpoint.nextDeadline() <= now) {
       for (const e of peer.endpoint.dueChallenges(now)) sendChallenge(engine, peer, e, now);
       const { probe, change, lost } = peer.endpoint.dueProbes(now);
