@@ -55,8 +55,10 @@ export function handleInitiation(engine: Engine, data: Uint8Array, path: Path, n
   // handshakes would be lost until the next retry (REKEY_TIMEOUT, as in WireGuard). One side
   // yields: the one with the lower public key keeps its initiation in flight and does not answer
   // (its peer answers it instead); the other answers as usual. (The timestamp is kept, so this
-  // initiation cannot be replayed to us later.)
-  if (hs.state === 'initiation-created' && now - peer.lastSentHandshake < REKEY_TIMEOUT && lowerKey(local.publicKey, peer.publicKey)) {
+  // initiation cannot be replayed to us later.) Only when theirs came from a path ours could have
+  // gone to: a peer that moved (a stock server on a new address) never got ours, and waiting for
+  // its answer would leave both sides initiating into the void, ours to the old address for good.
+  if (hs.state === 'initiation-created' && now - peer.lastSentHandshake < REKEY_TIMEOUT && lowerKey(local.publicKey, peer.publicKey) && peer.endpoint.entryFor(path)) {
     hs.latestTimestamp = consumed.result.timestamp;
     return engine.drop('crossedInitiation');
   }
