@@ -1,5 +1,6 @@
 /**
- * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`.
+ * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`, and the mesh CA's
+ * `ca init|sign|enroll|revoke` and `cert show` (ca.ts).
  */
 import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +11,7 @@ import { decodeKey, encodeKey } from '../config/keys.js';
 import { ConfigError, loadWgQuick } from '../config/wgquick.js';
 import { CONTROL_DIR, ControlServer, controlRequest } from '../io/control.js';
 import { Runtime } from '../io/runtime.js';
+import { registerCaCommands } from './ca.js';
 import { formatShow } from './show.js';
 
 const IFNAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
@@ -160,5 +162,6 @@ program
   .action(() => {
     process.stdout.write(encodeKey(new Uint8Array(randomBytes(32))) + '\n');
   });
+registerCaCommands(program);
 
 program.parseAsync(process.argv).catch((e) => fail((e as Error).message));

@@ -13,6 +13,7 @@ import { lookup } from 'node:dns/promises';
 import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { decodeKey, encodeKey } from './keys.js';
+import { checkMeshKeys, completeInlineMesh, completeMeshFiles, type MeshConfig, type MeshKeys } from './mesh.js';
 
 export interface InterfaceConfig {
   privateKey: Uint8Array;
@@ -34,6 +35,10 @@ export interface InterfaceConfig {
   portMapping: boolean;
   /** keymesh: lower the MSS of TCP SYNs crossing the tunnel to fit the path. `MssClamp = on|off`, default on. */
   mssClamp: boolean;
+  /** keymesh: `Certificate`, `CA`, `Revocations` as written (see mesh.ts); absent without them. */
+  meshKeys?: MeshKeys;
+  /** keymesh: the mesh certificate, CA and revocation list, decoded and checked (see mesh.ts). */
+  mesh?: MeshConfig;
 }
 
 export interface PeerConfig {
@@ -173,6 +178,9 @@ const INTERFACE_KEYS = new Set([
   'islighthouse',
   'portmapping',
   'mssclamp',
+  'certificate',
+  'ca',
+  'revocations',
 ]);
 const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive', 'lighthouse']);
 
@@ -194,7 +202,7 @@ function redact(problem: string): string {
   return problem.replace(/[A-Za-z0-9+/]{40,}={0,2}/g, '(hidden)');
 }
 
-type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number };
+type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number; addressLine?: number };
 type PartialPeer = Omit<PeerConfig, 'publicKey'> & { publicKey?: Uint8Array };
 
 /**
@@ -203,9 +211,10 @@ type PartialPeer = Omit<PeerConfig, 'publicKey'> & { publicKey?: Uint8Array };
  * AllowedIPs, Endpoint, PersistentKeepalive) all whitespace inside the value is ignored, as
  * wireguard-tools strips it; Address and DNS are split on commas and whitespace, as wg-quick's
  * `${value//,/ }` does; PreUp/PostUp/PreDown/PostDown keep their text (trimmed) verbatim.
- * Throws ConfigError ("FILE:LINE: what is wrong") at the first problem.
+ * Throws ConfigError ("FILE:LINE: what is wrong") at the first problem. Mesh keys given inline
+ * are checked here against `opts.nowSec` (default: the clock); files they name wait for loadWgQuick.
  */
-export function parseWgQuick(text: string, file: string): WgQuickConfig {
+export function parseWgQuick(text: string, file: string, opts: { nowSec?: number } = {}): WgQuickConfig {
   const lines = text.split(/\r?\n/);
   let section: 'none' | 'interface' | 'peer' = 'none';
   let iface: PartialInterface | null = null;
@@ -276,6 +285,7 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           break;
         }
         case 'address':
+          f.addressLine ??= ln;
           for (const item of list(value)) {
             const c = parseCidr(item);
             if (typeof c === 'string') err(ln, `Address: ${c}`);
@@ -330,6 +340,17 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
           if (!/^(on|off)$/i.test(value)) err(ln, `MssClamp: "${value}" is neither on nor off`);
           f.mssClamp = value.toLowerCase() === 'on';
           break;
+        case 'certificate':
+        case 'ca':
+        case 'revocations': {
+          const which = key as 'certificate' | 'ca' | 'revocations';
+          const keys = (f.meshKeys ??= {});
+          const first = keys[which];
+          if (first) err(ln, `a second ${name} (the first is at line ${first.line})`);
+          if (value === '') err(ln, `${name} is empty (expected a file path${which === 'revocations' ? '' : ' or the one-line form'})`);
+          keys[which] = { value, line: ln };
+          break;
+        }
       }
     } else {
       const p = peers[peers.length - 1];
@@ -383,8 +404,10 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
     }
   }
   if (!iface) return err(1, 'no [Interface] section');
-  const { line: ifaceLine, privateKey, ...rest } = iface as PartialInterface;
+  const { line: ifaceLine, addressLine, privateKey, ...rest } = iface as PartialInterface;
   if (!privateKey) err(ifaceLine, '[Interface] has no PrivateKey');
+  checkMeshKeys(rest.meshKeys, err);
+  if (rest.meshKeys && addressLine) rest.meshKeys.addressLine = addressLine;
   const seen = new Map<string, number>();
   const out: PeerConfig[] = [];
   for (const p of peers) {
@@ -395,22 +418,31 @@ export function parseWgQuick(text: string, file: string): WgQuickConfig {
     seen.set(id, p.line);
     out.push(p as PeerConfig);
   }
-  return { file, interface: { privateKey: privateKey!, ...rest }, peers: out };
+  const result: InterfaceConfig = { privateKey: privateKey!, ...rest };
+  completeInlineMesh(result, opts.nowSec ?? Math.floor(Date.now() / 1000), err, addressLine);
+  return { file, interface: result, peers: out };
 }
 
 /**
  * Read and parse a config file. Like wg-quick, a file that others can read is a warning, not an
  * error (here: any group or other permission bit, since the file holds a private key). Read
- * errors keep their Node `code` (ENOENT, EACCES) for the caller to report.
+ * errors keep their Node `code` (ENOENT, EACCES) for the caller to report. The mesh keys' files
+ * (Certificate, CA, Revocations; relative to the file's directory) are read and checked here.
  */
-export async function loadWgQuick(path: string): Promise<{ config: WgQuickConfig; warnings: string[] }> {
+export async function loadWgQuick(path: string, opts: { nowSec?: number } = {}): Promise<{ config: WgQuickConfig; warnings: string[] }> {
   const text = await readFile(path, 'utf8');
   const warnings: string[] = [];
   const st = await stat(path);
   if (st.mode & 0o077) {
     warnings.push(`${path} is accessible by group or others (mode ${(st.mode & 0o777).toString(8)}) and holds a private key: chmod 600 ${path}`);
   }
-  return { config: parseWgQuick(text, path), warnings };
+  const config = parseWgQuick(text, path, opts);
+  const i = config.interface;
+  const err = (line: number, problem: string): never => {
+    throw new ConfigError(path, line, redact(problem));
+  };
+  await completeMeshFiles(i, path, opts.nowSec ?? Math.floor(Date.now() / 1000), err, i.meshKeys?.addressLine);
+  return { config, warnings };
 }
 
 /**
@@ -446,7 +478,7 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   const out: string[] = ['[Interface]', `PrivateKey = ${encodeKey(i.privateKey)}`];
   if (i.listenPort !== undefined) out.push(`ListenPort = ${i.listenPort}`);
   if (i.fwmark) out.push(`FwMark = 0x${i.fwmark.toString(16)}`);
-  if (i.addresses.length) out.push(`Address = ${i.addresses.map((a) => `${a.addr}/${a.cidr}`).join(', ')}`);
+  if (i.addresses.length && !i.mesh?.addressesFromCert) out.push(`Address = ${i.addresses.map((a) => `${a.addr}/${a.cidr}`).join(', ')}`);
   if (i.mtu !== undefined) out.push(`MTU = ${i.mtu}`);
   if (i.dns.length || i.dnsSearch.length) out.push(`DNS = ${[...i.dns, ...i.dnsSearch].join(', ')}`);
   if (i.table !== undefined) out.push(`Table = ${i.table}`);
@@ -461,6 +493,10 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (i.isLighthouse) out.push('IsLighthouse = true');
   if (!i.portMapping) out.push('PortMapping = off');
   if (!i.mssClamp) out.push('MssClamp = off');
+  const m = i.meshKeys;
+  if (m?.certificate) out.push(`Certificate = ${m.certificate.value}`);
+  if (m?.ca) out.push(`CA = ${m.ca.value}`);
+  if (m?.revocations) out.push(`Revocations = ${m.revocations.value}`);
   for (const p of cfg.peers) {
     out.push('', '[Peer]', `PublicKey = ${encodeKey(p.publicKey)}`);
     if (p.presharedKey) out.push(`PresharedKey = ${encodeKey(p.presharedKey)}`);

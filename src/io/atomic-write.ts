@@ -12,12 +12,18 @@
  *
  * May touch: the target file, `TARGET.keymesh-tmp` beside it, and their directory.
  */
-import { open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface AtomicWriteOptions {
   /** The file's mode (default 0600). */
   mode?: number;
+  /**
+   * Never replace: the new file is linked into place instead of renamed, which fails with EEXIST
+   * if anything (even a dangling symlink) is already there — for files such as a CA key that must
+   * not be overwritten, where a check before writing would leave a window.
+   */
+  exclusive?: boolean;
   /** For tests: runs after the temporary file is complete and synced, before the rename. */
   beforeRename?: (tmp: string) => void | Promise<void>;
 }
@@ -30,7 +36,7 @@ export function tmpPathFor(file: string): string {
 /** Write `data` to `file` atomically (see the top of this file). */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   const mode = opts.mode ?? 0o600;
-  const target = await realpath(file).catch(() => file);
+  const target = opts.exclusive ? file : await realpath(file).catch(() => file);
   const old = await stat(target).catch(() => null);
   const tmp = tmpPathFor(target);
   await unlink(tmp).catch((e: NodeJS.ErrnoException) => {
@@ -50,7 +56,13 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
   }
   await fh.close();
   await opts.beforeRename?.(tmp);
-  await rename(tmp, target);
+  if (opts.exclusive) {
+    try {
+      await link(tmp, target);
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  } else await rename(tmp, target);
   await syncDirectory(path.dirname(target));
 }
 
