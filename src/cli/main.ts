@@ -57,7 +57,15 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
   let shutdown: (why: string) => Promise<void> = async (why) => {
     signalled ??= why;
   };
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void shutdown(sig));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void shutdown(sig));
+  // SIGHUP reloads, as for most daemons (`keymesh reload NAME` does the same through the control socket)
+  let reload: () => Promise<string> = async () => 'still coming up';
+  process.on('SIGHUP', () => {
+    reload().then(
+      (done) => log(`${name}: reloaded (SIGHUP): ${done}`),
+      (e: Error) => log(`${name}: reload (SIGHUP) failed, running configuration kept: ${e.message}`),
+    );
+  });
   let rt: Runtime;
   try {
     rt = await Runtime.start({ interfaceName: name, config: loaded.config, log, onFatal: (why) => void shutdown(why) });
@@ -75,9 +83,20 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
     log(`${name}: down`);
     process.exit(0);
   };
+  reload = async () => {
+    const fresh = await loadWgQuick(configPath).catch((e) => {
+      throw new Error(e instanceof ConfigError ? e.message : `${configPath}: ${(e as Error).message}`);
+    });
+    return rt.reload(fresh.config);
+  };
   control = await ControlServer.listen(name, {
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
+    reload: async () => {
+      const done = await reload();
+      log(`${name}: reloaded: ${done}`);
+      return done;
+    },
   }).catch((e) => {
     log(`${name}: control socket unavailable: ${(e as Error).message}`);
     return null;
@@ -135,6 +154,20 @@ program
   .description('bring up an interface from a wg-quick config and run in the foreground until SIGINT/SIGTERM')
   .action(up);
 program.command('down').argument('<name>', 'interface name').description('stop a running node').action(down);
+program
+  .command('reload')
+  .argument('<name>', 'interface name')
+  .description("re-read the node's config file and apply its mesh certificate, CA and revocation list without dropping sessions (as SIGHUP)")
+  .action(async (name: string) => {
+    let r: { ok: boolean; done?: string; error?: string };
+    try {
+      r = await controlRequest(name, { op: 'reload' }, CONTROL_DIR, 15_000);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    if (!r.ok) fail(`reload refused, running configuration kept: ${r.error}`);
+    process.stdout.write(`${name}: ${r.done}\n`);
+  });
 program
   .command('show')
   .argument('[name]', 'interface name (default: all running keymesh nodes)')

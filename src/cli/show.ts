@@ -19,7 +19,11 @@ export interface ShowStatus {
     pmtu?: { probes: number; probeBytes: number; blackHoles: number; icmpSent: number; fragmented: number; mssClamped: number };
   };
   isLighthouse?: boolean;
+  mesh?: { name: string; addresses: string[]; groups: string[]; fingerprint: string; notAfter: string; networks: string[]; revocationSerial: string | null; pending: number; certified: number } | null;
   peers: Array<{
+    membership?: 'static' | 'pending' | 'certified';
+    name?: string | null;
+    certificate?: { name: string; groups: string[]; lighthouse: boolean; fingerprint: string; notAfter: string; expiresInDays: number } | null;
     publicKey: string;
     endpoint: string | null;
     allowedIps: string[];
@@ -141,9 +145,20 @@ export function formatShow(s: ShowStatus): string {
         `PUNCH_OPEN ${pu.punchOpenSent} sent, ${pu.punchOpenReceived} received`,
     );
   }
+  if (s.mesh) {
+    const m = s.mesh;
+    out.push(`  mesh: "${m.name}" ${m.addresses.join(', ')}${m.groups.length ? `, groups ${m.groups.join(', ')}` : ''}; certificate valid until ${m.notAfter.slice(0, 10)}`);
+    out.push(`  mesh networks: ${m.networks.join(', ')}; ${m.certified} peer(s) admitted by certificate, ${m.pending} pending; revocation list ${m.revocationSerial === null ? 'none' : `serial ${m.revocationSerial}`}`);
+  }
   for (const p of s.peers) {
     out.push('');
-    out.push(`peer: ${p.publicKey}`);
+    out.push(`peer: ${p.publicKey}${p.name ? ` (${p.name})` : ''}`);
+    if (p.membership === 'pending') out.push('  membership: pending (handshake done; waiting for its certificate)');
+    if (p.certificate) {
+      const c = p.certificate;
+      const how = p.membership === 'certified' ? 'admitted by certificate' : 'configured; certificate';
+      out.push(`  ${how}: "${c.name}"${c.groups.length ? `, groups ${c.groups.join(', ')}` : ''}${c.lighthouse ? ', lighthouse' : ''}, expires ${c.notAfter.slice(0, 10)} (${c.expiresInDays} days)`);
+    }
     if (p.presharedKey) out.push('  preshared key: (hidden)');
     if (p.endpoint) out.push(`  endpoint: ${p.endpoint}`);
     out.push(`  allowed ips: ${p.allowedIps.length ? p.allowedIps.join(', ') : '(none)'}`);

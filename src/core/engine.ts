@@ -667,6 +667,11 @@ export class Engine {
     } else reauthorize(this, authority, now);
   }
 
+  /** The mesh CA in force (null: not a mesh member). */
+  get meshAuthority(): MeshAuthority | null {
+    return this.membership?.authority ?? null;
+  }
+
   /** A revocation list from the configuration: adopted if newer than ours and passed on. */
   offerRevocations(bytes: Uint8Array, now: number): 'newer' | 'old' | string {
     this.clock = now;

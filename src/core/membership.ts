@@ -74,6 +74,8 @@ export interface MeshAuthority {
   /** A revocation list from a peer or a file: 'newer' (adopted), 'old' (not newer than ours), or a refusal reason. */
   offerCrl(bytes: Uint8Array): 'newer' | 'old' | string;
   isRevoked(fingerprint: string): boolean;
+  /** The serial of the list in force, for display (null: none). */
+  crlSerial?(): string | null;
 }
 
 /** Pending peers at most (beyond that, initiations from unknown keys are dropped until some expire). */

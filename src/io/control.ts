@@ -17,6 +17,8 @@ export function controlPath(name: string, dir = CONTROL_DIR): string {
 export interface ControlHandlers {
   status(): object;
   down(): void;
+  /** `keymesh reload`: re-read the configuration; resolves to what was done, rejects with why not. */
+  reload?(): Promise<string>;
 }
 
 export class ControlServer {
@@ -43,6 +45,14 @@ export class ControlServer {
           let reply: object;
           try {
             const req = JSON.parse(line) as { op?: string };
+            if (req.op === 'reload' && h.reload) {
+              // answered when the reload is done (it reads files)
+              h.reload().then(
+                (done) => sock.write(JSON.stringify({ ok: true, done }) + '\n'),
+                (e: Error) => sock.write(JSON.stringify({ ok: false, error: e.message }) + '\n'),
+              );
+              continue;
+            }
             if (req.op === 'status') reply = { ok: true, status: h.status() };
             else if (req.op === 'down') {
               reply = { ok: true };

@@ -58,6 +58,12 @@ export function onEvent(rt: EventHost, e: EngineEvent): void {
           (e.pmtu !== null ? ` (path MTU ${e.pmtu}, ${e.source === 'probe' ? 'probed' : e.source === 'kernel' ? "the kernel's route" : 'configured'})` : ''),
       );
       break;
+    case 'peer-admitted':
+      rt.log(`${rt.name}: ${who} admitted by certificate as "${e.peer.cert?.name ?? '?'}"`);
+      break;
+    case 'peer-removed':
+      rt.log(`${rt.name}: ${who}${e.peer.cert ? ` ("${e.peer.cert.name}")` : ''} forgotten: ${e.reason}`);
+      break;
     case 'path-lost':
       rt.log(`${rt.name}: ${who} active path ${e.path.id} stopped answering and there is no spare; probing`);
       if (rt.names.has(e.peer)) void rt.names.reresolve(e.peer, 'path lost');

@@ -22,12 +22,14 @@
  * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
  * or arms the timer.
  */
+import { CertAuthority } from '../core/mesh-authority.js';
+import { reloadMesh } from './mesh-reload.js';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, keyId } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
-import { resolveEndpoint, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
+import { parseIp, resolveEndpoint, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
 import { UapiServer } from '../uapi/server.js';
 import * as native from './native.js';
 import { createNodeTransportAead } from './node-aead.js';
@@ -122,6 +124,8 @@ export class Runtime {
       mssClamp: opts.config.interface.mssClamp ?? true,
       routeMtu: (p) => (p instanceof UdpPath ? native.routeMtu(p.addr16, p.local16, p.ifindex) || null : null),
       wallClockOffset: Date.now() - performance.now(),
+      // mesh membership (membership.ts): peers admitted by certificates of this CA
+      mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null) : undefined,
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
   }
@@ -429,7 +433,15 @@ export class Runtime {
   async syncRoutes(): Promise<void> {
     const routes: RouteSpec[] = [];
     for (const p of this.engine.listPeers()) {
+      // peers admitted by certificate come and go: the mesh's networks cover them (below)
+      if (p.membership !== 'static') continue;
       for (const a of this.engine.allowedIpsOf(p)) routes.push({ cidr: `${formatAddress(a.addr)}/${a.cidr}`, family: a.family });
+    }
+    // the mesh's networks go to the interface, unless an address's own prefix route already does
+    const own = this.opts.config.interface.addresses.map((a) => `${networkOf(a.addr, a.cidr)}/${a.cidr}`);
+    for (const n of this.engine.meshAuthority?.networks ?? []) {
+      const cidr = `${formatAddress(n.addr)}/${n.bits}`;
+      if (!own.includes(cidr)) routes.push({ cidr, family: n.addr.length === 4 ? 4 : 6 });
     }
     await this.net.syncRoutes(routes);
     const pinned = this.net.pinnedCount;
@@ -454,6 +466,13 @@ export class Runtime {
     }
   }
 
+  /** `keymesh reload` / SIGHUP: the mesh certificate, CA and revocations from the re-read file (mesh-reload.ts). */
+  reload(fresh: WgQuickConfig): string {
+    const done = reloadMesh(this.engine, fresh, this.now());
+    this.flushAndArm();
+    return done;
+  }
+
   /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */
   status(): object {
     return showStatus(this);
@@ -471,4 +490,13 @@ function cryptoBackends(choice: string | undefined): { aead: TransportAead; cryp
   const aead = createNativeTransportAead();
   const crypto = createNativeCrypto();
   return { aead: aead ?? createNodeTransportAead(), ...(crypto ? { crypto } : {}) };
+}
+
+/** The network address of addr/cidr, as text (an interface address's prefix route). */
+function networkOf(addr: string, cidr: number): string {
+  const ip = parseIp(addr);
+  if (!ip) return addr;
+  const b = ip.bytes.slice();
+  for (let bit = cidr; bit < b.length * 8; bit++) b[bit >> 3] &= ~(0x80 >> (bit & 7));
+  return formatAddress(b);
 }

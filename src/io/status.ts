@@ -52,6 +52,7 @@ export function showStatus(rt: StatusHost): object {
     },
     runtime: { ...rt.pump.counters, native: since(native.counters(), rt.nativeBase.io) },
     isLighthouse: rt.engine.isLighthouse,
+    mesh: meshStatus(rt.engine),
     peers: rt.engine.listPeers().map((p: Peer) => ({
       publicKey: encodeKey(p.publicKey),
       endpoint: p.endpoint.path?.id ?? null,
@@ -79,6 +80,19 @@ export function showStatus(rt: StatusHost): object {
           }
         : null,
       speaksKeymesh: p.endpoint.speaksKeymesh,
+      // mesh membership (membership.ts): how it came to be a peer, and the certificate it showed
+      membership: p.membership,
+      name: p.cert?.name ?? null,
+      certificate: p.cert
+        ? {
+            name: p.cert.name,
+            groups: p.cert.groups,
+            lighthouse: p.cert.lighthouse,
+            fingerprint: p.cert.fingerprint,
+            notAfter: new Date(p.cert.notAfter * 1000).toISOString(),
+            expiresInDays: Math.floor((p.cert.notAfter * 1000 - Date.now()) / 86_400_000),
+          }
+        : null,
       lighthouse: p.lighthouse,
       foundVia: keyOf(p.foundVia),
       relayReason: p.endpoint.whyRelayed(),
@@ -116,5 +130,23 @@ function mappingStatus(m: PortMapping | null): object | null {
     internalPort: m.internalPort,
     // null: a permanent (lease 0) UPnP mapping
     secondsLeft: m.lifetime === 0 ? null : Math.max(0, Math.round((m.expiresAt - Date.now()) / 1000)),
+  };
+}
+
+/** Our own certificate and the revocation list in force, when the node is a mesh member. */
+function meshStatus(engine: Engine): object | null {
+  const a = engine.meshAuthority;
+  if (!a) return null;
+  const own = a.own;
+  return {
+    name: own.name,
+    addresses: own.addresses.map((x) => `${formatAddress(x.addr)}/${x.bits}`),
+    groups: own.groups,
+    fingerprint: own.fingerprint,
+    notAfter: new Date(own.notAfter * 1000).toISOString(),
+    networks: a.networks.map((x) => `${formatAddress(x.addr)}/${x.bits}`),
+    revocationSerial: a.crlSerial?.() ?? null,
+    pending: engine.listPeers().filter((p) => p.membership === 'pending').length,
+    certified: engine.listPeers().filter((p) => p.membership === 'certified').length,
   };
 }
