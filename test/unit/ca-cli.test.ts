@@ -105,13 +105,18 @@ describe('ca init', () => {
 
 describe('ca sign', () => {
   it('allocates the next free address in each network, skipping explicit ones', () => {
-    ok(['ca', 'sign', '--ca', 'ca', '--name', 'lh1', '--lighthouse', '--genkey', '--out', 'lh1']);
+    const signed = km(['ca', 'sign', '--ca', 'ca', '--name', 'lh1', '--lighthouse', '--genkey', '--out', 'lh1']);
+    expect(signed.code).toBe(0);
+    expect(signed.out).toBe('');
+    expect(signed.err).toMatch(/^signed lh1: 10\.99\.0\.1\/16, fd99::1\/48, valid until .* → lh1\.crt, lh1\.key\n$/);
     expect(mode('lh1.key')).toBe(0o600);
     expect(mode('lh1.crt')).toBe(0o644);
     const lh1 = certOf(readFileSync(path.join(tmp, 'lh1.crt'), 'utf8'));
     expect(addrs(lh1)).toEqual(['10.99.0.1/16', 'fd99::1/48']);
     expect(lh1.lighthouse).toBe(true);
-    const key = decodeKey(readFileSync(path.join(tmp, 'lh1.key'), 'utf8').trim())!;
+    const keyText = readFileSync(path.join(tmp, 'lh1.key'), 'utf8');
+    expect(signed.err).not.toContain(keyText.trim());
+    const key = decodeKey(keyText.trim())!;
     expect(encodeKey(nobleCrypto.publicKey(key))).toBe(encodeKey(lh1.publicKey));
 
     const p = pub();
