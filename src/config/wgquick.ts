@@ -6,6 +6,9 @@
  * IP addresses are search domains. Stricter than wg-quick in two places, both to catch mistakes
  * early: an unknown key or a [Peer] repeating another's PublicKey is an error here.
  *
+ * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, and the mesh keys Certificate, CA and
+ * Revocations (checked in mesh.ts).
+ *
  * Secrets: error messages never contain a key. Key values are never echoed, names are echoed
  * only when they look like names, and anything key-shaped is cut from every message.
  */

@@ -6,16 +6,19 @@
  * kind are below and in the README ("Mesh certificates"). Revocation lists are in crl.ts, text
  * forms (PEM and one-line) in cert-text.ts.
  *
- * API
- *   createCa(fields, seed)                     → CaCert       self-signed CA certificate
- *   signNodeCert(fields, caSeed, ca)           → NodeCert     a node certificate signed by the CA
- *   encodeCaCert(c) / encodeNodeCert(c)        → Uint8Array   the canonical bytes of a certificate
- *   decodeCert(bytes)                          → {ok, cert} | {ok: false, reason}
- *   fingerprint(bytes)                         → hex SHA-256 of the whole encoding
- *   verifyCa(ca, nowSec)                       → null | reason
- *   verifyNodeCert(cert, ca, nowSec, revoked?) → null | reason
- *   checkCertKey(cert, staticKey)              → null | 'key-mismatch'
- *   inNetworks(prefix, networks), prefixContains, prefixesOverlap, certAddrs, certRoutes, formatPrefix
+ * API (fingerprints are lowercase hex; times are unix seconds; `verify` defaults to noble's Ed25519)
+ *   createCa(fields: CaFields, seed: Uint8Array): CaCert                   self-signed CA certificate
+ *   signNodeCert(fields: NodeCertFields, caSeed, ca: CaCert): NodeCert     signed by the CA
+ *   encodeCaCert(c) / encodeNodeCert(c): Uint8Array                        the canonical bytes
+ *   decodeCert(bytes): {ok: true, cert: Cert} | {ok: false, reason}        no signature check
+ *   fingerprint(bytes): string                                             SHA-256 of the whole encoding
+ *   verifyCa(ca: Cert, nowSec, verify?): CertReason | null                 kind, validity, self-signature
+ *   verifyNodeCert(cert: Cert, ca: CaCert, nowSec, revoked?: Set<string> | Crl, verify?): CertReason | null
+ *   checkCertKey(cert, staticKey): 'key-mismatch' | null                   against the handshake's static key
+ *   inNetworks(prefix, networks), prefixContains, prefixesOverlap, networkOf, hostBitsZero
+ *   certAddrs(cert) (host routes), certRoutes(cert) (+ subnets), certAddrsOf(cert, family), formatPrefix
+ *   CERT_REASONS, MAX_CERT_BYTES, isLabel, isDomain, isMeshName
+ * Decoded certificates keep their `bytes` (forwarded as they are) and `fingerprint`.
  *
  * Callers misusing the API (wrong lengths, fields a CA must not sign) get a thrown Error saying
  * what; bytes from the network only ever get a reason from CERT_REASONS.
@@ -383,13 +386,13 @@ const MALFORMED = { ok: false, reason: 'malformed' } as const;
  * have equal bytes. Checks structure and field contents only: no signature, time or CA.
  */
 export function decodeCert(bytes: Uint8Array): DecodeResult {
-  const r = readFields(bytes, MAX_CERT_BYTES, [KIND_CA, KIND_NODE], (k) => (k === KIND_CA ? CA_TAGS : NODE_TAGS));
+  // Decoded from a copy (a real one: Buffer's slice() is a view), since fields are views into
+  // what is read, and the caller's buffer may be reused under us. Oversized input is not copied.
+  const own = bytes instanceof Uint8Array && bytes.length <= MAX_CERT_BYTES ? new Uint8Array(bytes) : bytes;
+  const r = readFields(own, MAX_CERT_BYTES, [KIND_CA, KIND_NODE], (k) => (k === KIND_CA ? CA_TAGS : NODE_TAGS));
   if (!r.ok) return r;
   const { kind, values: v, signature } = r.fields;
-  // Views into the caller's buffer would change under us if it is reused: keep a copy.
-  const own = bytes.slice();
-  const sig = own.subarray(own.length - signature.length);
-  return kind === KIND_CA ? decodeCa(v, own, sig) : decodeNode(v, own, sig);
+  return kind === KIND_CA ? decodeCa(v, own, signature) : decodeNode(v, own, signature);
 }
 
 function decodeCa(v: Map<number, Uint8Array>, bytes: Uint8Array, signature: Uint8Array): DecodeResult {
@@ -403,7 +406,7 @@ function decodeCa(v: Map<number, Uint8Array>, bytes: Uint8Array, signature: Uint
   if (!networks || !networks.every(hostBitsZero) || !disjoint(networks)) return MALFORMED;
   if (notBefore === null || notAfter === null || notAfter < notBefore) return MALFORMED;
   if (!publicKey || publicKey.length !== KEY_LEN) return MALFORMED;
-  const cert: CaCert = { kind: 'ca', name, networks, domain, notBefore, notAfter, publicKey: publicKey.slice(), signature, bytes, fingerprint: fingerprint(bytes) };
+  const cert: CaCert = { kind: 'ca', name, networks, domain, notBefore, notAfter, publicKey, signature, bytes, fingerprint: fingerprint(bytes) };
   return { ok: true, cert };
 }
 
@@ -428,7 +431,7 @@ function decodeNode(v: Map<number, Uint8Array>, bytes: Uint8Array, signature: Ui
   const cert: NodeCert = {
     kind: 'node',
     name,
-    publicKey: publicKey.slice(),
+    publicKey,
     addresses,
     groups,
     subnets,

@@ -91,9 +91,10 @@ export function encodeCrl(c: Omit<Crl, 'bytes' | 'fingerprint' | 'kind' | 'revok
 
 /** Decode a revocation list, refusing every non-canonical spelling. No signature check. */
 export function decodeCrl(bytes: Uint8Array): { ok: true; crl: Crl } | { ok: false; reason: CertReason } {
-  const r = readFields(bytes, MAX_CRL_BYTES, [KIND_CRL], () => CRL_TAGS);
+  // A copy, as in decodeCert: fields are views into what is read.
+  const own = bytes instanceof Uint8Array && bytes.length <= MAX_CRL_BYTES ? new Uint8Array(bytes) : bytes;
+  const r = readFields(own, MAX_CRL_BYTES, [KIND_CRL], () => CRL_TAGS);
   if (!r.ok) return r;
-  const own = bytes.slice();
   const v = r.fields.values;
   const issuer = v.get(CRL_ISSUER);
   const serial = readU64(v.get(CRL_SERIAL));
@@ -114,7 +115,7 @@ export function decodeCrl(bytes: Uint8Array): { ok: true; crl: Crl } | { ok: fal
     issuedAt,
     revoked,
     revokedSet: new Set(revoked),
-    signature: own.subarray(own.length - r.fields.signature.length),
+    signature: r.fields.signature,
     bytes: own,
     fingerprint: fingerprint(own),
   };

@@ -141,3 +141,19 @@ describe('SaveConfig', () => {
     expect(parseWgQuick(readFileSync(tmpPathFor(f), 'utf8'), f).peers).toHaveLength(1); // complete, not truncated
   });
 });
+
+describe('writeFileAtomic, exclusive (the CA key)', () => {
+  it('writes a new file with its mode, and never replaces one — not even through a dangling symlink', async () => {
+    const f = path.join(dir, 'ca.key');
+    await writeFileAtomic(f, 'secret\n', { mode: 0o600, exclusive: true });
+    expect(readFileSync(f, 'utf8')).toBe('secret\n');
+    expect(mode(f)).toBe(0o600);
+    await expect(writeFileAtomic(f, 'other\n', { exclusive: true })).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(readFileSync(f, 'utf8')).toBe('secret\n');
+    const link = path.join(dir, 'link.key');
+    symlinkSync(path.join(dir, 'nowhere'), link);
+    await expect(writeFileAtomic(link, 'x', { exclusive: true })).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(existsSync(path.join(dir, 'nowhere'))).toBe(false);
+    expect(existsSync(tmpPathFor(f))).toBe(false);
+  });
+});

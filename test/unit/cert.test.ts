@@ -162,6 +162,21 @@ describe('round trips', () => {
     expect(tags).toEqual([1, 2, 3, 7, 8, 9, 0xff]);
   });
 
+  it('decoding keeps its own copy: a reused Buffer does not change the certificate', () => {
+    const buf = Buffer.from(NODE.bytes);
+    const c = decoded(buf) as NodeCert;
+    buf.fill(0);
+    expect(c.bytes).toEqual(NODE.bytes);
+    expect(hex(c.publicKey)).toBe(hex(NODE_PUB));
+    expect(c.addresses.map(formatPrefix)).toEqual(['10.99.0.5/16', 'fd99::5/48']);
+    expect(verifyNodeCert(c, CA, NOW)).toBeNull();
+    const crl = signCrl({ serial: 1n, issuedAt: NOW, revoked: [NODE.fingerprint] }, CA_SEED, CA);
+    const cbuf = Buffer.from(crl.bytes);
+    const d = (decodeCrl(cbuf) as { crl: Crl }).crl;
+    cbuf.fill(0);
+    expect(verifyCrl(d, CA)).toBeNull();
+  });
+
   it('a revocation list round-trips, sorted and unique', () => {
     const other = signNodeCert(fields({ name: 'phone', addresses: [P('10.99.0.6/16')] }), CA_SEED, CA);
     const crl = signCrl({ serial: 3n, issuedAt: NOW, revoked: [other.fingerprint, NODE.fingerprint, other.fingerprint] }, CA_SEED, CA);
