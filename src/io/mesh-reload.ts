@@ -10,6 +10,7 @@
 import type { Engine } from '../core/engine.js';
 import { CertAuthority } from '../core/mesh-authority.js';
 import type { WgQuickConfig } from '../config/wgquick.js';
+import { createNodeEd25519Verify } from './ed25519-verify.js';
 
 function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
   return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
@@ -26,7 +27,7 @@ export function reloadMesh(engine: Engine, fresh: WgQuickConfig, now: number): s
   }
   const sameCa = old !== null && old.ca.fingerprint === m.ca.fingerprint;
   // keep the newest list we hold (gossip may have brought one newer than the file's) under the same CA
-  const authority = new CertAuthority(m.ca, m.cert, sameCa ? old.revocations : null);
+  const authority = sameCa ? old.with(m.cert, old.revocations) : new CertAuthority(m.ca, m.cert, null, createNodeEd25519Verify());
   const before = engine.listPeers().length;
   engine.setMeshAuthority(authority, now);
   const done: string[] = [];

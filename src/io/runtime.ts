@@ -24,6 +24,7 @@
  */
 import { CertAuthority } from '../core/mesh-authority.js';
 import { reloadMesh } from './mesh-reload.js';
+import { createNodeEd25519Verify } from './ed25519-verify.js';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MTU } from '../core/constants.js';
 import { Engine, keyId } from '../core/engine.js';
@@ -125,7 +126,7 @@ export class Runtime {
       routeMtu: (p) => (p instanceof UdpPath ? native.routeMtu(p.addr16, p.local16, p.ifindex) || null : null),
       wallClockOffset: Date.now() - performance.now(),
       // mesh membership (membership.ts): peers admitted by certificates of this CA
-      mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null) : undefined,
+      mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null, ed25519Verify()) : undefined,
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
   }
@@ -499,4 +500,13 @@ function networkOf(addr: string, cidr: number): string {
   const b = ip.bytes.slice();
   for (let bit = cidr; bit < b.length * 8; bit++) b[bit >> 3] &= ~(0x80 >> (bit & 7));
   return formatAddress(b);
+}
+
+/** OpenSSL's Ed25519 check for certificates (noble's if node:crypto lacks it). */
+function ed25519Verify() {
+  try {
+    return createNodeEd25519Verify();
+  } catch {
+    return undefined;
+  }
 }

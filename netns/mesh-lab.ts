@@ -1,0 +1,113 @@
+/**
+ * A mesh made the way a user makes one: `keymesh ca init`, `keymesh ca enroll` per device, each
+ * device's config listing only the lighthouse. The lighthouse is on the public network; every
+ * member is behind its own NAT router (plain masquerade, as a home router or a cloud NAT: no
+ * filtering of new inbound packets beyond conntrack's), and a stranger with a certificate from
+ * another CA sits on the public network.
+ *
+ *                      public network 203.0.113.0/24 (one bridge)
+ *   ──┬───────────┬───────────┬───────────┬───────────┬────────────┬──
+ *     LH .1       r1 .11      r2 .12      r3 .13      r4 .14       X .66 (another CA)
+ *     lighthouse  NAT         NAT         NAT         NAT
+ *                 10.1.0/24   10.2.0/24   10.3.0/24   10.4.0/24
+ *                 m1 .2       m2 .2       m3 .2       m4 .2 (enrolled later)
+ *
+ * Overlay: the CA's networks 10.99.0.0/16 and fd99::/48, addresses handed out by `ca sign`.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { KEYMESH_BIN, Lab, sh, waitFor, type Proc } from './lib.js';
+import { existsSync } from 'node:fs';
+
+export const MESH_LH = '203.0.113.1';
+export const MESH_PORT = 51820;
+
+export interface MeshNode {
+  name: string;
+  ns: string;
+  ifname: string;
+  /** Its config file (as `ca enroll` printed it, plus what the test adds). */
+  conf: string;
+  v4: string;
+  v6: string;
+  publicKey: string;
+  proc: Proc | null;
+}
+
+/** Run the keymesh CLI (no namespace: the CA lives on the admin's machine). */
+export function km(args: string[], input?: string): string {
+  return sh(process.execPath, [KEYMESH_BIN, ...args], input);
+}
+
+/** The overlay addresses and key a config's certificate names (from its comment lines and `keymesh cert show`). */
+function identity(conf: string): { v4: string; v6: string; publicKey: string } {
+  const text = readFileSync(conf, 'utf8');
+  const cert = /^Certificate = (\S+)/m.exec(text)![1];
+  const shown = JSON.parse(km(['cert', 'show', '-', '--json'], cert)) as { addresses: string[]; publicKey: string };
+  const v4 = shown.addresses.find((a) => !a.includes(':'))!.split('/')[0];
+  const v6 = shown.addresses.find((a) => a.includes(':'))!.split('/')[0];
+  return { v4, v6, publicKey: shown.publicKey };
+}
+
+export function meshLab(lab: Lab) {
+  const caDir = path.join(lab.dir, 'ca');
+  km(['ca', 'init', '--name', 'lab mesh', '--networks', '10.99.0.0/16,fd99::/48', '--out', caDir]);
+  const wan = lab.bridge('wan');
+  const nodes = new Map<string, MeshNode>();
+
+  const add = (name: string, ns: string, conf: string): MeshNode => {
+    const n: MeshNode = { name, ns, ifname: lab.name(name), conf, ...identity(conf), proc: null };
+    nodes.set(name, n);
+    return n;
+  };
+
+  // the lighthouse: enrolled with --is-lighthouse, on the public network, with a revocation file
+  const lhNs = lab.netns('lh');
+  wan(lhNs, 'eth0', [`${MESH_LH}/24`]);
+  const lhText = km(['ca', 'enroll', '--ca', caDir, '--name', 'lh', '--is-lighthouse', '--listen-port', String(MESH_PORT)]);
+  const lhCrl = path.join(lab.dir, 'lh.crl');
+  const lh = add('lh', lhNs, lab.file('lh.conf', lhText.replace('[Interface]\n', `[Interface]\nRevocations = ${lhCrl}\n`)));
+
+  /** A device behind NAT router r<k>, enrolled with `ca enroll` (not started). */
+  const member = (k: number, name = `m${k}`): MeshNode => {
+    const { ns: r, masquerade } = lab.router(`r${k}`);
+    wan(r, 'wan', [`203.0.113.${10 + k}/24`]);
+    masquerade('wan');
+    const ns = lab.netns(name);
+    lab.link(ns, 'eth0', [`10.${k}.0.2/24`], r, 'lan', [`10.${k}.0.1/24`]);
+    lab.exec(ns, ['ip', 'route', 'add', 'default', 'via', `10.${k}.0.1`]);
+    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT)]);
+    return add(name, ns, lab.file(`${name}.conf`, text));
+  };
+
+  /** A device with a certificate from another CA, on the public network; it lists our lighthouse. */
+  const stranger = (): MeshNode => {
+    const otherCa = path.join(lab.dir, 'other-ca');
+    km(['ca', 'init', '--name', 'other mesh', '--networks', '10.99.0.0/16,fd99::/48', '--out', otherCa]);
+    const ns = lab.netns('x');
+    wan(ns, 'eth0', ['203.0.113.66/24']);
+    const text = km(['ca', 'enroll', '--ca', otherCa, '--name', 'mallory', '--listen-port', String(MESH_PORT), '--ip', '10.99.0.200/16,fd99::c8/48', '--is-lighthouse']);
+    // it names our lighthouse as its lighthouse, with our lighthouse's key (public knowledge)
+    const lhKey = lh.publicKey;
+    const conf = text.replace(/IsLighthouse = true\n/, '') + `\n[Peer]\nPublicKey = ${lhKey}\nEndpoint = ${MESH_LH}:${MESH_PORT}\nLighthouse = true\nPersistentKeepalive = 10\n`;
+    return add('x', ns, lab.file('x.conf', conf));
+  };
+
+  /** `keymesh up` in the node's namespace; resolves when its UAPI socket exists. */
+  const up = async (n: MeshNode): Promise<Proc> => {
+    const p = lab.spawn(n.ns, [process.execPath, KEYMESH_BIN, 'up', n.conf, '--interface', n.ifname], `keymesh ${n.name}`);
+    n.proc = p;
+    await waitFor(`keymesh ${n.name} to come up`, () => {
+      if (!p.running) throw new Error(`keymesh ${n.name} exited (${p.exitCode}):\n${p.output}`);
+      return existsSync(`/var/run/wireguard/${n.ifname}.sock`);
+    });
+    return p;
+  };
+
+  /** `keymesh show --json` of a running node. */
+  const show = (n: MeshNode): any => JSON.parse(km(['show', n.ifname, '--json']));
+
+  return { lab, caDir, lh, lhCrl, nodes, member, stranger, up, show };
+}
+
+export type MeshLab = ReturnType<typeof meshLab>;

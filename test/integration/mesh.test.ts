@@ -1,0 +1,142 @@
+/**
+ * Mesh membership end to end (netns/mesh-lab.ts): devices enrolled with `keymesh ca enroll`,
+ * each config listing only the lighthouse, members behind plain NATs.
+ *   (a) every pair of three members pings both overlay families, no member configured anywhere;
+ *   (b) a fourth member enrolled afterwards answers pings from all three within 1 s of its `up`,
+ *       and none of the three was touched;
+ *   (c) `keymesh ca revoke`, the list copied to the lighthouse and `keymesh reload` there: the
+ *       revoked member's sessions end everywhere within 10 s and it cannot reconnect;
+ *   (d) a device with a certificate from another CA is refused by the lighthouse and gets no
+ *       lookups or relays.
+ */
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { canRunNetns, Lab, sleep } from '../../netns/lib.js';
+import { km, meshLab, type MeshLab, type MeshNode } from '../../netns/mesh-lab.js';
+
+const skip = canRunNetns();
+let lab: Lab | null = null;
+afterEach(async () => {
+  await lab?.cleanup();
+  lab = null;
+});
+
+/** One ping, answered within `waitS` seconds? */
+function pingOnce(l: MeshLab, from: MeshNode, to: string, waitS = 1): boolean {
+  try {
+    l.lab.exec(from.ns, ['ping', ...(to.includes(':') ? ['-6'] : []), '-c', '1', '-W', String(waitS), to]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** ms after `t0` at which each `from` got its first ping answer from `to` (50 ms ping trains, all at once), Infinity if none within `limitMs`. */
+async function firstAnswers(l: MeshLab, froms: MeshNode[], to: string, t0: number, limitMs: number): Promise<number[]> {
+  const procs = froms.map((f) => l.lab.spawn(f.ns, ['ping', '-c', '1', '-i', '0.05', '-w', String(Math.ceil(limitMs / 1000)), to], `ping ${f.name}`));
+  const at = froms.map(() => Infinity);
+  while (procs.some((p) => p.running) && Date.now() - t0 < limitMs + 2000) {
+    procs.forEach((p, i) => {
+      if (!p.running && at[i] === Infinity && /[1-9]\d* received/.test(p.output)) at[i] = Date.now() - t0;
+    });
+    await sleep(5);
+  }
+  procs.forEach((p, i) => {
+    if (at[i] === Infinity && /[1-9]\d* received/.test(p.output)) at[i] = Date.now() - t0;
+  });
+  return at;
+}
+
+async function threeMembers(): Promise<{ l: MeshLab; ms: MeshNode[] }> {
+  lab = new Lab();
+  const l = meshLab(lab);
+  await l.up(l.lh);
+  const ms = [1, 2, 3].map((k) => l.member(k));
+  for (const m of ms) await l.up(m);
+  return { l, ms };
+}
+
+describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip ? ` — skipped: ${skip}` : ''}`, () => {
+  it('(a) three members behind NATs whose configs list only the lighthouse: every pair pings both families', async () => {
+    const { l, ms } = await threeMembers();
+    for (const m of ms) expect(readFileSync(m.conf, 'utf8').match(/^\[Peer\]/gm)!.length, `${m.name}'s config lists the lighthouse only`).toBe(1);
+    for (const a of ms) {
+      for (const b of ms) {
+        if (a === b) continue;
+        expect(pingOnce(l, a, b.v4, 3), `${a.name} → ${b.name} ${b.v4}\n${lab!.logs()}`).toBe(true);
+        expect(pingOnce(l, a, b.v6, 3), `${a.name} → ${b.name} ${b.v6}`).toBe(true);
+      }
+    }
+    // `wg show` lists the members admitted by certificate; `keymesh show` says how they came
+    const s = l.show(ms[0]);
+    const admitted = s.peers.filter((p: any) => p.membership === 'certified');
+    expect(admitted.map((p: any) => p.name).sort()).toEqual(['m2', 'm3']);
+    const wg = lab!.exec(ms[0].ns, ['wg', 'show', ms[0].ifname, 'peers']);
+    for (const m of ms.slice(1)) expect(wg).toContain(m.publicKey);
+  });
+
+  it('(b) a fourth member enrolled afterwards answers pings from all three within 1 s of its up; none of the three touched', async () => {
+    const { l, ms } = await threeMembers();
+    for (const m of ms.slice(1)) expect(pingOnce(l, ms[0], m.v4, 3)).toBe(true);
+    const before = ms.map((m) => [readFileSync(m.conf, 'utf8'), statSync(m.conf).mtimeMs]);
+    const d = l.member(4);
+    const t0 = Date.now();
+    // the pings start with `keymesh up` (they fail until the node is there; each retries every 50 ms)
+    const answers = firstAnswers(l, ms, d.v4, t0, 5000);
+    await l.up(d);
+    const upMs = Date.now() - t0;
+    const times = await answers;
+    for (const [i, t] of times.entries()) expect(t, `${ms[i].name} → new member m4: first answer ${t} ms after its up (the node was up, its UAPI socket there, after ${upMs} ms)${t === Infinity ? `\n${lab!.logs()}\n${JSON.stringify(l.show(ms[i]).peers.map((p: any) => [p.name, p.membership, p.paths.map((x: any) => [x.path, x.state])]))}\n${JSON.stringify(l.show(ms[i]).stats)}` : ''}`).toBeLessThanOrEqual(1000);
+    for (const m of ms) expect(pingOnce(l, d, m.v6, 2), `m4 → ${m.name} (IPv6)`).toBe(true);
+    ms.forEach((m, i) => expect([readFileSync(m.conf, 'utf8'), statSync(m.conf).mtimeMs]).toEqual(before[i]));
+  });
+
+  it('(c) a revoked member: its sessions end everywhere within 10 s of the list reaching the lighthouse, and it cannot reconnect', async () => {
+    const { l, ms } = await threeMembers();
+    const [m1, bad, m3] = ms;
+    for (const m of [m1, m3]) {
+      expect(pingOnce(l, m, bad.v4, 3)).toBe(true);
+      expect(pingOnce(l, bad, m.v4, 3)).toBe(true);
+    }
+    km(['ca', 'revoke', '--ca', l.caDir, 'm2']);
+    copyFileSync(`${l.caDir}/revoked.crl`, l.lhCrl);
+    const t0 = Date.now();
+    km(['reload', l.lh.ifname]);
+    const knows = (n: MeshNode) => l.show(n).peers.some((p: any) => p.publicKey === bad.publicKey && p.membership !== 'pending');
+    let ended = Infinity;
+    while (Date.now() - t0 < 10_000) {
+      if (![l.lh, m1, m3].some(knows)) {
+        ended = Date.now() - t0;
+        break;
+      }
+      await sleep(100);
+    }
+    expect(ended, `the revoked member still known after 10 s: ${[l.lh, m1, m3].filter(knows).map((n) => n.name)}`).toBeLessThanOrEqual(10_000);
+    for (const n of [m1, m3]) expect(l.show(n).mesh.revocationSerial).toBe('1');
+    // it keeps trying (its own timers, and pings): refused everywhere
+    for (const m of [m1, m3]) {
+      expect(pingOnce(l, bad, m.v4, 2), `revoked m2 → ${m.name}`).toBe(false);
+      expect(pingOnce(l, m, bad.v4, 2), `${m.name} → revoked m2`).toBe(false);
+    }
+    expect(l.show(l.lh).stats.mesh.refused.revoked ?? 0).toBeGreaterThanOrEqual(0);
+    // the others are unaffected
+    expect(pingOnce(l, m1, m3.v4, 2)).toBe(true);
+  });
+
+  it('(d) a device with a certificate from another CA is refused and gets no lookups or relays', async () => {
+    const { l, ms } = await threeMembers();
+    const x = l.stranger();
+    await l.up(x);
+    await sleep(1500);
+    const s = l.show(l.lh);
+    expect(s.peers.some((p: any) => p.publicKey === x.publicKey && p.membership === 'certified')).toBe(false);
+    expect(s.stats.mesh.refused['unknown-ca'], 'the lighthouse refused its certificate').toBeGreaterThanOrEqual(1);
+    const lookups = s.stats.lighthouse.lookupsAnswered;
+    const relayed = s.stats.lighthouse.relayedPackets;
+    expect(pingOnce(l, x, ms[0].v4, 2)).toBe(false);
+    const after = l.show(l.lh);
+    expect(after.stats.lighthouse.lookupsAnswered).toBe(lookups);
+    expect(after.stats.lighthouse.relayedPackets).toBe(relayed);
+    expect(after.peers.some((p: any) => p.publicKey === x.publicKey && p.membership === 'certified')).toBe(false);
+  });
+});
