@@ -38,6 +38,8 @@ export interface InterfaceConfig {
   portMapping: boolean;
   /** keymesh: lower the MSS of TCP SYNs crossing the tunnel to fit the path. `MssClamp = on|off`, default on. */
   mssClamp: boolean;
+  /** keymesh: seconds without traffic after which a peer admitted by certificate is forgotten (`ForgetAfter`, default 600). */
+  forgetAfter?: number;
   /** keymesh: `Certificate`, `CA`, `Revocations` as written (see mesh.ts); absent without them. */
   meshKeys?: MeshKeys;
   /** keymesh: the mesh certificate, CA and revocation list, decoded and checked (see mesh.ts). */
@@ -181,6 +183,7 @@ const INTERFACE_KEYS = new Set([
   'islighthouse',
   'portmapping',
   'mssclamp',
+  'forgetafter',
   'certificate',
   'ca',
   'revocations',
@@ -343,6 +346,11 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
           if (!/^(on|off)$/i.test(value)) err(ln, `MssClamp: "${value}" is neither on nor off`);
           f.mssClamp = value.toLowerCase() === 'on';
           break;
+        case 'forgetafter': {
+          if (!/^\d{1,7}$/.test(value) || Number(value) < 10) err(ln, `ForgetAfter: "${value}" is not a number of seconds (at least 10)`);
+          f.forgetAfter = Number(value);
+          break;
+        }
         case 'certificate':
         case 'ca':
         case 'revocations': {
@@ -496,6 +504,7 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (i.isLighthouse) out.push('IsLighthouse = true');
   if (!i.portMapping) out.push('PortMapping = off');
   if (!i.mssClamp) out.push('MssClamp = off');
+  if (i.forgetAfter !== undefined) out.push(`ForgetAfter = ${i.forgetAfter}`);
   const m = i.meshKeys;
   if (m?.certificate) out.push(`Certificate = ${m.certificate.value}`);
   if (m?.ca) out.push(`CA = ${m.ca.value}`);

@@ -126,6 +126,7 @@ export class Runtime {
       routeMtu: (p) => (p instanceof UdpPath ? native.routeMtu(p.addr16, p.local16, p.ifindex) || null : null),
       wallClockOffset: Date.now() - performance.now(),
       // mesh membership (membership.ts): peers admitted by certificates of this CA
+      meshIdleForget: opts.config.interface.forgetAfter !== undefined ? opts.config.interface.forgetAfter * 1000 : undefined,
       mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null, ed25519Verify()) : undefined,
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');

@@ -285,13 +285,17 @@ describe('mesh membership: admission', () => {
 });
 
 describe('mesh membership: revocation, expiry, idle', () => {
-  it('a revocation list given to the lighthouse reaches every member, ends the revoked member’s sessions everywhere, and it cannot come back', () => {
-    const { net, ca, lhs, members } = setup(6);
+  it('a revocation list given to the lighthouse reaches every member of a 20-node mesh, ends the revoked member’s sessions everywhere at once, and it cannot come back', () => {
+    const { net, ca, lhs, members } = setup(19);
     const [bad, ...good] = members;
     for (const g of good) expect(reach(net, g, bad, `before ${g.i}`)).toBe(true);
+    // members also hold sessions among themselves: the list must reach those who met only each other
+    for (let k = 0; k + 1 < good.length; k++) expect(reach(net, good[k], good[k + 1], `pair ${k}`)).toBe(true);
     const crl = ca.crl(bad.cert.fingerprint);
+    const t = net.now;
     expect(lhs[0].node.engine.offerRevocations(crl.bytes, net.now)).toBe('newer');
     net.deliver();
+    expect(net.now).toBe(t); // gossip, not timers
     for (const n of [lhs[0], ...good]) {
       const e = n.node.engine;
       expect(e.stats().mesh!.crlAdopted, n.node.name).toBe(1);
@@ -350,5 +354,18 @@ describe('mesh membership: revocation, expiry, idle', () => {
     // the lighthouse session is kept alive by keepalives: never forgotten
     expect(l.node.engine.getPeer(a.node.publicKey)?.membership).toBe('certified');
     expect(reach(net, a, b, 'again')).toBe(true);
+  });
+
+  it('a renewed certificate (reload) takes the old one’s place at every peer without a new session', () => {
+    const { net, ca, lhs, members } = setup(2);
+    const [a, b] = members;
+    expect(reach(net, a, b, 'before')).toBe(true);
+    const handshakes = b.node.engine.getPeer(a.node.publicKey)!.handshakesCompleted;
+    const renewed = ca.sign(a.node.publicKey, 'm1', 1, { notAfter: T0 + 730 * DAY });
+    a.node.engine.setMeshAuthority(new CertAuthority(ca.ca, renewed), net.now);
+    net.deliver();
+    for (const n of [b, lhs[0]]) expect(n.node.engine.getPeer(a.node.publicKey)!.cert!.fingerprint, n.node.name).toBe(renewed.fingerprint);
+    expect(b.node.engine.getPeer(a.node.publicKey)!.handshakesCompleted).toBe(handshakes);
+    expect(reach(net, a, b, 'after')).toBe(true);
   });
 });

@@ -208,3 +208,13 @@ describe('files (loadWgQuick), relative to the config file', () => {
     expect((await loadError(a)).message).toMatch(/p\.conf:5: Address \(10\.99\.0\.9\/16\) is not the certificate's addresses/);
   });
 });
+
+describe('ForgetAfter', () => {
+  it('sets how long a peer admitted by certificate may be idle; bad values are file:line errors; SaveConfig keeps it', () => {
+    const c = parseWgQuick(inline('ForgetAfter = 120'), 'wg0.conf', { nowSec: NOW });
+    expect(c.interface.forgetAfter).toBe(120);
+    expect(serializeWgQuick(c)).toContain('ForgetAfter = 120');
+    expect(parseWgQuick(inline(), 'wg0.conf', { nowSec: NOW }).interface.forgetAfter).toBeUndefined();
+    for (const bad of ['5', 'ten', '-1', '1.5']) expect(() => parseWgQuick(inline(`ForgetAfter = ${bad}`), 'wg0.conf', { nowSec: NOW })).toThrow(/wg0\.conf:\d+: ForgetAfter/);
+  });
+});
