@@ -160,10 +160,13 @@ export class CaStore {
     return r.cert;
   }
 
-  /** Refuse a name still held by an unrevoked certificate. */
-  checkName(name: string): void {
-    const held = this.index.issued.find((e) => e.name === name && e.revokedAt === undefined);
-    if (held) throw new CaError(`name "${name}" is already issued (fingerprint ${held.fingerprint.slice(0, 16)}…); revoke it first (keymesh ca revoke) to issue it again`);
+  /**
+   * Refuse a name still held by an unrevoked certificate — unless for the same public key: that is
+   * a renewal (the device keeps its key; the new certificate replaces the old on `keymesh reload`).
+   */
+  checkName(name: string, publicKeyB64: string): void {
+    const held = this.index.issued.find((e) => e.name === name && e.revokedAt === undefined && e.publicKey !== publicKeyB64);
+    if (held) throw new CaError(`name "${name}" is already issued to another key (fingerprint ${held.fingerprint.slice(0, 16)}…); revoke it first (keymesh ca revoke) to issue it again`);
   }
 
   /**

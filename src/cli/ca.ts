@@ -112,7 +112,7 @@ async function issue(store: CaStore, o: SignOpts, publicKey: Uint8Array, lightho
   const groups = list(o.groups);
   for (const g of groups) if (!isLabel(g)) throw new CaError(`--groups: "${g}" is not a group name (a-z 0-9 and '-', 1–63 characters)`);
   const subnets = prefixes(o.subnets, '--subnets');
-  store.checkName(o.name);
+  store.checkName(o.name, encodeKey(publicKey));
   // An address given without a length takes its network's (10.99.0.7 → 10.99.0.7/16).
   let addresses = list(o.ip).map((t) => {
     const [a] = prefixes(t, '--ip');

@@ -150,6 +150,16 @@ describe('ca sign', () => {
     expect(encodeKey(nobleCrypto.publicKey(decodeKey(keyLine.trim())!))).toBe(encodeKey(cert.publicKey));
   });
 
+  it('renews: the same name for the same key again is a new certificate with the same addresses', () => {
+    const key = pub();
+    const first = certOf(ok(['ca', 'sign', '--ca', 'ca', '--name', 'renew1', '--pubkey', key, '--ip', '10.99.9.9,fd99::9:9']));
+    const renewed = certOf(ok(['ca', 'sign', '--ca', 'ca', '--name', 'renew1', '--pubkey', key, '--days', '730']));
+    expect(renewed.fingerprint).not.toBe(first.fingerprint);
+    expect(renewed.notAfter).toBeGreaterThan(first.notAfter);
+    expect(renewed.addresses.map(formatPrefix)).toEqual(first.addresses.map(formatPrefix));
+    refused(['ca', 'sign', '--ca', 'ca', '--name', 'renew1', '--pubkey', pub()], /already issued to another key/);
+  });
+
   it('refuses names, addresses and subnets it must not hand out', () => {
     const s = (...a: string[]) => ['ca', 'sign', '--ca', 'ca', '--pubkey', pub(), ...a];
     refused(s('--name', 'laptop'), /name "laptop" is already issued.*revoke it first/);
