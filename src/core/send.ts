@@ -222,6 +222,10 @@ export function sendKeepalive(engine: Engine, peer: Peer, now: number): void {
   engine.txSealOffs[0] = TRANSPORT_HEADER_SIZE;
   engine.txSealLens[0] = 0;
   sealAndSend(engine, peer, kp, path, engine.txBuf, 1, now);
+  // §6.2 applies to every packet sent, keepalives included (as in the kernel's and wireguard-go's
+  // send paths): an idle session held open by persistent keepalives is rekeyed at REKEY_AFTER_TIME,
+  // so it never runs into REJECT_AFTER_TIME with nothing valid to answer the peer's next packet
+  if (kp.wantsRekeyOnSend(now)) sendInitiation(engine, peer, false, now);
 }
 
 /** Room to seal a batch of n packets (txBuf: n fixed slots of MTU + TX_SLOT_EXTRA bytes). */

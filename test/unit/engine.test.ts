@@ -223,6 +223,23 @@ describe('engine: timers (fake clock)', () => {
     expect(pa.txBytes).toBeGreaterThan(tx2);
   });
 
+  it('an idle session held open by persistent keepalives is rekeyed at REKEY_AFTER_TIME, never left to expire (§6.2)', () => {
+    const { net, a, b } = setup();
+    const pa = a.engine.getPeer(b.publicKey)!;
+    a.engine.setPersistentKeepalive(pa, 25, net.now);
+    net.deliver();
+    const first = pa.lastHandshake!;
+    let expiredAt: number | null = null;
+    for (let t = 0; t < 400_000; t += 1000) {
+      net.advance(1000);
+      if (!pa.keypairs.current?.canSend(net.now) && expiredAt === null) expiredAt = net.now;
+    }
+    expect(expiredAt).toBeNull();
+    // a rekey with the first keepalive after REKEY_AFTER_TIME (keepalives every 25 s): about every 125 s
+    expect(pa.handshakesCompleted).toBeGreaterThanOrEqual(3);
+    expect(pa.lastHandshake! - first).toBeGreaterThan(2 * REKEY_AFTER_TIME);
+  });
+
   it('re-handshakes when data is sent but nothing comes back (new-handshake timer)', () => {
     const { net, a, b } = setup();
     send(net, a, '10.0.0.1', '10.0.0.2', 'x');
