@@ -13,7 +13,8 @@
  * size (148 bytes of payload), so every implementation is counted the same way; keymesh's own
  * count of path-probe handshakes (`stockPathHandshakes`) is printed beside. WireGuard itself
  * rekeys every REKEY_AFTER_TIME (120 s) while packets are sent: about 30 an hour.
- * HS_SECONDS (default 150) sets each spell's length; WG_GO_MODERN=/path adds that build as the server.
+ * HS_SECONDS (default 150) sets each spell's length; WG_GO_MODERN=/path adds that build as the server;
+ * HS_PAIRS=km,wg,modern runs only those rows.
  */
 import { KEYMESH_BIN, Lab, sh, sleep, startKeymesh, startWireguardGo, type NodeSpec } from '../netns/lib.js';
 import { twoUplinks } from '../netns/two-uplinks.js';
@@ -62,11 +63,13 @@ if (process.getuid?.() !== 0) {
 
 const WG_GO: Impl = { wireguardGo: 'wireguard-go' };
 const modern = process.env.WG_GO_MODERN;
-const pairs: Array<{ header: string; client: Impl; server: Impl }> = [
-  { header: 'keymesh ↔ wireguard-go', client: 'keymesh', server: WG_GO },
-  { header: 'wireguard-go ↔ wireguard-go', client: WG_GO, server: WG_GO },
-  ...(modern ? [{ header: `keymesh ↔ wireguard-go ${/v[\d.]+/.exec(sh(modern, ['--version']))?.[0] ?? modern}`, client: 'keymesh' as Impl, server: { wireguardGo: modern } }] : []),
+const ALL: Array<{ key: string; header: string; client: Impl; server: Impl }> = [
+  { key: 'km', header: 'keymesh ↔ wireguard-go', client: 'keymesh', server: WG_GO },
+  { key: 'wg', header: 'wireguard-go ↔ wireguard-go', client: WG_GO, server: WG_GO },
+  ...(modern ? [{ key: 'modern', header: `keymesh ↔ wireguard-go ${/v[\d.]+/.exec(sh(modern, ['--version']))?.[0] ?? modern}`, client: 'keymesh' as Impl, server: { wireguardGo: modern } }] : []),
 ];
+/** HS_PAIRS=km,wg,modern: only these columns. */
+const pairs = process.env.HS_PAIRS ? ALL.filter((p) => process.env.HS_PAIRS!.split(',').includes(p.key)) : ALL;
 const perHour = (n: number) => Math.round((n * 3600) / SECONDS);
 console.log(`handshake initiations per hour on a healthy path (client ↔ server; counted at the server over ${SECONDS} s spells, extrapolated)`);
 console.log(`the client has two uplinks and PersistentKeepalive = 25; wireguard-go is Debian's (${sh('wireguard-go', ['--version']).split('\n')[0].trim()})\n`);
