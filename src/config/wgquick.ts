@@ -54,6 +54,8 @@ export interface PeerConfig {
   persistentKeepalive?: number;
   /** keymesh: this peer is a lighthouse we register with and ask about other peers. */
   lighthouse: boolean;
+  /** keymesh: `Name =`, what the peer is called in the mesh's names. */
+  name?: string;
   line: number;
 }
 
@@ -188,7 +190,7 @@ const INTERFACE_KEYS = new Set([
   'ca',
   'revocations',
 ]);
-const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive', 'lighthouse']);
+const PEER_KEYS = new Set(['publickey', 'presharedkey', 'allowedips', 'endpoint', 'persistentkeepalive', 'lighthouse', 'name']);
 
 /** keymesh's own boolean keys: true or false, case-insensitive, as SaveConfig. */
 function parseBool(value: string): boolean | null {
@@ -411,6 +413,12 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
           p.lighthouse = b!;
           break;
         }
+        case 'name':
+          // keymesh: what the peer is called in the mesh's names (DNS: NAME.DOMAIN)
+          if (!/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(value.toLowerCase())) err(ln, `Name: "${shown(value) ?? '…'}" is not a name (a DNS label: letters, digits and '-', 1–63 characters, no '-' at either end)`);
+          if (p.name !== undefined) err(ln, 'a second Name in this [Peer]');
+          p.name = value.toLowerCase();
+          break;
       }
     }
   }
@@ -516,6 +524,7 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
     if (p.endpoint) out.push(`Endpoint = ${p.endpoint.host.includes(':') ? `[${p.endpoint.host}]` : p.endpoint.host}:${p.endpoint.port}`);
     if (p.persistentKeepalive) out.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
     if (p.lighthouse) out.push('Lighthouse = true');
+    if (p.name) out.push(`Name = ${p.name}`);
   }
   return out.join('\n') + '\n';
 }

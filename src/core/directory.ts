@@ -70,7 +70,7 @@ export interface Waiting {
  * address inside its networks (and not ours), keep a copy and ask the lighthouses who holds it.
  * Returns whether the packet was taken.
  */
-export function lookupAddress(engine: Engine, dst: Uint8Array, packet: Uint8Array, now: number): boolean {
+export function lookupAddress(engine: Engine, dst: Uint8Array, packet: Uint8Array | null, now: number): boolean {
   const m = engine.membership;
   if (!m || !m.authority.networks.some((n) => inside(dst, n))) return false;
   for (const a of m.authority.own.addresses) if (keyId(a.addr) === keyId(dst)) return false;
@@ -88,8 +88,10 @@ export function lookupAddress(engine: Engine, dst: Uint8Array, packet: Uint8Arra
     w = { addr: dst.slice(), packets: [], since: now, askedAt: -Infinity };
     engine.waiting.set(id, w);
   }
-  if (w.packets.length >= WAITING_PACKETS) w.packets.shift();
-  w.packets.push(packet.slice());
+  if (packet) {
+    if (w.packets.length >= WAITING_PACKETS) w.packets.shift();
+    w.packets.push(packet.slice());
+  }
   askFor(engine, w, now);
   return true;
 }

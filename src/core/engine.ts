@@ -34,6 +34,8 @@
  *   lighthouse-relay.ts   relaying through a lighthouse
  * Each of them says at its top what it may touch. None imports I/O, reads a clock or arms a timer.
  */
+import { lookupName, ping, setDeviceNames } from './names.js';
+import { lookupAddress } from './directory.js';
 import { AllowedIps } from './allowedips.js';
 import {
   DEFAULT_MTU,
@@ -91,6 +93,10 @@ export type EngineEvent =
   /** membership.ts: a peer we did not configure was admitted by its certificate, or a certified peer was forgotten. */
   | { type: 'peer-admitted'; peer: Peer }
   | { type: 'peer-removed'; peer: Peer; reason: string }
+  /** names.ts: a lighthouse answered a lookup by name (`key`: the holder — the member, or a device's gateway). */
+  | { type: 'name-answer'; name: string; found: boolean; key: Uint8Array | null; addresses: Uint8Array[] }
+  /** names.ts: the PONG to our PING, and the path it came back on. */
+  | { type: 'pong'; peer: Peer; path: Path; token: Uint8Array; rttMs: number }
   /** The peer's tunnel MTU changed (pmtu.ts): `pmtu` is the active path's IP-level MTU, when known. */
   | { type: 'pmtu-changed'; peer: Peer; path: Path; from: number; to: number; pmtu: number | null; source: string };
 
@@ -154,6 +160,8 @@ export interface PeerOptions {
   allowedIps?: Array<{ addr: Uint8Array; cidr: number }>;
   /** `Lighthouse = true`: register with this peer and ask it about others. */
   lighthouse?: boolean;
+  /** `Name =`: what it is called in the mesh's names (names.ts); a certificate's name takes precedence. */
+  name?: string | null;
 }
 
 export interface EngineOptions {
@@ -345,6 +353,10 @@ export class Engine {
   /** @internal Mesh membership (membership.ts); null without a CA. */ membership: Membership | null;
   private readonly meshIdleForget: number;
   /** @internal directory.ts: packets for overlay addresses being looked up. */ readonly waiting = new Map<string, Waiting>();
+  /** @internal names.ts: when each name was last asked of the lighthouses. */ readonly namesAsked = new Map<string, number>();
+  /** @internal names.ts: peers by the name they go by (certificate or `Name =`). */ readonly peersByName = new Map<string, Peer>();
+  /** @internal names.ts: a gateway's devices, told to its lighthouses. */ deviceNames: Array<{ name: string; addresses: Uint8Array[] }> = [];
+  /** @internal */ deviceNamesSent = false;
 
   constructor(sink: Sink, opts: EngineOptions) {
     this.out = sink;
@@ -440,6 +452,7 @@ export class Engine {
     if (o.endpoint) this.emitEndpointChange(peer, peer.endpoint.configure(o.endpoint));
     if (o.allowedIps) for (const a of o.allowedIps) this.routes.insert(a.addr, a.cidr, peer);
     if (o.lighthouse !== undefined) peer.lighthouse = o.lighthouse;
+    if (o.name !== undefined) this.nameChanged(peer, o.name);
     if (o.persistentKeepalive !== undefined) this.setPersistentKeepalive(peer, o.persistentKeepalive, now);
     return peer;
   }
@@ -460,6 +473,7 @@ export class Engine {
     peer.timers.stopAll();
     this.routes.removeValue(peer);
     this.peers.delete(peer.keyId);
+    for (const n of [peer.name, peer.cert?.name]) if (n && this.peersByName.get(n) === peer) this.peersByName.delete(n);
     for (const [k, r] of this.relayPaths) if (r.via === peer.keyId || r.targetKeyId === peer.keyId) this.relayPaths.delete(k);
     this.introductions.forget(peer.keyId);
     return true;
@@ -677,6 +691,47 @@ export class Engine {
     this.clock = now;
     this.allDirty = true;
     return onCrl(this, bytes, now);
+  }
+
+  // ───────────────────────────── names (names.ts) ─────────────────────────────
+
+  /** @internal A peer's configured name changed (a certificate's name is indexed by membership.ts). */
+  nameChanged(peer: Peer, name: string | null): void {
+    if (peer.name && this.peersByName.get(peer.name) === peer) this.peersByName.delete(peer.name);
+    peer.name = name;
+    if (name && !peer.cert) this.peersByName.set(name, peer);
+  }
+
+  /** The peer that goes by `name` here (its certificate's name, or `Name =`), if any. */
+  peerByName(name: string): Peer | undefined {
+    return this.peersByName.get(name);
+  }
+
+  /** Ask the lighthouses where `name` is ("bob", "phone.gw"); the answer is a 'name-answer' event. */
+  lookupName(name: string, now: number): boolean {
+    this.clock = now;
+    this.allDirty = true;
+    return lookupName(this, name, now);
+  }
+
+  /** Ask the lighthouses who holds an overlay address (4 or 16 bytes), with no packet for it yet (directory.ts). */
+  findAddress(addr: Uint8Array, now: number): boolean {
+    this.clock = now;
+    this.allDirty = true;
+    return lookupAddress(this, addr, null, now);
+  }
+
+  /** Gateway: the names and addresses of our stock WireGuard devices, for the lighthouses (names.ts). */
+  setDeviceNames(names: Array<{ name: string; addresses: Uint8Array[] }>, now: number): void {
+    this.clock = now;
+    setDeviceNames(this, names, now);
+  }
+
+  /** `keymesh ping`: a PING on the peer's active path (a 'pong' event answers), or null when a handshake had to start first. */
+  ping(peer: Peer, now: number): Uint8Array | null {
+    this.clock = now;
+    this.allDirty = true;
+    return ping(this, peer, now);
   }
 
   // ───────────────────────────── our addresses ─────────────────────────────

@@ -60,6 +60,19 @@ export const EXT_PMTU_ACK = 11;
 export const EXT_CERT = 12;
 /** Mesh directory (directory.ts): where is the member holding this overlay address? */
 export const EXT_LOOKUP_ADDR = 13;
+/** Names (names.ts): where is the member (or a gateway's device) called this? And the answer. */
+export const EXT_LOOKUP_NAME = 14;
+export const EXT_NAME_ANSWER = 15;
+/** A gateway tells its lighthouses the names and addresses of its stock WireGuard devices (names.ts). */
+export const EXT_NAMES = 16;
+/** `keymesh ping` (names.ts): answered with PONG on the path the PING came over. */
+export const EXT_PING = 17;
+export const EXT_PONG = 18;
+/** A DNS name on the wire: length byte ‖ ASCII, at most this long (RFC 1035's 253 characters). */
+export const MAX_NAME = 253;
+/** Names in one EXT_NAMES message, and addresses per name. */
+export const MAX_NAMES_PER_MESSAGE = 16;
+export const MAX_NAME_ADDRESSES = 4;
 /** What an EXT_CERT message carries. */
 export const CERT_OWN = 1; // the sender's own node certificate
 export const CERT_CRL = 2; // the newest revocation list the sender holds
@@ -93,7 +106,13 @@ export type ExtMessage =
   /** bytes [offset, offset + data.length) of a blob of `total` bytes; `data` is a view, valid while handled. */
   | { type: typeof EXT_CERT; purpose: number; total: number; offset: number; data: Uint8Array }
   /** `addr`: 16 bytes, IPv4-mapped for IPv4. */
-  | { type: typeof EXT_LOOKUP_ADDR; addr: Uint8Array };
+  | { type: typeof EXT_LOOKUP_ADDR; addr: Uint8Array }
+  | { type: typeof EXT_LOOKUP_NAME; name: string }
+  /** `key`: the holder (a member, or the gateway of a device); `addresses`: 16 bytes each, IPv4-mapped. */
+  | { type: typeof EXT_NAME_ANSWER; name: string; found: boolean; key: Uint8Array; addresses: Uint8Array[] }
+  /** `first`: the first message of a full list (the receiver drops what the sender told it before). */
+  | { type: typeof EXT_NAMES; first: boolean; names: Array<{ name: string; addresses: Uint8Array[] }> }
+  | { type: typeof EXT_PING | typeof EXT_PONG; token: Uint8Array };
 
 /** True if the decrypted payload at b[off..off+len) is an extension message (not an IP packet). */
 export function isExtension(b: Uint8Array, off: number, len: number): boolean {
@@ -155,6 +174,39 @@ export function parseExtension(b: Uint8Array, off: number, len: number): ExtMess
     case EXT_LOOKUP_ADDR:
       if (len < 18) return null;
       return { type, addr: b.slice(off + 2, off + 18) };
+    case EXT_LOOKUP_NAME: {
+      const n = readName(b, off + 2, off + len);
+      return n ? { type, name: n.name } : null;
+    }
+    case EXT_NAME_ANSWER: {
+      // found:u8 ‖ key:32 ‖ name ‖ count:u8 ‖ count × address:16
+      if (len < 3 + KEY_LEN) return null;
+      const n = readName(b, off + 3 + KEY_LEN, off + len);
+      if (!n) return null;
+      const a = readAddrs(b, n.end, off + len);
+      return a ? { type, found: (b[off + 2] & 1) === 1, key: b.slice(off + 3, off + 3 + KEY_LEN), name: n.name, addresses: a.addrs } : null;
+    }
+    case EXT_NAMES: {
+      // flags:u8 (1: first) ‖ count:u8 ‖ count × (name ‖ count:u8 ‖ addresses)
+      if (len < 4) return null;
+      const count = b[off + 3];
+      if (count > MAX_NAMES_PER_MESSAGE) return null;
+      const names: Array<{ name: string; addresses: Uint8Array[] }> = [];
+      let at = off + 4;
+      for (let i = 0; i < count; i++) {
+        const n = readName(b, at, off + len);
+        if (!n) return null;
+        const a = readAddrs(b, n.end, off + len);
+        if (!a) return null;
+        names.push({ name: n.name, addresses: a.addrs });
+        at = a.end;
+      }
+      return { type, first: (b[off + 2] & 1) === 1, names };
+    }
+    case EXT_PING:
+    case EXT_PONG:
+      if (len < 2 + TOKEN_LEN) return null;
+      return { type, token: b.slice(off + 2, off + 2 + TOKEN_LEN) };
     default:
       return null;
   }
@@ -190,6 +242,26 @@ export function writeExtension(b: Uint8Array, off: number, m: ExtMessage): numbe
   if (m.type === EXT_LOOKUP_ADDR) {
     b.set(m.addr, off + 2);
     return 18;
+  }
+  if (m.type === EXT_LOOKUP_NAME) return 2 + writeName(b, off + 2, m.name);
+  if (m.type === EXT_NAME_ANSWER) {
+    b[off + 2] = m.found ? 1 : 0;
+    b.set(m.key, off + 3);
+    let at = off + 3 + KEY_LEN;
+    at += writeName(b, at, m.name);
+    at += writeAddrs(b, at, m.addresses);
+    return at - off;
+  }
+  if (m.type === EXT_NAMES) {
+    const list = m.names.slice(0, MAX_NAMES_PER_MESSAGE);
+    b[off + 2] = m.first ? 1 : 0;
+    b[off + 3] = list.length;
+    let at = off + 4;
+    for (const e of list) {
+      at += writeName(b, at, e.name);
+      at += writeAddrs(b, at, e.addresses);
+    }
+    return at - off;
   }
   if (m.type === EXT_ADDRESSES) return 2 + writeAddressList(b, off + 2, m.addresses);
   if (m.type === EXT_LOOKUP) {
@@ -246,4 +318,43 @@ function writeAddressList(b: Uint8Array, off: number, list: Array<{ addr: Uint8A
     b[o + 17] = list[i].port & 0xff;
   }
   return 1 + n * 18;
+}
+
+/** length:u8 ‖ ASCII name (lowercase letters, digits, '-', '.'), within b[off..end); null when malformed. */
+function readName(b: Uint8Array, off: number, end: number): { name: string; end: number } | null {
+  if (off >= end) return null;
+  const n = b[off];
+  if (n === 0 || n > MAX_NAME || off + 1 + n > end) return null;
+  let name = '';
+  for (let i = 0; i < n; i++) {
+    const c = b[off + 1 + i];
+    // a-z 0-9 - .
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e)) return null;
+    name += String.fromCharCode(c);
+  }
+  return { name, end: off + 1 + n };
+}
+
+function writeName(b: Uint8Array, off: number, name: string): number {
+  const n = Math.min(name.length, MAX_NAME);
+  b[off] = n;
+  for (let i = 0; i < n; i++) b[off + 1 + i] = name.charCodeAt(i) & 0x7f;
+  return 1 + n;
+}
+
+/** count:u8 ‖ count × address:16 within b[off..end); null when malformed. */
+function readAddrs(b: Uint8Array, off: number, end: number): { addrs: Uint8Array[]; end: number } | null {
+  if (off >= end) return null;
+  const n = b[off];
+  if (n > MAX_NAME_ADDRESSES || off + 1 + n * 16 > end) return null;
+  const addrs: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) addrs.push(b.slice(off + 1 + i * 16, off + 17 + i * 16));
+  return { addrs, end: off + 1 + n * 16 };
+}
+
+function writeAddrs(b: Uint8Array, off: number, addrs: Uint8Array[]): number {
+  const n = Math.min(addrs.length, MAX_NAME_ADDRESSES);
+  b[off] = n;
+  for (let i = 0; i < n; i++) b.set(addrs[i], off + 1 + i * 16);
+  return 1 + n * 16;
 }

@@ -8,6 +8,7 @@
  * May touch: the engine's identity, cookie checker, index table, rate limiter, load window,
  * counters and sink, and a peer's handshake, keypairs, cookie state, timers and staging queue.
  */
+import { sendDeviceNames } from './names.js';
 import { COOKIE_REPLY_SIZE, HANDSHAKE_INITIATION_RATE, REKEY_RECEIVE_THRESHOLD, REKEY_TIMEOUT } from './constants.js';
 import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
@@ -257,6 +258,7 @@ export function completeHandshake(engine: Engine, peer: Peer, initiator: boolean
       if (p !== peer && !p.lighthouse && p.staged.length > 0 && !p.keypairs.current) initiateNow(engine, p, now);
     }
     lighthouseReady(engine, now); // packets for overlay addresses no peer holds yet (directory.ts)
+    sendDeviceNames(engine, peer, now); // a gateway's devices (names.ts)
   }
   // a lighthouse: members that asked for this one while it was away are introduced now
   introduceWaiting(engine, peer, now);

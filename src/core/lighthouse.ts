@@ -120,6 +120,8 @@ export interface LighthouseStats {
   relayReceived: number;
   /** Member: CANDIDATES or RELAYED from a peer that is not our lighthouse, or about a stranger. */
   ignored: number;
+  /** Lighthouse: device names from a gateway refused (not certified with subnets, an address outside them, a bad name, too many). */
+  namesRefused: number;
 }
 
 export function newLighthouseStats(): LighthouseStats {
@@ -136,5 +138,6 @@ export function newLighthouseStats(): LighthouseStats {
     relaySent: 0,
     relayReceived: 0,
     ignored: 0,
+    namesRefused: 0,
   };
 }

@@ -214,6 +214,9 @@ function certify(engine: Engine, peer: Peer, bytes: Uint8Array, now: number): bo
   const was = peer.membership;
   peer.cert = c;
   touch(engine, peer);
+  // names.ts: the certificate's name is the one it goes by
+  if (peer.name && peer.name !== c.name && engine.peersByName.get(peer.name) === peer) engine.peersByName.delete(peer.name);
+  engine.peersByName.set(c.name, peer);
   if (was === 'static') {
     // a configured lighthouse may leave its AllowedIPs to its certificate
     if (peer.lighthouse && engine.allowedIpsOf(peer).length === 0) allowCert(engine, peer, c);

@@ -11,6 +11,7 @@
  * May touch: the engine's transmit scratch (to seal control messages), random, makePaths,
  * addressOf, localAddresses, counters and sink, and a peer's endpoint cache and announced addresses.
  */
+import { answerLookupName, onDeviceNames, onNameAnswer, onPing, onPong } from './names.js';
 import { onCertPiece, sendOurCert } from './membership.js';
 import { answerLookupAddr } from './directory.js';
 import { PADDING_MULTIPLE, REKEY_TIMEOUT, TRANSPORT_HEADER_SIZE } from './constants.js';
@@ -21,6 +22,11 @@ import {
   EXT_ADDRESSES,
   EXT_CERT,
   EXT_LOOKUP_ADDR,
+  EXT_LOOKUP_NAME,
+  EXT_NAME_ANSWER,
+  EXT_NAMES,
+  EXT_PING,
+  EXT_PONG,
   EXT_CANDIDATES,
   EXT_HELLO,
   EXT_LOOKUP,
@@ -123,6 +129,21 @@ export function handleExtension(engine: Engine, peer: Peer, path: Path, buf: Uin
       break;
     case EXT_RELAYED:
       onRelayed(engine, peer, m.key, m.data);
+      break;
+    case EXT_LOOKUP_NAME:
+      answerLookupName(engine, peer, path, m.name, now);
+      break;
+    case EXT_NAME_ANSWER:
+      onNameAnswer(engine, peer, m.name, m.found, m.key, m.addresses);
+      break;
+    case EXT_NAMES:
+      onDeviceNames(engine, peer, m.first, m.names);
+      break;
+    case EXT_PING:
+      onPing(engine, peer, path, m.token, now);
+      break;
+    case EXT_PONG:
+      onPong(engine, peer, path, m.token, now);
       break;
     case EXT_CERT:
       onCertPiece(engine, peer, m.purpose, m.total, m.offset, m.data, now);

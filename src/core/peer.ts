@@ -81,6 +81,12 @@ export class Peer {
   activityMark = 0;
   activeAt = 0;
   certRequestedAt = -Infinity;
+  /** `Name =` (names.ts); a certificate's name takes precedence. */
+  name: string | null = null;
+  /** Lighthouse: a gateway's devices (name → addresses), as it told us (names.ts). */
+  deviceNames: Map<string, Uint8Array[]> | null = null;
+  /** PINGs in flight (token key → sent at). */
+  readonly pings = new Map<string, number>();
   /** An EXT_CERT blob being reassembled. */
   blobIn: { purpose: number; total: number; buf: Uint8Array; got: number } | null = null;
 

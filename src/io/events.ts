@@ -23,6 +23,7 @@ export interface EventHost {
 }
 
 export function onEvent(rt: EventHost, e: EngineEvent): void {
+  if (e.type === 'name-answer') return; // for the resolver (names.ts), not the log
   if (rt.quietPeers.has(e.peer.keyId)) return; // the warm-up's partner: nothing to tell the user
   const who = `peer ${shortKey(e.peer.publicKey)}`;
   switch (e.type) {

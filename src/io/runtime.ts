@@ -27,7 +27,7 @@ import { reloadMesh } from './mesh-reload.js';
 import { createNodeEd25519Verify } from './ed25519-verify.js';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MTU } from '../core/constants.js';
-import { Engine, keyId } from '../core/engine.js';
+import { Engine, keyId, type EngineEvent } from '../core/engine.js';
 import { formatAddress } from '../core/ip.js';
 import type { Peer } from '../core/peer.js';
 import { parseIp, resolveEndpoint, type PeerConfig, type WgQuickConfig } from '../config/wgquick.js';
@@ -101,6 +101,8 @@ export class Runtime {
   /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
   readonly watch = new LocalChangeWatcher(this);
   readonly portMappings = new PortMappings(this);
+  /** Who else hears the engine's events (the resolver's name lookups, `keymesh ping`). */
+  readonly eventListeners = new Set<(e: EngineEvent) => void>();
   /** Peers (by key) whose events are not logged: the warm-up's partner. */
   readonly quietPeers = new Set<string>();
   /** The addon's counters right after the warm-up (status.ts reports only what came since). */
@@ -109,7 +111,10 @@ export class Runtime {
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
-    this.pump = new Pump(this, this.mtu, (e) => onEvent(this, e));
+    this.pump = new Pump(this, this.mtu, (e) => {
+      onEvent(this, e);
+      for (const l of this.eventListeners) l(e);
+    });
     this.engine = new Engine(this.pump.sink, {
       privateKey: opts.config.interface.privateKey,
       random: randomPool(),
@@ -251,6 +256,7 @@ export class Runtime {
         endpoint,
         allowedIps: p.allowedIps.map((a) => ({ addr: a.addr, cidr: a.cidr })),
         lighthouse: p.lighthouse,
+        name: p.name ?? null,
       },
       now,
     );
