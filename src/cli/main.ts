@@ -2,6 +2,7 @@
  * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`, and the mesh CA's
  * `ca init|sign|enroll|revoke` and `cert show` (ca.ts).
  */
+import { formatPong, pingOnce, type PingReply } from '../io/ping.js';
 import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
@@ -92,6 +93,7 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
   control = await ControlServer.listen(name, {
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
+    ping: (target, timeoutMs) => pingOnce(rt, target, timeoutMs) as Promise<object>,
     reload: async () => {
       const done = await reload();
       log(`${name}: reloaded: ${done}`);
@@ -154,6 +156,40 @@ program
   .description('bring up an interface from a wg-quick config and run in the foreground until SIGINT/SIGTERM')
   .action(up);
 program.command('down').argument('<name>', 'interface name').description('stop a running node').action(down);
+program
+  .command('ping')
+  .argument('<target>', 'a name (bob, bob.mesh), an overlay address, or a public key')
+  .option('-c, --count <n>', 'stop after N pings (default 10)', '10')
+  .option('-i, --interface <name>', 'the keymesh node to ping from (default: the only one running)')
+  .option('--until-direct', 'stop at the first pong over a direct path (the default)', true)
+  .description('ping a peer through the tunnel and say which path each pong came over (direct, or relay via a lighthouse), as `tailscale ping`')
+  .action(async (target: string, o: { count: string; interface?: string }) => {
+    const count = Number(o.count);
+    if (!Number.isInteger(count) || count < 1) fail(`--count: "${o.count}" is not a positive number`);
+    let name = o.interface;
+    if (!name) {
+      const running = (await readdir(CONTROL_DIR).catch(() => [] as string[])).filter((f) => f.endsWith('.sock')).map((f) => f.slice(0, -5));
+      if (running.length !== 1) fail(running.length ? `several keymesh nodes are running (${running.join(', ')}): say which with --interface` : 'no keymesh node is running');
+      name = running[0];
+    }
+    let reached = false;
+    for (let i = 0; i < count; i++) {
+      const started = Date.now();
+      let r: { ok: boolean; pong?: PingReply; error?: string };
+      try {
+        r = await controlRequest(name, { op: 'ping', target, timeoutMs: 2000 }, CONTROL_DIR, 10_000);
+      } catch (e) {
+        fail((e as Error).message);
+      }
+      if (r.ok && r.pong) {
+        reached = true;
+        process.stdout.write(formatPong(r.pong) + '\n');
+        if (r.pong.kind === 'direct') break;
+      } else process.stdout.write(`${target}: ${r.error}\n`);
+      if (i + 1 < count) await new Promise((res) => setTimeout(res, Math.max(0, 1000 - (Date.now() - started))));
+    }
+    process.exit(reached ? 0 : 1);
+  });
 program
   .command('reload')
   .argument('<name>', 'interface name')

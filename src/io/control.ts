@@ -19,6 +19,8 @@ export interface ControlHandlers {
   down(): void;
   /** `keymesh reload`: re-read the configuration; resolves to what was done, rejects with why not. */
   reload?(): Promise<string>;
+  /** `keymesh ping`: one ping to what `target` names; resolves to the reply, rejects with why not. */
+  ping?(target: string, timeoutMs: number): Promise<object>;
 }
 
 export class ControlServer {
@@ -53,7 +55,18 @@ export class ControlServer {
               );
               continue;
             }
-            if (req.op === 'status') reply = { ok: true, status: h.status() };
+            if (req.op === 'ping' && h.ping) {
+              const r = req as { target?: unknown; timeoutMs?: unknown };
+              const timeoutMs = typeof r.timeoutMs === 'number' && r.timeoutMs > 0 && r.timeoutMs <= 30_000 ? r.timeoutMs : 2000;
+              if (typeof r.target !== 'string' || r.target.length > 300) reply = { ok: false, error: 'ping: no target' };
+              else {
+                h.ping(r.target, timeoutMs).then(
+                  (pong) => sock.write(JSON.stringify({ ok: true, pong }) + '\n'),
+                  (e: Error) => sock.write(JSON.stringify({ ok: false, error: e.message }) + '\n'),
+                );
+                continue;
+              }
+            } else if (req.op === 'status') reply = { ok: true, status: h.status() };
             else if (req.op === 'down') {
               reply = { ok: true };
               setImmediate(() => h.down());
