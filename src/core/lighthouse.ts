@@ -89,12 +89,16 @@ export class TokenBuckets {
   take(key: string, n: number, now: number): boolean {
     let b = this.buckets.get(key);
     if (!b) {
-      if (this.buckets.size > 4096) this.buckets.clear();
+      // bounded: the least recently used bucket makes room (clearing them all would hand every
+      // member a full burst again whenever a large mesh passes the bound)
+      if (this.buckets.size >= 65536) this.buckets.delete(this.buckets.keys().next().value!);
       b = { tokens: this.burst, at: now };
       this.buckets.set(key, b);
     }
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.rate) / 1000);
     b.at = now;
+    this.buckets.delete(key); // re-insert: most recently used last
+    this.buckets.set(key, b);
     if (b.tokens < n) return false;
     b.tokens -= n;
     return true;

@@ -13,6 +13,7 @@ import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { DatagramResult, Engine } from './engine.js';
 import { fromPending } from './membership.js';
+import { EXT_LOOKUP, EXT_LOOKUP_ADDR, EXT_LOOKUP_NAME, EXT_PING, EXT_PONG } from './extension.js';
 import { EXT_CERT, EXT_PATH_CHALLENGE, EXT_PATH_RESPONSE, EXT_PMTU_ACK, EXT_PMTU_PROBE, EXT_RELAY, EXT_RELAYED, isExtension } from './extension.js';
 import { clampMss, isTcpSyn, mssFor } from './mss.js';
 import {
@@ -163,7 +164,10 @@ function onAuthenticatedTransport(
   const ext = len > 0 && engine.extensions && isExtension(buf, off, len) ? buf[off + 1] : 0;
   // control messages may touch other peers (lookups, candidates, punching): rebuild the index;
   // relayed traffic touches exactly the peers it is sealed for (sealRelay) or comes from
-  if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) engine.allDirty = true;
+  // (lookups touch only the asker, and the peers they send to are touched by sendExtension: a
+  // lighthouse answering thousands of them must not rebuild the index of all its members each time)
+  if (ext === EXT_LOOKUP || ext === EXT_LOOKUP_ADDR || ext === EXT_LOOKUP_NAME || ext === EXT_PING || ext === EXT_PONG) touch(engine, peer);
+  else if (ext !== 0 && ext !== EXT_RELAY && ext !== EXT_RELAYED) engine.allDirty = true;
   // probes of a path say it works, not that the peer wants its traffic there
   if (ext === EXT_PATH_CHALLENGE || ext === EXT_PATH_RESPONSE || ext === EXT_PMTU_PROBE || ext === EXT_PMTU_ACK) {
     const candidate = peer.endpoint.heard(path, now, wireLen);
