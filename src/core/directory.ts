@@ -43,13 +43,15 @@ export function mapped(addr: Uint8Array): Uint8Array {
   return m;
 }
 
-function unmapped(a: Uint8Array): Uint8Array {
-  let v4 = a[10] === 0xff && a[11] === 0xff;
+/** The inverse of mapped(): 4 bytes for an IPv4-mapped address, else the 16 as they are. */
+export function unmapped(a: Uint8Array): Uint8Array {
+  let v4 = a.length === 16 && a[10] === 0xff && a[11] === 0xff;
   for (let i = 0; i < 10 && v4; i++) if (a[i] !== 0) v4 = false;
   return v4 ? a.subarray(12, 16) : a;
 }
 
-function inside(addr: Uint8Array, net: { addr: Uint8Array; bits: number }): boolean {
+/** Is `addr` (4 or 16 bytes) inside `net`? */
+export function inside(addr: Uint8Array, net: { addr: Uint8Array; bits: number }): boolean {
   if (addr.length !== net.addr.length) return false;
   for (let bit = 0; bit < net.bits; bit++) {
     const m = 0x80 >> (bit & 7);

@@ -25,7 +25,7 @@ import { keyId, type Engine } from './engine.js';
 import { EXT_LOOKUP_NAME, EXT_NAME_ANSWER, EXT_NAMES, EXT_PING, EXT_PONG, MAX_NAME_ADDRESSES, MAX_NAMES_PER_MESSAGE, TOKEN_LEN } from './extension.js';
 import { answerLookup, initiateNow } from './lighthouse-lookup.js';
 import { LOOKUP_MIN_INTERVAL } from './lighthouse.js';
-import { mapped } from './directory.js';
+import { inside, mapped, unmapped } from './directory.js';
 import type { Peer } from './peer.js';
 
 /** Device names a lighthouse keeps per gateway, at most. */
@@ -43,21 +43,6 @@ export function isLabel(s: string): boolean {
 /** The name a peer goes by here: its certificate's, else the configured one. */
 export function nameOf(p: Peer): string | null {
   return p.cert?.name ?? p.name;
-}
-
-function inside(addr: Uint8Array, net: { addr: Uint8Array; bits: number }): boolean {
-  if (addr.length !== net.addr.length) return false;
-  for (let bit = 0; bit < net.bits; bit++) {
-    const m = 0x80 >> (bit & 7);
-    if ((addr[bit >> 3] & m) !== (net.addr[bit >> 3] & m)) return false;
-  }
-  return true;
-}
-
-function unmapped(a: Uint8Array): Uint8Array {
-  let v4 = a.length === 16 && a[10] === 0xff && a[11] === 0xff;
-  for (let i = 0; i < 10 && v4; i++) if (a[i] !== 0) v4 = false;
-  return v4 ? a.slice(12, 16) : a;
 }
 
 function liveLighthouses(engine: Engine): Peer[] {
