@@ -26,6 +26,7 @@ import { EXT_LOOKUP_NAME, EXT_NAME_ANSWER, EXT_NAMES, EXT_PING, EXT_PONG, MAX_NA
 import { answerLookup, initiateNow } from './lighthouse-lookup.js';
 import { LOOKUP_MIN_INTERVAL } from './lighthouse.js';
 import { inside, mapped, unmapped } from './directory.js';
+import { isLabel } from './cert.js';
 import type { Peer } from './peer.js';
 
 /** Device names a lighthouse keeps per gateway, at most. */
@@ -34,11 +35,6 @@ export const MAX_DEVICES_PER_GATEWAY = 1024;
 export const MAX_PINGS = 16;
 
 const ZERO_KEY = new Uint8Array(32);
-
-/** A DNS label: what a member's or device's name must be. */
-export function isLabel(s: string): boolean {
-  return /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(s);
-}
 
 /** The name a peer goes by here: its certificate's, else the configured one. */
 export function nameOf(p: Peer): string | null {
