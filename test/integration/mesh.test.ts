@@ -9,6 +9,7 @@
  *   (d) a device with a certificate from another CA is refused by the lighthouse and gets no
  *       lookups or relays;
  *   (e) keymesh ping by name says each pong's path;
+ *   (g) a member killed with -9 and started again is reached again within seconds;
  *   (f) two NATs side by side on one network (no router between): relayed, working, and saying why.
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
@@ -183,6 +184,21 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
     // … and the relay carries the traffic both ways meanwhile
     expect(pingOnce(l, m2, m1.v4, 2)).toBe(true);
     expect(pingOnce(l, m1, m2.v6, 2)).toBe(true);
+  });
+
+  it('(g) a member killed with -9 and started again is reached again at once, by members that still hold its old session', async () => {
+    const { l, ms } = await threeMembers();
+    const [m1, m2, m3] = ms;
+    expect(pingOnce(l, m1, m2.v4, 3)).toBe(true);
+    expect(pingOnce(l, m3, m2.v4, 3)).toBe(true);
+    await m2.proc!.stop('SIGKILL');
+    const t0 = Date.now();
+    await l.up(m2); // crash recovery clears what the killed one left (its interface, routes)
+    const at = await firstAnswers(l, [m1, m3], m2.v4, t0, 5000);
+    for (const [i, t] of at.entries()) expect(t, `${[m1, m3][i].name} → restarted m2: first answer after ${t} ms\n${lab!.logs()}`).toBeLessThan(3000);
+    console.log(`restarted member answers m1 after ${at[0]} ms, m3 after ${at[1]} ms (from the start of up)`);
+    // and the new session goes direct again
+    await waitFor('m1 → m2 direct again', () => l.show(m1).peers.find((p: any) => p.publicKey === m2.publicKey)?.paths.some((x: any) => x.active && x.kind === 'direct'), 10_000);
   });
 
   it('(d) a device with a certificate from another CA is refused and gets no lookups or relays', async () => {
