@@ -287,10 +287,8 @@ export class Runtime {
       const peer = this.addConfiguredPeer(p, endpoint, now);
       if (p.endpoint) this.names.remember(peer, p.endpoint);
     }
-    await this.net.setMtu(this.mtu);
-    for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
-    await this.net.up();
-    await this.syncRoutes();
+    // MTU, addresses, up and the routes: one `ip -batch` (netconf.ts)
+    await this.syncRoutes(this.net.setupLines(this.mtu, cfg.interface.addresses.map((a) => ({ cidr: `${a.addr}/${a.cidr}` }))));
     await this.applyDns();
     this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
@@ -437,8 +435,8 @@ export class Runtime {
     this.fwmark = mark;
   }
 
-  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes). */
-  async syncRoutes(): Promise<void> {
+  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes), after `setup` (bring-up). */
+  async syncRoutes(setup: string[] = []): Promise<void> {
     const routes: RouteSpec[] = [];
     for (const p of this.engine.listPeers()) {
       // peers admitted by certificate come and go: the mesh's networks cover them (below)
@@ -451,7 +449,7 @@ export class Runtime {
       const cidr = `${formatAddress(n.addr)}/${n.bits}`;
       if (!own.includes(cidr)) routes.push({ cidr, family: n.addr.length === 4 ? 4 : 6 });
     }
-    await this.net.syncRoutes(routes);
+    await this.net.syncRoutes(routes, setup);
     const pinned = this.net.pinnedCount;
     for (const p of this.engine.listPeers()) {
       const ep = udpOf(p.endpoint.path);
