@@ -63,6 +63,13 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
   it('(a) three members behind NATs whose configs list only the lighthouse: every pair pings both families', async () => {
     const { l, ms } = await threeMembers();
     for (const m of ms) expect(readFileSync(m.conf, 'utf8').match(/^\[Peer\]/gm)!.length, `${m.name}'s config lists the lighthouse only`).toBe(1);
+    // the very first contact, by name: `keymesh ping` says each pong's path and stops at the first
+    // direct one (pongs that beat the punch come over the relay)
+    const out = km(['ping', 'm2', '-c', '5', '-i', ms[0].ifname]).trim().split('\n');
+    const direct = new RegExp(`^pong from m2 \\(${ms[1].v4.replace(/\./g, '\\.')}\\): direct ${routerWan(2).replace(/\./g, '\\.')}:51820 from 10\\.1\\.0\\.2(%\\d+)? in [\\d.]+ ms$`);
+    expect(out.at(-1), out.join('\n')).toMatch(direct);
+    for (const line of out.slice(0, -1)) expect(line, out.join('\n')).toMatch(/^pong from m2 \(10\.99\.0\.\d+\): relay via lh in [\d.]+ ms$/);
+    console.log(`keymesh ping m2 (first contact):\n  ${out.join('\n  ')}`);
     for (const a of ms) {
       for (const b of ms) {
         if (a === b) continue;
