@@ -77,12 +77,12 @@ export function configFromAnswer(a: DeviceAdded, privateKey: Uint8Array, preshar
 
 /** The QR code of `text` for a terminal: black on white through ANSI colours on a TTY, plain blocks otherwise. */
 export function qrForTerminal(text: string, tty: boolean): Promise<string> {
-  return tty ? QRCode.toString(text, { type: 'terminal', small: true, errorCorrectionLevel: 'M' }) : QRCode.toString(text, { type: 'utf8', errorCorrectionLevel: 'M' });
+  return tty ? QRCode.toString(text, { type: 'terminal', small: true, errorCorrectionLevel: 'L' }) : QRCode.toString(text, { type: 'utf8', errorCorrectionLevel: 'L' });
 }
 
 /** A PNG of the QR code of `text` (it holds a private key: the file is written 0600). */
 export async function writeQrPng(file: string, text: string): Promise<void> {
-  const png = await QRCode.toBuffer(text, { type: 'png', errorCorrectionLevel: 'M', margin: 4, scale: 6 });
+  const png = await QRCode.toBuffer(text, { type: 'png', errorCorrectionLevel: 'L', margin: 4, scale: 6 });
   await writeFileAtomic(file, png, { mode: 0o600 });
 }
 
