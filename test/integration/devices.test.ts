@@ -123,14 +123,20 @@ describe.skipIf(skip)(`a phone through a gateway${skip ? ` — skipped: ${skip}`
     const listed = km(['device', 'list', '--interface', gw.ifname]);
     expect(listed).toMatch(/^phone\.gw\.mesh\s+10\.99\.200\.1, fd99:0:0:c8::1\s+\S{44}\s+\d+ s ago$/m);
 
-    // no way out of the mesh: the phone routes the public network into the tunnel too; the
-    // gateway's host would forward it (out through its NAT, to the lighthouse's public address)
+    // no way out of the mesh, whatever the host does: make the gateway's host a router that
+    // forwards and NATs everything (its uplink forwards too, r1 routes the subnet back to it), so
+    // that only keymesh's rule stands between the phone and the public network, both ways
+    const r1 = `km-${lab.id}-r1`;
+    lab.exec(gw.ns, ['sysctl', '-qw', 'net.ipv4.conf.eth0.forwarding=1']);
+    lab.exec(gw.ns, ['nft', '-f', '-'], 'table ip kmgw { chain post { type nat hook postrouting priority 100; oifname "eth0" ip saddr 10.99.200.0/24 masquerade; }; }');
+    lab.exec(r1, ['ip', 'route', 'add', '10.99.200.0/24', 'via', '10.1.0.2']);
     const gwKey = cfg.peers[0].publicKey;
     lab.exec(phoneNs, ['wg', 'set', ph, 'peer', Buffer.from(gwKey).toString('base64'), 'allowed-ips', '10.99.0.0/16,fd99::/48,203.0.113.0/24']);
     lab.exec(phoneNs, ['ip', 'route', 'add', `${MESH_LH}/32`, 'dev', ph]);
     const before = l.show(gw).stats.drops.deviceOutsideMesh;
-    expect(pings(lab, phoneNs, MESH_LH, 3)).toBe(0);
-    expect(l.show(gw).stats.drops.deviceOutsideMesh - before).toBeGreaterThanOrEqual(3);
+    expect(pings(lab, phoneNs, MESH_LH, 3), 'phone → the public network through the gateway').toBe(0);
+    expect(pings(lab, r1, '10.99.200.1', 3), "the gateway's LAN → the phone").toBe(0);
+    expect(l.show(gw).stats.drops.deviceOutsideMesh - before).toBeGreaterThanOrEqual(6);
     expect(pings(lab, phoneNs, m2.v4, 2)).toBe(2); // the mesh still works
 
     // ── device remove: its traffic ends at once ──
