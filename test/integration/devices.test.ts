@@ -140,7 +140,19 @@ describe.skipIf(skip)(`a phone through a gateway${skip ? ` — skipped: ${skip}`
     expect(pings(lab, phoneNs, m2.v4, 2)).toBe(2); // the mesh still works
 
     // ── device remove: its traffic ends at once ──
+    // a 10 ms ping train runs across the removal; its last reply is timed against the command
+    const train = lab.spawn(phoneNs, ['ping', '-D', '-n', '-i', '0.01', '-W', '1', m2.v4], 'ping train');
+    await sleep(500);
+    const removeAt = Date.now();
     expect(km(['device', 'remove', 'phone', '--interface', gw.ifname])).toMatch(/removed/);
+    const removedAt = Date.now();
+    await sleep(500);
+    await train.stop('SIGINT');
+    const replies = [...train.output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) => Number(m[1]) * 1000);
+    expect(replies.filter((t) => t < removeAt).length, train.output.slice(0, 500)).toBeGreaterThan(10);
+    const last = Math.max(...replies);
+    expect(last).toBeLessThan(removedAt + 5);
+    console.log(`device remove: the command took ${removedAt - removeAt} ms; the last reply came ${Math.round(last - removeAt)} ms after it started; none after`);
     expect(pings(lab, phoneNs, m2.v4, 5)).toBe(0);
     expect(l.show(gw).peers.some((p: { device?: boolean }) => p.device)).toBe(false);
     expect(readFileSync(devicesFile, 'utf8')).not.toMatch(/phone/);
