@@ -29,6 +29,34 @@ afterEach(async () => {
   lab = null;
 });
 
+/**
+ * The terminal's QR code (qrcode's utf8 rendering: each character two modules high, █ ▀ ▄ or a
+ * space) as a PBM image, 8 pixels a module, for zbarimg.
+ */
+function terminalQrToPbm(qr: string): string {
+  const rows = qr.split('\n').filter((r) => r.length > 0);
+  const width = Math.max(...rows.map((r) => [...r].length));
+  const px: number[][] = [];
+  for (const r of rows) {
+    const chars = [...r];
+    const top: number[] = [];
+    const bottom: number[] = [];
+    for (let i = 0; i < width; i++) {
+      const c = chars[i] ?? ' ';
+      top.push(c === '█' || c === '▀' ? 1 : 0);
+      bottom.push(c === '█' || c === '▄' ? 1 : 0);
+    }
+    px.push(top, bottom);
+  }
+  const S = 8;
+  const lines = [`P1`, `${width * S} ${px.length * S}`];
+  for (const row of px) {
+    const line = row.flatMap((v) => new Array<number>(S).fill(v)).join(' ');
+    for (let k = 0; k < S; k++) lines.push(line);
+  }
+  return lines.join('\n') + '\n';
+}
+
 function pings(l: Lab, ns: string, to: string, count: number, waitS = 1): number {
   try {
     const out = l.exec(ns, ['ping', ...(to.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.2', '-W', String(waitS), to]);
@@ -83,6 +111,8 @@ describe.skipIf(skip)(`a phone through a gateway${skip ? ` — skipped: ${skip}`
     expect((out.slice(end).match(/[█▀▄]/g) ?? []).length).toBeGreaterThan(500);
     expect(statSync(png).mode & 0o777).toBe(0o600);
     expect(sh('zbarimg', ['--raw', '-q', png]).replace(/\n$/, '')).toBe(text);
+    const pbm = lab.file('phone-terminal-qr.pbm', terminalQrToPbm(out.slice(end)));
+    expect(sh('zbarimg', ['--raw', '-q', pbm]).replace(/\n$/, ''), 'the QR code as printed in the terminal').toBe(text);
     const devicesFile = path.join(path.dirname(gw.conf), 'gw.devices');
     expect(statSync(devicesFile).mode & 0o777).toBe(0o600);
     expect(readFileSync(devicesFile, 'utf8')).not.toContain(/^PrivateKey = (\S+)/m.exec(text)![1]);
