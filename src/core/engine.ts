@@ -69,7 +69,7 @@ import {
 import { LocalIdentity, ZERO_KEY } from './noise.js';
 import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
-import { onTimeExceeded, Openers } from './punch.js';
+import { onPortUnreachable, onTimeExceeded, Openers } from './punch.js';
 import { IcmpRateLimit } from './icmp.js';
 import { IPV6_MIN_MTU, onPacketTooBig, pmtuActivated } from './pmtu.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -783,6 +783,12 @@ export class Engine {
   handleTimeExceeded(addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
     this.clock = now;
     onTimeExceeded(this, addr, port, offender, payload, now);
+  }
+
+  /** The same for an ICMP "port unreachable" (punch.ts: an opener that reached the peer's NAT). */
+  handlePortUnreachable(addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
+    this.clock = now;
+    onPortUnreachable(this, addr, port, offender, payload, now);
   }
 
   // ───────────────────────────── helpers ─────────────────────────────
