@@ -2,13 +2,13 @@
  * A stock WireGuard device (Debian's wireguard-go, standing in for a phone's WireGuard app) joins
  * the mesh through a gateway, configured from nothing but `keymesh device add`'s output.
  *
- *            public network 203.0.113.0/24
- *   ──┬──────────────┬──────────────────┬──
- *     LH .1          r1 .11 (NAT)       r2 .12 (NAT)
- *     lighthouse     │ 10.1.0/24        │ 10.2.0/24
- *                    gw .2 (keymesh)    m2 .2 (keymesh)
- *                    │ lan1 192.168.77.1     subnets 10.99.200.0/24, fd99:0:0:c8::/64 → gw
- *                    phone 192.168.77.2 (wireguard-go; tunnel 10.99.200.1, fd99:0:0:c8::1)
+ *   public network 203.0.113.0/24: LH .1 (lighthouse), core .254 (a router, as the internet's)
+ *                                   ┌────────────┴────────────┐
+ *                                   r1 (NAT)                  r2 (NAT)        (netns/mesh-lab.ts)
+ *                                   │ 10.1.0/24               │ 10.2.0/24
+ *                                   gw .2 (keymesh)           m2 .2 (keymesh)
+ *                                   │ lan1 192.168.77.1       subnets 10.99.200.0/24, fd99:0:0:c8::/64 → gw
+ *                                   phone 192.168.77.2 (wireguard-go; tunnel 10.99.200.1, fd99:0:0:c8::1)
  *
  * The phone reaches m2 two hops away (phone → gw → NAT → m2, the gw–m2 session set up through
  * the lighthouse); m2 reaches the phone; m2 finds phone.gw by name through the lighthouse; the QR
