@@ -88,8 +88,8 @@ export function meshLab(lab: Lab, opts: { adjacentNats?: boolean } = {}) {
   const lhCrl = path.join(lab.dir, 'lh.crl');
   const lh = add('lh', lhNs, lab.file('lh.conf', lhText.replace('[Interface]\n', `[Interface]\nRevocations = ${lhCrl}\n`)));
 
-  /** A device behind NAT router r<k>, enrolled with `ca enroll` (not started). */
-  const member = (k: number, name = `m${k}`): MeshNode => {
+  /** A device behind NAT router r<k>, enrolled with `ca enroll` (not started); `subnets`: routed through it (`--subnets`, a gateway). */
+  const member = (k: number, name = `m${k}`, o: { subnets?: string } = {}): MeshNode => {
     const { ns: r, masquerade } = lab.router(`r${k}`);
     if (adjacent) wan(r, 'wan', [`${routerWan(k, true)}/24`]);
     else {
@@ -101,7 +101,7 @@ export function meshLab(lab: Lab, opts: { adjacentNats?: boolean } = {}) {
     const ns = lab.netns(name);
     lab.link(ns, 'eth0', [`10.${k}.0.2/24`], r, 'lan', [`10.${k}.0.1/24`]);
     lab.exec(ns, ['ip', 'route', 'add', 'default', 'via', `10.${k}.0.1`]);
-    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT)]);
+    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT), ...(o.subnets ? ['--subnets', o.subnets] : [])]);
     return add(name, ns, lab.file(`${name}.conf`, text));
   };
 
