@@ -17,6 +17,8 @@
  *     and keepalive of another changed) through `wg syncconf NAME <(wg-quick strip FILE)` on A
  *     and on W: the same `wg show dump` but for handshake times and byte counts; A's session
  *     with C kept.
+ * (d) SIGHUP after a new ListenPort in the file: the log says the socket was restarted, A listens
+ *     on the new port, and C (wireguard-go) follows it with the session it had.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -39,6 +41,8 @@ describe.skipIf(skip)('changing the configuration of a running node', () => {
   const keys = { a: wgGenKeypair(), b: wgGenKeypair(), c: wgGenKeypair(), d: wgGenKeypair(), e: wgGenKeypair() };
   const peerOf = (who: 'b' | 'c' | 'd', i: number) => ({ publicKey: keys[who].publicKey, allowedIps: [`${TUN(i)}/32`], endpoint: `${UNDER(i)}:51820` });
   let a: NodeSpec;
+  let aProc: Awaited<ReturnType<typeof startKeymesh>>;
+  let nsC: string;
 
   const km = (args: string[]) => spawnSync('ip', ['netns', 'exec', a.ns, process.execPath, KEYMESH_BIN, ...args], { encoding: 'utf8' });
   const dump = (ns: string, ifname: string) => l.exec(ns, ['wg', 'show', ifname, 'dump']).trim().split('\n');
@@ -57,12 +61,13 @@ describe.skipIf(skip)('changing the configuration of a running node', () => {
     await withLogs(async () => {
       const plug = l.bridge('sw');
       const ns = { a: l.netns('a'), b: l.netns('b'), c: l.netns('c'), d: l.netns('d') };
+      nsC = ns.c;
       for (const [i, who] of (['a', 'b', 'c', 'd'] as const).entries()) plug(ns[who], `e${who}`, [`${UNDER(i + 1)}/24`]);
       for (const [i, who] of (['b', 'c', 'd'] as const).entries()) {
         await startWireguardGo(l, { ns: ns[who], ifname: l.name(who), privateKey: keys[who].privateKey, listenPort: 51820, addresses: [`${TUN(i + 2)}/24`], peers: [{ publicKey: keys.a.publicKey, allowedIps: [`${TUN(1)}/32`], endpoint: `${UNDER(1)}:51820` }] });
       }
       a = { ns: ns.a, ifname: l.name('a'), privateKey: keys.a.privateKey, listenPort: 51820, addresses: [`${TUN(1)}/24`], peers: [peerOf('b', 2), peerOf('c', 3)] };
-      await startKeymesh(l, a);
+      aProc = await startKeymesh(l, a);
       expect(ping(l, ns.a, TUN(2)), 'A → B before').toBe(true);
       expect(ping(l, ns.a, TUN(3)), 'A → C before').toBe(true);
       const before = peerIn(show(), keys.c.publicKey)!;
@@ -160,4 +165,20 @@ describe.skipIf(skip)('changing the configuration of a running node', () => {
       expect(peerIn(show(), keys.c.publicKey)!.handshakes).toBe(before.handshakes);
     });
   }, 40_000);
+
+  it('(d) SIGHUP with a new ListenPort: a new socket, said in the log; C follows with its session', async () => {
+    await withLogs(async () => {
+      const before = peerIn(show(), keys.c.publicKey)!;
+      const text = readFileSync(a.configFile!, 'utf8').replace('ListenPort = 51820', 'ListenPort = 51830');
+      writeFileSync(a.configFile!, text);
+      process.kill(aProc.child.pid!, 'SIGHUP');
+      await waitFor('the SIGHUP reload', () => /reloaded \(SIGHUP\), with a restart: restarted the UDP socket: ListenPort changed 51820 → 51830/.test(aProc.output), 5000);
+      expect(l.exec(a.ns, ['wg', 'show', a.ifname, 'listen-port']).trim()).toBe('51830');
+      expect(ping(l, a.ns, TUN(3)), 'A → C on the new port').toBe(true);
+      const after = peerIn(show(), keys.c.publicKey)!;
+      expect(after.handshakes).toBe(before.handshakes);
+      // C's view: A's endpoint moved to the new port
+      expect(l.exec(nsC, ['wg', 'show', l.name('c'), 'endpoints']).trim()).toContain(`${UNDER(1)}:51830`);
+    });
+  }, 30_000);
 });
