@@ -94,6 +94,8 @@ export class Runtime {
   private dnsApplied = false;
   /** The configuration the node runs: the file it came up with, then as each reload left it. */
   private config: WgQuickConfig;
+  /** The reload under way (reloads run one after the other). */
+  private reloading: Promise<unknown> = Promise.resolve();
   /** Our claim on the name, and what a crash would leave for the next `up` to undo (crash-recovery.ts). */
   private record: NodeRecord | null = null;
   /** Peers' endpoints configured by host name, and their re-resolution. */
@@ -535,7 +537,6 @@ export class Runtime {
     this.reloading = run.catch(() => undefined);
     return run;
   }
-  private reloading: Promise<unknown> = Promise.resolve();
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */
   status(): object {
