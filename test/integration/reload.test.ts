@@ -19,6 +19,8 @@
  *     with C kept.
  * (d) SIGHUP after a new ListenPort in the file: the log says the socket was restarted, A listens
  *     on the new port, and C (wireguard-go) follows it with the session it had.
+ * (e) a new PrivateKey: the reload says the identity restarted and its sessions dropped; `wg show`
+ *     has the new public key, and C, told the new key, handshakes anew and answers pings.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -46,7 +48,7 @@ describe.skipIf(skip)('changing the configuration of a running node', () => {
 
   const km = (args: string[]) => spawnSync('ip', ['netns', 'exec', a.ns, process.execPath, KEYMESH_BIN, ...args], { encoding: 'utf8' });
   const dump = (ns: string, ifname: string) => l.exec(ns, ['wg', 'show', ifname, 'dump']).trim().split('\n');
-  const show = () => JSON.parse(km(['show', a.ifname, '--json']).stdout) as { peers: Array<{ publicKey: string; handshakes: number; latestHandshake: number | null; persistentKeepalive: number }> };
+  const show = () => JSON.parse(km(['show', a.ifname, '--json']).stdout) as { peers: Array<{ publicKey: string; handshakes: number; latestHandshake: number | null; persistentKeepalive: number; session: object | null }> };
   const peerIn = (s: ReturnType<typeof show>, k: string) => s.peers.find((p) => p.publicKey === k);
   const withLogs = async <T,>(f: () => Promise<T>): Promise<T> => {
     try {
@@ -179,6 +181,27 @@ describe.skipIf(skip)('changing the configuration of a running node', () => {
       expect(after.handshakes).toBe(before.handshakes);
       // C's view: A's endpoint moved to the new port
       expect(l.exec(nsC, ['wg', 'show', l.name('c'), 'endpoints']).trim()).toContain(`${UNDER(1)}:51830`);
+    });
+  }, 30_000);
+
+  it('(e) a new PrivateKey restarts the identity: sessions dropped, new handshakes under the new key', async () => {
+    await withLogs(async () => {
+      const fresh = wgGenKeypair();
+      const text = readFileSync(a.configFile!, 'utf8').replace(keys.a.privateKey, fresh.privateKey);
+      writeFileSync(a.configFile!, text);
+      const r = km(['reload', a.ifname]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/restarted the device's identity: PrivateKey changed, \d+ session\(s\) dropped/);
+      expect(r.stdout + r.stderr).not.toContain(fresh.privateKey);
+      expect(l.exec(a.ns, ['wg', 'show', a.ifname, 'public-key']).trim()).toBe(fresh.publicKey);
+      const dropped = peerIn(show(), keys.c.publicKey)!;
+      expect(dropped.session, 'no session with C right after the new key').toBeNull();
+      // C learns the new key: a fresh session
+      l.exec(nsC, ['wg', 'set', l.name('c'), 'peer', keys.a.publicKey, 'remove', 'peer', fresh.publicKey, 'allowed-ips', `${TUN(1)}/32`, 'endpoint', `${UNDER(1)}:51830`]);
+      expect(ping(l, a.ns, TUN(3)), 'A → C under the new key').toBe(true);
+      const again = peerIn(show(), keys.c.publicKey)!;
+      expect(again.handshakes).toBe(dropped.handshakes + 1);
+      expect(again.session).not.toBeNull();
     });
   }, 30_000);
 });
