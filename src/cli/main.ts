@@ -61,10 +61,12 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
   };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void shutdown(sig));
   // SIGHUP reloads, as for most daemons (`keymesh reload NAME` does the same through the control socket)
-  let reload: () => Promise<string> = async () => 'still coming up';
+  let reload: () => Promise<{ done: string[]; restarted: boolean }> = async () => {
+    throw new Error('still coming up');
+  };
   process.on('SIGHUP', () => {
     reload().then(
-      (done) => log(`${name}: reloaded (SIGHUP): ${done}`),
+      (r) => log(`${name}: reloaded (SIGHUP)${r.restarted ? ', with a restart' : ''}: ${r.done.join('; ')}`),
       (e: Error) => log(`${name}: reload (SIGHUP) failed, running configuration kept: ${e.message}`),
     );
   });
@@ -85,6 +87,7 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
     log(`${name}: down`);
     process.exit(0);
   };
+  // the whole file again (config-reload.ts applies what changed); a bad line changes nothing
   reload = async () => {
     const fresh = await loadWgQuick(configPath).catch((e) => {
       throw new Error(e instanceof ConfigError ? e.message : `${configPath}: ${(e as Error).message}`);
@@ -102,9 +105,12 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
       'device-remove': (req) => rt.devices.remove(req),
     },
     reload: async () => {
-      const done = await reload();
-      log(`${name}: reloaded: ${done}`);
-      return done;
+      const r = await reload().catch((e: Error) => {
+        log(`${name}: reload failed, running configuration kept: ${e.message}`);
+        throw e;
+      });
+      log(`${name}: reloaded${r.restarted ? ', with a restart' : ''}`);
+      return r;
     },
   }).catch((e) => {
     log(`${name}: control socket unavailable: ${(e as Error).message}`);
@@ -200,16 +206,16 @@ program
 program
   .command('reload')
   .argument('<name>', 'interface name')
-  .description("re-read the node's config file and apply its mesh certificate, CA and revocation list without dropping sessions (as SIGHUP)")
+  .description("re-read the node's config file and apply what changed (peers, allowed IPs, endpoints, keepalives, keys, lighthouse flags, certificate) without dropping the sessions of peers that did not change (as SIGHUP)")
   .action(async (name: string) => {
-    let r: { ok: boolean; done?: string; error?: string };
+    let r: { ok: boolean; done?: string[]; restarted?: boolean; error?: string };
     try {
       r = await controlRequest(name, { op: 'reload' }, CONTROL_DIR, 15_000);
     } catch (e) {
       fail((e as Error).message);
     }
-    if (!r.ok) fail(`reload refused, running configuration kept: ${r.error}`);
-    process.stdout.write(`${name}: ${r.done}\n`);
+    if (!r.ok) fail(`${r.error}\nkeymesh: reload refused: the running configuration of ${name} is unchanged`);
+    for (const line of r.done ?? []) process.stdout.write(`${name}: ${line}\n`);
   });
 program
   .command('show')

@@ -323,7 +323,8 @@ export class Engine {
   /** The runtime's sink; `sink` wraps it to carry relay paths through their lighthouse. */
   private readonly out: Sink;
   /** @internal */ readonly sink: Sink;
-  readonly isLighthouse: boolean;
+  /** `IsLighthouse = true`; a reload may change it (config-reload.ts). */
+  isLighthouse: boolean;
   /** @internal device-guard.ts */ readonly devicesMayLeave: boolean;
   /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
   /** @internal */ readonly relayBudget: TokenBuckets;
@@ -334,7 +335,7 @@ export class Engine {
   /** @internal Path MTU (pmtu.ts). */ readonly pmtuDiscovery: boolean;
   /** @internal stock-paths.ts */ readonly stockFailover: boolean;
   /** @internal false: a stock WireGuard twin for tests (no extension channel). */ readonly extensions: boolean;
-  /** @internal */ readonly mssClamp: boolean;
+  /** @internal `MssClamp`; a reload may change it. */ mssClamp: boolean;
   /** @internal */ readonly routeMtu: ((p: Path) => number | null) | null;
   /** @internal ICMP errors written into the TUN device: scratch and rate limit (icmp.ts). */ readonly icmpBuf = new Uint8Array(IPV6_MIN_MTU);
   /** @internal */ readonly icmpLimit = new IcmpRateLimit();
@@ -524,6 +525,11 @@ export class Engine {
 
   allowIp(peer: Peer, addr: Uint8Array, cidr: number): void {
     this.routes.insert(addr, cidr, peer);
+  }
+
+  /** Take addr/cidr from `peer` (only if it is `peer`'s: a prefix another peer took since is left). */
+  disallowIp(peer: Peer, addr: Uint8Array, cidr: number): boolean {
+    return this.routes.remove(addr, cidr, peer);
   }
 
   clearAllowedIps(peer: Peer): void {

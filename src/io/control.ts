@@ -18,7 +18,7 @@ export interface ControlHandlers {
   status(): object;
   down(): void;
   /** `keymesh reload`: re-read the configuration; resolves to what was done, rejects with why not. */
-  reload?(): Promise<string>;
+  reload?(): Promise<{ done: string[]; restarted: boolean }>;
   /** `keymesh ping`: one ping to what `target` names; resolves to the reply, rejects with why not. */
   ping?(target: string, timeoutMs: number): Promise<object>;
   /** Further ops answered asynchronously (`keymesh device add|list|remove`): the result's fields join {ok: true}; a rejection is {ok: false, error}. */
@@ -52,7 +52,7 @@ export class ControlServer {
             if (req.op === 'reload' && h.reload) {
               // answered when the reload is done (it reads files)
               h.reload().then(
-                (done) => sock.write(JSON.stringify({ ok: true, done }) + '\n'),
+                (r) => sock.write(JSON.stringify({ ok: true, done: r.done, restarted: r.restarted }) + '\n'),
                 (e: Error) => sock.write(JSON.stringify({ ok: false, error: e.message }) + '\n'),
               );
               continue;

@@ -2,8 +2,9 @@
  * `keymesh reload NAME` and SIGHUP, for mesh membership: the certificate, CA and revocation list
  * are taken again from a freshly loaded configuration, without dropping sessions. A renewed
  * certificate goes to every peer at once; a newer revocation list is adopted, passed on to every
- * keymesh peer (membership.ts) and ends the sessions of the members it revokes. What else a
- * reload could change (peers, ports, keys) needs a restart for now, and says so.
+ * keymesh peer (membership.ts) and ends the sessions of the members it revokes. The rest of a
+ * reload (peers, keys, ports, …) is config-reload.ts's, which calls this once the engine has the
+ * file's PrivateKey.
  *
  * May touch: the engine's mesh authority.
  */

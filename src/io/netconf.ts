@@ -75,6 +75,10 @@ export class InterfaceConfigurator {
     await ip([`-${family}`, 'address', 'add', cidr, 'dev', this.name]);
   }
 
+  async removeAddress(cidr: string, family: 4 | 6): Promise<void> {
+    await ip([`-${family}`, 'address', 'del', cidr, 'dev', this.name]);
+  }
+
   async up(): Promise<void> {
     await ip(['link', 'set', 'dev', this.name, 'up']);
   }

@@ -24,7 +24,7 @@
  * or arms the timer.
  */
 import { CertAuthority } from '../core/mesh-authority.js';
-import { reloadMesh } from './mesh-reload.js';
+import { reloadConfig } from './config-reload.js';
 import { createNodeEd25519Verify } from './ed25519-verify.js';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_MTU } from '../core/constants.js';
@@ -94,6 +94,10 @@ export class Runtime {
   fwmark = 0;
   startedAt = Date.now();
   private dnsApplied = false;
+  /** The configuration the node runs: the file it came up with, then as each reload left it. */
+  private config: WgQuickConfig;
+  /** The reload under way (reloads run one after the other). */
+  private reloading: Promise<unknown> = Promise.resolve();
   /** Our claim on the name, and what a crash would leave for the next `up` to undo (crash-recovery.ts). */
   private record: NodeRecord | null = null;
   /** Peers' endpoints configured by host name, and their re-resolution. */
@@ -114,6 +118,7 @@ export class Runtime {
 
   private constructor(private readonly opts: RuntimeOptions) {
     this.log = opts.log ?? ((l) => console.log(l));
+    this.config = opts.config;
     this.mtu = opts.config.interface.mtu ?? DEFAULT_MTU;
     this.pump = new Pump(this, this.mtu, (e) => {
       onEvent(this, e);
@@ -269,7 +274,7 @@ export class Runtime {
   }
 
   private async bringUp(): Promise<void> {
-    const cfg = this.opts.config;
+    const cfg = this.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preUp) await runHook(h, name);
     const tun = this.pump.useTun(native.tunOpen(name, { offload: OFFLOAD }));
@@ -332,7 +337,7 @@ export class Runtime {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    const cfg = this.opts.config;
+    const cfg = this.config;
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
     if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
@@ -362,7 +367,7 @@ export class Runtime {
   /** After a change made outside the data path: send what the engine queued and re-arm the timer. */
   /** Our addresses or routes changed: a port mapping may need asking for again (another gateway). */
   localChanged(): void {
-    if (this.opts.config.interface.portMapping && !this.stopped) this.portMappings.start();
+    if (this.config.interface.portMapping && !this.stopped) this.portMappings.start();
   }
 
   /** Announce our addresses (local ends and port mappings) again, now. */
@@ -424,15 +429,58 @@ export class Runtime {
 
   /** Listen on another UDP port (for the UAPI's listen_port): the new socket first, so a failure changes nothing. */
   rebind(port: number): void {
-    const next = native.udpOpen(port, false, SPLIT_HANDSHAKES); // throws EADDRINUSE with a clear message; nothing changed then
+    this.useUdpSocket(this.openUdp(port)); // throws EADDRINUSE with a clear message; nothing changed then
+  }
+
+  /** A UDP socket on `port` (0: any), marked with our fwmark, not yet polled or used. Throws when it cannot. */
+  openUdp(port: number): native.UdpHandle {
+    const next = native.udpOpen(port, false, SPLIT_HANDSHAKES);
+    if (this.fwmark) this.setSocketMarks(next, this.fwmark);
+    return next;
+  }
+
+  /** Close a socket from openUdp() that was not put in use. */
+  discardUdp(udp: native.UdpHandle): void {
+    closeUdp(udp);
+  }
+
+  /** Use `next` (from openUdp()) in place of the socket in use, which is closed. */
+  useUdpSocket(next: native.UdpHandle): void {
     if (this.udpPoll >= 0) native.pollStop(this.udpPoll);
     if (this.hsPoll >= 0) native.pollStop(this.hsPoll);
     if (this.pump.udp) closeUdp(this.pump.udp);
     this.pump.useUdp(next);
-    if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, (err) => this.onUdpPoll(err));
     this.hsPoll = next.hsFd! >= 0 ? native.pollStart(next.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
     this.log(`${this.name}: now listening on UDP port ${next.port}`);
+  }
+
+  /** An interface address (a reload's new Address). */
+  addAddress(a: { addr: string; cidr: number; family: 4 | 6 }): Promise<void> {
+    return this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
+  }
+
+  /** Take an interface address away (a reload's Address no longer in the file). */
+  removeAddress(a: { addr: string; cidr: number; family: 4 | 6 }): Promise<void> {
+    return this.net.removeAddress(`${a.addr}/${a.cidr}`, a.family);
+  }
+
+  /** DNS = … after a reload: given to resolvconf again, or taken back when the file has none. */
+  async setDns(dns: string[], search: string[]): Promise<void> {
+    if (dns.length === 0 && search.length === 0) {
+      if (this.dnsApplied) await removeDns(this.name);
+      this.dnsApplied = false;
+      return;
+    }
+    await this.record?.update({ dns: true });
+    await setDns(this.name, dns, search);
+    this.dnsApplied = true;
+  }
+
+  /** PortMapping = on|off after a reload. */
+  async setPortMapping(on: boolean): Promise<void> {
+    if (on) this.portMappings.start();
+    else await this.portMappings.stop();
   }
 
   /** Mark the UDP socket's packets (SO_MARK) with `mark`, if it is new and the socket is open. */
@@ -451,7 +499,7 @@ export class Runtime {
       for (const a of this.engine.allowedIpsOf(p)) routes.push({ cidr: `${formatAddress(a.addr)}/${a.cidr}`, family: a.family });
     }
     // the mesh's networks go to the interface, unless an address's own prefix route already does
-    const own = this.opts.config.interface.addresses.map((a) => `${networkOf(a.addr, a.cidr)}/${a.cidr}`);
+    const own = this.config.interface.addresses.map((a) => `${networkOf(a.addr, a.cidr)}/${a.cidr}`);
     for (const n of this.engine.meshAuthority?.networks ?? []) {
       const cidr = `${formatAddress(n.addr)}/${n.bits}`;
       if (!own.includes(cidr)) routes.push({ cidr, family: n.addr.length === 4 ? 4 : 6 });
@@ -468,7 +516,7 @@ export class Runtime {
 
   /** DNS = … as wg-quick applies it (netconf.ts); without resolvconf, say so and go on without. */
   private async applyDns(): Promise<void> {
-    const i = this.opts.config.interface;
+    const i = this.config.interface;
     if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
     try {
       await this.record?.update({ dns: true }); // before: a crash during setDns may leave the record
@@ -479,11 +527,20 @@ export class Runtime {
     }
   }
 
-  /** `keymesh reload` / SIGHUP: the mesh certificate, CA and revocations from the re-read file (mesh-reload.ts). */
-  reload(fresh: WgQuickConfig): string {
-    const done = reloadMesh(this.engine, fresh, this.now());
-    this.flushAndArm();
-    return done;
+  /**
+   * `keymesh reload` / SIGHUP: apply the re-read file's differences (config-reload.ts). Throws,
+   * having changed nothing, when it cannot; one reload at a time (a second waits for the first).
+   */
+  reload(fresh: WgQuickConfig): Promise<{ done: string[]; restarted: boolean }> {
+    const run = this.reloading.then(async () => {
+      if (this.stopped) throw new Error('the node is stopping');
+      const r = await reloadConfig(this, this.config, fresh);
+      this.config = r.config;
+      for (const line of r.done) this.log(`${this.name}: reload: ${line}`);
+      return { done: r.done, restarted: r.restarted };
+    });
+    this.reloading = run.catch(() => undefined);
+    return run;
   }
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */

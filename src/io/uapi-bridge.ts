@@ -6,7 +6,7 @@
  * address replaces a name), and what the runtime offers for the rest: rebinding the UDP socket,
  * the fwmark, the routes, flush-and-re-arm and the log. No fd is touched here.
  */
-import type { Engine } from '../core/engine.js';
+import { keyId, type Engine } from '../core/engine.js';
 import type { DeviceChange, DeviceSnapshot } from '../uapi/protocol.js';
 import { udpOf } from './local-ends.js';
 import type { EndpointNames } from './reresolve.js';
@@ -59,11 +59,21 @@ export function uapiSnapshot(rt: UapiHost): DeviceSnapshot {
 export function uapiApply(rt: UapiHost, c: DeviceChange): void {
   const engine = rt.engine;
   const now = rt.now();
-  if (c.privateKey !== undefined) engine.setPrivateKey(c.privateKey);
+  if (c.privateKey !== undefined) {
+    engine.setPrivateKey(c.privateKey);
+    // as wireguard-go: a peer with our own (new) public key cannot be talked to; it goes
+    const self = engine.publicKey && engine.getPeer(engine.publicKey);
+    if (self) {
+      rt.names.forget(self);
+      engine.removePeer(self.publicKey);
+    }
+  }
   if (c.listenPort !== undefined && c.listenPort !== rt.listenPort) rt.rebind(c.listenPort);
   if (c.fwmark !== undefined) rt.setFwmark(c.fwmark);
   if (c.replacePeers) engine.removeAllPeers();
+  const own = engine.publicKey ? keyId(engine.publicKey) : null;
   for (const pc of c.peers) {
+    if (keyId(pc.publicKey) === own) continue; // wireguard-go ignores a section for our own key
     if (pc.remove) {
       const gone = engine.getPeer(pc.publicKey);
       if (gone) rt.names.forget(gone);
@@ -82,7 +92,10 @@ export function uapiApply(rt: UapiHost, c: DeviceChange): void {
     );
     if (pc.endpoint) rt.names.forget(peer); // an explicit address overrides the configured name
     if (pc.replaceAllowedIps) engine.clearAllowedIps(peer);
-    for (const a of pc.allowedIps) engine.allowIp(peer, a.addr, a.cidr);
+    for (const a of pc.allowedIps) {
+      if (a.remove) engine.disallowIp(peer, a.addr, a.cidr);
+      else engine.allowIp(peer, a.addr, a.cidr);
+    }
     if (pc.persistentKeepalive !== undefined) engine.setPersistentKeepalive(peer, pc.persistentKeepalive, now);
   }
   rt.flushAndArm();

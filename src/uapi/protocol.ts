@@ -38,7 +38,8 @@ export interface PeerChange {
   endpoint?: { address: string; port: number; family: 4 | 6 };
   persistentKeepalive?: number;
   replaceAllowedIps: boolean;
-  allowedIps: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6 }>;
+  /** In order; `remove`: `allowed_ip=-PREFIX` (wg ≥ 1.0.20250521 and wireguard-go take one prefix away). */
+  allowedIps: Array<{ addr: Uint8Array; cidr: number; family: 4 | 6; remove?: true }>;
 }
 
 export interface DeviceChange {
@@ -101,10 +102,10 @@ function num(key: string, v: string, max: number): number {
   return Number(v);
 }
 
-function bool(key: string, v: string): boolean {
+/** replace_peers, remove, update_only, replace_allowed_ips: wireguard-go takes "true" and nothing else. */
+function onlyTrue(key: string, v: string): true {
   if (v === 'true') return true;
-  if (v === 'false') return false;
-  throw new UapiError(EINVAL, `${key}: "${v}" is not true or false`);
+  throw new UapiError(EINVAL, `${key}: "${v}" is not true (the only value it takes)`);
 }
 
 /**
@@ -147,7 +148,7 @@ export function parseSet(body: string): DeviceChange {
           change.fwmark = value === '' ? 0 : num(key, value, 0xffffffff);
           break;
         case 'replace_peers':
-          change.replacePeers = bool(key, value);
+          change.replacePeers = onlyTrue(key, value);
           break;
         case 'protocol_version':
           if (value !== '1') throw new UapiError(EPROTO, `protocol_version ${value} is not supported`);
@@ -159,10 +160,10 @@ export function parseSet(body: string): DeviceChange {
     }
     switch (key) {
       case 'remove':
-        peer.remove = bool(key, value);
+        peer.remove = onlyTrue(key, value);
         break;
       case 'update_only':
-        peer.updateOnly = bool(key, value);
+        peer.updateOnly = onlyTrue(key, value);
         break;
       case 'preshared_key': {
         const k = hexToKey(value);
@@ -187,12 +188,16 @@ export function parseSet(body: string): DeviceChange {
         peer.persistentKeepalive = num(key, value, 65535);
         break;
       case 'replace_allowed_ips':
-        peer.replaceAllowedIps = bool(key, value);
+        // what came before in this section is cleared with the rest (wireguard-go applies in order)
+        peer.replaceAllowedIps = onlyTrue(key, value);
+        peer.allowedIps = [];
         break;
       case 'allowed_ip': {
-        const c = parseCidr(value);
-        if (typeof c === 'string' || !value.includes('/')) throw new UapiError(EINVAL, `allowed_ip: "${value}" is not a prefix`);
-        peer.allowedIps.push({ addr: c.bytes, cidr: c.cidr, family: c.family });
+        const remove = value.startsWith('-');
+        const text = remove ? value.slice(1) : value;
+        const c = parseCidr(text);
+        if (typeof c === 'string' || !text.includes('/')) throw new UapiError(EINVAL, `allowed_ip: "${value}" is not a prefix`);
+        peer.allowedIps.push(remove ? { addr: c.bytes, cidr: c.cidr, family: c.family, remove } : { addr: c.bytes, cidr: c.cidr, family: c.family });
         break;
       }
       case 'protocol_version':
