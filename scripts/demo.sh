@@ -21,7 +21,7 @@ for cmd in ip:iproute2 iperf3:iperf3 ping:iputils-ping wg:wireguard-tools; do
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "demo: installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "demo: npm ci"; npm ci --no-audit --no-fund >/dev/null

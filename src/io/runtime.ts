@@ -63,6 +63,13 @@ export interface RuntimeOptions {
   uapiDir?: string;
   /** Called when the node cannot go on (its TUN device was deleted from under it). */
   onFatal?: (reason: string) => void;
+  /**
+   * keymesh-wg, driven by wg-quick as wireguard-go is: the device starts empty and wg-quick owns
+   * the host side (MTU, addresses, link state, routes, DNS, hooks), so bring-up only creates the TUN
+   * device and serves the UAPI. `config` then holds a throwaway private key for the start-up
+   * warm-up alone: it is cleared before the UAPI opens, so `wg setconf` finds a device with no key.
+   */
+  wgQuickDriven?: boolean;
 }
 
 /** KEYMESH_SPLIT_HANDSHAKES=0: one socket for everything (handshakes not kept apart by the kernel; for comparison). */
@@ -134,7 +141,8 @@ export class Runtime {
       meshIdleForget: opts.config.interface.forgetAfter !== undefined ? opts.config.interface.forgetAfter * 1000 : undefined,
       mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null, ed25519Verify()) : undefined,
     });
-    this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
+    // driven by wg-quick: it adds the routes (and its fwmark rules for a default route), not us
+    this.net = new InterfaceConfigurator(opts.interfaceName, opts.wgQuickDriven ? 'off' : (opts.config.interface.table ?? 'auto'));
   }
 
   get name(): string {
@@ -287,11 +295,14 @@ export class Runtime {
       const peer = this.addConfiguredPeer(p, endpoint, now);
       if (p.endpoint) this.names.remember(peer, p.endpoint);
     }
-    await this.net.setMtu(this.mtu);
-    for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
-    await this.net.up();
-    await this.syncRoutes();
-    await this.applyDns();
+    if (this.opts.wgQuickDriven) this.engine.setPrivateKey(null); // the warm-up's key; `wg setconf` gives the real one
+    else {
+      await this.net.setMtu(this.mtu);
+      for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
+      await this.net.up();
+      await this.syncRoutes();
+      await this.applyDns();
+    }
     this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
         // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
