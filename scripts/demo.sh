@@ -26,7 +26,10 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "demo: npm ci"; npm ci --no-audit --no-fund >/dev/null
 fi
-[ -f build/Release/keymesh_native.node ] || npx --no-install node-gyp rebuild >/dev/null
+addon=build/Release/keymesh_native.node
+if [ ! -f $addon ] || [ -n "$(find native binding.gyp -newer $addon 2>/dev/null | head -1)" ]; then
+  npm run -s build:native >/dev/null
+fi
 npm run -s build
 
 P=km-demo
