@@ -5,13 +5,16 @@
  *
  *   ns A: wg-quick ─▶ keymesh-wg (daemon)  ══ veth ══  ns B: wireguard-go (or wg-quick + keymesh-wg)
  *
+ * and keymesh-wg by itself, as wg-quick calls it, for what Debian's wg-quick does not exercise
+ * (a removed socket ends the daemon, as wg-quick down does it on other systems; -f).
+ *
  * wg-quick falls back to a userspace implementation only when `ip link add … type wireguard`
  * fails. Where the kernel module works (or KEYMESH_TEST_FORCE_USERSPACE=1), wg-quick runs in a
  * mount namespace of its own with an empty /sys/module and an `ip` that refuses that one command
  * (a shim in front of PATH), which is what a host without the module looks like to wg-quick.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canRunNetns, KEYMESH_BIN, Lab, ping, REPO, sh, sleep, startProbe, startWireguardGo, tcpTransfer, uapiSocket, waitFor, wgQuickConfig, type NodeSpec } from '../../netns/lib.js';
@@ -164,5 +167,41 @@ describe.skipIf(skip)('keymesh-wg under wg-quick', () => {
     await waitFor('both nodes gone', () => leftovers(lab!, a).length + leftovers(lab!, b, true).length === 0, 5000).catch((e) => {
       throw new Error(`${(e as Error).message}: ${[...leftovers(lab!, a), ...leftovers(lab!, b, true)].join('; ')}${logs}`);
     });
+  }, 60_000);
+
+  it('keymesh-wg alone, as wg-quick calls it: returns once device and socket exist, refuses a taken name, holds its MTU, exits when its socket is removed; -f stays in the foreground', async () => {
+    lab = new Lab();
+    const ns = lab.netns('d');
+    const n: NodeSpec = { ns, ifname: lab.name('d'), privateKey: '', addresses: [], peers: [] };
+    const env = ['env', `KEYMESH_WG_LOG=${logOf(lab, n)}`];
+    const run = () => spawnSync('ip', ['netns', 'exec', ns, ...env, KEYMESH_WG, n.ifname], { encoding: 'utf8', timeout: 60_000 });
+    const first = run();
+    expect(first.status, first.stderr).toBe(0);
+    // on return, both exist (wg-quick's next step is `wg setconf`): no waiting here
+    expect(linkExists(lab, n)).toBe(true);
+    expect(existsSync(uapiSocket(n.ifname))).toBe(true);
+    expect(lab.exec(ns, ['wg', 'show', n.ifname])).not.toContain('private key'); // empty device: no key yet
+    const second = run();
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`interface ${n.ifname} belongs to a running keymesh node`);
+    // an MTU the data path's buffers do not fit is put back
+    lab.exec(ns, ['ip', 'link', 'set', 'dev', n.ifname, 'mtu', '9000']);
+    await waitFor('the MTU back at 1420', () => lab!.exec(ns, ['cat', `/sys/class/net/${n.ifname}/mtu`]).trim() === '1420', 5000);
+    // wg-quick down elsewhere (and wireguard-go's contract): removing the socket ends the daemon
+    rmSync(uapiSocket(n.ifname));
+    await waitFor('nothing left after the socket was removed', () => leftovers(lab!, n).length === 0, 5000).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${leftovers(lab!, n).join('; ')}\n${readFileSync(logOf(lab!, n), 'utf8')}`);
+    });
+    expect(readFileSync(logOf(lab, n), 'utf8')).toContain(`its UAPI socket ${uapiSocket(n.ifname)} was removed`);
+
+    // -f: the same device in the foreground, logging to stdout, until SIGTERM
+    const fg = lab.spawn(ns, [KEYMESH_WG, '-f', n.ifname], 'keymesh-wg -f');
+    await waitFor('keymesh-wg -f up', () => {
+      if (!fg.running) throw new Error(`keymesh-wg -f exited (${fg.exitCode}):\n${fg.output}`);
+      return existsSync(uapiSocket(n.ifname));
+    }, 20_000);
+    expect(fg.output).toContain(`${n.ifname}: up`);
+    expect(await fg.stop('SIGTERM')).toBe(0);
+    expect(leftovers(lab, n)).toEqual([]);
   }, 60_000);
 });
