@@ -1,6 +1,8 @@
 /**
- * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`, and the mesh CA's
- * `ca init|sign|enroll|revoke` and `cert show` (ca.ts).
+ * The keymesh command line: `up`, `down`, `show`, `ping`, `reload`, `genkey`, `pubkey`, `genpsk`,
+ * `install-unit` (install-unit.ts), and the mesh CA's `ca init|sign|enroll|revoke` and `cert show`
+ * (ca.ts). Under systemd (`Type=notify`), `up` reports readiness, reloads and shutdown (sd-notify.ts).
+ * keymesh-wg, the wg-quick userspace implementation, is wg.ts.
  */
 import { formatPong, pingOnce, type PingReply } from '../io/ping.js';
 import { Command } from 'commander';
