@@ -86,18 +86,6 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
   } catch (e) {
     fail((e as Error).message);
   }
-  let control: ControlServer | null = null;
-  let stopping = false;
-  shutdown = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    systemd?.stopping();
-    log(`${name}: ${why}, shutting down`);
-    await control?.close().catch(() => undefined);
-    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
-    log(`${name}: down`);
-    process.exit(0);
-  };
   reload = async () => {
     systemd?.reloading();
     try {
@@ -110,7 +98,7 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
       systemd?.ready();
     }
   };
-  control = await ControlServer.listen(name, {
+  const control = await ControlServer.listen(name, {
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
     ping: (target, timeoutMs) => pingOnce(rt, target, timeoutMs) as Promise<object>,
@@ -123,6 +111,19 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
     log(`${name}: control socket unavailable: ${(e as Error).message}`);
     return null;
   });
+  // Only now does a signal start the shutdown (until here it was noted): one begun sooner would
+  // not know of the control socket, and leave its file behind.
+  let stopping = false;
+  shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    systemd?.stopping();
+    log(`${name}: ${why}, shutting down`);
+    await control?.close().catch(() => undefined);
+    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
+    log(`${name}: down`);
+    process.exit(0);
+  };
   if (signalled) await shutdown(signalled);
   systemd?.ready(`${name} up, ${loaded.config.peers.length} peer(s)`);
   // Keep the process alive: the native polls are the event sources.

@@ -140,7 +140,8 @@ function report(line: string): void {
 
 /** Call `gone` once the socket at `p` is removed or replaced (wg-quick down: `rm -f` the socket). */
 async function watchSocket(p: string, gone: () => void): Promise<() => void> {
-  const ino = (await lstat(p)).ino;
+  const ino = (await lstat(p).catch(() => null))?.ino;
+  if (ino === undefined) gone();
   const check = () => {
     lstat(p).then(
       (st) => st.ino !== ino && gone(),
@@ -195,29 +196,14 @@ async function runDevice(name: string): Promise<void> {
     report(`ERROR ${msg}`);
     process.exit(1);
   }
-  let control: ControlServer | null = null;
-  let unwatch: () => void = () => undefined;
-  let stopping = false;
-  shutdown = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    log(`${name}: ${why}, shutting down`);
-    unwatch();
-    await control?.close().catch(() => undefined);
-    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
-    log(`${name}: down`);
-    process.exit(0);
-  };
+  // Until every socket below is open, a signal (or a fatal error) is only noted: a shutdown begun
+  // sooner would not know of a socket opened after it, and leave that file behind.
   const sock = path.join(UAPI_DIR, `${name}.sock`);
   const unwatchSocket = await watchSocket(sock, () => void shutdown(`its UAPI socket ${sock} was removed`));
   const mtuCheck = setInterval(() => void holdMtu(name, rt.mtu, log), SOCKET_CHECK_MS);
   mtuCheck.unref();
-  unwatch = () => {
-    unwatchSocket();
-    clearInterval(mtuCheck);
-  };
   // `keymesh show` and `keymesh down` work on it as on any keymesh node
-  control = await ControlServer.listen(name, {
+  const control = await ControlServer.listen(name, {
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
     ping: (target, timeoutMs) => pingOnce(rt, target, timeoutMs) as Promise<object>,
@@ -225,6 +211,18 @@ async function runDevice(name: string): Promise<void> {
     log(`${name}: control socket unavailable: ${(e as Error).message}`);
     return null;
   });
+  let stopping = false;
+  shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${name}: ${why}, shutting down`);
+    unwatchSocket();
+    clearInterval(mtuCheck);
+    await control?.close().catch(() => undefined);
+    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
+    log(`${name}: down`);
+    process.exit(0);
+  };
   if (signalled) return shutdown(signalled);
   report('READY');
   // Keep the process alive: the native polls are the event sources.
