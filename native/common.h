@@ -187,6 +187,7 @@ napi_value km_udp_send(napi_env env, napi_callback_info info, int gso, const cha
 void km_register_aead(napi_env env, napi_value exports);
 void km_register_offload(napi_env env, napi_value exports);
 void km_register_hash(napi_env env, napi_value exports);
+void km_register_notify(napi_env env, napi_value exports);
 /* offload.c: after TUNSETIFF with IFF_VNET_HDR, the TUN_F_* offloads obtained (0: none). */
 unsigned km_offload_tun_setup(int fd);
 /* offload.c: drop what is pending for an fd number that is being closed. */

@@ -790,6 +790,7 @@ static napi_value init(napi_env env, napi_value exports) {
   km_register_aead(env, exports);
   km_register_offload(env, exports);
   km_register_hash(env, exports);
+  km_register_notify(env, exports);
   return exports;
 }
 

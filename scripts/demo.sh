@@ -21,12 +21,15 @@ for cmd in ip:iproute2 iperf3:iperf3 ping:iputils-ping wg:wireguard-tools; do
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "demo: installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "demo: npm ci"; npm ci --no-audit --no-fund >/dev/null
 fi
-[ -f build/Release/keymesh_native.node ] || npx --no-install node-gyp rebuild >/dev/null
+addon=build/Release/keymesh_native.node
+if [ ! -f $addon ] || [ -n "$(find native binding.gyp -newer $addon 2>/dev/null | head -1)" ]; then
+  npm run -s build:native >/dev/null
+fi
 npm run -s build
 
 P=km-demo

@@ -36,7 +36,11 @@ fi
 if [ "${CI:-}" = "true" ] || [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund || { echo "test: npm ci failed"; exit 1; }
 fi
-[ -f build/Release/keymesh_native.node ] || npm run -s build:native || { echo "test: native addon build failed"; exit 1; }
+# (again when a C file or binding.gyp is newer than the built addon: a checkout that moved on)
+addon=build/Release/keymesh_native.node
+if [ ! -f $addon ] || [ -n "$(find native binding.gyp -newer $addon 2>/dev/null | head -1)" ]; then
+  npm run -s build:native || { echo "test: native addon build failed"; exit 1; }
+fi
 npm run -s build || { echo "test: TypeScript build failed"; exit 1; }
 
 report=$(mktemp)

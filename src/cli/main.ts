@@ -1,6 +1,9 @@
 /**
- * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`, and the mesh CA's
- * `ca init|sign|enroll|revoke` and `cert show` (ca.ts), and a gateway's `device add|list|remove` (device.ts).
+ * The keymesh command line: `up`, `down`, `show`, `ping`, `reload`, `genkey`, `pubkey`, `genpsk`,
+ * `install-unit` (install-unit.ts), the mesh CA's `ca init|sign|enroll|revoke` and `cert show`
+ * (ca.ts), and a gateway's `device add|list|remove` (device.ts). Under systemd (`Type=notify`),
+ * `up` reports readiness, reloads and shutdown (sd-notify.ts). keymesh-wg, the wg-quick userspace
+ * implementation, is wg.ts.
  */
 import { formatPong, pingOnce, type PingReply } from '../io/ping.js';
 import { Command } from 'commander';
@@ -15,6 +18,10 @@ import { Runtime } from '../io/runtime.js';
 import { registerCaCommands } from './ca.js';
 import { registerDeviceCommands } from './device.js';
 import { formatShow } from './show.js';
+import { findConfig } from './config-path.js';
+import { SystemdNotifier } from '../io/sd-notify.js';
+import { installUnit } from './install-unit.js';
+import { VERSION } from './version.js';
 
 const IFNAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
 
@@ -33,7 +40,13 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function up(configPath: string, opts: { interface?: string }): Promise<void> {
+async function up(arg: string, opts: { interface?: string }): Promise<void> {
+  let configPath: string;
+  try {
+    configPath = await findConfig(arg);
+  } catch (e) {
+    fail((e as Error).message);
+  }
   const name = opts.interface ?? path.basename(configPath).replace(/\.conf$/, '');
   if (!IFNAME.test(name)) {
     fail(`"${name}" is not a valid interface name (1–15 characters of a-z A-Z 0-9 _ = + . -); use --interface NAME`);
@@ -53,6 +66,7 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
     fail('keymesh up needs root (creating a TUN device and routes needs CAP_NET_ADMIN): run it with sudo');
   }
   const log = (l: string) => process.stdout.write(stamp(l) + '\n');
+  const systemd = SystemdNotifier.fromEnv((l) => log(`${name}: ${l}`));
   // Signals are caught from the start: one that arrives while the interface is still coming up
   // is honoured as soon as it is up (so nothing is left half-configured).
   let signalled: string | null = null;
@@ -76,25 +90,20 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
   } catch (e) {
     fail((e as Error).message);
   }
-  let control: ControlServer | null = null;
-  let stopping = false;
-  shutdown = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    log(`${name}: ${why}, shutting down`);
-    await control?.close().catch(() => undefined);
-    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
-    log(`${name}: down`);
-    process.exit(0);
-  };
   // the whole file again (config-reload.ts applies what changed); a bad line changes nothing
   reload = async () => {
-    const fresh = await loadWgQuick(configPath).catch((e) => {
-      throw new Error(e instanceof ConfigError ? e.message : `${configPath}: ${(e as Error).message}`);
-    });
-    return rt.reload(fresh.config);
+    systemd?.reloading();
+    try {
+      const fresh = await loadWgQuick(configPath).catch((e) => {
+        throw new Error(e instanceof ConfigError ? e.message : `${configPath}: ${(e as Error).message}`);
+      });
+      return rt.reload(fresh.config);
+    } finally {
+      // a refused reload leaves the node running as it was: still ready
+      systemd?.ready();
+    }
   };
-  control = await ControlServer.listen(name, {
+  const control = await ControlServer.listen(name, {
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
     ping: (target, timeoutMs) => pingOnce(rt, target, timeoutMs) as Promise<object>,
@@ -116,7 +125,21 @@ async function up(configPath: string, opts: { interface?: string }): Promise<voi
     log(`${name}: control socket unavailable: ${(e as Error).message}`);
     return null;
   });
+  // Only now does a signal start the shutdown (until here it was noted): one begun sooner would
+  // not know of the control socket, and leave its file behind.
+  let stopping = false;
+  shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    systemd?.stopping();
+    log(`${name}: ${why}, shutting down`);
+    await control?.close().catch(() => undefined);
+    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
+    log(`${name}: down`);
+    process.exit(0);
+  };
   if (signalled) await shutdown(signalled);
+  systemd?.ready(`${name} up, ${loaded.config.peers.length} peer(s)`);
   // Keep the process alive: the native polls are the event sources.
   setInterval(() => undefined, 1 << 30);
 }
@@ -161,10 +184,11 @@ async function show(name: string | undefined, opts: { json?: boolean }): Promise
 const program = new Command();
 program
   .name('keymesh')
-  .description('An overlay VPN node that speaks WireGuard, with sessions that follow their peers across addresses');
+  .description('An overlay VPN node that speaks WireGuard, with sessions that follow their peers across addresses')
+  .version(VERSION, '-V, --version', 'print the version');
 program
   .command('up')
-  .argument('<config>', 'wg-quick configuration file (e.g. wg0.conf)')
+  .argument('<config>', 'wg-quick configuration file (e.g. ./wg0.conf), or an interface name (wg0: /etc/keymesh/wg0.conf, else /etc/wireguard/wg0.conf)')
   .option('-i, --interface <name>', 'interface name (default: the file name without .conf)')
   .description('bring up an interface from a wg-quick config and run in the foreground until SIGINT/SIGTERM')
   .action(up);
@@ -243,6 +267,17 @@ program
   .description('print a new preshared key (base64), as `wg genpsk`')
   .action(() => {
     process.stdout.write(encodeKey(new Uint8Array(randomBytes(32))) + '\n');
+  });
+program
+  .command('install-unit')
+  .option('--dir <dir>', 'where systemd looks for unit files', '/etc/systemd/system')
+  .description('install the keymesh@.service systemd template (then: systemctl enable --now keymesh@wg0)')
+  .action(async (o: { dir: string }) => {
+    try {
+      process.stdout.write(await installUnit(o.dir));
+    } catch (e) {
+      fail((e as Error).message);
+    }
   });
 registerCaCommands(program);
 registerDeviceCommands(program);

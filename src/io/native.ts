@@ -77,6 +77,8 @@ interface Addon {
   offloadSplit?: (vnetHeader: Uint8Array, packet: Uint8Array, slotSize?: number) => Uint8Array[] | null;
   offloadCoalesce?: (packets: Uint8Array[]) => Array<{ vnet: Uint8Array; packet: Uint8Array; segments: number }>;
   offloadCounters?: () => OffloadCounters;
+  // notify.c (absent from an addon built before it)
+  unixDatagramSend?: (path: string, bytes: Uint8Array) => number;
 }
 
 /**
@@ -277,3 +279,15 @@ export const offloadCoalesce = (packets: Uint8Array[]): Array<{ vnet: Uint8Array
   a().offloadCoalesce!(packets);
 /** Process-wide offload counters (segments split and coalesced, GSO sends, GRO receives, drops). */
 export const offloadCounters = (): OffloadCounters | null => (hasOffload() ? a().offloadCounters!() : null);
+
+// ───────────────────────── one Unix datagram (native/notify.c) ─────────────────────────
+
+/**
+ * Send one datagram to the Unix socket at `path` ('@name': an abstract socket), as sd_notify does
+ * with $NOTIFY_SOCKET. Throws with the errno's code (ENOENT, ECONNREFUSED, …) when it cannot.
+ */
+export function unixDatagramSend(path: string, bytes: Uint8Array): number {
+  const f = a().unixDatagramSend;
+  if (!f) throw new Error('the keymesh native addon predates unixDatagramSend: rebuild it (npm run build:native)');
+  return f(path, bytes);
+}

@@ -65,6 +65,13 @@ export interface RuntimeOptions {
   uapiDir?: string;
   /** Called when the node cannot go on (its TUN device was deleted from under it). */
   onFatal?: (reason: string) => void;
+  /**
+   * keymesh-wg, driven by wg-quick as wireguard-go is: the device starts empty and wg-quick owns
+   * the host side (MTU, addresses, link state, routes, DNS, hooks), so bring-up only creates the TUN
+   * device and serves the UAPI. `config` then holds a throwaway private key for the start-up
+   * warm-up alone: it is cleared before the UAPI opens, so `wg setconf` finds a device with no key.
+   */
+  wgQuickDriven?: boolean;
 }
 
 /** KEYMESH_SPLIT_HANDSHAKES=0: one socket for everything (handshakes not kept apart by the kernel; for comparison). */
@@ -144,7 +151,8 @@ export class Runtime {
       devicesMayLeave: opts.config.interface.devicesMayLeave,
       mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null, ed25519Verify()) : undefined,
     });
-    this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
+    // driven by wg-quick: it adds the routes (and its fwmark rules for a default route), not us
+    this.net = new InterfaceConfigurator(opts.interfaceName, opts.wgQuickDriven ? 'off' : (opts.config.interface.table ?? 'auto'));
     this.devices = new GatewayDevices(this, devicesPath(opts.config));
   }
 
@@ -298,10 +306,13 @@ export class Runtime {
       const peer = this.addConfiguredPeer(p, endpoint, now);
       if (p.endpoint) this.names.remember(peer, p.endpoint);
     }
-    await this.devices.start(); // the devices file's peers (devices.ts), before their routes
-    // MTU, addresses, up and the routes: one `ip -batch` (netconf.ts)
-    await this.syncRoutes(this.net.setupLines(this.mtu, cfg.interface.addresses.map((a) => ({ cidr: `${a.addr}/${a.cidr}` }))));
-    await this.applyDns();
+    if (this.opts.wgQuickDriven) this.engine.setPrivateKey(null); // the warm-up's key; `wg setconf` gives the real one
+    else {
+      await this.devices.start(); // the devices file's peers (devices.ts), before their routes
+      // MTU, addresses, up and the routes: one `ip -batch` (netconf.ts)
+      await this.syncRoutes(this.net.setupLines(this.mtu, cfg.interface.addresses.map((a) => ({ cidr: `${a.addr}/${a.cidr}` }))));
+      await this.applyDns();
+    }
     this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
         // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
