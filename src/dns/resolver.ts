@@ -176,6 +176,7 @@ export class Resolver<T = unknown> {
   /** Queries whose wait ran out by `now`: SERVFAIL (the lighthouses said nothing; try again later). */
   expire(now: number): Array<{ tag: T; tcp: boolean; bytes: Buffer }> {
     const out: Array<{ tag: T; tcp: boolean; bytes: Buffer }> = [];
+    if (this.waitingCount === 0 || this.nextDeadline() > now) return out;
     for (const [name, list] of this.waiting) {
       const keep = list.filter((w) => w.until > now);
       for (const w of list) if (w.until <= now) out.push({ tag: w.tag, tcp: w.tcp, bytes: this.servfail(w.query, w.tcp) });
