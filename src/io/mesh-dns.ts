@@ -55,16 +55,20 @@ export class MeshDns {
     private readonly o: { port?: number; paths?: HostDnsPaths; resolvedSocket?: string } = {},
   ) {}
 
-  /** True if MeshDNS = direct takes `DNS =` over (resolvconf must not be called then). */
-  static ownsDnsKey(cfg: WgQuickConfig): boolean {
-    return cfg.interface.meshDns === 'direct';
+  /** MeshDNS = direct is in force: resolv.conf is ours, `DNS =` included (resolvconf must not be called). */
+  get ownsHostDns(): boolean {
+    return this.host === 'direct';
   }
 
   async start(cfg: WgQuickConfig): Promise<void> {
     this.mode = cfg.interface.meshDns ?? 'auto';
     const e = this.rt.engine;
     const named = cfg.peers.some((p) => p.name);
-    if (this.mode === 'off' || (!e.meshAuthority && !named)) return;
+    if (this.mode === 'off') return;
+    if (!e.meshAuthority && !named) {
+      if (this.mode === 'direct') this.rt.log(`${this.rt.name}: DNS: MeshDNS = direct, but there are no names to serve (no mesh certificate, no Name =): host DNS left alone`);
+      return;
+    }
     const addresses = cfg.interface.addresses.map((a) => a.addr);
     if (addresses.length === 0) {
       this.rt.log(`${this.rt.name}: DNS: no overlay address to answer on (Address =)`);

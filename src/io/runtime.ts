@@ -295,8 +295,8 @@ export class Runtime {
     for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
     await this.net.up();
     await this.syncRoutes();
-    await this.applyDns();
     await this.dns.start(cfg);
+    await this.applyDns();
     this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
         // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
@@ -471,7 +471,7 @@ export class Runtime {
   private async applyDns(): Promise<void> {
     const i = this.opts.config.interface;
     if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
-    if (MeshDns.ownsDnsKey(this.opts.config)) return; // MeshDNS = direct writes resolv.conf itself, DNS = included
+    if (this.dns.ownsHostDns) return; // MeshDNS = direct wrote resolv.conf itself, DNS = included (mesh-dns.ts)
     try {
       await this.record?.update({ dns: true }); // before: a crash during setDns may leave the record
       await setDns(this.name, i.dns, i.dnsSearch);
