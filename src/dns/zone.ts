@@ -110,6 +110,26 @@ export class Zone {
     this.cache.set(name, { addresses: addresses?.map((a) => a.slice()) ?? null, until: now + (addresses ? ANSWER_TTL_MS : NEGATIVE_TTL_MS) });
   }
 
+  /**
+   * The reverse zones covering the mesh's networks ("99.10.in-addr.arpa" for 10.99.0.0/16;
+   * a prefix that does not end on a label boundary is widened to the one above it), for a
+   * resolver that routes by domain (systemd-resolved's `~DOMAIN`).
+   */
+  reverseZones(): string[] {
+    const out: string[] = [];
+    for (const n of this.engine.meshAuthority?.networks ?? []) {
+      const labels: string[] = [];
+      if (n.addr.length === 4) {
+        for (let i = 0; i < n.bits >> 3; i++) labels.unshift(String(n.addr[i]));
+        out.push([...labels, 'in-addr', 'arpa'].join('.'));
+      } else {
+        for (let i = 0; i < n.bits >> 2; i++) labels.unshift(((n.addr[i >> 1] >> (i & 1 ? 0 : 4)) & 15).toString(16));
+        out.push([...labels, 'ip6', 'arpa'].join('.'));
+      }
+    }
+    return [...new Set(out)];
+  }
+
   /** Is `addr` inside the mesh's networks (its reverse names are ours to answer)? */
   isOverlay(addr: Uint8Array): boolean {
     const nets = this.engine.meshAuthority?.networks ?? [];

@@ -128,10 +128,13 @@ export function resolvedPresent(o: { pathEnv?: string; socket?: string } = {}): 
   return (o.pathEnv ?? process.env.PATH ?? '').split(':').some((d) => d && existsSync(path.join(d, 'resolvectl')));
 }
 
-/** Split DNS for the interface: resolved sends names under DOMAIN (only those) to `servers`. */
-export async function resolvedUp(iface: string, servers: string[], domain: string, exec: Run = run): Promise<void> {
+/**
+ * Split DNS for the interface: resolved sends names under DOMAIN, and the reverse names of the
+ * mesh's networks (`reverse`), and only those, to `servers`.
+ */
+export async function resolvedUp(iface: string, servers: string[], domain: string, exec: Run = run, reverse: string[] = []): Promise<void> {
   await exec('resolvectl', ['dns', iface, ...servers]);
-  await exec('resolvectl', ['domain', iface, `~${domain}`]);
+  await exec('resolvectl', ['domain', iface, `~${domain}`, ...reverse.map((z) => `~${z}`)]);
 }
 
 /** Undo resolvedUp (the interface's removal does as much; this is for a clean down). */

@@ -110,7 +110,7 @@ export class MeshDns {
       this.rt.log(`${name}: DNS: this node is the host's resolver (${record.file}): *.${domain} answered here, the rest forwarded to ${this.upstreams.join(', ') || 'nobody (no nameserver was configured)'}`);
     } else if (resolvedPresent({ socket: this.o.resolvedSocket })) {
       try {
-        await resolvedUp(name, listening, domain);
+        await resolvedUp(name, listening, domain, undefined, zone.reverseZones());
         this.host = 'resolved';
         this.rt.log(`${name}: DNS: systemd-resolved sends *.${domain} to ${listening.join(', ')}`);
       } catch (err) {

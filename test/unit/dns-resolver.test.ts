@@ -99,6 +99,8 @@ describe('dns resolver: the zone', () => {
     // outside the mesh's networks: not ours
     expect(reply(r.handle(query(reverseName(ipBytes('192.0.2.1')), 'PTR'), false, 'c', net.now)).rcode).toBe('REFUSED');
     expect(reverseAddress('1.2.3.256.in-addr.arpa')).toBeNull();
+    // the zones a domain-routing resolver sends here: 10.99.0.0/16 and fd99::/48
+    expect(new Zone(a.node.engine).reverseZones()).toEqual(['99.10.in-addr.arpa', '0.0.0.0.0.0.0.0.9.9.d.f.ip6.arpa']);
     expect(reverseAddress('2.3.4.in-addr.arpa')).toBeNull();
   });
 

@@ -128,9 +128,9 @@ describe('MeshDNS = auto: systemd-resolved', () => {
     expect(resolvedPresent({ socket, pathEnv: bin })).toBe(true);
     const ran: string[] = [];
     const exec = async (cmd: string, args: string[]) => void ran.push([cmd, ...args].join(' '));
-    await resolvedUp('wg0', ['10.99.0.1', 'fd99::1'], 'mesh', exec);
+    await resolvedUp('wg0', ['10.99.0.1', 'fd99::1'], 'mesh', exec, ['99.10.in-addr.arpa']);
     await resolvedDown('wg0', exec);
-    expect(ran).toEqual(['resolvectl dns wg0 10.99.0.1 fd99::1', 'resolvectl domain wg0 ~mesh', 'resolvectl revert wg0']);
+    expect(ran).toEqual(['resolvectl dns wg0 10.99.0.1 fd99::1', 'resolvectl domain wg0 ~mesh ~99.10.in-addr.arpa', 'resolvectl revert wg0']);
   });
 });
 
