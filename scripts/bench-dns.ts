@@ -103,7 +103,18 @@ function resolverPart(zone: Zone): void {
   row('PTR (linear scan of the peers): queries/s', rp.qps.toFixed(0));
   row('PTR: p50 / p99 per query', `${us(rp.p50)} / ${us(rp.p99)}`);
   if (r.counters.answered !== r.counters.queries) throw new Error(`only ${r.counters.answered} of ${r.counters.queries} answered`);
-  results.resolver = { names: NAMES, a: ra, ptr: rp };
+  // garbage: valid headers with the question's bytes mutated, so the codec itself must refuse most
+  const junk = a.map((q, i) => {
+    const m = Buffer.from(q);
+    m[12 + (i % (m.length - 12))] ^= 0xa5;
+    m[12 + ((i * 7) % (m.length - 12))] = 0xc0;
+    return m;
+  });
+  const [q0, m0] = [r.counters.queries, r.counters.malformed];
+  const rj = run(junk);
+  const bad = (100 * (r.counters.malformed - m0)) / (r.counters.queries - q0);
+  row(`mutated queries (${bad.toFixed(0)} % malformed, dropped; the rest answered): handled/s`, rj.qps.toFixed(0));
+  results.resolver = { names: NAMES, a: ra, ptr: rp, mutated: rj };
   console.log('');
 }
 
