@@ -1,6 +1,6 @@
 /**
  * The mesh's resolver (src/dns/): answers from the zone (own certificate, admitted peers, static
- * `Name =` peers, PTR for overlay addresses), NXDOMAIN / REFUSED / forwarding, a name only the
+ * `Name =` peers, PTR for overlay addresses, a gateway's devices), NXDOMAIN / REFUSED / forwarding, a name only the
  * lighthouse knows looked up through it on the fake network (support/mesh.ts), UDP truncation and
  * TCP framing, a fuzz of mutated queries; and the real sockets (dns-server.ts) on loopback: UDP
  * and TCP, the per-source rate limit, the malformed counter, forwarding to an upstream.
@@ -17,7 +17,8 @@ import { Upstream } from '../../src/dns/upstream.js';
 import { Zone } from '../../src/dns/zone.js';
 import { DnsServer, type DnsClient } from '../../src/io/dns-server.js';
 import { ipBytes, Net } from './support/pair.js';
-import { setup, type Member } from './support/mesh.js';
+import { member, setup, TestCa, type Member } from './support/mesh.js';
+import { CertAuthority } from '../../src/core/mesh-authority.js';
 
 type NameAnswer = Extract<EngineEvent, { type: 'name-answer' }>;
 
@@ -170,6 +171,36 @@ describe('dns resolver: names only a lighthouse knows', () => {
     expect(dnsPacket.decode(o.bytes).rcode).toBe('SERVFAIL');
     expect(r.pending).toBe(0);
     expect(r.nextDeadline()).toBe(Infinity);
+  });
+
+  it("a gateway's device is DEVICE.GATEWAY.DOMAIN: answered by the gateway itself, and elsewhere through the lighthouse", () => {
+    const net = new Net();
+    const ca = new TestCa();
+    const l = member(net, ca, 'lh', 250, [], { isLighthouse: true });
+    const a = member(net, ca, 'm1', 1, [l]);
+    const gwNode = net.add('gw', { wallClockOffset: a.node.engine.wallClockOffset });
+    const gwCert = ca.sign(gwNode.publicKey, 'gw', 9, { subnets: ['10.99.200.0/24'] });
+    gwNode.engine.setMeshAuthority(new CertAuthority(ca.ca, gwCert), net.now);
+    gwNode.engine.upsertPeer({ publicKey: l.node.publicKey, endpoint: l.node.path, lighthouse: true }, net.now);
+    gwNode.engine.setPersistentKeepalive(gwNode.engine.getPeer(l.node.publicKey)!, 10, net.now);
+    net.deliver();
+    const gw: Member = { node: gwNode, i: 9, cert: gwCert, v4: '10.99.0.9', v6: 'fd99::9' };
+    gw.node.engine.setDeviceNames([{ name: 'phone', addresses: [ipBytes('10.99.200.2')] }], net.now);
+    net.deliver();
+    const atGw = resolverOf(gw);
+    expect(datas(reply(atGw.r.handle(query('phone.gw.mesh', 'A'), false, 'q', net.now)))).toEqual(['10.99.200.2']);
+    expect(datas(reply(atGw.r.handle(query(reverseName(ipBytes('10.99.200.2')), 'PTR'), false, 'q', net.now)))).toEqual(['phone.gw.mesh']);
+    expect(atGw.asked).toEqual([]);
+    const atA = resolverOf(a);
+    expect(atA.r.handle(query('phone.gw.mesh', 'A'), false, 'q', net.now).type).toBe('wait');
+    expect(atA.asked).toEqual(['phone.gw']);
+    net.deliver();
+    const [o] = atA.feed(net.now);
+    expect(datas(dnsPacket.decode(o.bytes))).toEqual(['10.99.200.2']);
+    // a device the gateway does not have: the lighthouse says no
+    expect(atA.r.handle(query('tablet.gw.mesh', 'A'), false, 'q', net.now).type).toBe('wait');
+    net.deliver();
+    expect(dnsPacket.decode(atA.feed(net.now)[0].bytes).rcode).toBe('NXDOMAIN');
   });
 
   it('without a lighthouse to ask, an unknown name is NXDOMAIN at once', () => {
