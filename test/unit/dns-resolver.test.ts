@@ -1,7 +1,7 @@
 /**
  * The mesh's resolver (src/dns/): answers from the zone (own certificate, admitted peers, static
- * `Name =` peers, PTR for overlay addresses, a gateway's devices), NXDOMAIN / REFUSED / forwarding, a name only the
- * lighthouse knows looked up through it on the fake network (support/mesh.ts), UDP truncation and
+ * `Name =` peers, a gateway's devices, PTR for overlay addresses), NXDOMAIN / REFUSED / forwarding,
+ * names only the lighthouse knows looked up through it on the fake network (support/mesh.ts), UDP truncation and
  * TCP framing, a fuzz of mutated queries; and the real sockets (dns-server.ts) on loopback: UDP
  * and TCP, the per-source rate limit, the malformed counter, forwarding to an upstream.
  */
