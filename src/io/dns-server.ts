@@ -1,8 +1,8 @@
 /**
  * The resolver's sockets: UDP and TCP port 53 on the node's overlay addresses only — never a
- * wildcard, so nothing on the underlay (the internet side) can query it (issue: security). Each
- * source address has a token bucket (RATE_PER_SECOND, RATE_BURST); a query past it is dropped and
- * counted, as are messages that are not DNS queries (the resolver's `malformed`).
+ * wildcard, so nothing on the underlay (the internet side) can query it. Each source address but
+ * our own (the host's programs) has a token bucket (RATE_PER_SECOND, RATE_BURST); a query past it
+ * is dropped and counted, as are messages that are not DNS queries (the resolver's `malformed`).
  *
  *   UDP/TCP ──▶ rate limit ──▶ Resolver.handle ──reply──▶ back to the client
  *                                   ├──wait──▶ (lighthouse) onNameAnswer / expire timer ──▶ reply
@@ -155,7 +155,8 @@ export class DnsServer {
 
   private onQuery(msg: Buffer, client: DnsClient, source: string): void {
     const now = this.o.now();
-    if (!this.limit.allow(source, now)) {
+    // the host itself (MeshDNS = direct: every program on it, from our own address) is not limited
+    if (!this.listening.includes(source) && !this.limit.allow(source, now)) {
       this.o.resolver.counters.rateLimited++;
       return;
     }

@@ -384,13 +384,17 @@ describe('dns server: UDP and TCP on the given addresses', () => {
     expect(resolver.counters).toMatchObject({ queries: 4, answered: 3, malformed: 1 });
   });
 
-  it('a source past its rate is dropped and counted; another source is still answered', async () => {
+  it('a source past its rate is dropped and counted; another source is still answered, and the host itself is never limited', async () => {
     const { members } = setup(1);
     const { port, resolver } = await serve(members[0], { rate: 5, burst: 5 });
-    const answers = await Promise.all(Array.from({ length: 8 }, () => udpAsk(port, query('m1.mesh', 'A'), 400)));
+    const answers = await Promise.all(Array.from({ length: 8 }, () => udpAsk(port, query('m1.mesh', 'A'), 400, '127.0.0.2')));
     expect(answers.filter(Boolean)).toHaveLength(5);
     expect(resolver.counters.rateLimited).toBe(3);
-    expect(await udpAsk(port, query('m1.mesh', 'A'), 400, '127.0.0.2')).not.toBeNull();
+    expect(await udpAsk(port, query('m1.mesh', 'A'), 400, '127.0.0.3')).not.toBeNull();
+    // from the address the server listens on: the host's own programs
+    const own = await Promise.all(Array.from({ length: 8 }, () => udpAsk(port, query('m1.mesh', 'A'), 400, '127.0.0.1')));
+    expect(own.filter(Boolean)).toHaveLength(8);
+    expect(resolver.counters.rateLimited).toBe(3);
   });
 
   it('forwards names outside the domain to the upstream and gives the answer back with the client ID', async () => {
