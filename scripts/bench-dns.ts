@@ -113,7 +113,7 @@ function resolverPart(zone: Zone): void {
   const [q0, m0] = [r.counters.queries, r.counters.malformed];
   const rj = run(junk);
   const bad = (100 * (r.counters.malformed - m0)) / (r.counters.queries - q0);
-  row(`mutated queries (${bad.toFixed(0)} % malformed, dropped; the rest answered): handled/s`, rj.qps.toFixed(0));
+  row(`mutated queries (${bad.toFixed(0)} % malformed and dropped, the rest replied to): handled/s`, rj.qps.toFixed(0));
   results.resolver = { names: NAMES, a: ra, ptr: rp, mutated: rj };
   console.log('');
 }
