@@ -6,8 +6,8 @@
  * IP addresses are search domains. Stricter than wg-quick in two places, both to catch mistakes
  * early: an unknown key or a [Peer] repeating another's PublicKey is an error here.
  *
- * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, and the mesh keys Certificate, CA and
- * Revocations (checked in mesh.ts).
+ * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, the mesh keys Certificate, CA and
+ * Revocations (checked in mesh.ts), and a gateway's Devices and DevicesMayLeave (devices.ts).
  *
  * Secrets: error messages never contain a key. Key values are never echoed, names are echoed
  * only when they look like names, and anything key-shaped is cut from every message.
@@ -42,6 +42,10 @@ export interface InterfaceConfig {
   meshDns?: 'auto' | 'direct' | 'off';
   /** keymesh: seconds without traffic after which a peer admitted by certificate is forgotten (`ForgetAfter`, default 600). */
   forgetAfter?: number;
+  /** keymesh: `Devices = PATH`, a gateway's stock WireGuard devices file (devices.ts), as written (relative: to the config's directory). */
+  devices?: string;
+  /** keymesh: `DevicesMayLeave = true`: those devices may reach addresses outside the mesh's networks (default false). */
+  devicesMayLeave: boolean;
   /** keymesh: `Certificate`, `CA`, `Revocations` as written (see mesh.ts); absent without them. */
   meshKeys?: MeshKeys;
   /** keymesh: the mesh certificate, CA and revocation list, decoded and checked (see mesh.ts). */
@@ -69,7 +73,7 @@ export interface WgQuickConfig {
 
 /** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
 export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
-  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true };
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true, devicesMayLeave: false };
 }
 
 export class ConfigError extends Error {
@@ -189,6 +193,8 @@ const INTERFACE_KEYS = new Set([
   'mssclamp',
   'forgetafter',
   'meshdns',
+  'devices',
+  'devicesmayleave',
   'certificate',
   'ca',
   'revocations',
@@ -360,6 +366,17 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
           f.forgetAfter = Number(value);
           break;
         }
+        case 'devices':
+          if (f.devices !== undefined) err(ln, 'a second Devices');
+          if (value === '') err(ln, 'Devices is empty (expected the path of the devices file)');
+          f.devices = value;
+          break;
+        case 'devicesmayleave': {
+          const b = parseBool(value);
+          if (b === null) err(ln, `DevicesMayLeave: "${value}" is neither true nor false`);
+          f.devicesMayLeave = b!;
+          break;
+        }
         case 'certificate':
         case 'ca':
         case 'revocations': {
@@ -521,6 +538,8 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (!i.mssClamp) out.push('MssClamp = off');
   if (i.meshDns) out.push(`MeshDNS = ${i.meshDns}`);
   if (i.forgetAfter !== undefined) out.push(`ForgetAfter = ${i.forgetAfter}`);
+  if (i.devices !== undefined) out.push(`Devices = ${i.devices}`);
+  if (i.devicesMayLeave) out.push('DevicesMayLeave = true');
   const m = i.meshKeys;
   if (m?.certificate) out.push(`Certificate = ${m.certificate.value}`);
   if (m?.ca) out.push(`CA = ${m.ca.value}`);

@@ -19,6 +19,7 @@
  *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
  *   crash-recovery.ts  the claim on the interface name, and what a kill -9 would leave
  *   mesh-dns.ts     the mesh's resolver on the overlay addresses, and the host's hookup (host-dns.ts)
+ *   devices.ts      a gateway's stock WireGuard devices (Devices = PATH)
  *
  * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
  * or arms the timer.
@@ -54,6 +55,7 @@ import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
 import { NodeRecord } from './crash-recovery.js';
 import { MeshDns } from './mesh-dns.js';
+import { devicesPath, GatewayDevices } from './devices.js';
 
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
@@ -105,6 +107,8 @@ export class Runtime {
   readonly portMappings = new PortMappings(this);
   /** The resolver of the mesh's names on our overlay addresses (mesh-dns.ts). */
   readonly dns: MeshDns = new MeshDns(this);
+  /** A gateway's stock WireGuard devices (`Devices = PATH`; none without it). */
+  readonly devices: GatewayDevices;
   /** Who else hears the engine's events (the resolver's name lookups, `keymesh ping`). */
   readonly eventListeners = new Set<(e: EngineEvent) => void>();
   /** Peers (by key) whose events are not logged: the warm-up's partner. */
@@ -136,9 +140,11 @@ export class Runtime {
       wallClockOffset: Date.now() - performance.now(),
       // mesh membership (membership.ts): peers admitted by certificates of this CA
       meshIdleForget: opts.config.interface.forgetAfter !== undefined ? opts.config.interface.forgetAfter * 1000 : undefined,
+      devicesMayLeave: opts.config.interface.devicesMayLeave,
       mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null, ed25519Verify()) : undefined,
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
+    this.devices = new GatewayDevices(this, devicesPath(opts.config));
   }
 
   get name(): string {
@@ -291,11 +297,10 @@ export class Runtime {
       const peer = this.addConfiguredPeer(p, endpoint, now);
       if (p.endpoint) this.names.remember(peer, p.endpoint);
     }
-    await this.net.setMtu(this.mtu);
-    for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
-    await this.net.up();
-    await this.syncRoutes();
-    await this.dns.start(cfg);
+    await this.devices.start(); // the devices file's peers (devices.ts), before their routes
+    // MTU, addresses, up and the routes: one `ip -batch` (netconf.ts)
+    await this.syncRoutes(this.net.setupLines(this.mtu, cfg.interface.addresses.map((a) => ({ cidr: `${a.addr}/${a.cidr}` }))));
+    await this.dns.start(cfg); // after the addresses: the resolver binds to them
     await this.applyDns();
     this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
@@ -443,8 +448,8 @@ export class Runtime {
     this.fwmark = mark;
   }
 
-  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes). */
-  async syncRoutes(): Promise<void> {
+  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes), after `setup` (bring-up). */
+  async syncRoutes(setup: string[] = []): Promise<void> {
     const routes: RouteSpec[] = [];
     for (const p of this.engine.listPeers()) {
       // peers admitted by certificate come and go: the mesh's networks cover them (below)
@@ -457,7 +462,7 @@ export class Runtime {
       const cidr = `${formatAddress(n.addr)}/${n.bits}`;
       if (!own.includes(cidr)) routes.push({ cidr, family: n.addr.length === 4 ? 4 : 6 });
     }
-    await this.net.syncRoutes(routes);
+    await this.net.syncRoutes(routes, setup);
     const pinned = this.net.pinnedCount;
     for (const p of this.engine.listPeers()) {
       const ep = udpOf(p.endpoint.path);
