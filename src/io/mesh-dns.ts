@@ -7,6 +7,9 @@
  * It starts after the interface has its addresses (nothing else can be bound) and stops first on
  * down, so the host's resolver configuration is back before the interface goes.
  *
+ * A gateway (`Devices =`) forwards too, to the host's own nameservers: its devices know no other
+ * resolver.
+ *
  * wg-quick's `DNS =` keeps its meaning (netconf.ts: resolvconf) with MeshDNS = auto or off. With
  * MeshDNS = direct keymesh writes resolv.conf itself, so `DNS =` servers become the forwarders for
  * names outside the mesh (ahead of the file's previous ones) and its search domains follow the
@@ -21,7 +24,8 @@ import { Resolver, type ResolverCounters } from '../dns/resolver.js';
 import { Upstream } from '../dns/upstream.js';
 import { Zone } from '../dns/zone.js';
 import { DnsServer, type DnsClient } from './dns-server.js';
-import { DEFAULT_PATHS, directUp, resolvedDown, resolvedPresent, resolvedUp, restoreResolvConf, type HostDnsPaths, type MeshDnsMode, type ResolvConfRecord } from './host-dns.js';
+import { readFile } from 'node:fs/promises';
+import { DEFAULT_PATHS, directUp, nameserversOf, resolvedDown, resolvedPresent, resolvedUp, restoreResolvConf, type HostDnsPaths, type MeshDnsMode, type ResolvConfRecord } from './host-dns.js';
 
 export interface MeshDnsHost {
   readonly engine: Engine;
@@ -76,15 +80,18 @@ export class MeshDns {
     }
     const zone = new Zone(e);
     const direct = this.mode === 'direct';
+    // A gateway's devices (phones) are given its resolver as their only one (`DNS =` in the config
+    // `keymesh device add` prints): it forwards the rest to the host's nameservers for them.
+    const gateway = !direct && cfg.interface.devices !== undefined;
     const resolver = new Resolver<DnsClient>(zone, {
-      forwarding: direct,
+      forwarding: direct || gateway,
       ask: (name, now) => {
         const asked = e.lookupName(name, now);
         this.rt.flushAndArm();
         return asked;
       },
     });
-    const upstream = direct ? new Upstream([]) : null;
+    const upstream = direct || gateway ? new Upstream([]) : null;
     this.server = await DnsServer.start({ addresses, port: this.o.port, resolver, upstream, now: () => this.rt.now(), log: (l) => this.rt.log(`${this.rt.name}: ${l}`) });
     this.listener = (ev) => {
       if (ev.type === 'name-answer') this.server?.onNameAnswer(ev.name, ev.found, ev.addresses);
@@ -94,6 +101,12 @@ export class MeshDns {
     if (listening.length === 0) return;
     const domain = zone.domain;
     const name = this.rt.name;
+    if (gateway) {
+      const hostConf = await readFile((this.o.paths ?? DEFAULT_PATHS).resolvConf, 'utf8').catch(() => '');
+      this.upstreams = nameserversOf(hostConf, listening);
+      upstream!.servers.push(...this.upstreams);
+      this.rt.log(`${name}: DNS: a gateway: names outside *.${domain} asked by its devices (or anyone on the mesh) are forwarded to ${this.upstreams.join(', ') || 'nobody (the host names no nameserver)'}`);
+    }
     if (direct) {
       const { upstreams, record } = await directUp(name, {
         servers: listening,
