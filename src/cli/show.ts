@@ -20,6 +20,21 @@ export interface ShowStatus {
   };
   isLighthouse?: boolean;
   mesh?: { name: string; addresses: string[]; groups: string[]; fingerprint: string; notAfter: string; networks: string[]; revocationSerial: string | null; pending: number; certified: number } | null;
+  dns?: {
+    mode: string;
+    listening: string[];
+    host: string;
+    upstreams: string[];
+    queries: number;
+    answered: number;
+    nxdomain: number;
+    refused: number;
+    servfail: number;
+    malformed: number;
+    rateLimited: number;
+    forwarded: number;
+    truncated: number;
+  } | null;
   peers: Array<{
     membership?: 'static' | 'pending' | 'certified';
     name?: string | null;
@@ -149,6 +164,15 @@ export function formatShow(s: ShowStatus): string {
     const m = s.mesh;
     out.push(`  mesh: "${m.name}" ${m.addresses.join(', ')}${m.groups.length ? `, groups ${m.groups.join(', ')}` : ''}; certificate valid until ${m.notAfter.slice(0, 10)}`);
     out.push(`  mesh networks: ${m.networks.join(', ')}; ${m.certified} peer(s) admitted by certificate, ${m.pending} pending; revocation list ${m.revocationSerial === null ? 'none' : `serial ${m.revocationSerial}`}`);
+  }
+  if (s.dns) {
+    const d = s.dns;
+    const host = d.host === 'direct' ? "the host's resolver (resolv.conf)" : d.host === 'resolved' ? 'split DNS through systemd-resolved' : 'not used by the host';
+    out.push(`  dns: on ${d.listening.join(', ')} port 53, ${host}${d.upstreams.length ? `; others forwarded to ${d.upstreams.join(', ')}` : ''}`);
+    out.push(
+      `  dns queries: ${d.queries}; ${d.answered} answered, ${d.nxdomain} nxdomain, ${d.refused} refused, ${d.servfail} servfail, ` +
+        `${d.malformed} malformed, ${d.rateLimited} rate-limited, ${d.forwarded} forwarded, ${d.truncated} truncated`,
+    );
   }
   for (const p of s.peers) {
     out.push('');

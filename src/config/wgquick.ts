@@ -38,6 +38,8 @@ export interface InterfaceConfig {
   portMapping: boolean;
   /** keymesh: lower the MSS of TCP SYNs crossing the tunnel to fit the path. `MssClamp = on|off`, default on. */
   mssClamp: boolean;
+  /** keymesh: how the mesh's resolver is hooked into the host's (`MeshDNS = auto|direct|off`, default auto; host-dns.ts). */
+  meshDns?: 'auto' | 'direct' | 'off';
   /** keymesh: seconds without traffic after which a peer admitted by certificate is forgotten (`ForgetAfter`, default 600). */
   forgetAfter?: number;
   /** keymesh: `Devices = PATH`, a gateway's stock WireGuard devices file (devices.ts), as written (relative: to the config's directory). */
@@ -190,6 +192,7 @@ const INTERFACE_KEYS = new Set([
   'portmapping',
   'mssclamp',
   'forgetafter',
+  'meshdns',
   'devices',
   'devicesmayleave',
   'certificate',
@@ -353,6 +356,10 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
         case 'mssclamp':
           if (!/^(on|off)$/i.test(value)) err(ln, `MssClamp: "${value}" is neither on nor off`);
           f.mssClamp = value.toLowerCase() === 'on';
+          break;
+        case 'meshdns':
+          if (!/^(auto|direct|off)$/i.test(value)) err(ln, `MeshDNS: "${shown(value) ?? '…'}" is none of auto, direct, off`);
+          f.meshDns = value.toLowerCase() as 'auto' | 'direct' | 'off';
           break;
         case 'forgetafter': {
           if (!/^\d{1,7}$/.test(value) || Number(value) < 10) err(ln, `ForgetAfter: "${value}" is not a number of seconds (at least 10)`);
@@ -529,6 +536,7 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (i.isLighthouse) out.push('IsLighthouse = true');
   if (!i.portMapping) out.push('PortMapping = off');
   if (!i.mssClamp) out.push('MssClamp = off');
+  if (i.meshDns) out.push(`MeshDNS = ${i.meshDns}`);
   if (i.forgetAfter !== undefined) out.push(`ForgetAfter = ${i.forgetAfter}`);
   if (i.devices !== undefined) out.push(`Devices = ${i.devices}`);
   if (i.devicesMayLeave) out.push('DevicesMayLeave = true');

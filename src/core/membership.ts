@@ -65,6 +65,8 @@ export interface MeshCert {
 export interface MeshAuthority {
   /** Our own certificate. */
   readonly own: MeshCert;
+  /** The CA's DNS domain of the mesh's names ("mesh" if the authority has none). */
+  readonly domain?: string;
   /** The CA's networks: every member's addresses and subnets lie inside them. */
   readonly networks: ReadonlyArray<{ addr: Uint8Array; bits: number }>;
   /** Decode and check a node certificate at `unixSec`: the certificate, or the refusal reason. */

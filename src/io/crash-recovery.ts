@@ -10,6 +10,9 @@
  * What stays, and what claim() does about it:
  *   the UAPI and control socket files    removed if nothing answers on them (ECONNREFUSED)
  *   the resolvconf record tun.NAME        removed (`resolvconf -d`) if the dead node had added it
+ *   /etc/resolv.conf (MeshDNS = direct)   the backup written back, if the file is still keymesh's
+ *                                         (host-dns.ts); systemd-resolved's split DNS goes with the
+ *                                         device by itself
  *   host routes pinning the peers'        deleted (they go through the underlay, not the device)
  *     endpoints (AllowedIPs = 0.0.0.0/0)
  *   what PostUp did (PostDown never ran)  the configuration's PostDown hooks are run
@@ -17,7 +20,7 @@
  *
  * The record is /var/run/keymesh/NAME.json, mode 0600, replaced atomically on every change; it
  * holds no key, only: the owner's pid and start time (so a reused pid is not taken for it), its
- * network namespace, whether DNS was applied, the delete commands of the pinned routes, and
+ * network namespace, whether DNS was applied, where resolv.conf's backup is, the delete commands of the pinned routes, and
  * whether PostDown is still owed. A clean stop removes it.
  *
  *   up ──claim()──▶ live owner? ──yes──▶ refuse (nothing touched: no hook, no DNS, no socket)
@@ -37,6 +40,7 @@ import { UAPI_DIR, socketAnswers } from '../uapi/server.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { CONTROL_DIR, controlPath } from './control.js';
 import { ip, removeDns, runHook } from './netconf.js';
+import { restoreResolvConf, type ResolvConfRecord } from './host-dns.js';
 
 /** How long a dead node's TUN device may take to disappear after its process is gone. */
 const DEVICE_GONE_TIMEOUT_MS = 3000;
@@ -55,6 +59,8 @@ export interface NodeRecordData {
   netns: string;
   /** resolvconf holds our record tun.NAME (or may: it is set before the call). */
   dns: boolean;
+  /** MeshDNS = direct: the resolv.conf we wrote and its backup (set before the file is written). */
+  resolvConf?: ResolvConfRecord | null;
   /** `ip` argument lists that delete the endpoint routes we pinned. */
   pinned: string[][];
   /** PostDown hooks have not run yet. */
@@ -172,7 +178,7 @@ export class NodeRecord {
   }
 
   /** Record a change in what a crash would leave (written atomically before this resolves). */
-  update(patch: Partial<Pick<NodeRecordData, 'dns' | 'pinned' | 'postDown'>>): Promise<void> {
+  update(patch: Partial<Pick<NodeRecordData, 'dns' | 'pinned' | 'postDown' | 'resolvConf'>>): Promise<void> {
     Object.assign(this.data, patch);
     return this.save();
   }
@@ -209,6 +215,12 @@ async function undo(name: string, prev: NodeRecordData, netns: string, o: ClaimO
       () => done.push(`resolvconf record tun.${name}`),
       () => undefined, // no resolvconf: the dead node could not have applied DNS either
     );
+  }
+  const rc = prev.resolvConf;
+  if (rc && typeof rc.file === 'string' && typeof rc.backup === 'string') {
+    // inside `ip netns exec`, /etc/resolv.conf is that namespace's file: only the same namespace's is ours
+    if (prev.netns !== netns) done.push(`its ${rc.file} is another network namespace's (${prev.netns}), left alone`);
+    else done.push(await restoreResolvConf(name, rc).catch((e) => `${rc.file} not restored: ${(e as Error).message}`));
   }
   if (prev.postDown && o.postDown.length) {
     // The hooks' own text is not logged: a configuration line may hold anything.

@@ -18,6 +18,7 @@
  *   status.ts       what `keymesh show` prints beyond the UAPI
  *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
  *   crash-recovery.ts  the claim on the interface name, and what a kill -9 would leave
+ *   mesh-dns.ts     the mesh's resolver on the overlay addresses, and the host's hookup (host-dns.ts)
  *   devices.ts      a gateway's stock WireGuard devices (Devices = PATH)
  *
  * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
@@ -53,6 +54,7 @@ import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
 import { NodeRecord } from './crash-recovery.js';
+import { MeshDns } from './mesh-dns.js';
 import { devicesPath, GatewayDevices } from './devices.js';
 
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
@@ -114,6 +116,8 @@ export class Runtime {
   /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
   readonly watch = new LocalChangeWatcher(this);
   readonly portMappings = new PortMappings(this);
+  /** The resolver of the mesh's names on our overlay addresses (mesh-dns.ts). */
+  readonly dns: MeshDns = new MeshDns(this);
   /** A gateway's stock WireGuard devices (`Devices = PATH`; none without it). */
   readonly devices: GatewayDevices;
   /** Who else hears the engine's events (the resolver's name lookups, `keymesh ping`). */
@@ -311,6 +315,7 @@ export class Runtime {
       await this.devices.start(); // the devices file's peers (devices.ts), before their routes
       // MTU, addresses, up and the routes: one `ip -batch` (netconf.ts)
       await this.syncRoutes(this.net.setupLines(this.mtu, cfg.interface.addresses.map((a) => ({ cidr: `${a.addr}/${a.cidr}` }))));
+      await this.dns.start(cfg); // after the addresses: the resolver binds to them
       await this.applyDns();
     }
     this.tunPoll = native.pollStart(tun.fd, (err) => {
@@ -352,6 +357,7 @@ export class Runtime {
     const name = this.opts.interfaceName;
     for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
     if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
+    await this.dns.stop().catch((e) => this.log(`${name}: DNS: ${(e as Error).message}`));
     if (this.dnsApplied) await removeDns(name).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.watch.stop();
@@ -529,6 +535,7 @@ export class Runtime {
   private async applyDns(): Promise<void> {
     const i = this.config.interface;
     if (i.dns.length === 0 && i.dnsSearch.length === 0) return;
+    if (this.dns.ownsHostDns) return; // MeshDNS = direct wrote resolv.conf itself, DNS = included (mesh-dns.ts)
     try {
       await this.record?.update({ dns: true }); // before: a crash during setDns may leave the record
       await setDns(this.name, i.dns, i.dnsSearch);
@@ -536,6 +543,11 @@ export class Runtime {
     } catch (e) {
       this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
     }
+  }
+
+  /** mesh-dns.ts: where resolv.conf's backup is, for the next `up` after a crash (null: restored). */
+  async recordResolvConf(r: { file: string; backup: string } | null): Promise<void> {
+    await this.record?.update({ resolvConf: r });
   }
 
   /**

@@ -26,6 +26,8 @@ export interface StatusHost {
   readonly portMappings: { readonly mapping: PortMapping | null };
   /** The addon's counters when the warm-up was done (null: no warm-up). */
   readonly nativeBase: { io: object | null; offload: object | null };
+  /** The mesh's resolver (mesh-dns.ts). */
+  readonly dns: { status(): object | null };
   now(): number;
 }
 
@@ -53,6 +55,7 @@ export function showStatus(rt: StatusHost): object {
     runtime: { ...rt.pump.counters, native: since(native.counters(), rt.nativeBase.io) },
     isLighthouse: rt.engine.isLighthouse,
     mesh: meshStatus(rt.engine),
+    dns: rt.dns.status(),
     peers: rt.engine.listPeers().map((p: Peer) => ({
       publicKey: encodeKey(p.publicKey),
       endpoint: p.endpoint.path?.id ?? null,

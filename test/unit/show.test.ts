@@ -80,3 +80,14 @@ describe('keymesh show: path MTU', () => {
     expect(formatShow(status(1420) as never)).not.toContain('tunnel mtu:');
   });
 });
+
+describe('keymesh show: the mesh resolver', () => {
+  const base = { interface: 'wg0', publicKey: null, listenPort: 51820, mtu: 1420, fwmark: 0, stats: { drops: {}, rxPackets: 0, txPackets: 0, underLoad: false }, peers: [] };
+  const counters = { queries: 9, answered: 4, nxdomain: 1, refused: 1, servfail: 0, malformed: 2, rateLimited: 1, forwarded: 0, truncated: 0 };
+  it('prints where it listens, how the host uses it, and its counters; nothing without a resolver', () => {
+    const out = formatShow({ ...base, dns: { mode: 'direct', listening: ['10.99.0.1', 'fd99::1'], host: 'direct', upstreams: ['192.0.2.53'], ...counters } } as never);
+    expect(out).toContain("dns: on 10.99.0.1, fd99::1 port 53, the host's resolver (resolv.conf); others forwarded to 192.0.2.53");
+    expect(out).toContain('dns queries: 9; 4 answered, 1 nxdomain, 1 refused, 0 servfail, 2 malformed, 1 rate-limited, 0 forwarded, 0 truncated');
+    expect(formatShow({ ...base, dns: null } as never)).not.toContain('dns');
+  });
+});
