@@ -34,6 +34,7 @@ export interface ShowStatus {
     persistentKeepalive: number;
     presharedKey: boolean;
     handshakes: number;
+    pathChanges?: number;
     session: { role: string; ageSeconds: number } | null;
     stagedPackets: number;
     speaksKeymesh?: boolean;

@@ -471,7 +471,8 @@ export async function loadWgQuick(path: string, opts: { nowSec?: number } = {}):
  * the host's gai.conf and routes. We prefer the first IPv4 answer and fall back to the first
  * IPv6 one, so the same config picks the same path on every machine and a host with a broken
  * IPv6 uplink still connects; a peer that should be reached over IPv6 can be given an IPv6
- * literal. Failure throws (bad configuration), naming the host and the resolver's error code.
+ * literal. Failure throws, naming the host and the resolver's error code (kept as the error's
+ * `code`: EAI_AGAIN, no answer yet; ENOTFOUND, the name does not exist).
  */
 export async function resolveEndpoint(ep: { host: string; port: number }): Promise<{ address: string; family: 4 | 6; port: number }> {
   const fam = isIP(ep.host);
@@ -480,10 +481,11 @@ export async function resolveEndpoint(ep: { host: string; port: number }): Promi
   try {
     all = await lookup(ep.host, { all: true });
   } catch (e) {
-    throw new Error(`cannot resolve endpoint host "${ep.host}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw Object.assign(new Error(`cannot resolve endpoint host "${ep.host}": ${code ?? (e as Error).message}`), { code });
   }
   const pick = all.find((a) => a.family === 4) ?? all[0];
-  if (!pick) throw new Error(`endpoint host "${ep.host}" has no addresses`);
+  if (!pick) throw Object.assign(new Error(`endpoint host "${ep.host}" has no addresses`), { code: 'ENODATA' });
   return { address: pick.address, family: pick.family as 4 | 6, port: ep.port };
 }
 

@@ -801,6 +801,7 @@ export class Engine {
   /** @internal */
   emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
     if (!change) return;
+    peer.pathChanges++;
     this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
     // another path: what it carries is looked at (again) now
     pmtuActivated(this, peer, this.clock);

@@ -48,6 +48,7 @@ import { EndpointNames } from './reresolve.js';
 import { LocalChangeWatcher } from './watch.js';
 import { PortMappings } from './port-mapping.js';
 import { onEvent } from './events.js';
+import type { Log } from './log.js';
 import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
@@ -59,10 +60,23 @@ const WARMUP = process.env.KEYMESH_WARMUP !== '0';
 export interface RuntimeOptions {
   interfaceName: string;
   config: WgQuickConfig;
-  log?: (line: string) => void;
+  log?: Log;
   uapiDir?: string;
   /** Called when the node cannot go on (its TUN device was deleted from under it). */
   onFatal?: (reason: string) => void;
+}
+
+/** How long bring-up waits for the Endpoint names to resolve before it goes on without those that have not (ms). */
+const START_RESOLVE_WAIT = 2000;
+
+/** A promise, and its value once it has one (so a caller can tell, after a race, which ones answered). */
+function settled<T>(p: Promise<T>): { promise: Promise<T>; value: T | null } {
+  const s: { promise: Promise<T>; value: T | null } = { promise: p, value: null };
+  p.then(
+    (v) => (s.value = v),
+    () => undefined,
+  );
+  return s;
 }
 
 /** KEYMESH_SPLIT_HANDSHAKES=0: one socket for everything (handshakes not kept apart by the kernel; for comparison). */
@@ -85,7 +99,7 @@ export class Runtime {
   private timerAt = Infinity;
   private uapi: UapiServer | null = null;
   private readonly net: InterfaceConfigurator;
-  readonly log: (line: string) => void;
+  readonly log: Log;
   readonly mtu: number;
   /** True from the start of stop() on (only stop() sets it). */
   stopped = false;
@@ -182,7 +196,8 @@ export class Runtime {
       offload,
       this.mtu,
     );
-    this.log(w.error ? `${this.name}: data path warm-up skipped: ${w.error}` : `${this.name}: data path warmed up (${w.packets} packets in ${w.ms.toFixed(0)} ms)`);
+    if (w.error) this.log(`${this.name}: data path warm-up skipped: ${w.error}`, { level: 'warn', event: 'warmup' });
+    else this.log(`${this.name}: data path warmed up (${w.packets} packets in ${w.ms.toFixed(0)} ms)`, { event: 'warmup', fields: { packets: w.packets, ms: Math.round(w.ms) } });
     // The addon's counters are per process: report only what real traffic adds to them.
     this.nativeBase.io = native.counters();
     this.nativeBase.offload = native.offloadCounters();
@@ -277,16 +292,24 @@ export class Runtime {
       this.pump.useTun(tun);
       this.pump.useUdp(udp);
     }
+    // Every Endpoint's name is looked up at once, and bring-up waits for the answers a little
+    // while only: a name that has not answered by then (no network yet, a resolver that drops
+    // queries) or that fails leaves its peer without an endpoint for now, and reresolve.ts keeps
+    // trying. The node comes up either way.
+    const lookups = cfg.peers.map((p) => (p.endpoint ? settled(resolveEndpoint(p.endpoint)) : null));
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(lookups.map((l) => l?.promise.catch(() => undefined))),
+      new Promise((r) => (waited = setTimeout(r, START_RESOLVE_WAIT))),
+    ]);
+    clearTimeout(waited);
     const now = this.now();
-    for (const p of cfg.peers) {
-      let endpoint: UdpPath | null = null;
-      if (p.endpoint) {
-        const r = await resolveEndpoint(p.endpoint);
-        endpoint = this.paths.fromLiteral(r.address, r.port);
-      }
+    cfg.peers.forEach((p, i) => {
+      const l = lookups[i];
+      const endpoint = l?.value ? this.paths.fromLiteral(l.value.address, l.value.port) : null;
       const peer = this.addConfiguredPeer(p, endpoint, now);
-      if (p.endpoint) this.names.remember(peer, p.endpoint);
-    }
+      if (p.endpoint) this.names.remember(peer, p.endpoint, l?.value ? undefined : l!.promise);
+    });
     await this.net.setMtu(this.mtu);
     for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
     await this.net.up();
@@ -297,7 +320,7 @@ export class Runtime {
         // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
         this.tunPoll = -1;
         const why = `the TUN device ${name} was removed`;
-        this.log(`${name}: ${why}`);
+        this.log(`${name}: ${why}`, { level: 'error', event: 'tun-removed' });
         this.opts.onFatal?.(why);
         return;
       }
@@ -320,7 +343,10 @@ export class Runtime {
     this.watch.start();
     if (cfg.interface.portMapping) this.portMappings.start();
     for (const h of cfg.interface.postUp) await runHook(h, name);
-    this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
+    this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`, {
+      event: 'up',
+      fields: { listenPort: udp.port, peers: cfg.peers.length, mtu: this.mtu },
+    });
   }
 
   /** Tear everything down; safe to call more than once. */
@@ -329,8 +355,8 @@ export class Runtime {
     this.stopped = true;
     const cfg = this.opts.config;
     const name = this.opts.interfaceName;
-    for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
-    if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
+    for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e), { level: 'warn', event: 'hook-failed' }));
+    if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`, { level: 'error', event: 'save-config-failed' }));
     if (this.dnsApplied) await removeDns(name).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.watch.stop();
@@ -348,7 +374,7 @@ export class Runtime {
     this.pump.release();
     this.engine.removeAllPeers();
     await this.record?.update({ postDown: false });
-    for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
+    for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e), { level: 'warn', event: 'hook-failed' }));
     await this.record?.release();
   }
 
@@ -357,7 +383,15 @@ export class Runtime {
   /** After a change made outside the data path: send what the engine queued and re-arm the timer. */
   /** Our addresses or routes changed: a port mapping may need asking for again (another gateway). */
   localChanged(): void {
-    if (this.opts.config.interface.portMapping && !this.stopped) this.portMappings.start();
+    if (this.stopped) return;
+    if (this.opts.config.interface.portMapping) this.portMappings.start();
+    this.names.retryUnresolved();
+  }
+
+  /** A peer whose name had not resolved got its endpoint: pin its route, as bring-up does. */
+  endpointsChanged(): void {
+    if (this.stopped) return;
+    this.syncRoutes().catch((e) => this.log(`${this.name}: routes not updated: ${(e as Error).message}`, { level: 'warn', event: 'routes-failed' }));
   }
 
   /** Announce our addresses (local ends and port mappings) again, now. */
@@ -427,7 +461,7 @@ export class Runtime {
     if (this.fwmark) native.udpSetMark(next.fd, this.fwmark);
     this.udpPoll = native.pollStart(next.fd, (err) => this.onUdpPoll(err));
     this.hsPoll = next.hsFd! >= 0 ? native.pollStart(next.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
-    this.log(`${this.name}: now listening on UDP port ${next.port}`);
+    this.log(`${this.name}: now listening on UDP port ${next.port}`, { event: 'listen-port', fields: { listenPort: next.port } });
   }
 
   /** Mark the UDP socket's packets (SO_MARK) with `mark`, if it is new and the socket is open. */
@@ -470,7 +504,7 @@ export class Runtime {
       await setDns(this.name, i.dns, i.dnsSearch);
       this.dnsApplied = true;
     } catch (e) {
-      this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
+      this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`, { level: 'warn', event: 'dns-failed' });
     }
   }
 

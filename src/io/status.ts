@@ -64,6 +64,7 @@ export function showStatus(rt: StatusHost): object {
       persistentKeepalive: p.persistentKeepalive,
       presharedKey: p.handshake.presharedKey.some((b) => b !== 0),
       handshakes: p.handshakesCompleted,
+      pathChanges: p.pathChanges,
       session: p.keypairs.current
         ? {
             role: p.keypairs.current.isInitiator ? 'initiator' : 'responder',
