@@ -82,6 +82,8 @@ import { createNobleTransportAead, type TransportAead } from './transport-aead.j
 
 export type EngineEvent =
   | { type: 'handshake-initiated'; peer: Peer; retry: boolean }
+  /** A handshake was wanted (traffic is waiting) but the peer has no endpoint and no lighthouse knows one. */
+  | { type: 'endpoint-missing'; peer: Peer }
   | { type: 'handshake-complete'; peer: Peer; initiator: boolean }
   | { type: 'handshake-failed'; peer: Peer }
   | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path; reason: string }

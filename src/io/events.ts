@@ -52,6 +52,11 @@ export function onEvent(rt: EventHost, e: EngineEvent): void {
       // may have changed (dynamic DNS): look again.
       if (rt.names.has(e.peer)) void rt.names.reresolve(e.peer, 'handshake retry');
       break;
+    case 'endpoint-missing':
+      // Traffic waits for a peer whose Endpoint name has not resolved yet: look now (reresolve.ts
+      // keeps these lookups one at a time and a second apart), rather than at the next backoff.
+      if (rt.names.has(e.peer)) void rt.names.reresolve(e.peer, 'traffic waiting');
+      break;
     case 'peer-found':
       log(
         `${rt.name}: ${who} ${e.answer ? 'found' : 'is looking for us'} via lighthouse ${shortKey(e.lighthouse.publicKey)}: ` +

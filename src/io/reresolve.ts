@@ -5,12 +5,15 @@
  *
  * A name that does not resolve at bring-up (a laptop booting offline, a unit started before the
  * network: EAI_AGAIN; or a name that does not exist: ENOTFOUND) does not stop the node: the peer
- * is added without an endpoint and the name is looked up again with backoff (1 s, doubling to
- * 30 s), and at once whenever netlink reports an address or route change (the network coming up),
- * which also starts the backoff again from 1 s (the resolver is often configured a moment after
- * the address appears). The first answer sets the endpoint and starts a handshake. One lookup per
- * name is in flight at a time: getaddrinfo runs on libuv's small thread pool, and a resolver that
- * drops queries holds a thread for seconds.
+ * is added without an endpoint and the name is looked up again
+ *   - with backoff: 1 s, doubling to 30 s;
+ *   - at once when netlink reports an address or route change (the network coming up), and the
+ *     backoff starts again from 1 s (the resolver is often configured a moment after the address);
+ *   - when traffic waits for the peer, a second apart at most (a user's ping gets through as soon
+ *     as the resolver answers, whatever the backoff has grown to).
+ * The first answer sets the endpoint and starts a handshake. One lookup per name is in flight at
+ * a time: getaddrinfo runs on libuv's small thread pool, and a resolver that drops queries holds
+ * a thread for seconds.
  *
  * May touch: the engine (to move a peer's endpoint and start a handshake), the path table, the
  * resolver (node:dns), the log, and the runtime's flush-and-re-arm. It owns one TTL timer per
@@ -54,6 +57,7 @@ interface Unresolved {
   /** The resolver's last error code (EAI_AGAIN, ENOTFOUND, …); a change is logged, a repeat is not. */
   error: string | null;
   attempts: number;
+  lastAttempt: number;
   since: number;
 }
 
@@ -85,7 +89,7 @@ export class EndpointNames {
       this.resolvedOnce(peer, h);
       return;
     }
-    h.unresolved = { delay: RETRY_FIRST, timer: null, inFlight: true, error: null, attempts: 1, since: Date.now() };
+    h.unresolved = { delay: RETRY_FIRST, timer: null, inFlight: true, error: null, attempts: 1, lastAttempt: Date.now(), since: Date.now() };
     first.then(
       (r) => this.answered(peer, h, r),
       (e) => this.failed(peer, h, e as NodeJS.ErrnoException),
@@ -117,9 +121,11 @@ export class EndpointNames {
     }
   }
 
-  private attempt(peer: Peer, h: HostName): void {
+  /** Look a name that has not resolved up again now, unless a lookup is in flight or the last began less than `minGap` ms ago. */
+  private attempt(peer: Peer, h: HostName, minGap = 0): void {
     const u = h.unresolved;
-    if (!u || u.inFlight || this.rt.stopped) return;
+    if (!u || u.inFlight || this.rt.stopped || Date.now() - u.lastAttempt < minGap) return;
+    u.lastAttempt = Date.now();
     if (u.timer) clearTimeout(u.timer);
     u.timer = null;
     u.inFlight = true;
@@ -229,7 +235,7 @@ export class EndpointNames {
     const rt = this.rt;
     const h = this.hostnames.get(peer);
     if (!h || rt.stopped) return;
-    if (h.unresolved) return this.attempt(peer, h); // (its own backoff decides; no rate limit of 5 s)
+    if (h.unresolved) return this.attempt(peer, h, RETRY_FIRST); // (not the 5 s rule: a second apart)
     if (Date.now() - h.lastResolve < 5000 && why !== 'ttl') return;
     h.lastResolve = Date.now();
     let r: { address: string; port: number };
