@@ -5,7 +5,7 @@
  *   node dist/netns/dns-server.js --addr ADDR [--port 53] --record NAME=IPV4 [--record …]
  *
  * An A question for a NAME it was given is answered with its address (TTL 60); an AAAA question
- * for it gets an empty answer (NODATA); any other name gets NXDOMAIN. Prints "DNS READY" once
+ * for it gets an empty answer (NODATA); any other name gets NXDOMAIN. Prints "DNS READY <unix ms>" once
  * bound, then one JSON line per question.
  */
 import dgram from 'node:dgram';
@@ -58,4 +58,4 @@ sock.on('error', (e) => {
   process.stderr.write(`dns-server: ${addr}:${port}: ${e.message}\n`);
   process.exit(1);
 });
-sock.bind(port, addr, () => process.stdout.write('DNS READY\n'));
+sock.bind(port, addr, () => process.stdout.write(`DNS READY ${Date.now()}\n`));
