@@ -6,7 +6,7 @@
  * IP addresses are search domains. Stricter than wg-quick in two places, both to catch mistakes
  * early: an unknown key or a [Peer] repeating another's PublicKey is an error here.
  *
- * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, and the mesh keys Certificate, CA and
+ * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, MetricsListen, MetricsPublic, and the mesh keys Certificate, CA and
  * Revocations (checked in mesh.ts).
  *
  * Secrets: error messages never contain a key. Key values are never echoed, names are echoed
@@ -40,6 +40,13 @@ export interface InterfaceConfig {
   mssClamp: boolean;
   /** keymesh: seconds without traffic after which a peer admitted by certificate is forgotten (`ForgetAfter`, default 600). */
   forgetAfter?: number;
+  /**
+   * keymesh: serve Prometheus metrics over HTTP at this address (`MetricsListen = 127.0.0.1:9586`;
+   * off without it). A non-loopback address needs `MetricsPublic = true` as well.
+   */
+  metricsListen?: { host: string; port: number };
+  /** keymesh: `MetricsPublic = true` allows MetricsListen on an address other hosts can reach. */
+  metricsPublic: boolean;
   /** keymesh: `Certificate`, `CA`, `Revocations` as written (see mesh.ts); absent without them. */
   meshKeys?: MeshKeys;
   /** keymesh: the mesh certificate, CA and revocation list, decoded and checked (see mesh.ts). */
@@ -67,7 +74,7 @@ export interface WgQuickConfig {
 
 /** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
 export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
-  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true };
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true, metricsPublic: false };
 }
 
 export class ConfigError extends Error {
@@ -121,6 +128,17 @@ export function parseCidr(text: string): { bytes: Uint8Array; family: 4 | 6; cid
     cidr = Number(p);
   }
   return { bytes: ip.bytes, family: ip.family, cidr, addr };
+}
+
+/** 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z): only this host can connect. */
+export function isLoopback(host: string): boolean {
+  const ip = parseIp(host);
+  if (!ip) return false;
+  const b = ip.bytes;
+  if (ip.family === 4) return b[0] === 127;
+  const zeros = (n: number) => b.slice(0, n).every((x) => x === 0);
+  if (zeros(15) && b[15] === 1) return true;
+  return zeros(10) && b[10] === 0xff && b[11] === 0xff && b[12] === 127;
 }
 
 /** Address and DNS values: wg-quick turns commas into spaces and splits on whitespace. */
@@ -186,6 +204,8 @@ const INTERFACE_KEYS = new Set([
   'portmapping',
   'mssclamp',
   'forgetafter',
+  'metricslisten',
+  'metricspublic',
   'certificate',
   'ca',
   'revocations',
@@ -210,7 +230,7 @@ function redact(problem: string): string {
   return problem.replace(/[A-Za-z0-9+/]{40,}={0,2}/g, '(hidden)');
 }
 
-type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number; addressLine?: number };
+type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number; addressLine?: number; metricsLine?: number };
 type PartialPeer = Omit<PeerConfig, 'publicKey'> & { publicKey?: Uint8Array };
 
 /**
@@ -353,6 +373,21 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
           f.forgetAfter = Number(value);
           break;
         }
+        case 'metricslisten': {
+          const e = parseEndpoint(packed);
+          if (typeof e === 'string' || isIP(e.host) === 0 || e.host.includes('%')) {
+            err(ln, `MetricsListen: "${packed}" is not IP:PORT (e.g. 127.0.0.1:9586 or [::1]:9586)`);
+          }
+          f.metricsListen = e as { host: string; port: number };
+          f.metricsLine = ln;
+          break;
+        }
+        case 'metricspublic': {
+          const b = parseBool(value);
+          if (b === null) err(ln, `MetricsPublic: "${value}" is neither true nor false`);
+          f.metricsPublic = b!;
+          break;
+        }
         case 'certificate':
         case 'ca':
         case 'revocations': {
@@ -423,8 +458,17 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
     }
   }
   if (!iface) return err(1, 'no [Interface] section');
-  const { line: ifaceLine, addressLine, privateKey, ...rest } = iface as PartialInterface;
+  const { line: ifaceLine, addressLine, metricsLine, privateKey, ...rest } = iface as PartialInterface;
   if (!privateKey) err(ifaceLine, '[Interface] has no PrivateKey');
+  // The metrics name every peer by its public key, with its traffic and handshakes: they stay on
+  // this host unless the file says, in a second key, that they should not.
+  if (rest.metricsListen && !isLoopback(rest.metricsListen.host) && !rest.metricsPublic) {
+    err(
+      metricsLine!,
+      `MetricsListen: ${rest.metricsListen.host} is not a loopback address; the metrics list every peer's key and traffic, so ` +
+        'serving them to the network needs MetricsPublic = true as well (or listen on 127.0.0.1 / [::1])',
+    );
+  }
   checkMeshKeys(rest.meshKeys, err);
   if (rest.meshKeys && addressLine) rest.meshKeys.addressLine = addressLine;
   const seen = new Map<string, number>();
@@ -515,6 +559,8 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (!i.portMapping) out.push('PortMapping = off');
   if (!i.mssClamp) out.push('MssClamp = off');
   if (i.forgetAfter !== undefined) out.push(`ForgetAfter = ${i.forgetAfter}`);
+  if (i.metricsListen) out.push(`MetricsListen = ${i.metricsListen.host.includes(':') ? `[${i.metricsListen.host}]` : i.metricsListen.host}:${i.metricsListen.port}`);
+  if (i.metricsPublic) out.push('MetricsPublic = true');
   const m = i.meshKeys;
   if (m?.certificate) out.push(`Certificate = ${m.certificate.value}`);
   if (m?.ca) out.push(`CA = ${m.ca.value}`);

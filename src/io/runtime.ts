@@ -16,6 +16,8 @@
  *   watch.ts        the netlink watcher, feeding local-ends.ts
  *   events.ts       the log of the engine's events
  *   status.ts       what `keymesh show` prints beyond the UAPI
+ *   metrics.ts      the same status as Prometheus metrics (MetricsListen)
+ *   log.ts          the log's formats (text, JSON) and levels
  *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
  *   crash-recovery.ts  the claim on the interface name, and what a kill -9 would leave
  *
@@ -49,6 +51,8 @@ import { LocalChangeWatcher } from './watch.js';
 import { PortMappings } from './port-mapping.js';
 import { onEvent } from './events.js';
 import type { Log } from './log.js';
+import { MetricsServer } from './metrics.js';
+import type { ShowStatus } from '../cli/show.js';
 import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
@@ -98,6 +102,8 @@ export class Runtime {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private uapi: UapiServer | null = null;
+  /** The Prometheus endpoint (MetricsListen), while it listens. */
+  private metrics: MetricsServer | null = null;
   private readonly net: InterfaceConfigurator;
   readonly log: Log;
   readonly mtu: number;
@@ -329,6 +335,7 @@ export class Runtime {
     this.udpPoll = native.pollStart(udp.fd, (err) => this.onUdpPoll(err));
     this.hsPoll = udp.hsFd! >= 0 ? native.pollStart(udp.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
     this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
+    await this.startMetrics();
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
     for (const p of cfg.peers) {
@@ -367,6 +374,8 @@ export class Runtime {
     if (this.hsPoll >= 0) native.pollStop(this.hsPoll);
     this.tunPoll = this.udpPoll = this.hsPoll = -1;
     await this.uapi?.close().catch(() => undefined);
+    await this.metrics?.close().catch(() => undefined);
+    this.metrics = null;
     await this.net.teardown();
     const { tun, udp } = this.pump;
     if (udp) closeUdp(udp);
@@ -513,6 +522,21 @@ export class Runtime {
     const done = reloadMesh(this.engine, fresh, this.now());
     this.flushAndArm();
     return done;
+  }
+
+  /**
+   * MetricsListen: serve the status as Prometheus metrics (metrics.ts). An address that cannot be
+   * bound (in use, not ours) is an error in the log, not a reason to keep the tunnel down.
+   */
+  private async startMetrics(): Promise<void> {
+    const m = this.opts.config.interface.metricsListen;
+    if (!m) return;
+    try {
+      this.metrics = await MetricsServer.listen(m.host, m.port, () => this.status() as ShowStatus);
+      this.log(`${this.name}: metrics at http://${this.metrics.address}/metrics`, { event: 'metrics-listening', fields: { address: this.metrics.address } });
+    } catch (e) {
+      this.log(`${this.name}: metrics not served: ${(e as Error).message}`, { level: 'error', event: 'metrics-failed' });
+    }
   }
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */
