@@ -62,6 +62,8 @@ const LIGHTHOUSE_HELP: Record<string, string> = {
   candidatesReceived: 'Member: CANDIDATES received from lighthouses.',
   relaySent: 'Member: datagrams sent over relay paths.',
   relayReceived: 'Member: datagrams received over relay paths.',
+  ignored: 'Member: CANDIDATES or RELAYED ignored (not from our lighthouse, or about a stranger).',
+  namesRefused: "Lighthouse: device names from a gateway refused (not certified for the subnets, a bad name, too many).",
 };
 
 /** The status (as `keymesh show --json` prints it) in the text exposition format. */
