@@ -14,18 +14,22 @@
  *     server starts once A's backoff has grown past the 2 s: the waiting traffic makes A look
  *     again, and the first ping reply must come within 2 s of the server answering. A second
  *     peer's name does not exist (NXDOMAIN): the node stays up and says so. Logs are JSON.
- * (b) A has no address at all (offline); the DNS server already runs. The address appears
- *     (netlink): the handshake must complete within 2 s, with no traffic to prompt it.
+ * (b) A has no address at all (offline); the DNS server already runs. `show --json` and the
+ *     metrics name the unresolved Endpoint. The address appears (netlink): the handshake must
+ *     complete within 2 s, with no traffic to prompt it.
  *
  * Needs root; skipped with the reason otherwise.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canRunNetns, Lab, REPO, sleep, startKeymesh, uapiGet, waitFor, wgGenKeypair, type Proc } from '../../netns/lib.js';
+import type { ShowStatus } from '../../src/cli/show.js';
+import { canRunNetns, KEYMESH_BIN, Lab, REPO, sleep, startKeymesh, uapiGet, waitFor, wgGenKeypair, type Proc } from '../../netns/lib.js';
+import { parseExposition, sample } from '../unit/support/prom-text.js';
 import { TUNNEL, twoHosts, UNDERLAY } from '../../netns/two-hosts.js';
 
-const skip = canRunNetns();
+const skip = canRunNetns() ?? (spawnSync('which', ['curl']).status === 0 ? null : 'curl is not installed');
 if (skip) console.warn(`integration tests skipped: ${skip}`);
 
 const DNS_ADDR = '192.0.2.53';
@@ -123,6 +127,7 @@ describe.skipIf(skip)('keymesh up without a network', () => {
     l.exec(a.ns, ['ip', 'addr', 'flush', 'dev', 'eth0']);
     resolvConf(a.ns, DNS_ADDR);
     a.peers[0].endpoint = 'peer.test:51820';
+    a.extra = ['MetricsListen = 127.0.0.1:9586'];
     await startKeymesh(l, b);
     const dns = startDns(l, b.ns);
     await waitFor('dns server', () => dns.output.includes('DNS READY'), 5000);
@@ -134,6 +139,12 @@ describe.skipIf(skip)('keymesh up without a network', () => {
     });
     const handshake = async () => (await uapiGet(a.ifname)).some((x) => /^last_handshake_time_sec=[1-9]/.test(x));
     expect(await handshake()).toBe(false);
+    // show --json and the metrics say which name has not resolved, and why
+    const shown = JSON.parse(l.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])) as ShowStatus;
+    expect(shown.peers[0]).toMatchObject({ endpoint: null, unresolvedEndpoint: { endpoint: 'peer.test:51820', error: 'EAI_AGAIN' } });
+    expect(shown.peers[0].unresolvedEndpoint!.lookups).toBeGreaterThanOrEqual(3);
+    const scraped = parseExposition(l.exec(a.ns, ['curl', '-sS', '--fail', 'http://127.0.0.1:9586/metrics']));
+    expect(sample(scraped, 'keymesh_peer_endpoint_unresolved', { peer: a.peers[0].publicKey })).toBe(1);
     const t0 = Date.now();
     l.exec(a.ns, ['ip', 'addr', 'add', `${UNDERLAY.a}/24`, 'dev', 'eth0']);
     await waitFor('the handshake', handshake, 10_000, 20).catch((e) => withLogs(() => { throw e; }));
@@ -143,5 +154,8 @@ describe.skipIf(skip)('keymesh up without a network', () => {
       expect(ms).toBeLessThan(2000);
       expect(nodeA.output).toMatch(/peer\.test resolves to 192\.0\.2\.2:51820 .*connecting/);
     });
+    const after = JSON.parse(l.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])) as ShowStatus;
+    expect(after.peers[0].unresolvedEndpoint).toBeNull();
+    expect(after.peers[0].endpoint?.startsWith(`${UNDERLAY.b}:51820`), after.peers[0].endpoint ?? 'null').toBe(true);
   }, 60_000);
 });
