@@ -49,7 +49,7 @@ import { OFFLOAD, Pump } from './pump.js';
 import { EndpointNames } from './reresolve.js';
 import { LocalChangeWatcher } from './watch.js';
 import { PortMappings } from './port-mapping.js';
-import { onEvent } from './events.js';
+import { onEvent, shortKey } from './events.js';
 import type { Log } from './log.js';
 import { MetricsServer } from './metrics.js';
 import type { ShowStatus } from '../cli/show.js';
@@ -74,11 +74,14 @@ export interface RuntimeOptions {
 const START_RESOLVE_WAIT = 2000;
 
 /** A promise, and its value once it has one (so a caller can tell, after a race, which ones answered). */
-function settled<T>(p: Promise<T>): { promise: Promise<T>; value: T | null } {
-  const s: { promise: Promise<T>; value: T | null } = { promise: p, value: null };
+function settled<T>(p: Promise<T>): { promise: Promise<T>; value: T | null; done: boolean } {
+  const s: { promise: Promise<T>; value: T | null; done: boolean } = { promise: p, value: null, done: false };
   p.then(
-    (v) => (s.value = v),
-    () => undefined,
+    (v) => {
+      s.value = v;
+      s.done = true;
+    },
+    () => (s.done = true),
   );
   return s;
 }
@@ -314,6 +317,14 @@ export class Runtime {
       const l = lookups[i];
       const endpoint = l?.value ? this.paths.fromLiteral(l.value.address, l.value.port) : null;
       const peer = this.addConfiguredPeer(p, endpoint, now);
+      if (l && !l.done) {
+        // (a failed lookup is told by reresolve.ts; one still running would say nothing for as long as the resolver's timeout)
+        this.log(`${name}: peer ${shortKey(p.publicKey)} endpoint host "${p.endpoint!.host}": no answer within ${START_RESOLVE_WAIT / 1000} s; up without it, the lookup goes on`, {
+          level: 'warn',
+          event: 'resolve-slow',
+          fields: { peer: shortKey(p.publicKey), host: p.endpoint!.host },
+        });
+      }
       if (p.endpoint) this.names.remember(peer, p.endpoint, l?.value ? undefined : l!.promise);
     });
     await this.net.setMtu(this.mtu);
