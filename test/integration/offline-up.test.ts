@@ -156,6 +156,7 @@ describe.skipIf(skip)('keymesh up without a network', () => {
     });
     const after = JSON.parse(l.exec(a.ns, [process.execPath, KEYMESH_BIN, 'show', a.ifname, '--json'])) as ShowStatus;
     expect(after.peers[0].unresolvedEndpoint).toBeNull();
-    expect(after.peers[0].endpoint?.startsWith(`${UNDERLAY.b}:51820`), after.peers[0].endpoint ?? 'null').toBe(true);
+    // (B announces both its addresses, the resolver's too: keymesh may move the session onto either)
+    expect(after.peers[0].endpoint ?? 'null').toMatch(/^192\.0\.2\.(2|53):51820\b/);
   }, 60_000);
 });
