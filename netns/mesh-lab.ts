@@ -5,12 +5,19 @@
  * filtering of new inbound packets beyond conntrack's), and a stranger with a certificate from
  * another CA sits on the public network.
  *
- *                      public network 203.0.113.0/24 (one bridge)
- *   ──┬───────────┬───────────┬───────────┬───────────┬────────────┬──
- *     LH .1       r1 .11      r2 .12      r3 .13      r4 .14       X .66 (another CA)
- *     lighthouse  NAT         NAT         NAT         NAT
- *                 10.1.0/24   10.2.0/24   10.3.0/24   10.4.0/24
- *                 m1 .2       m2 .2       m3 .2       m4 .2 (enrolled later)
+ *          public network 203.0.113.0/24 (one bridge)
+ *   ──┬──────────────────┬──────────────────┬──
+ *     LH .1              core .254          X .66 (another CA)
+ *     lighthouse         a router, as the internet's
+ *            ┌───────────┼───────────┬───────────┐  198.51.100.4k+1/30 ↔ 4k+2 (routerWan(k))
+ *            r1          r2          r3          r4        NAT routers
+ *            10.1.0/24   10.2.0/24   10.3.0/24   10.4.0/24
+ *            m1 .2       m2 .2       m3 .2       m4 .2 (enrolled later)
+ *
+ * With `adjacentNats` the NAT routers sit on the public bridge itself (203.0.113.10+k), one hop
+ * from each other, as two home routers plugged into one building's or one cloud subnet's switch:
+ * then any packet that passes one NAT reaches the other, and no punch can get through two plain
+ * masquerades (punch.ts): those members stay relayed, and say why.
  *
  * Overlay: the CA's networks 10.99.0.0/16 and fd99::/48, addresses handed out by `ca sign`.
  */
@@ -49,10 +56,23 @@ function identity(conf: string): { v4: string; v6: string; publicKey: string } {
   return { v4, v6, publicKey: shown.publicKey };
 }
 
-export function meshLab(lab: Lab) {
+/** NAT router k's public address (on its link to the core; on the bridge with `adjacentNats`). */
+export function routerWan(k: number, adjacentNats = false): string {
+  return adjacentNats ? `203.0.113.${10 + k}` : `198.51.100.${4 * k + 2}`;
+}
+
+export function meshLab(lab: Lab, opts: { adjacentNats?: boolean } = {}) {
+  const adjacent = opts.adjacentNats ?? false;
   const caDir = path.join(lab.dir, 'ca');
   km(['ca', 'init', '--name', 'lab mesh', '--networks', '10.99.0.0/16,fd99::/48', '--out', caDir]);
-  const wan = lab.bridge('wan');
+  const bridge = lab.bridge('wan');
+  const { ns: core } = lab.router('core');
+  bridge(core, 'eth0', ['203.0.113.254/24']);
+  /** A host on the public bridge, its default route through the core. */
+  const wan = (ns: string, ifn: string, addrs: string[]) => {
+    bridge(ns, ifn, addrs);
+    lab.exec(ns, ['ip', 'route', 'add', 'default', 'via', '203.0.113.254']);
+  };
   const nodes = new Map<string, MeshNode>();
 
   const add = (name: string, ns: string, conf: string): MeshNode => {
@@ -68,15 +88,20 @@ export function meshLab(lab: Lab) {
   const lhCrl = path.join(lab.dir, 'lh.crl');
   const lh = add('lh', lhNs, lab.file('lh.conf', lhText.replace('[Interface]\n', `[Interface]\nRevocations = ${lhCrl}\n`)));
 
-  /** A device behind NAT router r<k>, enrolled with `ca enroll` (not started). */
-  const member = (k: number, name = `m${k}`): MeshNode => {
+  /** A device behind NAT router r<k>, enrolled with `ca enroll` (not started); `subnets`: routed through it (`--subnets`, a gateway). */
+  const member = (k: number, name = `m${k}`, o: { subnets?: string } = {}): MeshNode => {
     const { ns: r, masquerade } = lab.router(`r${k}`);
-    wan(r, 'wan', [`203.0.113.${10 + k}/24`]);
+    if (adjacent) wan(r, 'wan', [`${routerWan(k, true)}/24`]);
+    else {
+      const base = 4 * k;
+      lab.link(r, 'wan', [`${routerWan(k)}/30`], core, `c${k}`, [`198.51.100.${base + 1}/30`]);
+      lab.exec(r, ['ip', 'route', 'add', 'default', 'via', `198.51.100.${base + 1}`]);
+    }
     masquerade('wan');
     const ns = lab.netns(name);
     lab.link(ns, 'eth0', [`10.${k}.0.2/24`], r, 'lan', [`10.${k}.0.1/24`]);
     lab.exec(ns, ['ip', 'route', 'add', 'default', 'via', `10.${k}.0.1`]);
-    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT)]);
+    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT), ...(o.subnets ? ['--subnets', o.subnets] : [])]);
     return add(name, ns, lab.file(`${name}.conf`, text));
   };
 

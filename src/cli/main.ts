@@ -1,6 +1,6 @@
 /**
  * The keymesh command line: `up`, `down`, `show`, `genkey`, `pubkey`, `genpsk`, and the mesh CA's
- * `ca init|sign|enroll|revoke` and `cert show` (ca.ts).
+ * `ca init|sign|enroll|revoke` and `cert show` (ca.ts), and a gateway's `device add|list|remove` (device.ts).
  */
 import { formatPong, pingOnce, type PingReply } from '../io/ping.js';
 import { Command } from 'commander';
@@ -14,6 +14,7 @@ import { CONTROL_DIR, ControlServer, controlRequest } from '../io/control.js';
 import { Runtime } from '../io/runtime.js';
 import { createLog, LOG_LEVELS, type LogLevel } from '../io/log.js';
 import { registerCaCommands } from './ca.js';
+import { registerDeviceCommands } from './device.js';
 import { formatShow } from './show.js';
 
 const IFNAME = /^[a-zA-Z0-9_=+.-]{1,15}$/;
@@ -93,6 +94,12 @@ async function up(configPath: string, opts: { interface?: string; logFormat: str
     status: () => rt.status(),
     down: () => void shutdown('keymesh down'),
     ping: (target, timeoutMs) => pingOnce(rt, target, timeoutMs) as Promise<object>,
+    ops: {
+      // `keymesh device add|list|remove` (device.ts; the node's side in io/devices.ts)
+      'device-add': async (req) => ({ device: await rt.devices.add(req) }),
+      'device-list': async () => ({ devices: rt.devices.list(), file: rt.devices.file }),
+      'device-remove': (req) => rt.devices.remove(req),
+    },
     reload: async () => {
       const done = await reload();
       log(`${name}: reloaded: ${done}`, { event: 'reloaded' });
@@ -233,5 +240,6 @@ program
     process.stdout.write(encodeKey(new Uint8Array(randomBytes(32))) + '\n');
   });
 registerCaCommands(program);
+registerDeviceCommands(program);
 
 program.parseAsync(process.argv).catch((e) => fail((e as Error).message));

@@ -9,6 +9,8 @@
  * encoders throw on a wrong length, which is caller misuse.
  */
 
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+
 export const WG_KEY_LEN = 32;
 export const WG_KEY_LEN_BASE64 = 44;
 export const WG_KEY_LEN_HEX = 64;
@@ -53,4 +55,20 @@ export function isZeroKey(k: Uint8Array): boolean {
   let acc = 0;
   for (let i = 0; i < k.length; i++) acc |= k[i];
   return acc === 0;
+}
+
+/** PKCS #8 for id-X25519 (RFC 8410 §7), before the 32 private key bytes. */
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+/**
+ * The X25519 public key of a private key, through the OpenSSL Node is linked with (which clamps
+ * the scalar as RFC 7748 says, like every WireGuard implementation). For loading configuration at
+ * start-up: noble's pure-TS X25519 costs ~100 ms on its first, cold call there; this costs
+ * well under one. (test/unit/keys.test.ts checks it against noble's.)
+ */
+export function publicKeyOf(privateKey: Uint8Array): Uint8Array {
+  checkLength(privateKey, 'publicKeyOf');
+  const k = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, privateKey]), format: 'der', type: 'pkcs8' });
+  const spki = createPublicKey(k).export({ format: 'der', type: 'spki' });
+  return new Uint8Array(spki.subarray(spki.length - WG_KEY_LEN));
 }

@@ -19,7 +19,8 @@ import path from 'node:path';
 import { formatPrefix, verifyCa, verifyNodeCert, type CaCert, type CertReason, type IpPrefix, type NodeCert } from '../core/cert.js';
 import { decodeCertText, type Doc } from '../core/cert-text.js';
 import { verifyCrl, type Crl } from '../core/crl.js';
-import { nobleCrypto } from '../core/crypto.js';
+import { publicKeyOf } from './keys.js';
+import { createNodeEd25519Verify } from '../io/ed25519-verify.js';
 import { formatAddress } from '../core/ip.js';
 
 /** A mesh key's value as written in the file, and where. */
@@ -58,6 +59,9 @@ export interface MeshInterface {
 }
 
 type Fail = (line: number, problem: string) => never;
+
+/** Signatures checked through OpenSSL, as the runtime does (noble's first, cold check costs ~50 ms of start-up). */
+const verifyEd25519 = createNodeEd25519Verify();
 
 const INLINE = /^km(ca|cert|crl)1:/;
 
@@ -109,17 +113,17 @@ export function completeMesh(
   nowSec: number,
   fail: Fail,
 ): void {
-  const caWhy = verifyCa(ca, nowSec);
+  const caWhy = verifyCa(ca, nowSec, verifyEd25519);
   if (caWhy === 'ca-expired') fail(where.caLine, `${where.ca} expired on ${iso(ca.notAfter)}`);
   if (caWhy === 'ca-not-yet-valid') fail(where.caLine, `${where.ca} is not valid before ${iso(ca.notBefore)} (is the clock right?)`);
   if (caWhy) fail(where.caLine, `${where.ca} is not validly self-signed (${caWhy})`);
-  const why = verifyNodeCert(cert, ca, nowSec);
+  const why = verifyNodeCert(cert, ca, nowSec, undefined, verifyEd25519);
   if (why === 'unknown-ca') fail(where.certLine, `${where.cert} was not issued by this CA (${where.ca}, mesh "${ca.name}")`);
   if (why === 'expired') fail(where.certLine, `${where.cert} expired on ${iso(cert.notAfter)}`);
   if (why === 'not-yet-valid') fail(where.certLine, `${where.cert} is not valid before ${iso(cert.notBefore)} (is the clock right?)`);
   if (why === 'bad-signature') fail(where.certLine, `${where.cert} does not carry a valid signature of this CA`);
   if (why) fail(where.certLine, `${where.cert} is refused by the CA (${why})`);
-  const ours = nobleCrypto.publicKey(iface.privateKey);
+  const ours = publicKeyOf(iface.privateKey);
   if (!ours.every((b, i) => b === cert.publicKey[i])) fail(where.certLine, `${where.cert} is for another key than this PrivateKey (certificate "${cert.name}")`);
   const certAddrs = cert.addresses.map(formatPrefix).sort();
   // Rebuilt from scratch: a second completion (loadWgQuick after parseWgQuick) sees its own default.
@@ -192,7 +196,7 @@ export async function completeMeshFiles(iface: MeshInterface, file: string, nowS
     return fail(k.revocations.line, `Revocations ${crlPath}: ${code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message)}`);
   }
   const crl = decodeValue(text, `Revocations ${crlPath}`, 'crl', (p) => fail(k.revocations!.line, p)) as Crl;
-  const why = verifyCrl(crl, mesh.ca);
+  const why = verifyCrl(crl, mesh.ca, undefined, verifyEd25519);
   if (why === 'unknown-ca') fail(k.revocations.line, `Revocations ${crlPath} is from another CA than ${mesh.ca.name}'s`);
   if (why) fail(k.revocations.line, `Revocations ${crlPath} is refused (${why})`);
   mesh.crl = crl;

@@ -6,8 +6,9 @@
  * IP addresses are search domains. Stricter than wg-quick in two places, both to catch mistakes
  * early: an unknown key or a [Peer] repeating another's PublicKey is an error here.
  *
- * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, MetricsListen, MetricsPublic, and the mesh keys Certificate, CA and
- * Revocations (checked in mesh.ts).
+ * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, MetricsListen, MetricsPublic, the mesh
+ * keys Certificate, CA and Revocations (checked in mesh.ts), and a gateway's Devices and
+ * DevicesMayLeave (devices.ts).
  *
  * Secrets: error messages never contain a key. Key values are never echoed, names are echoed
  * only when they look like names, and anything key-shaped is cut from every message.
@@ -47,6 +48,10 @@ export interface InterfaceConfig {
   metricsListen?: { host: string; port: number };
   /** keymesh: `MetricsPublic = true` allows MetricsListen on an address other hosts can reach. */
   metricsPublic: boolean;
+  /** keymesh: `Devices = PATH`, a gateway's stock WireGuard devices file (devices.ts), as written (relative: to the config's directory). */
+  devices?: string;
+  /** keymesh: `DevicesMayLeave = true`: those devices may reach addresses outside the mesh's networks (default false). */
+  devicesMayLeave: boolean;
   /** keymesh: `Certificate`, `CA`, `Revocations` as written (see mesh.ts); absent without them. */
   meshKeys?: MeshKeys;
   /** keymesh: the mesh certificate, CA and revocation list, decoded and checked (see mesh.ts). */
@@ -74,7 +79,7 @@ export interface WgQuickConfig {
 
 /** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
 export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
-  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true, metricsPublic: false };
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true, metricsPublic: false, devicesMayLeave: false };
 }
 
 export class ConfigError extends Error {
@@ -206,6 +211,8 @@ const INTERFACE_KEYS = new Set([
   'forgetafter',
   'metricslisten',
   'metricspublic',
+  'devices',
+  'devicesmayleave',
   'certificate',
   'ca',
   'revocations',
@@ -388,6 +395,17 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
           f.metricsPublic = b!;
           break;
         }
+        case 'devices':
+          if (f.devices !== undefined) err(ln, 'a second Devices');
+          if (value === '') err(ln, 'Devices is empty (expected the path of the devices file)');
+          f.devices = value;
+          break;
+        case 'devicesmayleave': {
+          const b = parseBool(value);
+          if (b === null) err(ln, `DevicesMayLeave: "${value}" is neither true nor false`);
+          f.devicesMayLeave = b!;
+          break;
+        }
         case 'certificate':
         case 'ca':
         case 'revocations': {
@@ -561,6 +579,8 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (i.forgetAfter !== undefined) out.push(`ForgetAfter = ${i.forgetAfter}`);
   if (i.metricsListen) out.push(`MetricsListen = ${i.metricsListen.host.includes(':') ? `[${i.metricsListen.host}]` : i.metricsListen.host}:${i.metricsListen.port}`);
   if (i.metricsPublic) out.push('MetricsPublic = true');
+  if (i.devices !== undefined) out.push(`Devices = ${i.devices}`);
+  if (i.devicesMayLeave) out.push('DevicesMayLeave = true');
   const m = i.meshKeys;
   if (m?.certificate) out.push(`Certificate = ${m.certificate.value}`);
   if (m?.ca) out.push(`CA = ${m.ca.value}`);

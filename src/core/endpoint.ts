@@ -203,6 +203,8 @@ export class PathEntry {
   openedAt = -Infinity;
   /** After a failed punch nothing goes to it before this (punch.ts: PUNCH_QUIET). */
   quietUntil = -Infinity;
+  /** Our low-TTL openers reached the candidate's own address (its "port unreachable" came back): its NAT is our NAT's neighbour (punch.ts). */
+  openerArrived = false;
   /** What this path carries (pmtu.ts, plpmtud.ts); null until first needed. */
   mtu: Plpmtud | null = null;
   /** Where `mtu` comes from: our probes (keymesh peers), the kernel's route (stock peers), or the configuration alone. */
@@ -767,15 +769,18 @@ export class PeerEndpoint {
     let tried = 0;
     let probing = 0;
     let validated = 0;
+    let neighbours = false;
     for (const e of this.entries.values()) {
       if (isRelay(e.path)) continue;
       tried++;
+      if (e.openerArrived && e.state === 'failed') neighbours = true;
       if (e.state === 'validating' || e.state === 'new') probing++;
       else if (e.state === 'validated' && e.probeMisses === 0) validated++; // (one missing its probes counts as failed)
     }
     if (tried === 0) return 'no direct candidates (no address of the peer we could use)';
     if (validated > 0) return 'a direct path answered: leaving the relay';
     if (probing > 0) return `punching: ${probing} of ${tried} direct candidates still being probed`;
+    if (neighbours) return `punching failed: our NAT and the peer's are neighbours on one network (our low-TTL openers reached its NAT), so neither can open first; a port forward on either router (UPnP, NAT-PMP or PCP: PortMapping) lets a direct path through`;
     return `punching failed: none of ${tried} direct candidates answered (a symmetric NAT, or a NAT that gave our probes another port)`;
   }
 

@@ -69,7 +69,7 @@ import {
 import { LocalIdentity, ZERO_KEY } from './noise.js';
 import { sendAddresses, sendExtension } from './paths.js';
 import { Peer } from './peer.js';
-import { onTimeExceeded, Openers } from './punch.js';
+import { onPortUnreachable, onTimeExceeded, Openers } from './punch.js';
 import { IcmpRateLimit } from './icmp.js';
 import { IPV6_MIN_MTU, onPacketTooBig, pmtuActivated } from './pmtu.js';
 import { RateLimiter } from './ratelimiter.js';
@@ -150,6 +150,7 @@ export const DROP_REASONS = [
   'pmtuSettling', // the same, while a search after a black hole settles: dropped without ICMP (pmtu.ts)
   'notAdmitted', // from a pending peer, anything but its certificate; or an initiation whose introduced certificate no longer checks out (membership.ts)
   'admissionLimited', // an initiation from an unknown key while too many are pending, or its source is over its rate (membership.ts)
+  'deviceOutsideMesh', // a gateway's stock WireGuard device and an address outside the mesh's networks, either way (device-guard.ts)
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -164,6 +165,8 @@ export interface PeerOptions {
   lighthouse?: boolean;
   /** `Name =`: what it is called in the mesh's names (names.ts); a certificate's name takes precedence. */
   name?: string | null;
+  /** A gateway's stock WireGuard device (device-guard.ts): it reaches the mesh's networks only. */
+  device?: boolean;
 }
 
 export interface EngineOptions {
@@ -215,6 +218,8 @@ export interface EngineOptions {
   mesh?: MeshAuthority;
   /** Certified peers are forgotten after this many ms without traffic (default 10 min). */
   meshIdleForget?: number;
+  /** `DevicesMayLeave = true`: a gateway's devices may reach addresses outside the mesh's networks (device-guard.ts). */
+  devicesMayLeave?: boolean;
 }
 
 export interface EngineStats {
@@ -321,6 +326,7 @@ export class Engine {
   private readonly out: Sink;
   /** @internal */ readonly sink: Sink;
   readonly isLighthouse: boolean;
+  /** @internal device-guard.ts */ readonly devicesMayLeave: boolean;
   /** @internal */ readonly addressOf: ((p: Path) => { addr: Uint8Array; port: number } | null) | null;
   /** @internal */ readonly relayBudget: TokenBuckets;
   /** @internal */ readonly lookupBudget = new TokenBuckets(LOOKUP_RATE, LOOKUP_BURST);
@@ -386,6 +392,7 @@ export class Engine {
     this.underLoadThreshold = opts.underLoadThreshold ?? UNDER_LOAD_HANDSHAKES_PER_SECOND;
     this.makePaths = opts.makePaths ?? null;
     this.isLighthouse = opts.isLighthouse ?? false;
+    this.devicesMayLeave = opts.devicesMayLeave ?? false;
     this.openers.enabled = opts.punchOpeners ?? true;
     this.addressOf = opts.addressOf ?? null;
     this.pmtuDiscovery = opts.pmtuDiscovery ?? true;
@@ -454,6 +461,7 @@ export class Engine {
     if (o.endpoint) this.emitEndpointChange(peer, peer.endpoint.configure(o.endpoint));
     if (o.allowedIps) for (const a of o.allowedIps) this.routes.insert(a.addr, a.cidr, peer);
     if (o.lighthouse !== undefined) peer.lighthouse = o.lighthouse;
+    if (o.device !== undefined) peer.device = o.device;
     if (o.name !== undefined) this.nameChanged(peer, o.name);
     if (o.persistentKeepalive !== undefined) this.setPersistentKeepalive(peer, o.persistentKeepalive, now);
     return peer;
@@ -777,6 +785,12 @@ export class Engine {
   handleTimeExceeded(addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
     this.clock = now;
     onTimeExceeded(this, addr, port, offender, payload, now);
+  }
+
+  /** The same for an ICMP "port unreachable" (punch.ts: an opener that reached the peer's NAT). */
+  handlePortUnreachable(addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
+    this.clock = now;
+    onPortUnreachable(this, addr, port, offender, payload, now);
   }
 
   // ───────────────────────────── helpers ─────────────────────────────

@@ -148,9 +148,14 @@ export function onCandidates(engine: Engine, from: Peer, answer: boolean, key: U
   ensureRelays(engine, target, liveLighthouses(engine, target), now);
   if (target.keypairs.current?.canSend(now)) {
     for (const e of fresh) sendChallenge(engine, target, e, now);
-  } else if (answer || target.staged.length > 0) {
+  } else {
     // No session yet, and something now knows where the peer is: the initiation goes there at
-    // once (the relays included: the peer has just registered), not at the next retry.
+    // once (the relays included: the peer has just registered), not at the next retry. Also when
+    // it is the peer that asked for us (a punch request, answer=false): it may hold a session
+    // with our previous life (we were restarted, kill -9 or a reboot) and would keep sending
+    // into it, unanswered, until its own rekey timers ran out (15 s and more); our initiation
+    // replaces that session at once. If it is initiating too, the crossed initiations resolve
+    // in handshake.ts.
     initiateNow(engine, target, now);
   }
 }

@@ -83,6 +83,8 @@ export class Peer {
   certRequestedAt = -Infinity;
   /** `Name =` (names.ts); a certificate's name takes precedence. */
   name: string | null = null;
+  /** Gateway: a stock WireGuard device of the devices file (device-guard.ts). */
+  device = false;
   /** Lighthouse: a gateway's devices (name → addresses), as it told us (names.ts). */
   deviceNames: Map<string, Uint8Array[]> | null = null;
   /** How often the endpoint moved (every endpoint-changed event): `keymesh show` and the metrics. */

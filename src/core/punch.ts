@@ -83,7 +83,7 @@ export class Openers {
   /** A "time exceeded" from beyond our NATs confirmed the TTL. */
   confirmed = false;
   readonly recent = new Map<string, { entry: PathEntry; at: number }>();
-  readonly stats = { openersSent: 0, punchOpenSent: 0, punchOpenReceived: 0, held: 0, timeExceeded: 0, ttlRaised: 0 };
+  readonly stats = { openersSent: 0, punchOpenSent: 0, punchOpenReceived: 0, held: 0, timeExceeded: 0, ttlRaised: 0, openersArrived: 0 };
 
   /** Another network: the NATs in front of us may be others. */
   reset(): void {
@@ -192,6 +192,22 @@ export function onPunchOpen(engine: Engine, peer: Peer, now: number, challenge: 
   if (stale.length > 0) openTowards(engine, peer, stale, now);
   else if (waiting.length > 0 && peer.punchOpenSentAt < now - PEER_OPEN_FRESH) sendPunchOpen(engine, peer, now);
   for (const e of waiting) challenge(e);
+}
+
+/**
+ * An ICMP "port unreachable" about a datagram we sent to addr:port, reported by `offender`. When it
+ * is one of our openers and it comes from addr itself, the opener did not die on the way: it
+ * reached the peer's NAT, which had nothing listening (the NATs sit side by side on one network,
+ * a building's or a cloud subnet's, with no router between to spend the TTL on). Both NATs then
+ * hold the stale entry of 'Why it is needed' above whatever the order, so the punch cannot work;
+ * the entry remembers it so the relay's reason can say so (endpoint.ts whyRelayed).
+ */
+export function onPortUnreachable(engine: Engine, addr: Uint8Array, port: number, offender: Uint8Array | null, payload: Uint8Array, now: number): void {
+  if (payload.length < 4 || payload[0] !== 0 || payload[1] !== 0 || payload[2] !== 0x6f || !offender) return;
+  const rec = engine.openers.recent.get(`${keyId(addr)}:${port}`);
+  if (!rec || now - rec.at > OPENER_MEMORY || keyId(offender) !== keyId(addr)) return;
+  if (!rec.entry.openerArrived) engine.openers.stats.openersArrived++;
+  rec.entry.openerArrived = true;
 }
 
 /**

@@ -25,7 +25,8 @@ import {
   retireKeypair,
 } from './handshake.js';
 import { triageHandshake } from './handshake-gate.js';
-import { ipDeclaredLength, IPV4_SRC_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
+import { insideMesh } from './device-guard.js';
+import { ipDeclaredLength, IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { messageType, readU32 } from './messages.js';
 import { handleExtension, maybeHello, onAuthenticated, sendChallenge } from './paths.js';
@@ -199,6 +200,8 @@ function onAuthenticatedTransport(
   if (declared > len || declared < (version === 4 ? 20 : 40)) return engine.drop('invalidInnerPacket');
   const src = off + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET);
   if (engine.routes.lookup(buf, src, version) !== peer) return engine.drop('disallowedSource');
+  // [A] of device-guard.ts: a device reaches the mesh and nothing else
+  if (peer.device && !engine.devicesMayLeave && !insideMesh(engine, buf, off + (version === 4 ? IPV4_DST_OFFSET : IPV6_DST_OFFSET), version)) return engine.drop('deviceOutsideMesh');
   // a SYN from the peer's side: what our host may send back must fit the path (mss.ts; the
   // multiple of 16 as in send.ts, so both directions announce the same)
   if (engine.mssClamp && isTcpSyn(buf, off, version) && clampMss(buf, off, declared, mssFor(peer.tunnelMtu & ~15, version))) engine.counters.pmtu.mssClamped++;

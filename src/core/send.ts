@@ -15,7 +15,8 @@ import { touch } from './deadline-index.js';
 import type { Path } from './endpoint.js';
 import type { Engine } from './engine.js';
 import { sendInitiation } from './handshake.js';
-import { IPV4_DST_OFFSET, IPV6_DST_OFFSET, ipVersion } from './ip.js';
+import { insideMesh } from './device-guard.js';
+import { IPV4_DST_OFFSET, IPV4_SRC_OFFSET, IPV6_DST_OFFSET, IPV6_SRC_OFFSET, ipVersion } from './ip.js';
 import type { Keypair } from './keypair.js';
 import { writeTransportHeader } from './messages.js';
 import { clampMss, isTcpSyn, mssFor } from './mss.js';
@@ -51,6 +52,11 @@ export function sendTunBatch(engine: Engine, buf: Uint8Array, offs: Uint32Array,
     if (!peer) {
       // mesh: an overlay address no peer holds yet — ask the lighthouses (directory.ts)
       if (!(engine.membership && lookupAddress(engine, buf.subarray(dst, dst + (version === 4 ? 4 : 16)), buf.subarray(o, o + len), now))) engine.drop('noRoute');
+      continue;
+    }
+    // [B] of device-guard.ts: only the mesh reaches a gateway's device
+    if (peer.device && !engine.devicesMayLeave && !insideMesh(engine, buf, o + (version === 4 ? IPV4_SRC_OFFSET : IPV6_SRC_OFFSET), version)) {
+      engine.drop('deviceOutsideMesh');
       continue;
     }
     // larger than the peer's path carries: answered or fragmented at the tunnel's edge (pmtu.ts)

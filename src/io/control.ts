@@ -21,6 +21,8 @@ export interface ControlHandlers {
   reload?(): Promise<string>;
   /** `keymesh ping`: one ping to what `target` names; resolves to the reply, rejects with why not. */
   ping?(target: string, timeoutMs: number): Promise<object>;
+  /** Further ops answered asynchronously (`keymesh device add|list|remove`): the result's fields join {ok: true}; a rejection is {ok: false, error}. */
+  ops?: Record<string, (req: Record<string, unknown>) => Promise<object>>;
 }
 
 export class ControlServer {
@@ -51,6 +53,14 @@ export class ControlServer {
               // answered when the reload is done (it reads files)
               h.reload().then(
                 (done) => sock.write(JSON.stringify({ ok: true, done }) + '\n'),
+                (e: Error) => sock.write(JSON.stringify({ ok: false, error: e.message }) + '\n'),
+              );
+              continue;
+            }
+            const op = typeof req.op === 'string' && h.ops && Object.hasOwn(h.ops, req.op) ? h.ops[req.op] : undefined;
+            if (op) {
+              op(req as Record<string, unknown>).then(
+                (r) => sock.write(JSON.stringify({ ok: true, ...r }) + '\n'),
                 (e: Error) => sock.write(JSON.stringify({ ok: false, error: e.message }) + '\n'),
               );
               continue;

@@ -174,6 +174,11 @@ export function isTooBig(r: IcmpReport): boolean {
   return ((r.origin === 2 && r.type === 3 && r.code === 4) || (r.origin === 3 && r.type === 2) || r.origin === 1) && r.info > 0;
 }
 
+/** "Port unreachable": ICMP type 3 code 3, ICMPv6 type 1 code 4. */
+export function isPortUnreachable(r: IcmpReport): boolean {
+  return (r.origin === 2 && r.type === 3 && r.code === 3) || (r.origin === 3 && r.type === 1 && r.code === 4);
+}
+
 /** "Time exceeded" in transit: ICMP type 11 code 0, ICMPv6 type 3 code 0. */
 export function isTimeExceeded(r: IcmpReport): boolean {
   return ((r.origin === 2 && r.type === 11) || (r.origin === 3 && r.type === 3)) && r.code === 0;

@@ -298,6 +298,9 @@ export class Pump {
         } else if (native.isTooBig(r)) {
           this.counters.icmpTooBig++;
           this.rt.engine.handlePacketTooBig(r.addr, r.port, r.info, r.payload, this.rt.now());
+        } else if (native.isPortUnreachable(r)) {
+          this.counters.icmpOther++;
+          this.rt.engine.handlePortUnreachable(r.addr, r.port, r.offender, r.payload, this.rt.now());
         } else this.counters.icmpOther++;
       }
       if (reports.length < 64) break;

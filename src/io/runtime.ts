@@ -20,6 +20,7 @@
  *   log.ts          the log's formats (text, JSON) and levels
  *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
  *   crash-recovery.ts  the claim on the interface name, and what a kill -9 would leave
+ *   devices.ts      a gateway's stock WireGuard devices (Devices = PATH)
  *
  * May touch: everything of the node. It is the only place that opens or closes an fd, polls one,
  * or arms the timer.
@@ -57,6 +58,7 @@ import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
 import { NodeRecord } from './crash-recovery.js';
+import { devicesPath, GatewayDevices } from './devices.js';
 
 /** KEYMESH_WARMUP=0 skips the start-up warm-up of the data path (warmup.ts). */
 const WARMUP = process.env.KEYMESH_WARMUP !== '0';
@@ -124,6 +126,8 @@ export class Runtime {
   /** The netlink watcher that tells the local ends (and so every peer) when the host's addresses change. */
   readonly watch = new LocalChangeWatcher(this);
   readonly portMappings = new PortMappings(this);
+  /** A gateway's stock WireGuard devices (`Devices = PATH`; none without it). */
+  readonly devices: GatewayDevices;
   /** Who else hears the engine's events (the resolver's name lookups, `keymesh ping`). */
   readonly eventListeners = new Set<(e: EngineEvent) => void>();
   /** Peers (by key) whose events are not logged: the warm-up's partner. */
@@ -155,9 +159,11 @@ export class Runtime {
       wallClockOffset: Date.now() - performance.now(),
       // mesh membership (membership.ts): peers admitted by certificates of this CA
       meshIdleForget: opts.config.interface.forgetAfter !== undefined ? opts.config.interface.forgetAfter * 1000 : undefined,
+      devicesMayLeave: opts.config.interface.devicesMayLeave,
       mesh: opts.config.interface.mesh ? new CertAuthority(opts.config.interface.mesh.ca, opts.config.interface.mesh.cert, opts.config.interface.mesh.crl ?? null, ed25519Verify()) : undefined,
     });
     this.net = new InterfaceConfigurator(opts.interfaceName, opts.config.interface.table ?? 'auto');
+    this.devices = new GatewayDevices(this, devicesPath(opts.config));
   }
 
   get name(): string {
@@ -327,10 +333,9 @@ export class Runtime {
       }
       if (p.endpoint) this.names.remember(peer, p.endpoint, l?.value ? undefined : l!.promise);
     });
-    await this.net.setMtu(this.mtu);
-    for (const a of cfg.interface.addresses) await this.net.addAddress(`${a.addr}/${a.cidr}`, a.family);
-    await this.net.up();
-    await this.syncRoutes();
+    await this.devices.start(); // the devices file's peers (devices.ts), before their routes
+    // MTU, addresses, up and the routes: one `ip -batch` (netconf.ts)
+    await this.syncRoutes(this.net.setupLines(this.mtu, cfg.interface.addresses.map((a) => ({ cidr: `${a.addr}/${a.cidr}` }))));
     await this.applyDns();
     this.tunPoll = native.pollStart(tun.fd, (err) => {
       if (err) {
@@ -491,8 +496,8 @@ export class Runtime {
     this.fwmark = mark;
   }
 
-  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes). */
-  async syncRoutes(): Promise<void> {
+  /** Make the kernel's routes match the peers' allowed IPs (and pin their endpoints' routes), after `setup` (bring-up). */
+  async syncRoutes(setup: string[] = []): Promise<void> {
     const routes: RouteSpec[] = [];
     for (const p of this.engine.listPeers()) {
       // peers admitted by certificate come and go: the mesh's networks cover them (below)
@@ -505,7 +510,7 @@ export class Runtime {
       const cidr = `${formatAddress(n.addr)}/${n.bits}`;
       if (!own.includes(cidr)) routes.push({ cidr, family: n.addr.length === 4 ? 4 : 6 });
     }
-    await this.net.syncRoutes(routes);
+    await this.net.syncRoutes(routes, setup);
     const pinned = this.net.pinnedCount;
     for (const p of this.engine.listPeers()) {
       const ep = udpOf(p.endpoint.path);

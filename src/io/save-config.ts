@@ -21,7 +21,8 @@ export interface SaveHost {
 
 /** SaveConfig = true: write the running configuration back to the file (mode 0600) on shutdown. */
 export async function saveConfig(rt: SaveHost, cfg: WgQuickConfig): Promise<void> {
-  const peers: PeerConfig[] = rt.engine.listPeers().filter((p) => p.membership === 'static').map((p, i) => {
+  // a gateway's devices live in their own file (devices.ts), not as [Peer]s
+  const peers: PeerConfig[] = rt.engine.listPeers().filter((p) => p.membership === 'static' && !p.device).map((p, i) => {
     const ep = udpOf(p.endpoint.path);
     const psk = p.handshake.presharedKey;
     return {

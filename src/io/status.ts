@@ -87,7 +87,8 @@ export function showStatus(rt: StatusHost): object {
       speaksKeymesh: p.endpoint.speaksKeymesh,
       // mesh membership (membership.ts): how it came to be a peer, and the certificate it showed
       membership: p.membership,
-      name: p.cert?.name ?? null,
+      name: p.cert?.name ?? p.name ?? null,
+      device: p.device,
       certificate: p.cert
         ? {
             name: p.cert.name,

@@ -7,12 +7,15 @@
  *   (c) `keymesh ca revoke`, the list copied to the lighthouse and `keymesh reload` there: the
  *       revoked member's sessions end everywhere within 10 s and it cannot reconnect;
  *   (d) a device with a certificate from another CA is refused by the lighthouse and gets no
- *       lookups or relays.
+ *       lookups or relays;
+ *   (e) keymesh ping by name says each pong's path;
+ *   (g) a member killed with -9 and started again is reached again within seconds;
+ *   (f) two NATs side by side on one network (no router between): relayed, working, and saying why.
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canRunNetns, Lab, sleep } from '../../netns/lib.js';
-import { km, meshLab, type MeshLab, type MeshNode } from '../../netns/mesh-lab.js';
+import { canRunNetns, Lab, sleep, waitFor } from '../../netns/lib.js';
+import { km, meshLab, routerWan, type MeshLab, type MeshNode } from '../../netns/mesh-lab.js';
 
 const skip = canRunNetns();
 let lab: Lab | null = null;
@@ -60,12 +63,27 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
   it('(a) three members behind NATs whose configs list only the lighthouse: every pair pings both families', async () => {
     const { l, ms } = await threeMembers();
     for (const m of ms) expect(readFileSync(m.conf, 'utf8').match(/^\[Peer\]/gm)!.length, `${m.name}'s config lists the lighthouse only`).toBe(1);
+    // the very first contact, by name: `keymesh ping` says each pong's path and stops at the first
+    // direct one (pongs that beat the punch come over the relay)
+    const out = km(['ping', 'm2', '-c', '5', '-i', ms[0].ifname]).trim().split('\n');
+    const direct = new RegExp(`^pong from m2 \\(${ms[1].v4.replace(/\./g, '\\.')}\\): direct ${routerWan(2).replace(/\./g, '\\.')}:51820 from 10\\.1\\.0\\.2(%\\d+)? in [\\d.]+ ms$`);
+    expect(out.at(-1), out.join('\n')).toMatch(direct);
+    for (const line of out.slice(0, -1)) expect(line, out.join('\n')).toMatch(/^pong from m2 \(10\.99\.0\.\d+\): relay via lh in [\d.]+ ms$/);
+    console.log(`keymesh ping m2 (first contact):\n  ${out.join('\n  ')}`);
     for (const a of ms) {
       for (const b of ms) {
         if (a === b) continue;
         expect(pingOnce(l, a, b.v4, 3), `${a.name} → ${b.name} ${b.v4}\n${lab!.logs()}`).toBe(true);
         expect(pingOnce(l, a, b.v6, 3), `${a.name} → ${b.name} ${b.v6}`).toBe(true);
       }
+    }
+    // behind plain NATs on the internet (routers between them) every pair leaves the relay: the
+    // lighthouse was the first contact only
+    for (const a of ms) {
+      await waitFor(`${a.name}'s members on direct paths`, () => {
+        const peers = l.show(a).peers.filter((p: any) => p.membership === 'certified');
+        return peers.length === 2 && peers.every((p: any) => p.paths.some((x: any) => x.active && x.kind === 'direct'));
+      }, 5000);
     }
     // `wg show` lists the members admitted by certificate; `keymesh show` says how they came
     const s = l.show(ms[0]);
@@ -141,7 +159,7 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
     // (so the NAT keeps no entry to get in the way later), leaving through the forward hook — so
     // only the lighthouse's relay carries them
     const r2 = `km-${lab!.id}-r2`;
-    lab!.exec(r2, ['nft', '-f', '-'], 'table inet kmblk { chain kmpre { type filter hook prerouting priority -300; ip saddr 203.0.113.11 drop; }; chain kmfwd { type filter hook forward priority 0; ip daddr 203.0.113.11 drop; }; }');
+    lab!.exec(r2, ['nft', '-f', '-'], `table inet kmblk { chain kmpre { type filter hook prerouting priority -300; ip saddr ${routerWan(1)} drop; }; chain kmfwd { type filter hook forward priority 0; ip daddr ${routerWan(1)} drop; }; }`);
     const relayed = km(['ping', 'm2', '-c', '3', '-i', m1.ifname]);
     const lines = relayed.trim().split('\n');
     expect(lines.length, relayed).toBe(3);
@@ -150,6 +168,44 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
     expect(() => km(['ping', 'nobody', '-c', '1', '-i', m1.ifname])).toThrow(); // exit status 1
     void l;
     void m2;
+  });
+
+  it('(f) NATs side by side on one network: the pair stays relayed, works, and says why', async () => {
+    lab = new Lab();
+    const l = meshLab(lab, { adjacentNats: true });
+    await l.up(l.lh);
+    const [m1, m2] = [1, 2].map((k) => l.member(k));
+    await l.up(m1);
+    await l.up(m2);
+    expect(pingOnce(l, m1, m2.v4, 3), `m1 → m2\n${lab.logs()}`).toBe(true);
+    // the punch fails (each opener reaches the other NAT and leaves a stale entry there) …
+    let why = '';
+    await waitFor('the punch to fail and say why', () => {
+      const peer = l.show(m1).peers.find((p: any) => p.publicKey === m2.publicKey);
+      why = peer?.relayReason ?? '';
+      return /neighbours/.test(why);
+    }, 15_000);
+    expect(why).toMatch(/port forward/);
+    const s = l.show(m1);
+    expect(s.peers.find((p: any) => p.publicKey === m2.publicKey).paths.find((x: any) => x.active).kind).toBe('relay');
+    // … and the relay carries the traffic both ways meanwhile
+    expect(pingOnce(l, m2, m1.v4, 2)).toBe(true);
+    expect(pingOnce(l, m1, m2.v6, 2)).toBe(true);
+  });
+
+  it('(g) a member killed with -9 and started again is reached again at once, by members that still hold its old session', async () => {
+    const { l, ms } = await threeMembers();
+    const [m1, m2, m3] = ms;
+    expect(pingOnce(l, m1, m2.v4, 3)).toBe(true);
+    expect(pingOnce(l, m3, m2.v4, 3)).toBe(true);
+    await m2.proc!.stop('SIGKILL');
+    const t0 = Date.now();
+    await l.up(m2); // crash recovery clears what the killed one left (its interface, routes)
+    const at = await firstAnswers(l, [m1, m3], m2.v4, t0, 5000);
+    for (const [i, t] of at.entries()) expect(t, `${[m1, m3][i].name} → restarted m2: first answer after ${t} ms\n${lab!.logs()}`).toBeLessThan(3000);
+    console.log(`restarted member answers m1 after ${at[0]} ms, m3 after ${at[1]} ms (from the start of up)`);
+    // and the new session goes direct again
+    await waitFor('m1 → m2 direct again', () => l.show(m1).peers.find((p: any) => p.publicKey === m2.publicKey)?.paths.some((x: any) => x.active && x.kind === 'direct'), 10_000);
   });
 
   it('(d) a device with a certificate from another CA is refused and gets no lookups or relays', async () => {

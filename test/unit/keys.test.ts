@@ -142,3 +142,16 @@ describe.skipIf(!haveWg)('against stock wg', () => {
     }
   });
 });
+
+describe('publicKeyOf (OpenSSL) against noble, its reference', () => {
+  it('gives the same public key for 200 random private keys, clamped or not', async () => {
+    const { publicKeyOf } = await import('../../src/config/keys.js');
+    const { nobleCrypto } = await import('../../src/core/crypto.js');
+    const { randomBytes } = await import('node:crypto');
+    for (let i = 0; i < 200; i++) {
+      const k = new Uint8Array(randomBytes(32));
+      expect(Buffer.from(publicKeyOf(k)).toString('hex')).toBe(Buffer.from(nobleCrypto.publicKey(k)).toString('hex'));
+    }
+    expect(() => publicKeyOf(new Uint8Array(31))).toThrow(/length=31/);
+  });
+});

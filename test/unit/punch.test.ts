@@ -11,7 +11,9 @@
  * - a punch that stalls anyway (a NAT poisoned beforehand) goes quiet for PUNCH_QUIET, lets the
  *   entries expire, and then succeeds;
  * - the TTL ladder: a report from inside our NATs raises the TTL once per rung; one from beyond
- *   confirms it; another network starts again at 2.
+ *   confirms it; another network starts again at 2;
+ * - an opener's "port unreachable" from the candidate itself (NATs side by side): the stalled
+ *   punch's relay reason says so.
  */
 import { describe, expect, it } from 'vitest';
 import { PUNCH_QUIET } from '../../src/core/endpoint.js';
@@ -138,5 +140,30 @@ describe('punching through plain NATs (punch.ts)', () => {
     a.engine.localAddressesChanged(net.now);
     s = a.engine.stats(net.now).punch;
     expect({ ttl: s.ttl, confirmed: s.ttlConfirmed }).toEqual({ ttl: 2, confirmed: false });
+  });
+
+  it('an opener answered by "port unreachable" from the candidate itself marks the peer\'s NAT as our neighbour, and the stalled punch says so', () => {
+    const { net, a, b } = build();
+    net.reportTimeExceeded = false;
+    // as with NATs side by side: B's NAT already holds the stale entry the punch would need
+    net.send({ from: 'NATA:51820', to: 'NATB:51820', data: new Uint8Array(8) });
+    net.deliver();
+    a.engine.handleTunPacket(ipPacket('10.0.0.1', '10.0.0.2', enc.encode('ping')), net.now);
+    net.deliver();
+    const natB = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 203, 0, 113, 2);
+    const router = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1);
+    const entry = () => peerOf(a, b).endpoint.list().find((e) => e.path.id === 'NATB:51820')!;
+    a.engine.handlePortUnreachable(natB, 51820, router, opener(2), net.now); // from a router on the way: not the NAT
+    a.engine.handlePortUnreachable(natB, 51820, natB, Uint8Array.of(4, 0, 0, 0), net.now); // not an opener
+    a.engine.handlePortUnreachable(natB, 51820, null, opener(2), net.now);
+    expect(entry().openerArrived).toBe(false);
+    expect(a.engine.stats(net.now).punch.openersArrived).toBe(0);
+    a.engine.handlePortUnreachable(natB, 51820, natB, opener(2), net.now);
+    a.engine.handlePortUnreachable(natB, 51820, natB, opener(2), net.now); // the second copy counts once
+    expect(entry().openerArrived).toBe(true);
+    expect(a.engine.stats(net.now).punch.openersArrived).toBe(1);
+    traffic(net, a, b, 8000);
+    expect(direct(a, b)).toBe(false);
+    expect(peerOf(a, b).endpoint.whyRelayed()).toMatch(/neighbours.*port forward/);
   });
 });
