@@ -272,6 +272,8 @@ export interface NodeSpec {
   extra?: string[];
   /** Environment for the node's process (e.g. { KEYMESH_CRYPTO: 'noble' }, or { LOG_LEVEL: 'verbose' } for wireguard-go). */
   env?: Record<string, string>;
+  /** Extra arguments to `keymesh up` (e.g. ["--log-format", "json"]); keymesh only. */
+  upArgs?: string[];
   /** Set by startKeymesh: where the config file was written. */
   configFile?: string;
 }
@@ -328,7 +330,7 @@ export async function startKeymesh(lab: Lab, n: NodeSpec): Promise<Proc> {
   const conf = lab.file(`${n.ifname}.conf`, wgQuickConfig(n));
   n.configFile = conf;
   const env = Object.entries(n.env ?? {}).map(([k, v]) => `${k}=${v}`);
-  const p = lab.spawn(n.ns, [...(env.length ? ['env', ...env] : []), process.execPath, KEYMESH_BIN, 'up', conf], `keymesh ${n.ifname}`);
+  const p = lab.spawn(n.ns, [...(env.length ? ['env', ...env] : []), process.execPath, KEYMESH_BIN, 'up', ...(n.upArgs ?? []), conf], `keymesh ${n.ifname}`);
   await waitFor(`keymesh ${n.ifname} to come up`, () => {
     if (!p.running) throw new Error(`keymesh ${n.ifname} exited (${p.exitCode}):\n${p.output}`);
     return existsSync(uapiSocket(n.ifname));

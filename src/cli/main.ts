@@ -15,6 +15,7 @@ import { decodeKey, encodeKey } from '../config/keys.js';
 import { ConfigError, loadWgQuick } from '../config/wgquick.js';
 import { CONTROL_DIR, ControlServer, controlRequest } from '../io/control.js';
 import { Runtime } from '../io/runtime.js';
+import { createLog, LOG_LEVELS, type LogLevel } from '../io/log.js';
 import { registerCaCommands } from './ca.js';
 import { registerDeviceCommands } from './device.js';
 import { formatShow } from './show.js';
@@ -30,23 +31,22 @@ function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
-function stamp(line: string): string {
-  return `${new Date().toISOString()} ${line}`;
-}
-
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function up(arg: string, opts: { interface?: string }): Promise<void> {
+async function up(arg: string, opts: { interface?: string; logFormat: string; logLevel: string }): Promise<void> {
+  if (opts.logFormat !== 'text' && opts.logFormat !== 'json') fail(`--log-format: "${opts.logFormat}" is neither text nor json`);
+  if (!LOG_LEVELS.includes(opts.logLevel as LogLevel)) fail(`--log-level: "${opts.logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   let configPath: string;
   try {
     configPath = await findConfig(arg);
   } catch (e) {
     fail((e as Error).message);
   }
+  const log = createLog({ format: opts.logFormat, level: opts.logLevel as LogLevel, write: (l) => process.stdout.write(l) });
   const name = opts.interface ?? path.basename(configPath).replace(/\.conf$/, '');
   if (!IFNAME.test(name)) {
     fail(`"${name}" is not a valid interface name (1–15 characters of a-z A-Z 0-9 _ = + . -); use --interface NAME`);
@@ -61,11 +61,10 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
     if (err.code === 'EACCES') fail(`${configPath}: permission denied`);
     throw e;
   }
-  for (const w of loaded.warnings) process.stderr.write(`keymesh: warning: ${w}\n`);
+  for (const w of loaded.warnings) log(`${name}: ${w}`, { level: 'warn', event: 'config-warning' });
   if (process.getuid && process.getuid() !== 0) {
     fail('keymesh up needs root (creating a TUN device and routes needs CAP_NET_ADMIN): run it with sudo');
   }
-  const log = (l: string) => process.stdout.write(stamp(l) + '\n');
   const systemd = SystemdNotifier.fromEnv((l) => log(`${name}: ${l}`));
   // Signals are caught from the start: one that arrives while the interface is still coming up
   // is honoured as soon as it is up (so nothing is left half-configured).
@@ -80,8 +79,8 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
   };
   process.on('SIGHUP', () => {
     reload().then(
-      (r) => log(`${name}: reloaded (SIGHUP)${r.restarted ? ', with a restart' : ''}: ${r.done.join('; ')}`),
-      (e: Error) => log(`${name}: reload (SIGHUP) failed, running configuration kept: ${e.message}`),
+      (r) => log(`${name}: reloaded (SIGHUP)${r.restarted ? ', with a restart' : ''}: ${r.done.join('; ')}`, { event: 'reloaded' }),
+      (e: Error) => log(`${name}: reload (SIGHUP) failed, running configuration kept: ${e.message}`, { level: 'error', event: 'reload-failed' }),
     );
   });
   let rt: Runtime;
@@ -115,14 +114,14 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
     },
     reload: async () => {
       const r = await reload().catch((e: Error) => {
-        log(`${name}: reload failed, running configuration kept: ${e.message}`);
+        log(`${name}: reload failed, running configuration kept: ${e.message}`, { level: 'error', event: 'reload-failed' });
         throw e;
       });
-      log(`${name}: reloaded${r.restarted ? ', with a restart' : ''}`);
+      log(`${name}: reloaded${r.restarted ? ', with a restart' : ''}`, { event: 'reloaded' });
       return r;
     },
   }).catch((e) => {
-    log(`${name}: control socket unavailable: ${(e as Error).message}`);
+    log(`${name}: control socket unavailable: ${(e as Error).message}`, { level: 'error', event: 'control-failed' });
     return null;
   });
   // Only now does a signal start the shutdown (until here it was noted): one begun sooner would
@@ -132,10 +131,10 @@ async function up(arg: string, opts: { interface?: string }): Promise<void> {
     if (stopping) return;
     stopping = true;
     systemd?.stopping();
-    log(`${name}: ${why}, shutting down`);
+    log(`${name}: ${why}, shutting down`, { event: 'stopping', fields: { why } });
     await control?.close().catch(() => undefined);
-    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`));
-    log(`${name}: down`);
+    await rt.stop().catch((e) => log(`${name}: error during shutdown: ${(e as Error).message}`, { level: 'error', event: 'stop-failed' }));
+    log(`${name}: down`, { event: 'down' });
     process.exit(0);
   };
   if (signalled) await shutdown(signalled);
@@ -190,6 +189,8 @@ program
   .command('up')
   .argument('<config>', 'wg-quick configuration file (e.g. ./wg0.conf), or an interface name (wg0: /etc/keymesh/wg0.conf, else /etc/wireguard/wg0.conf)')
   .option('-i, --interface <name>', 'interface name (default: the file name without .conf)')
+  .option('--log-format <format>', 'text (a time stamp and a sentence per line) or json (one object per line: time, level, event, msg, fields)', 'text')
+  .option('--log-level <level>', 'the least severe level written: debug, info, warn or error', 'info')
   .description('bring up an interface from a wg-quick config and run in the foreground until SIGINT/SIGTERM')
   .action(up);
 program.command('down').argument('<name>', 'interface name').description('stop a running node').action(down);

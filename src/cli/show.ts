@@ -41,6 +41,7 @@ export interface ShowStatus {
     certificate?: { name: string; groups: string[]; lighthouse: boolean; fingerprint: string; notAfter: string; expiresInDays: number } | null;
     publicKey: string;
     endpoint: string | null;
+    unresolvedEndpoint?: { endpoint: string; error: string | null; lookups: number; seconds: number } | null;
     allowedIps: string[];
     latestHandshake: number | null;
     secondsSinceHandshake: number | null;
@@ -49,6 +50,7 @@ export interface ShowStatus {
     persistentKeepalive: number;
     presharedKey: boolean;
     handshakes: number;
+    pathChanges?: number;
     session: { role: string; ageSeconds: number } | null;
     stagedPackets: number;
     speaksKeymesh?: boolean;
@@ -185,6 +187,8 @@ export function formatShow(s: ShowStatus): string {
     }
     if (p.presharedKey) out.push('  preshared key: (hidden)');
     if (p.endpoint) out.push(`  endpoint: ${p.endpoint}`);
+    const u = p.unresolvedEndpoint;
+    if (u) out.push(`  endpoint: ${u.endpoint} (not resolved yet${u.error ? `: ${u.error === 'ENOTFOUND' ? 'no such name' : u.error}` : ''}; ${u.lookups} lookup(s) in ${u.seconds} s, still trying)`);
     out.push(`  allowed ips: ${p.allowedIps.length ? p.allowedIps.join(', ') : '(none)'}`);
     if (p.secondsSinceHandshake !== null) out.push(`  latest handshake: ${humanAgo(p.secondsSinceHandshake)}`);
     if (p.rxBytes || p.txBytes) out.push(`  transfer: ${humanBytes(p.rxBytes)} received, ${humanBytes(p.txBytes)} sent`);

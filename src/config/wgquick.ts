@@ -6,8 +6,9 @@
  * IP addresses are search domains. Stricter than wg-quick in two places, both to catch mistakes
  * early: an unknown key or a [Peer] repeating another's PublicKey is an error here.
  *
- * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, the mesh keys Certificate, CA and
- * Revocations (checked in mesh.ts), and a gateway's Devices and DevicesMayLeave (devices.ts).
+ * keymesh's own keys: IsLighthouse, PortMapping, MssClamp, MetricsListen, MetricsPublic, the mesh
+ * keys Certificate, CA and Revocations (checked in mesh.ts), and a gateway's Devices and
+ * DevicesMayLeave (devices.ts).
  *
  * Secrets: error messages never contain a key. Key values are never echoed, names are echoed
  * only when they look like names, and anything key-shaped is cut from every message.
@@ -42,6 +43,13 @@ export interface InterfaceConfig {
   meshDns?: 'auto' | 'direct' | 'off';
   /** keymesh: seconds without traffic after which a peer admitted by certificate is forgotten (`ForgetAfter`, default 600). */
   forgetAfter?: number;
+  /**
+   * keymesh: serve Prometheus metrics over HTTP at this address (`MetricsListen = 127.0.0.1:9586`;
+   * off without it). A non-loopback address needs `MetricsPublic = true` as well.
+   */
+  metricsListen?: { host: string; port: number };
+  /** keymesh: `MetricsPublic = true` allows MetricsListen on an address other hosts can reach. */
+  metricsPublic: boolean;
   /** keymesh: `Devices = PATH`, a gateway's stock WireGuard devices file (devices.ts), as written (relative: to the config's directory). */
   devices?: string;
   /** keymesh: `DevicesMayLeave = true`: those devices may reach addresses outside the mesh's networks (default false). */
@@ -73,7 +81,7 @@ export interface WgQuickConfig {
 
 /** What an [Interface] section without the optional keys means: no addresses, DNS, hooks or extras. */
 export function interfaceDefaults(): Omit<InterfaceConfig, 'privateKey' | 'listenPort' | 'fwmark' | 'mtu' | 'table'> {
-  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true, devicesMayLeave: false };
+  return { addresses: [], dns: [], dnsSearch: [], preUp: [], postUp: [], preDown: [], postDown: [], saveConfig: false, isLighthouse: false, portMapping: true, mssClamp: true, metricsPublic: false, devicesMayLeave: false };
 }
 
 export class ConfigError extends Error {
@@ -127,6 +135,17 @@ export function parseCidr(text: string): { bytes: Uint8Array; family: 4 | 6; cid
     cidr = Number(p);
   }
   return { bytes: ip.bytes, family: ip.family, cidr, addr };
+}
+
+/** 127.0.0.0/8, ::1 (and ::ffff:127.x.y.z): only this host can connect. */
+export function isLoopback(host: string): boolean {
+  const ip = parseIp(host);
+  if (!ip) return false;
+  const b = ip.bytes;
+  if (ip.family === 4) return b[0] === 127;
+  const zeros = (n: number) => b.slice(0, n).every((x) => x === 0);
+  if (zeros(15) && b[15] === 1) return true;
+  return zeros(10) && b[10] === 0xff && b[11] === 0xff && b[12] === 127;
 }
 
 /** Address and DNS values: wg-quick turns commas into spaces and splits on whitespace. */
@@ -193,6 +212,8 @@ const INTERFACE_KEYS = new Set([
   'mssclamp',
   'forgetafter',
   'meshdns',
+  'metricslisten',
+  'metricspublic',
   'devices',
   'devicesmayleave',
   'certificate',
@@ -219,7 +240,7 @@ function redact(problem: string): string {
   return problem.replace(/[A-Za-z0-9+/]{40,}={0,2}/g, '(hidden)');
 }
 
-type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number; addressLine?: number };
+type PartialInterface = Omit<InterfaceConfig, 'privateKey'> & { privateKey?: Uint8Array; line: number; addressLine?: number; metricsLine?: number };
 type PartialPeer = Omit<PeerConfig, 'publicKey'> & { publicKey?: Uint8Array };
 
 /**
@@ -366,6 +387,21 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
           f.forgetAfter = Number(value);
           break;
         }
+        case 'metricslisten': {
+          const e = parseEndpoint(packed);
+          if (typeof e === 'string' || isIP(e.host) === 0 || e.host.includes('%')) {
+            err(ln, `MetricsListen: "${packed}" is not IP:PORT (e.g. 127.0.0.1:9586 or [::1]:9586)`);
+          }
+          f.metricsListen = e as { host: string; port: number };
+          f.metricsLine = ln;
+          break;
+        }
+        case 'metricspublic': {
+          const b = parseBool(value);
+          if (b === null) err(ln, `MetricsPublic: "${value}" is neither true nor false`);
+          f.metricsPublic = b!;
+          break;
+        }
         case 'devices':
           if (f.devices !== undefined) err(ln, 'a second Devices');
           if (value === '') err(ln, 'Devices is empty (expected the path of the devices file)');
@@ -447,8 +483,17 @@ export function parseWgQuick(text: string, file: string, opts: { nowSec?: number
     }
   }
   if (!iface) return err(1, 'no [Interface] section');
-  const { line: ifaceLine, addressLine, privateKey, ...rest } = iface as PartialInterface;
+  const { line: ifaceLine, addressLine, metricsLine, privateKey, ...rest } = iface as PartialInterface;
   if (!privateKey) err(ifaceLine, '[Interface] has no PrivateKey');
+  // The metrics name every peer by its public key, with its traffic and handshakes: they stay on
+  // this host unless the file says, in a second key, that they should not.
+  if (rest.metricsListen && !isLoopback(rest.metricsListen.host) && !rest.metricsPublic) {
+    err(
+      metricsLine!,
+      `MetricsListen: ${rest.metricsListen.host} is not a loopback address; the metrics list every peer's key and traffic, so ` +
+        'serving them to the network needs MetricsPublic = true as well (or listen on 127.0.0.1 / [::1])',
+    );
+  }
   checkMeshKeys(rest.meshKeys, err);
   if (rest.meshKeys && addressLine) rest.meshKeys.addressLine = addressLine;
   const seen = new Map<string, number>();
@@ -495,7 +540,8 @@ export async function loadWgQuick(path: string, opts: { nowSec?: number } = {}):
  * the host's gai.conf and routes. We prefer the first IPv4 answer and fall back to the first
  * IPv6 one, so the same config picks the same path on every machine and a host with a broken
  * IPv6 uplink still connects; a peer that should be reached over IPv6 can be given an IPv6
- * literal. Failure throws (bad configuration), naming the host and the resolver's error code.
+ * literal. Failure throws, naming the host and the resolver's error code (kept as the error's
+ * `code`: EAI_AGAIN, no answer yet; ENOTFOUND, the name does not exist).
  */
 export async function resolveEndpoint(ep: { host: string; port: number }): Promise<{ address: string; family: 4 | 6; port: number }> {
   const fam = isIP(ep.host);
@@ -504,10 +550,11 @@ export async function resolveEndpoint(ep: { host: string; port: number }): Promi
   try {
     all = await lookup(ep.host, { all: true });
   } catch (e) {
-    throw new Error(`cannot resolve endpoint host "${ep.host}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw Object.assign(new Error(`cannot resolve endpoint host "${ep.host}": ${code ?? (e as Error).message}`), { code });
   }
   const pick = all.find((a) => a.family === 4) ?? all[0];
-  if (!pick) throw new Error(`endpoint host "${ep.host}" has no addresses`);
+  if (!pick) throw Object.assign(new Error(`endpoint host "${ep.host}" has no addresses`), { code: 'ENODATA' });
   return { address: pick.address, family: pick.family as 4 | 6, port: ep.port };
 }
 
@@ -538,6 +585,8 @@ export function serializeWgQuick(cfg: WgQuickConfig): string {
   if (!i.mssClamp) out.push('MssClamp = off');
   if (i.meshDns) out.push(`MeshDNS = ${i.meshDns}`);
   if (i.forgetAfter !== undefined) out.push(`ForgetAfter = ${i.forgetAfter}`);
+  if (i.metricsListen) out.push(`MetricsListen = ${i.metricsListen.host.includes(':') ? `[${i.metricsListen.host}]` : i.metricsListen.host}:${i.metricsListen.port}`);
+  if (i.metricsPublic) out.push('MetricsPublic = true');
   if (i.devices !== undefined) out.push(`Devices = ${i.devices}`);
   if (i.devicesMayLeave) out.push('DevicesMayLeave = true');
   const m = i.meshKeys;

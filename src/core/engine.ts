@@ -82,6 +82,8 @@ import { createNobleTransportAead, type TransportAead } from './transport-aead.j
 
 export type EngineEvent =
   | { type: 'handshake-initiated'; peer: Peer; retry: boolean }
+  /** A handshake was wanted (traffic is waiting) but the peer has no endpoint and no lighthouse knows one. */
+  | { type: 'endpoint-missing'; peer: Peer }
   | { type: 'handshake-complete'; peer: Peer; initiator: boolean }
   | { type: 'handshake-failed'; peer: Peer }
   | { type: 'endpoint-changed'; peer: Peer; from: Path | null; to: Path; reason: string }
@@ -821,6 +823,7 @@ export class Engine {
   /** @internal */
   emitEndpointChange(peer: Peer, change: EndpointChange | null): void {
     if (!change) return;
+    peer.pathChanges++;
     this.sink.event({ type: 'endpoint-changed', peer, from: change.from, to: change.to, reason: change.reason });
     // another path: what it carries is looked at (again) now
     pmtuActivated(this, peer, this.clock);

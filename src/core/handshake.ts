@@ -195,6 +195,8 @@ export function sendInitiation(engine: Engine, peer: Peer, retry: boolean, now: 
   if (extra) lookup(engine, peer, now);
   if (!path && (!extra || extra.length === 0)) {
     engine.counters.drops.noEndpoint++;
+    // traffic waits for a peer we have no address for: the runtime may have a name to look up
+    engine.sink.event({ type: 'endpoint-missing', peer });
     return;
   }
   releaseHandshakeIndex(engine, peer);

@@ -87,6 +87,8 @@ export class Peer {
   device = false;
   /** Lighthouse: a gateway's devices (name → addresses), as it told us (names.ts). */
   deviceNames: Map<string, Uint8Array[]> | null = null;
+  /** How often the endpoint moved (every endpoint-changed event): `keymesh show` and the metrics. */
+  pathChanges = 0;
   /** PINGs in flight (token key → sent at). */
   readonly pings = new Map<string, number>();
   /** An EXT_CERT blob being reassembled. */

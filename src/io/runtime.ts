@@ -16,6 +16,8 @@
  *   watch.ts        the netlink watcher, feeding local-ends.ts
  *   events.ts       the log of the engine's events
  *   status.ts       what `keymesh show` prints beyond the UAPI
+ *   metrics.ts      the same status as Prometheus metrics (MetricsListen)
+ *   log.ts          the log's formats (text, JSON) and levels
  *   netconf.ts      ip, DNS and hooks; save-config.ts: SaveConfig
  *   crash-recovery.ts  the claim on the interface name, and what a kill -9 would leave
  *   mesh-dns.ts     the mesh's resolver on the overlay addresses, and the host's hookup (host-dns.ts)
@@ -49,7 +51,10 @@ import { OFFLOAD, Pump } from './pump.js';
 import { EndpointNames } from './reresolve.js';
 import { LocalChangeWatcher } from './watch.js';
 import { PortMappings } from './port-mapping.js';
-import { onEvent } from './events.js';
+import { onEvent, shortKey } from './events.js';
+import type { Log } from './log.js';
+import { MetricsServer } from './metrics.js';
+import type { ShowStatus } from '../cli/show.js';
 import { uapiApply, uapiSnapshot } from './uapi-bridge.js';
 import { showStatus } from './status.js';
 import { saveConfig } from './save-config.js';
@@ -63,7 +68,7 @@ const WARMUP = process.env.KEYMESH_WARMUP !== '0';
 export interface RuntimeOptions {
   interfaceName: string;
   config: WgQuickConfig;
-  log?: (line: string) => void;
+  log?: Log;
   uapiDir?: string;
   /** Called when the node cannot go on (its TUN device was deleted from under it). */
   onFatal?: (reason: string) => void;
@@ -74,6 +79,22 @@ export interface RuntimeOptions {
    * warm-up alone: it is cleared before the UAPI opens, so `wg setconf` finds a device with no key.
    */
   wgQuickDriven?: boolean;
+}
+
+/** How long bring-up waits for the Endpoint names to resolve before it goes on without those that have not (ms). */
+const START_RESOLVE_WAIT = 2000;
+
+/** A promise, and its value once it has one (so a caller can tell, after a race, which ones answered). */
+function settled<T>(p: Promise<T>): { promise: Promise<T>; value: T | null; done: boolean } {
+  const s: { promise: Promise<T>; value: T | null; done: boolean } = { promise: p, value: null, done: false };
+  p.then(
+    (v) => {
+      s.value = v;
+      s.done = true;
+    },
+    () => (s.done = true),
+  );
+  return s;
 }
 
 /** KEYMESH_SPLIT_HANDSHAKES=0: one socket for everything (handshakes not kept apart by the kernel; for comparison). */
@@ -95,8 +116,10 @@ export class Runtime {
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private uapi: UapiServer | null = null;
+  /** The Prometheus endpoint (MetricsListen), while it listens. */
+  private metrics: MetricsServer | null = null;
   private readonly net: InterfaceConfigurator;
-  readonly log: (line: string) => void;
+  readonly log: Log;
   readonly mtu: number;
   /** True from the start of stop() on (only stop() sets it). */
   stopped = false;
@@ -205,7 +228,8 @@ export class Runtime {
       offload,
       this.mtu,
     );
-    this.log(w.error ? `${this.name}: data path warm-up skipped: ${w.error}` : `${this.name}: data path warmed up (${w.packets} packets in ${w.ms.toFixed(0)} ms)`);
+    if (w.error) this.log(`${this.name}: data path warm-up skipped: ${w.error}`, { level: 'warn', event: 'warmup' });
+    else this.log(`${this.name}: data path warmed up (${w.packets} packets in ${w.ms.toFixed(0)} ms)`, { event: 'warmup', fields: { packets: w.packets, ms: Math.round(w.ms) } });
     // The addon's counters are per process: report only what real traffic adds to them.
     this.nativeBase.io = native.counters();
     this.nativeBase.offload = native.offloadCounters();
@@ -300,16 +324,32 @@ export class Runtime {
       this.pump.useTun(tun);
       this.pump.useUdp(udp);
     }
+    // Every Endpoint's name is looked up at once, and bring-up waits for the answers a little
+    // while only: a name that has not answered by then (no network yet, a resolver that drops
+    // queries) or that fails leaves its peer without an endpoint for now, and reresolve.ts keeps
+    // trying. The node comes up either way.
+    const lookups = cfg.peers.map((p) => (p.endpoint ? settled(resolveEndpoint(p.endpoint)) : null));
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(lookups.map((l) => l?.promise.catch(() => undefined))),
+      new Promise((r) => (waited = setTimeout(r, START_RESOLVE_WAIT))),
+    ]);
+    clearTimeout(waited);
     const now = this.now();
-    for (const p of cfg.peers) {
-      let endpoint: UdpPath | null = null;
-      if (p.endpoint) {
-        const r = await resolveEndpoint(p.endpoint);
-        endpoint = this.paths.fromLiteral(r.address, r.port);
-      }
+    cfg.peers.forEach((p, i) => {
+      const l = lookups[i];
+      const endpoint = l?.value ? this.paths.fromLiteral(l.value.address, l.value.port) : null;
       const peer = this.addConfiguredPeer(p, endpoint, now);
-      if (p.endpoint) this.names.remember(peer, p.endpoint);
-    }
+      if (l && !l.done) {
+        // (a failed lookup is told by reresolve.ts; one still running would say nothing for as long as the resolver's timeout)
+        this.log(`${name}: peer ${shortKey(p.publicKey)} endpoint host "${p.endpoint!.host}": no answer within ${START_RESOLVE_WAIT / 1000} s; up without it, the lookup goes on`, {
+          level: 'warn',
+          event: 'resolve-slow',
+          fields: { peer: shortKey(p.publicKey), host: p.endpoint!.host },
+        });
+      }
+      if (p.endpoint) this.names.remember(peer, p.endpoint, l?.value ? undefined : l!.promise);
+    });
     if (this.opts.wgQuickDriven) this.engine.setPrivateKey(null); // the warm-up's key; `wg setconf` gives the real one
     else {
       await this.devices.start(); // the devices file's peers (devices.ts), before their routes
@@ -323,7 +363,7 @@ export class Runtime {
         // The interface was deleted (e.g. `ip link del`): the fd is dead and the poll has stopped.
         this.tunPoll = -1;
         const why = `the TUN device ${name} was removed`;
-        this.log(`${name}: ${why}`);
+        this.log(`${name}: ${why}`, { level: 'error', event: 'tun-removed' });
         this.opts.onFatal?.(why);
         return;
       }
@@ -332,6 +372,7 @@ export class Runtime {
     this.udpPoll = native.pollStart(udp.fd, (err) => this.onUdpPoll(err));
     this.hsPoll = udp.hsFd! >= 0 ? native.pollStart(udp.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
     this.uapi = await UapiServer.listen(name, { snapshot: () => uapiSnapshot(this), apply: (c) => uapiApply(this, c) }, this.opts.uapiDir);
+    await this.startMetrics();
     // Persistent keepalives start at once (wireguard-go does the same when the device comes up).
     // Members register with their lighthouses at once and keep the session (and their NAT mapping) alive.
     for (const p of cfg.peers) {
@@ -346,7 +387,10 @@ export class Runtime {
     this.watch.start();
     if (cfg.interface.portMapping) this.portMappings.start();
     for (const h of cfg.interface.postUp) await runHook(h, name);
-    this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`);
+    this.log(`${name}: up, listening on UDP port ${udp.port}, ${cfg.peers.length} peer(s), MTU ${this.mtu}`, {
+      event: 'up',
+      fields: { listenPort: udp.port, peers: cfg.peers.length, mtu: this.mtu },
+    });
   }
 
   /** Tear everything down; safe to call more than once. */
@@ -355,9 +399,9 @@ export class Runtime {
     this.stopped = true;
     const cfg = this.config;
     const name = this.opts.interfaceName;
-    for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
-    if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`));
-    await this.dns.stop().catch((e) => this.log(`${name}: DNS: ${(e as Error).message}`));
+    for (const h of cfg.interface.preDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e), { level: 'warn', event: 'hook-failed' }));
+    if (cfg.interface.saveConfig && this.pump.tun) await saveConfig(this, cfg).catch((e) => this.log(`${name}: SaveConfig failed: ${e.message}`, { level: 'error', event: 'save-config-failed' }));
+    await this.dns.stop().catch((e) => this.log(`${name}: DNS: ${(e as Error).message}`, { level: 'warn', event: 'dns-failed' }));
     if (this.dnsApplied) await removeDns(name).catch(() => undefined);
     if (this.timer) clearTimeout(this.timer);
     this.watch.stop();
@@ -368,6 +412,8 @@ export class Runtime {
     if (this.hsPoll >= 0) native.pollStop(this.hsPoll);
     this.tunPoll = this.udpPoll = this.hsPoll = -1;
     await this.uapi?.close().catch(() => undefined);
+    await this.metrics?.close().catch(() => undefined);
+    this.metrics = null;
     await this.net.teardown();
     const { tun, udp } = this.pump;
     if (udp) closeUdp(udp);
@@ -375,7 +421,7 @@ export class Runtime {
     this.pump.release();
     this.engine.removeAllPeers();
     await this.record?.update({ postDown: false });
-    for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e)));
+    for (const h of cfg.interface.postDown) await runHook(h, name).catch((e) => this.log(String(e.message ?? e), { level: 'warn', event: 'hook-failed' }));
     await this.record?.release();
   }
 
@@ -384,7 +430,15 @@ export class Runtime {
   /** After a change made outside the data path: send what the engine queued and re-arm the timer. */
   /** Our addresses or routes changed: a port mapping may need asking for again (another gateway). */
   localChanged(): void {
-    if (this.config.interface.portMapping && !this.stopped) this.portMappings.start();
+    if (this.stopped) return;
+    if (this.config.interface.portMapping) this.portMappings.start();
+    this.names.retryUnresolved();
+  }
+
+  /** A peer whose name had not resolved got its endpoint: pin its route, as bring-up does. */
+  endpointsChanged(): void {
+    if (this.stopped) return;
+    this.syncRoutes().catch((e) => this.log(`${this.name}: routes not updated: ${(e as Error).message}`, { level: 'warn', event: 'routes-failed' }));
   }
 
   /** Announce our addresses (local ends and port mappings) again, now. */
@@ -469,7 +523,7 @@ export class Runtime {
     this.pump.useUdp(next);
     this.udpPoll = native.pollStart(next.fd, (err) => this.onUdpPoll(err));
     this.hsPoll = next.hsFd! >= 0 ? native.pollStart(next.hsFd!, (err) => this.onHandshakePoll(err)) : -1;
-    this.log(`${this.name}: now listening on UDP port ${next.port}`);
+    this.log(`${this.name}: now listening on UDP port ${next.port}`, { event: 'listen-port', fields: { listenPort: next.port } });
   }
 
   /** An interface address (a reload's new Address). */
@@ -541,7 +595,7 @@ export class Runtime {
       await setDns(this.name, i.dns, i.dnsSearch);
       this.dnsApplied = true;
     } catch (e) {
-      this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`);
+      this.log(`${this.name}: DNS not applied (${(e as Error).message}); install resolvconf or openresolv to use DNS =`, { level: 'warn', event: 'dns-failed' });
     }
   }
 
@@ -564,6 +618,21 @@ export class Runtime {
     });
     this.reloading = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * MetricsListen: serve the status as Prometheus metrics (metrics.ts). An address that cannot be
+   * bound (in use, not ours) is an error in the log, not a reason to keep the tunnel down.
+   */
+  private async startMetrics(): Promise<void> {
+    const m = this.opts.config.interface.metricsListen;
+    if (!m) return;
+    try {
+      this.metrics = await MetricsServer.listen(m.host, m.port, () => this.status() as ShowStatus);
+      this.log(`${this.name}: metrics at http://${this.metrics.address}/metrics`, { event: 'metrics-listening', fields: { address: this.metrics.address } });
+    } catch (e) {
+      this.log(`${this.name}: metrics not served: ${(e as Error).message}`, { level: 'error', event: 'metrics-failed' });
+    }
   }
 
   /** Everything `keymesh show` prints, beyond what the UAPI carries (status.ts). */

@@ -13,6 +13,7 @@ import * as native from './native.js';
 import { udpOf } from './local-ends.js';
 import type { Pump } from './pump.js';
 import type { PortMapping } from './portmap/client.js';
+import type { EndpointNames } from './reresolve.js';
 
 /** What the status reads of the runtime. */
 export interface StatusHost {
@@ -22,6 +23,8 @@ export interface StatusHost {
   readonly listenPort: number;
   readonly mtu: number;
   readonly fwmark: number;
+  /** Endpoints given as host names (those not resolved yet are shown). */
+  readonly names: EndpointNames;
   /** The port mapping held on the gateway now, if any (port-mapping.ts). */
   readonly portMappings: { readonly mapping: PortMapping | null };
   /** The addon's counters when the warm-up was done (null: no warm-up). */
@@ -59,6 +62,7 @@ export function showStatus(rt: StatusHost): object {
     peers: rt.engine.listPeers().map((p: Peer) => ({
       publicKey: encodeKey(p.publicKey),
       endpoint: p.endpoint.path?.id ?? null,
+      unresolvedEndpoint: unresolvedStatus(rt.names.unresolved(p)),
       allowedIps: rt.engine.allowedIpsOf(p).map((a) => `${formatAddress(a.addr)}/${a.cidr}`),
       latestHandshake: p.lastHandshake === null ? null : Math.round(rt.engine.lastHandshakeUnix(p) / 1000),
       secondsSinceHandshake: p.lastHandshake === null ? null : Math.round((now - p.lastHandshake) / 1000),
@@ -67,6 +71,7 @@ export function showStatus(rt: StatusHost): object {
       persistentKeepalive: p.persistentKeepalive,
       presharedKey: p.handshake.presharedKey.some((b) => b !== 0),
       handshakes: p.handshakesCompleted,
+      pathChanges: p.pathChanges,
       session: p.keypairs.current
         ? {
             role: p.keypairs.current.isInitiator ? 'initiator' : 'responder',
@@ -114,6 +119,12 @@ export function showStatus(rt: StatusHost): object {
       })),
     })),
   };
+}
+
+/** An Endpoint name that has not resolved yet: HOST:PORT, the resolver's last error, lookups, since when. */
+function unresolvedStatus(u: ReturnType<EndpointNames['unresolved']>): object | null {
+  if (!u) return null;
+  return { endpoint: `${u.host}:${u.port}`, error: u.error, lookups: u.attempts, seconds: Math.round((Date.now() - u.since) / 1000) };
 }
 
 /** Counters now minus counters at `base` (numeric fields; a null base leaves them as they are). */

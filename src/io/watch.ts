@@ -13,6 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Engine } from '../core/engine.js';
 import { usableRemote, type LocalEnd, type LocalEnds } from './local-ends.js';
 import { addressTo16 } from './udp-path.js';
+import type { Log } from './log.js';
 
 /** A burst of netlink events is answered this long after its last event (ms)… */
 const CHANGE_SETTLE = 20;
@@ -26,7 +27,7 @@ export interface WatchHost {
   readonly name: string;
   readonly listenPort: number;
   readonly stopped: boolean;
-  log(line: string): void;
+  readonly log: Log;
   now(): number;
   /** Send what the engine queued and re-arm the timer. */
   flushAndArm(): void;
@@ -74,10 +75,10 @@ export class LocalChangeWatcher {
     try {
       child = spawn('ip', ['-o', 'monitor', 'address', 'link', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
     } catch {
-      rt.log(`${rt.name}: cannot watch address changes (ip monitor unavailable)`);
+      rt.log(`${rt.name}: cannot watch address changes (ip monitor unavailable)`, { level: 'warn', event: 'watch-failed' });
       return;
     }
-    child.on('error', () => rt.log(`${rt.name}: cannot watch address changes (ip monitor unavailable)`));
+    child.on('error', () => rt.log(`${rt.name}: cannot watch address changes (ip monitor unavailable)`, { level: 'warn', event: 'watch-failed' }));
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (chunk: string) => {
       // Ignore our own interface's events (its routes change when allowed IPs do).
@@ -94,7 +95,7 @@ export class LocalChangeWatcher {
       this.changeTimer = setTimeout(() => {
         this.changeTimer = null;
         if (rt.stopped) return;
-        rt.log(`${rt.name}: local addresses or routes changed; telling peers`);
+        rt.log(`${rt.name}: local addresses or routes changed; telling peers`, { event: 'local-change' });
         this.announceLocalAddresses(false);
         rt.flushAndArm();
         rt.localChanged();

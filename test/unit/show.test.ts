@@ -91,3 +91,29 @@ describe('keymesh show: the mesh resolver', () => {
     expect(formatShow({ ...base, dns: null } as never)).not.toContain('dns');
   });
 });
+
+describe('keymesh show: an Endpoint name not resolved yet', () => {
+  const peer = (unresolvedEndpoint: object | null) => ({
+    publicKey: 'k',
+    endpoint: null,
+    unresolvedEndpoint,
+    allowedIps: [],
+    latestHandshake: null,
+    secondsSinceHandshake: null,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: 0,
+    presharedKey: false,
+    handshakes: 0,
+    session: null,
+    stagedPackets: 0,
+  });
+  const status = (u: object | null) => ({ interface: 'wg0', publicKey: null, listenPort: 1, mtu: 1420, fwmark: 0, stats: { drops: {}, rxPackets: 0, txPackets: 0, underLoad: false }, peers: [peer(u)] });
+  it('says which name, the last error, and that it keeps trying', () => {
+    expect(formatShow(status({ endpoint: 'vpn.example.net:51820', error: 'EAI_AGAIN', lookups: 7, seconds: 41 }) as never)).toContain(
+      '  endpoint: vpn.example.net:51820 (not resolved yet: EAI_AGAIN; 7 lookup(s) in 41 s, still trying)',
+    );
+    expect(formatShow(status({ endpoint: 'nosuch.test:51820', error: 'ENOTFOUND', lookups: 2, seconds: 3 }) as never)).toContain('(not resolved yet: no such name;');
+    expect(formatShow(status(null) as never)).not.toContain('endpoint:');
+  });
+});
