@@ -11,11 +11,12 @@
  *                                   phone 192.168.77.2 (wireguard-go; tunnel 10.99.200.1, fd99:0:0:c8::1)
  *
  * The phone reaches m2 two hops away (phone → gw → NAT → m2, the gw–m2 session set up through
- * the lighthouse); m2 reaches the phone; m2 finds phone.gw by name through the lighthouse; the QR
+ * the lighthouse), and by name through the resolver its config names (m2.mesh, and m2 with its
+ * search domain); m2 reaches the phone; m2 finds phone.gw by name through the lighthouse; the QR
  * code decodes to the printed configuration; the phone cannot leave the mesh through the gateway
  * (deviceOutsideMesh); `device remove` ends its traffic at once.
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseWgQuick } from '../../src/config/wgquick.js';
@@ -24,9 +25,12 @@ import { km, meshLab, MESH_LH } from '../../netns/mesh-lab.js';
 
 const skip = canRunNetns() ?? (existsSync('/usr/bin/wireguard-go') ? null : 'no /usr/bin/wireguard-go') ?? (existsSync('/usr/bin/zbarimg') ? null : 'no zbarimg (zbar-tools)');
 let lab: Lab | null = null;
+/** /etc/netns/NS directories a test made (the phone's resolv.conf), removed after it. */
+const etcDirs: string[] = [];
 afterEach(async () => {
   await lab?.cleanup();
   lab = null;
+  for (const d of etcDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 /**
@@ -137,6 +141,17 @@ describe.skipIf(skip)(`a phone through a gateway${skip ? ` — skipped: ${skip}`
     expect(pings(lab, m2.ns, '10.99.200.1', 3)).toBe(3);
     expect(pings(lab, m2.ns, 'fd99:0:0:c8::1', 3)).toBe(3);
     console.log(`phone → m2: first answer after ${v4Ms} ms (IPv4), ${v6Ms} ms more (IPv6)`);
+
+    // by name, as the phone's WireGuard app does it: the DNS = line of its config (the gateway's
+    // resolver, the mesh domain as search domain) becomes its resolv.conf
+    const etc = `/etc/netns/${phoneNs}`;
+    mkdirSync(etc, { recursive: true });
+    etcDirs.push(etc);
+    writeFileSync(`${etc}/resolv.conf`, `nameserver ${cfg.interface.dns[0]}\nsearch ${cfg.interface.dnsSearch.join(' ')}\noptions timeout:2 attempts:2\n`);
+    const byName = lab.exec(phoneNs, ['getent', 'ahostsv4', 'm2']);
+    expect(byName.split(/\s+/)[0], byName).toBe(m2.v4);
+    expect(lab.exec(phoneNs, ['getent', 'hosts', 'm2.mesh'])).toMatch(new RegExp(`^(${m2.v4.replace(/\./g, '\\.')}|${m2.v6})\\s`));
+    expect(pings(lab, phoneNs, 'm2.mesh', 3), 'phone → m2 by name').toBe(3);
 
     // the device's name, mesh-wide through the lighthouse: phone.gw is held by the gateway
     const named = km(['ping', 'phone.gw', '-c', '3', '--interface', m2.ifname]);

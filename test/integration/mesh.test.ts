@@ -10,7 +10,8 @@
  *       lookups or relays;
  *   (e) keymesh ping by name says each pong's path;
  *   (g) a member killed with -9 and started again is reached again within seconds;
- *   (f) two NATs side by side on one network (no router between): relayed, working, and saying why.
+ *   (f) two NATs side by side on one network (no router between): relayed and saying why, unless the
+ *       openers happened to cross in flight.
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -170,7 +171,7 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
     void m2;
   });
 
-  it('(f) NATs side by side on one network: the pair stays relayed, works, and says why', async () => {
+  it('(f) NATs side by side on one network: relayed and saying why, unless the two sides\' openers crossed in flight', async () => {
     lab = new Lab();
     const l = meshLab(lab, { adjacentNats: true });
     await l.up(l.lh);
@@ -178,17 +179,31 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
     await l.up(m1);
     await l.up(m2);
     expect(pingOnce(l, m1, m2.v4, 3), `m1 → m2\n${lab.logs()}`).toBe(true);
-    // the punch fails (each opener reaches the other NAT and leaves a stale entry there) …
+    // Each side's first opener reaches the other's NAT. If it gets there before that NAT's own
+    // member has opened toward us, it leaves the stale entry of punch.ts there and the punch fails;
+    // only when both openers leave their NATs before either arrives (they cross in flight: a race,
+    // lost about 3 times in 4 here) does the other NAT already hold the mapping and forward it.
     let why = '';
-    await waitFor('the punch to fail and say why', () => {
-      const peer = l.show(m1).peers.find((p: any) => p.publicKey === m2.publicKey);
+    let seen = '';
+    let direct = false;
+    await waitFor('the punch to succeed, or to fail and say why', () => {
+      const s = l.show(m1);
+      const peer = s.peers.find((p: any) => p.publicKey === m2.publicKey);
       why = peer?.relayReason ?? '';
-      return /neighbours/.test(why);
-    }, 15_000);
-    expect(why).toMatch(/port forward/);
-    const s = l.show(m1);
-    expect(s.peers.find((p: any) => p.publicKey === m2.publicKey).paths.find((x: any) => x.active).kind).toBe('relay');
-    // … and the relay carries the traffic both ways meanwhile
+      direct = peer?.paths?.some((x: any) => x.active && x.kind === 'direct') ?? false;
+      seen = `${why} | paths ${JSON.stringify(peer?.paths?.map((x: any) => [x.path, x.state, x.active]))} | punch ${JSON.stringify(s.stats.punch)}`;
+      return direct || /neighbours/.test(why);
+    }, 15_000).catch((e: Error) => {
+      throw new Error(`${e.message}: ${seen}\n${lab!.logs()}`);
+    });
+    if (!direct) {
+      // lost: on the relay, and `keymesh show` names the cause (our openers answered by the peer's NAT itself) and the remedy
+      expect(why, seen).toMatch(/port forward/);
+      expect(l.show(m1).stats.punch.openersArrived, seen).toBeGreaterThanOrEqual(1);
+      expect(l.show(m1).peers.find((p: any) => p.publicKey === m2.publicKey).paths.find((x: any) => x.active).kind).toBe('relay');
+    }
+    console.log(`(f) NATs side by side: ${direct ? 'the openers crossed in flight: direct' : 'relayed'} — ${seen}`);
+    // either way the traffic flows both ways
     expect(pingOnce(l, m2, m1.v4, 2)).toBe(true);
     expect(pingOnce(l, m1, m2.v6, 2)).toBe(true);
   });
