@@ -1,5 +1,7 @@
 /** Human-readable `keymesh show`, in the shape of `wg show` with keymesh's extra lines. */
 
+import type { ResolverCounters } from '../dns/resolver.js';
+
 export interface ShowStatus {
   interface: string;
   publicKey: string | null;
@@ -20,21 +22,7 @@ export interface ShowStatus {
   };
   isLighthouse?: boolean;
   mesh?: { name: string; addresses: string[]; groups: string[]; fingerprint: string; notAfter: string; networks: string[]; revocationSerial: string | null; pending: number; certified: number } | null;
-  dns?: {
-    mode: string;
-    listening: string[];
-    host: string;
-    upstreams: string[];
-    queries: number;
-    answered: number;
-    nxdomain: number;
-    refused: number;
-    servfail: number;
-    malformed: number;
-    rateLimited: number;
-    forwarded: number;
-    truncated: number;
-  } | null;
+  dns?: ({ mode: string; listening: string[]; host: string; upstreams: string[] } & ResolverCounters) | null;
   peers: Array<{
     membership?: 'static' | 'pending' | 'certified';
     name?: string | null;
