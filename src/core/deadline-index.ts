@@ -51,6 +51,7 @@ function indexedNextDeadline(engine: Engine): number {
     }
     heap.sort((x, y) => x.at - y.at); // a sorted array is a valid min-heap
     engine.allDirty = false;
+    engine.deadlineRebuilds++;
     engine.dirtyPeers.clear();
   } else if (engine.dirtyPeers.size > 0) {
     for (const p of engine.dirtyPeers) {

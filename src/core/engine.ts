@@ -358,6 +358,8 @@ export class Engine {
   /** @internal */ readonly dirtyPeers = new Set<Peer>();
   /** Rebuild the whole deadline index at the next nextDeadline(). @internal */
   allDirty = true;
+  /** How many times the whole deadline index was rebuilt (benchmarks read it). @internal */
+  deadlineRebuilds = 0;
   /** @internal */ readonly checkDeadlines: boolean;
   /** @internal Mesh membership (membership.ts); null without a CA. */ membership: Membership | null;
   private readonly meshIdleForget: number;
