@@ -19,12 +19,18 @@
  * then any packet that passes one NAT reaches the other, and no punch can get through two plain
  * masquerades (punch.ts): those members stay relayed, and say why.
  *
+ * `member(k, name, { nat, wanMtu })` varies what a member sits behind (the NAT kinds of
+ * nat-matrix.ts): `symmetric` (a new port per destination, new inbound dropped), `cgnat` (r<k> a
+ * carrier's NAT with 100.64.k.0/30 inside, and a plain home router g<k> behind it), and a WAN link
+ * of `wanMtu` bytes whose router sends no ICMP "too big" (a PMTU black hole).
+ *
  * Overlay: the CA's networks 10.99.0.0/16 and fd99::/48, addresses handed out by `ca sign`.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { KEYMESH_BIN, Lab, sh, waitFor, type Proc } from './lib.js';
 import { existsSync } from 'node:fs';
+import { natRules, type NatKind } from './nat-matrix.js';
 
 export const MESH_LH = '203.0.113.1';
 export const MESH_PORT = 51820;
@@ -89,19 +95,34 @@ export function meshLab(lab: Lab, opts: { adjacentNats?: boolean } = {}) {
   const lh = add('lh', lhNs, lab.file('lh.conf', lhText.replace('[Interface]\n', `[Interface]\nRevocations = ${lhCrl}\n`)));
 
   /** A device behind NAT router r<k>, enrolled with `ca enroll` (not started); `subnets`: routed through it (`--subnets`, a gateway). */
-  const member = (k: number, name = `m${k}`, o: { subnets?: string } = {}): MeshNode => {
-    const { ns: r, masquerade } = lab.router(`r${k}`);
+  const member = (k: number, name = `m${k}`, o: { subnets?: string; groups?: string; nat?: NatKind; wanMtu?: number } = {}): MeshNode => {
+    const nat = o.nat ?? 'plain';
+    const { ns: r } = lab.router(`r${k}`);
     if (adjacent) wan(r, 'wan', [`${routerWan(k, true)}/24`]);
     else {
       const base = 4 * k;
       lab.link(r, 'wan', [`${routerWan(k)}/30`], core, `c${k}`, [`198.51.100.${base + 1}/30`]);
       lab.exec(r, ['ip', 'route', 'add', 'default', 'via', `198.51.100.${base + 1}`]);
     }
-    masquerade('wan');
+    if (o.wanMtu) {
+      for (const [ns, ifn] of [[r, 'wan'], [core, `c${k}`]]) lab.exec(ns, ['ip', 'link', 'set', ifn, 'mtu', String(o.wanMtu)]);
+      // a black hole: what does not fit is dropped and nobody is told
+      for (const ns of [r, core]) lab.exec(ns, ['nft', '-f', '-'], `table ip kmicmp${k} { chain out { type filter hook output priority 0; icmp type destination-unreachable icmp code frag-needed drop; }; }`);
+    }
+    lab.exec(r, ['nft', '-f', '-'], natRules(nat === 'cgnat' ? 'plain' : nat, 'wan'));
+    // behind a carrier's NAT, the device's own (plain) home router
+    let lanRouter = r;
+    if (nat === 'cgnat') {
+      const { ns: g } = lab.router(`g${k}`);
+      lab.link(g, 'wan', [`100.64.${k}.2/30`], r, 'cgin', [`100.64.${k}.1/30`]);
+      lab.exec(g, ['ip', 'route', 'add', 'default', 'via', `100.64.${k}.1`]);
+      lab.exec(g, ['nft', '-f', '-'], natRules('plain', 'wan'));
+      lanRouter = g;
+    }
     const ns = lab.netns(name);
-    lab.link(ns, 'eth0', [`10.${k}.0.2/24`], r, 'lan', [`10.${k}.0.1/24`]);
+    lab.link(ns, 'eth0', [`10.${k}.0.2/24`], lanRouter, 'lan', [`10.${k}.0.1/24`]);
     lab.exec(ns, ['ip', 'route', 'add', 'default', 'via', `10.${k}.0.1`]);
-    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT), ...(o.subnets ? ['--subnets', o.subnets] : [])]);
+    const text = km(['ca', 'enroll', '--ca', caDir, '--name', name, '--lighthouse', `lh=${MESH_LH}:${MESH_PORT}`, '--listen-port', String(MESH_PORT), ...(o.subnets ? ['--subnets', o.subnets] : []), ...(o.groups ? ['--groups', o.groups] : [])]);
     return add(name, ns, lab.file(`${name}.conf`, text));
   };
 

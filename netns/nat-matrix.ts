@@ -46,7 +46,8 @@ export interface Site {
 export const MATRIX_TUNNEL = { l: '10.99.0.1', a: '10.99.0.11', b: '10.99.0.12' };
 export const LIGHTHOUSE_ADDR = '198.51.100.1';
 
-function natRules(kind: NatKind, wanIf: string): string {
+/** nftables rules for a router of the given kind, NATing what leaves through wanIf (the kinds above). */
+export function natRules(kind: NatKind, wanIf: string): string {
   const masq = kind === 'symmetric' ? 'masquerade random' : 'masquerade';
   const filter = kind === 'home' || kind === 'symmetric';
   return `table ip kmnat {

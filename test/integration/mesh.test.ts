@@ -10,12 +10,16 @@
  *       lookups or relays;
  *   (e) keymesh ping by name says each pong's path;
  *   (g) a member killed with -9 and started again is reached again within seconds;
+ *   (h) members behind a symmetric NAT, behind a carrier-grade NAT, and behind a 1280-byte link
+ *       that sends no ICMP (with a certificate over 2 × that MTU): every pair pings both families,
+ *       each pair says which path it is on (and why, when relayed), and TCP through the small link
+ *       is not black-holed;
  *   (f) two NATs side by side on one network (no router between): relayed and saying why, unless the
  *       openers happened to cross in flight.
  */
 import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canRunNetns, Lab, sleep, waitFor } from '../../netns/lib.js';
+import { canRunNetns, Lab, sleep, tcpTransfer, waitFor } from '../../netns/lib.js';
 import { km, meshLab, routerWan, type MeshLab, type MeshNode } from '../../netns/mesh-lab.js';
 
 const skip = canRunNetns();
@@ -221,6 +225,68 @@ describe.skipIf(skip)(`mesh membership: certificates, lighthouse directory${skip
     console.log(`restarted member answers m1 after ${at[0]} ms, m3 after ${at[1]} ms (from the start of up)`);
     // and the new session goes direct again
     await waitFor('m1 → m2 direct again', () => l.show(m1).peers.find((p: any) => p.publicKey === m2.publicKey)?.paths.some((x: any) => x.active && x.kind === 'direct'), 10_000);
+  });
+
+  it('(h) members behind a symmetric NAT, a carrier-grade NAT and a small-MTU black hole, one with a certificate over 2 × that MTU', async () => {
+    lab = new Lab();
+    const l = meshLab(lab);
+    await l.up(l.lh);
+    // 50 long groups: a certificate of ~3 KiB, sent in EXT_CERT pieces (extension.ts CERT_CHUNK)
+    const groups = Array.from({ length: 50 }, (_, i) => `group-${String(i).padStart(2, '0')}-${'x'.repeat(48)}`).join(',');
+    const m1 = l.member(1, 'm1', { nat: 'symmetric' });
+    const m2 = l.member(2, 'm2', { nat: 'cgnat' });
+    const m3 = l.member(3, 'm3', { wanMtu: 1280, groups });
+    const m3Cert = /^Certificate = (\S+)/m.exec(readFileSync(m3.conf, 'utf8'))![1];
+    const m3Shown = JSON.parse(km(['cert', 'show', '-', '--json'], m3Cert));
+    expect(m3Shown.groups.length).toBe(50);
+    expect(m3Cert.length * 0.75, "m3's certificate is larger than two of its path's packets").toBeGreaterThan(2 * 1280);
+    const ms = [m1, m2, m3];
+    for (const m of ms) await l.up(m);
+    for (const a of ms) {
+      for (const b of ms) {
+        if (a === b) continue;
+        for (const addr of [b.v4, b.v6]) {
+          await waitFor(`${a.name} → ${b.name} ${addr}`, () => pingOnce(l, a, addr, 1), 10_000, 0).catch((e: Error) => {
+            throw new Error(`${e.message}\n${lab!.logs()}`);
+          });
+        }
+      }
+    }
+    // every pair admitted the other by certificate and says where its traffic goes; a relayed pair
+    // says why, once its punch has run its course
+    await waitFor('every pair direct, or relayed after its punch', () =>
+      ms.every((a) => l.show(a).peers.every((p: any) => !/^punching:/.test(p.relayReason ?? ''))), 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}: ${ms.map((a) => `${a.name}: ${l.show(a).peers.map((p: any) => p.relayReason).join(' | ')}`).join('; ')}`);
+    });
+    const seen: string[] = [];
+    for (const a of ms) {
+      const s = l.show(a);
+      for (const b of ms) {
+        if (a === b) continue;
+        const peer = s.peers.find((p: any) => p.publicKey === b.publicKey);
+        expect(peer?.membership, `${a.name} holds ${b.name} admitted by certificate`).toBe('certified');
+        if (b === m3) expect(peer.certificate?.fingerprint, `${a.name} got m3's whole certificate`).toBe(m3Shown.fingerprint);
+        const active = peer.paths.find((x: any) => x.active);
+        expect(active, `${a.name} → ${b.name} has an active path: ${JSON.stringify(peer.paths)}`).toBeTruthy();
+        if (a === m1 || b === m1) {
+          // a symmetric NAT gives every destination its own port, so the port the lighthouse saw is
+          // not the one a punch would meet (and a plain NAT filters by address and port): relayed
+          expect(active.kind, `${a.name} → ${b.name}`).toBe('relay');
+          expect(peer.relayReason, `${a.name} → ${b.name} relayed, and says why`).toMatch(/symmetric NAT/);
+        } else expect(active.kind, `${a.name} → ${b.name}: CGNAT + plain ↔ plain punches through (as in the NAT matrix)`).toBe('direct');
+        // the small link, whichever path crosses it: the tunnel carries what fits (1280 − 60), found by probing
+        if (a === m3 || b === m3) expect(peer.tunnelMtu, `${a.name} → ${b.name} tunnel MTU`).toBeLessThanOrEqual(1280 - 60);
+        seen.push(`${a.name}→${b.name} ${active.kind}${active.kind === 'relay' ? ` (${peer.relayReason})` : ''} pmtu ${JSON.stringify(active.pmtu)} tunnel ${peer.tunnelMtu}`);
+      }
+    }
+    console.log(`(h) paths: ${seen.join('; ')}`);
+    // bulk TCP both ways across the 1280-byte link that tells nobody it dropped a packet
+    for (const [from, to] of [[m1, m3], [m3, m2]] as const) {
+      const r = await tcpTransfer(lab, from.ns, to.ns, to.v4, 2_000_000, 5201);
+      expect(r.received.bytes, `${from.name} → ${to.name} over the small link`).toBe(2_000_000);
+      expect(r.received.sha256).toBe(r.sent.sha256);
+      console.log(`(h) ${from.name} → ${to.name}: 2 MB in ${r.sent.seconds.toFixed(2)} s`);
+    }
   });
 
   it('(d) a device with a certificate from another CA is refused and gets no lookups or relays', async () => {
