@@ -110,7 +110,9 @@ describe.skipIf(skip)('NAT traversal with lighthouses', () => {
   it('(d) both members move to other NATs at once under a TCP stream and a UDP probe: outage ≤ 2 s', async () => {
     await bothActive('direct', 6000);
     const probe = await startProbe(lab, t.a.spec.ns, t.b.spec.ns, NAT_TUNNEL.b);
-    const transfer = tcpTransfer(lab, t.a.spec.ns, t.b.spec.ns, NAT_TUNNEL.b, 120 * 1024 * 1024);
+    // paced (15 MiB/s for 4 s), so the stream is still running when both move however fast the
+    // machine: unpaced, 120 MiB finished in 0.36 s on a fast one, before the move
+    const transfer = tcpTransfer(lab, t.a.spec.ns, t.b.spec.ns, NAT_TUNNEL.b, 60 * 1024 * 1024, 5201, 15 * 1024 * 1024);
     await sleep(700);
     const [toA, toB] = t.a.at === 'c1' ? ['c3', 'c4'] : ['c1', 'c2'];
     await t.move([
